@@ -1,0 +1,256 @@
+//! POP3 maildrops: Maildir, mbox and in-memory.
+//!
+//! A [`Store`] maps a user to a maildrop. [`Store::open`] locks the user's maildrop exclusively
+//! (a second opener, in this process or another, gets [`Error::InUse`]) and returns a
+//! [`Maildrop`]: a snapshot of the messages in delivery order, each with its exact RFC 1939
+//! size ([`size`]) and a stable UIDL. Message bodies are read as streams ([`MessageReader`]),
+//! never whole. Deletions are the caller's marks until [`Maildrop::commit`], which removes
+//! exactly the given messages, crash-safely; dropping a maildrop without committing deletes
+//! nothing. The lock is released on commit, on drop and on process death.
+//!
+//! This crate knows nothing of the POP3 wire format: it hands out stored bytes and the sizes
+//! the protocol layer's CRLF normalisation will produce. Blocking file I/O is used throughout;
+//! an async server should call it from a blocking-capable thread.
+//!
+//! ```
+//! use pop3_storage::{Envelope, MemoryStore, Store};
+//! use std::io::Read;
+//!
+//! let store = MemoryStore::new();
+//! store.deliver("alice", &mut &b"Subject: hi\n\nhello\n"[..], &Envelope::default())?;
+//! let mut drop = store.open("alice")?;
+//! assert_eq!(drop.messages()[0].size, 22); // 19 stored octets + 3 LFs sent as CRLF
+//! let mut body = Vec::new();
+//! drop.read_message(0)?.read_to_end(&mut body)?;
+//! drop.commit(&[0])?;
+//! assert!(store.open("alice")?.messages().is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See `docs/storage.md` in the repository for the UIDL schemes, the size cache format, the
+//! locking protocol and the crash-safety argument.
+
+mod error;
+#[allow(dead_code)] // dotlock and fcntl: used by the mbox slice
+mod lock;
+pub mod maildir;
+mod memory;
+pub mod size;
+#[allow(dead_code)] // asctime: used by the mbox slice
+mod util;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub use error::{Error, ErrorKind, Result};
+pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions, MaildirStore};
+
+pub use memory::{MemoryDrop, MemoryStore};
+pub use size::{rfc1939_size, SizeCounter};
+pub use util::is_valid_uidl;
+
+/// One message of a maildrop snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Exact RFC 1939 size in octets (see [`size`]).
+    pub size: u64,
+    /// Unique id: 1 to 70 characters in 0x21–0x7E, stable across sessions.
+    pub uidl: String,
+}
+
+/// An open, exclusively locked maildrop: a snapshot taken at open time.
+///
+/// Messages are addressed by their 0-based index in [`messages`](Self::messages) (POP3 message
+/// number minus one). Messages delivered after the snapshot was taken are not part of it and
+/// are never touched by [`commit`](Self::commit).
+pub trait Maildrop: fmt::Debug + Send {
+    /// The snapshot, in delivery order.
+    fn messages(&self) -> &[MessageInfo];
+
+    /// A stream of the stored bytes of message `index` (line endings as stored; the protocol
+    /// layer normalises them). The reader uses a bounded buffer, never the whole message.
+    ///
+    /// A message removed by another program since the snapshot gives
+    /// [`Error::MessageGone`]; the maildrop stays usable.
+    fn read_message(&self, index: usize) -> Result<MessageReader<'_>>;
+
+    /// Removes exactly the messages at `deleted` (indices into the snapshot; duplicates are
+    /// ignored) and releases the lock. An index out of range fails before anything is removed.
+    /// Afterwards the maildrop serves nothing more ([`Error::Committed`]).
+    fn commit(&mut self, deleted: &[usize]) -> Result<()>;
+}
+
+/// Maps users to maildrops.
+pub trait Store: fmt::Debug + Send + Sync {
+    /// Opens and locks `user`'s maildrop.
+    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>>;
+
+    /// Delivers one message into `user`'s maildrop, durably: when this returns `Ok` the message
+    /// is on stable storage.
+    fn deliver(&self, user: &str, message: &mut dyn Read, envelope: &Envelope) -> Result<()>;
+}
+
+/// Envelope data for delivery. Maildir ignores it; mbox writes the sender and time into the
+/// `From ` line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// Envelope sender (`MAIL FROM`); `None` or empty gives `MAILER-DAEMON`.
+    pub sender: Option<String>,
+}
+
+/// A stream of one message's stored bytes. Implements [`Read`].
+pub struct MessageReader<'a> {
+    inner: ReaderInner<'a>,
+}
+
+enum ReaderInner<'a> {
+    Slice(&'a [u8]),
+    File(BufReader<File>),
+    Region { file: &'a File, pos: u64, end: u64 },
+    Custom(Box<dyn Read + Send + 'a>),
+}
+
+/// Buffer size for reading message files: large enough for few syscalls, small enough
+/// that many concurrent sessions stay cheap.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+impl<'a> MessageReader<'a> {
+    /// Wraps any reader, for embedders implementing [`Maildrop`] themselves.
+    pub fn new(reader: Box<dyn Read + Send + 'a>) -> Self {
+        Self {
+            inner: ReaderInner::Custom(reader),
+        }
+    }
+
+    pub(crate) fn slice(bytes: &'a [u8]) -> Self {
+        Self {
+            inner: ReaderInner::Slice(bytes),
+        }
+    }
+
+    pub(crate) fn file(file: File) -> Self {
+        Self {
+            inner: ReaderInner::File(BufReader::with_capacity(CHUNK, file)),
+        }
+    }
+
+    #[allow(dead_code)] // used by the mbox slice
+    pub(crate) fn region(file: &'a File, start: u64, end: u64) -> Self {
+        Self {
+            inner: ReaderInner::Region {
+                file,
+                pos: start,
+                end,
+            },
+        }
+    }
+}
+
+impl Read for MessageReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            ReaderInner::Slice(s) => s.read(buf),
+            ReaderInner::File(f) => f.read(buf),
+            ReaderInner::Region { file, pos, end } => {
+                use std::os::unix::fs::FileExt;
+                let want = buf
+                    .len()
+                    .min(usize::try_from(*end - *pos).unwrap_or(usize::MAX));
+                if want == 0 {
+                    return Ok(0);
+                }
+                let n = file.read_at(&mut buf[..want], *pos)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "mbox shrank while a message was being read",
+                    ));
+                }
+                *pos += n as u64;
+                Ok(n)
+            }
+            ReaderInner::Custom(r) => r.read(buf),
+        }
+    }
+}
+
+impl fmt::Debug for MessageReader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.inner {
+            ReaderInner::Slice(s) => format!("Slice({} bytes left)", s.len()),
+            ReaderInner::File(_) => "File".to_owned(),
+            ReaderInner::Region { pos, end, .. } => format!("Region({pos}..{end})"),
+            ReaderInner::Custom(_) => "Custom".to_owned(),
+        };
+        f.debug_struct("MessageReader")
+            .field("inner", &kind)
+            .finish()
+    }
+}
+
+/// Checks that `user` can name a file or directory: non-empty, not `.` or `..`, no `/` or NUL.
+pub(crate) fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user == "." || user == ".." || user.contains(['/', '\0']) {
+        return Err(Error::InvalidUser(user.to_owned()));
+    }
+    Ok(())
+}
+
+/// Where a store finds a user's maildrop: `{user}` in the template is replaced by the user name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate(String);
+
+impl PathTemplate {
+    /// A template such as `/home/{user}/Maildir` or `/var/mail/{user}`. Without `{user}`,
+    /// the user name is appended as a last path component.
+    pub fn new(template: impl Into<String>) -> Self {
+        Self(template.into())
+    }
+
+    /// The path for `user`, after checking the user name (see [`Error::InvalidUser`]).
+    pub fn path_for(&self, user: &str) -> Result<PathBuf> {
+        check_user(user)?;
+        if self.0.contains("{user}") {
+            Ok(PathBuf::from(self.0.replace("{user}", user)))
+        } else {
+            Ok(Path::new(&self.0).join(user))
+        }
+    }
+}
+
+/// Hooks for crash-safety tests. Not part of the stable API.
+#[doc(hidden)]
+pub mod testing {
+    /// Installs a function called with the name of each crash-relevant step of commit and
+    /// delivery (e.g. `"maildir.deliver.linked"`). A test's child process uses it to stop at a
+    /// step so the parent can kill it there. Can be set once per process.
+    pub fn set_failpoint_hook(hook: fn(&str)) {
+        crate::util::set_failpoint_hook(hook);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_checked() {
+        let t = PathTemplate::new("/home/{user}/Maildir");
+        assert_eq!(
+            t.path_for("bob").unwrap(),
+            PathBuf::from("/home/bob/Maildir")
+        );
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(
+                matches!(t.path_for(bad), Err(Error::InvalidUser(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            PathTemplate::new("/var/mail").path_for("bob").unwrap(),
+            PathBuf::from("/var/mail/bob")
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Maildir maildrops against fixtures written the way Postfix, Dovecot and mutt write them.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use common::{message, read_all, transmitted};
+use pop3_storage::maildir::CACHE_FILE;
+use pop3_storage::{
+    is_valid_uidl, DeleteMode, Error, ErrorKind, Maildir, MaildirOptions, Maildrop,
+};
+
+/// Writes fixtures in a fresh Maildir and returns (file path relative to root, bytes) in
+/// delivery order.
+fn fixture(root: &Path) -> Vec<(String, Vec<u8>)> {
+    for d in ["new", "cur", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let mut files = Vec::new();
+    let mut put = |rel: String, bytes: Vec<u8>| {
+        fs::write(root.join(&rel), &bytes).unwrap();
+        files.push((rel, bytes));
+    };
+    // Postfix local(8): new/, LF endings.
+    put(
+        "new/1700000000.V801I1a2bM100000.mx.example.com".into(),
+        message(1, 40, false, true),
+    );
+    // Dovecot LDA: ,S= and ,W= in the name, already seen by an IMAP client (cur/, flags).
+    let m = message(2, 30, false, true);
+    let w = transmitted(&m).len();
+    put(
+        format!("cur/1700000001.M200000P4242.imap,S={},W={w}:2,S", m.len()),
+        m,
+    );
+    // mutt moved it to cur/ and flagged it replied; CRLF line endings.
+    put(
+        "cur/1700000002.M300000P99.desk:2,RS".into(),
+        message(3, 12, true, true),
+    );
+    // No trailing newline, in new/.
+    put(
+        "new/1700000003.M400000P100.desk".into(),
+        message(4, 5, false, false),
+    );
+    // Same second as the previous one, smaller microseconds: sorts before it.
+    put(
+        "new/1700000003.M5P100.desk".into(),
+        message(5, 1, false, true),
+    );
+    files.swap(3, 4);
+    // Things that are not INBOX messages.
+    fs::write(root.join("tmp/1700000009.M1P1.half-written"), b"partial").unwrap();
+    fs::write(root.join("cur/.hidden"), b"dotfile").unwrap();
+    fs::write(
+        root.join(".Sent/cur/1700000005.M1P1.x:2,S"),
+        message(9, 3, false, true),
+    )
+    .unwrap();
+    fs::write(
+        root.join("cur/1699999999.M1P1.old:2,ST"),
+        message(8, 3, false, true),
+    )
+    .unwrap();
+    fs::write(root.join("dovecot-uidlist"), b"3 V1 N1\n").unwrap();
+    files
+}
+
+fn uidls(d: &dyn Maildrop) -> Vec<String> {
+    d.messages().iter().map(|m| m.uidl.clone()).collect()
+}
+
+#[test]
+fn snapshot_of_real_world_maildir() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path());
+    let md = Maildir::new(dir.path());
+    let d = md.open().unwrap();
+    assert_eq!(d.messages().len(), files.len(), "{:?}", d.messages());
+    for (i, (rel, bytes)) in files.iter().enumerate() {
+        let info = &d.messages()[i];
+        assert_eq!(info.size, transmitted(bytes).len() as u64, "size of {rel}");
+        assert_eq!(read_all(&d, i), *bytes, "content of {rel}");
+        let base = rel.split('/').nth(1).unwrap().split(':').next().unwrap();
+        assert_eq!(info.uidl, base, "UIDL is the base name");
+        assert!(is_valid_uidl(&info.uidl));
+    }
+    assert!(matches!(d.read_message(99), Err(Error::NoSuchMessage(99))));
+}
+
+#[test]
+fn uidls_stable_across_moves_and_flag_changes_and_second_open_uses_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path());
+    let md = Maildir::new(dir.path());
+    let first = md.open().unwrap();
+    let (u1, s1) = (uidls(&first), first.messages().to_vec());
+    drop(first);
+    assert!(dir.path().join(CACHE_FILE).is_file());
+    // A client reads everything: new/ → cur/ with flags, flags changed.
+    for (rel, _) in &files {
+        let name = rel.split('/').nth(1).unwrap();
+        let base = name.split(':').next().unwrap();
+        fs::rename(
+            dir.path().join(rel),
+            dir.path().join("cur").join(format!("{base}:2,FS")),
+        )
+        .unwrap();
+    }
+    let second = md.open().unwrap();
+    assert_eq!(uidls(&second), u1);
+    assert_eq!(second.messages(), &s1[..]);
+    for (i, (_, bytes)) in files.iter().enumerate() {
+        assert_eq!(read_all(&second, i), *bytes);
+    }
+}
+
+#[test]
+fn warm_open_reads_no_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("new")).unwrap();
+    let rel = "new/1700000000.M1P1.h";
+    fs::write(root.join(rel), b"a\nb\nc\n").unwrap(); // 6 stored, size 9
+    let md = Maildir::new(root);
+    assert_eq!(md.open().unwrap().messages()[0].size, 9);
+    // Same length, different line endings: a re-read would give 8. The cached 9 proves the
+    // warm open did not read the body.
+    fs::write(root.join(rel), b"a\r\nb\nc").unwrap();
+    assert_eq!(md.open().unwrap().messages()[0].size, 9);
+    // A changed length is caught when the message is read, and the cache is dropped.
+    fs::write(root.join(rel), b"ab\n").unwrap();
+    let d = md.open().unwrap();
+    let err = d.read_message(0).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    drop(d);
+    assert!(!root.join(CACHE_FILE).exists());
+    assert_eq!(md.open().unwrap().messages()[0].size, 4);
+}
+
+#[test]
+fn stale_and_corrupt_cache_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path());
+    let md = Maildir::new(dir.path());
+    let expected: Vec<u64> = files
+        .iter()
+        .map(|(_, b)| transmitted(b).len() as u64)
+        .collect();
+    drop(md.open().unwrap());
+    let cache = dir.path().join(CACHE_FILE);
+    let before = fs::read_to_string(&cache).unwrap();
+    assert!(before.contains("1700000000.V801I1a2bM100000.mx.example.com"));
+    assert!(!before.contains("W="), "names with ,W= need no cache entry");
+    // Stale: a message deleted by another program disappears from the cache.
+    fs::remove_file(dir.path().join(&files[0].0)).unwrap();
+    let d = md.open().unwrap();
+    assert_eq!(d.messages().len(), files.len() - 1);
+    drop(d);
+    let after = fs::read_to_string(&cache).unwrap();
+    assert!(!after.contains("1700000000.V801I1a2bM100000"));
+    // Corrupt: garbage is detected and the sizes are recomputed.
+    fs::write(
+        &cache,
+        b"pop3-storage-sizes 1\n1 1 1700000002.M300000P99.desk\n",
+    )
+    .unwrap();
+    let d = md.open().unwrap();
+    let sizes: Vec<u64> = d.messages().iter().map(|m| m.size).collect();
+    assert_eq!(sizes, expected[1..]);
+    drop(d);
+    assert!(fs::read_to_string(&cache).unwrap().contains("checksum "));
+}
+
+#[test]
+fn exclusive_in_process_released_on_drop_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let md = Maildir::new(dir.path());
+    let mut a = md.open().unwrap();
+    let err = md.open().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InUse);
+    assert!(matches!(err, Error::InUse { holder: Some(pid), .. } if pid == std::process::id()));
+    drop(md.open().err());
+    a.commit(&[]).unwrap();
+    assert!(matches!(a.read_message(0), Err(Error::Committed)));
+    let b = md.open().unwrap();
+    drop(b);
+    drop(md.open().unwrap());
+}
+
+#[test]
+fn commit_unlinks_exactly_and_spares_new_arrivals() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path());
+    let md = Maildir::new(dir.path());
+    let mut d = md.open().unwrap();
+    let u = uidls(&d);
+    let arrived = md.deliver(&mut &message(50, 3, false, true)[..]).unwrap();
+    assert!(matches!(d.commit(&[0, 42]), Err(Error::NoSuchMessage(42))));
+    assert!(
+        dir.path().join(&files[0].0).exists(),
+        "failed commit deleted nothing"
+    );
+    d.commit(&[0, 2, 2]).unwrap();
+    drop(d);
+    let d = md.open().unwrap();
+    let mut expected = vec![u[1].clone(), u[3].clone(), u[4].clone()];
+    expected.push(arrived.split(':').next().unwrap().to_owned());
+    assert_eq!(uidls(&d), expected);
+    assert!(dir.path().join("tmp/1700000009.M1P1.half-written").exists());
+    assert!(dir.path().join(".Sent/cur/1700000005.M1P1.x:2,S").exists());
+}
+
+#[test]
+fn commit_can_mark_trashed_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path());
+    let md = Maildir::with_options(
+        dir.path(),
+        MaildirOptions {
+            delete: DeleteMode::MarkTrashed,
+            ..MaildirOptions::default()
+        },
+    );
+    let mut d = md.open().unwrap();
+    let u = uidls(&d);
+    d.commit(&[0, 1]).unwrap();
+    drop(d);
+    let base0 = files[0].0.split('/').nth(1).unwrap();
+    assert!(dir.path().join(format!("cur/{base0}:2,T")).exists());
+    let base1 = files[1]
+        .0
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    assert!(dir.path().join(format!("cur/{base1}:2,ST")).exists());
+    assert_eq!(uidls(&md.open().unwrap()), u[2..]);
+}
+
+#[test]
+fn message_removed_or_moved_by_another_program_mid_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path());
+    let md = Maildir::new(dir.path());
+    let mut d = md.open().unwrap();
+    fs::remove_file(dir.path().join(&files[1].0)).unwrap();
+    let name0 = files[0].0.split('/').nth(1).unwrap();
+    fs::rename(
+        dir.path().join(&files[0].0),
+        dir.path().join(format!("cur/{name0}:2,S")),
+    )
+    .unwrap();
+    let err = d.read_message(1).unwrap_err();
+    assert!(matches!(err, Error::MessageGone { index: 1, .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Temporary);
+    assert_eq!(read_all(&d, 0), files[0].1, "moved message still readable");
+    assert_eq!(read_all(&d, 2), files[2].1, "the session goes on");
+    d.commit(&[0, 1]).unwrap();
+    drop(d);
+    let d = md.open().unwrap();
+    assert_eq!(d.messages().len(), files.len() - 2);
+    assert!(fs::read_dir(dir.path().join("cur")).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with(name0)));
+}
+
+#[test]
+fn delivery_names_sizes_and_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::new(dir.path().join("fresh"));
+    let msgs: Vec<Vec<u8>> = (0..4).map(|i| message(i, i * 3, i == 2, i != 3)).collect();
+    let mut names = Vec::new();
+    for m in &msgs {
+        names.push(md.deliver(&mut &m[..]).unwrap());
+    }
+    for (name, m) in names.iter().zip(&msgs) {
+        assert!(name.ends_with(&format!(",S={},W={}", m.len(), transmitted(m).len())));
+        assert_eq!(fs::read(md.path().join("new").join(name)).unwrap(), *m);
+    }
+    assert_eq!(fs::read_dir(md.path().join("tmp")).unwrap().count(), 0);
+    let d = md.open().unwrap();
+    assert_eq!(uidls(&d), names, "delivery order, UIDL = name");
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(d.messages()[i].size, transmitted(m).len() as u64);
+        assert_eq!(read_all(&d, i), *m);
+    }
+}
+
+#[test]
+fn long_or_odd_base_names_get_hashed_uidls() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("cur")).unwrap();
+    fs::create_dir_all(dir.path().join("new")).unwrap();
+    let long = format!("1700000000.M1P1.{}", "h".repeat(80));
+    fs::write(dir.path().join("new").join(&long), b"x\n").unwrap();
+    fs::write(dir.path().join("new/1700000001.M1P1.with space"), b"y\n").unwrap();
+    // The same base in new/ and cur/ (a crashed mover): both served, distinct UIDLs.
+    fs::write(dir.path().join("new/1700000002.M1P1.dup"), b"z\n").unwrap();
+    fs::write(dir.path().join("cur/1700000002.M1P1.dup:2,S"), b"z\n").unwrap();
+    let d = Maildir::new(dir.path()).open().unwrap();
+    let u = uidls(&d);
+    assert_eq!(u.len(), 4);
+    assert!(u.iter().all(|x| is_valid_uidl(x)));
+    assert!(u[0].starts_with('~') && u[1].starts_with('~'));
+    assert_eq!(u.iter().collect::<HashSet<_>>().len(), 4);
+}
