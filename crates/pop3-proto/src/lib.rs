@@ -66,6 +66,7 @@ mod limits;
 mod line;
 mod msgnum;
 pub mod response;
+pub mod sasl;
 mod secret;
 mod wire;
 

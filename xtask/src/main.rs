@@ -1,0 +1,196 @@
+//! `cargo xtask`: the project's tasks, so that CI and developers run exactly the same commands.
+//!
+//! - `test`: the whole test suite (unit, integration and doc tests of every crate).
+//! - `gates`: the quality gates: fmt, clippy, rustdoc, the `no_std` build of pop3-proto,
+//!   `cargo bench --no-run`, and a fuzz smoke run of every target.
+//! - `ci`: `gates`, then `test`.
+//! - `fuzz [TARGET] [--runs N]`: run one or every fuzz target (default 20,000 runs each).
+//! - `bench [FILTER]`: run the criterion benches and print the figures with their ratios.
+
+mod bench_report;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const USAGE: &str =
+    "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER]>";
+
+/// Fuzz runs per target in CI (the project's minimum).
+const CI_FUZZ_RUNS: u64 = 20_000;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("gates") => gates(),
+        Some("ci") => gates().and_then(|()| test()),
+        Some("fuzz") => fuzz_command(&args[1..]),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `command`, echoing it first; fails with its description if it fails.
+fn run(mut command: Command) -> Result {
+    let shown = format!("{command:?}");
+    eprintln!("\n==> {shown}");
+    let status = command.status().map_err(|e| format!("{shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn cargo_with(args: &[&str]) -> Command {
+    let mut c = cargo();
+    c.args(args);
+    c
+}
+
+/// The whole test suite.
+fn test() -> Result {
+    run(cargo_with(&[
+        "test",
+        "--workspace",
+        "--lib",
+        "--bins",
+        "--tests",
+        "--examples",
+    ]))?;
+    run(cargo_with(&["test", "--workspace", "--doc"]))
+}
+
+/// The quality gates, in order of cost.
+fn gates() -> Result {
+    run(cargo_with(&["fmt", "--all", "--", "--check"]))?;
+    run(cargo_with(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut doc = cargo_with(&["doc", "--workspace", "--no-deps"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
+    // pop3-proto is `no_std` + `alloc` without its default features.
+    run(cargo_with(&[
+        "build",
+        "-p",
+        "pop3-proto",
+        "--no-default-features",
+    ]))?;
+    run(cargo_with(&["bench", "--workspace", "--no-run"]))?;
+    fuzz(None, CI_FUZZ_RUNS)
+}
+
+fn fuzz_command(args: &[String]) -> Result {
+    let mut target = None;
+    let mut runs = CI_FUZZ_RUNS;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--runs" => {
+                let n = it.next().ok_or("--runs needs a number")?;
+                runs = n
+                    .parse()
+                    .map_err(|_| format!("--runs: not a number: {n}"))?;
+            }
+            t if !t.starts_with('-') && target.is_none() => target = Some(t.to_owned()),
+            other => return Err(format!("fuzz: unexpected argument {other}\n{USAGE}")),
+        }
+    }
+    fuzz(target.as_deref(), runs)
+}
+
+/// A `cargo fuzz` command: nightly when rustup has it, else stable with `RUSTC_BOOTSTRAP=1`
+/// (cargo-fuzz needs unstable sanitizer flags; the compiler is the same).
+fn cargo_fuzz() -> Result<Command> {
+    let has_fuzz = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if !has_fuzz.is_ok_and(|o| o.status.success()) {
+        return Err("cargo-fuzz is not installed: cargo install --locked cargo-fuzz".to_owned());
+    }
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut c = Command::new("cargo");
+    if nightly {
+        c.arg("+nightly");
+    } else {
+        c.env("RUSTC_BOOTSTRAP", "1");
+    }
+    c.arg("fuzz").current_dir(root().join("fuzz"));
+    Ok(c)
+}
+
+/// Runs one target, or every target, for `runs` iterations with the POP3 dictionary.
+fn fuzz(target: Option<&str>, runs: u64) -> Result {
+    let targets = match target {
+        Some(t) => vec![t.to_owned()],
+        None => {
+            let mut list = cargo_fuzz()?;
+            list.arg("list");
+            let out = list.output().map_err(|e| format!("cargo fuzz list: {e}"))?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    };
+    if targets.is_empty() {
+        return Err("no fuzz targets found".to_owned());
+    }
+    let dict = root().join("fuzz").join("pop3.dict");
+    for t in &targets {
+        let mut c = cargo_fuzz()?;
+        c.args([
+            "run",
+            t,
+            "--",
+            &format!("-runs={runs}"),
+            "-max_total_time=600",
+        ]);
+        c.arg(format!("-dict={}", dict.display()));
+        run(c)?;
+    }
+    Ok(())
+}
+
+/// Runs the criterion benches, then prints the figures and ratios from their estimates.
+fn bench(filter: Option<&str>) -> Result {
+    let mut c = cargo_with(&["bench", "-p", "pop3-benches", "--bench", "codec", "--"]);
+    c.args(["--warm-up-time", "1", "--measurement-time", "3"]);
+    if let Some(f) = filter {
+        c.arg(f);
+    }
+    run(c)?;
+    let report = bench_report::render(&root().join("target").join("criterion"))?;
+    println!("{report}");
+    Ok(())
+}
