@@ -31,12 +31,11 @@
 //! locking protocol and the crash-safety argument.
 
 mod error;
-#[allow(dead_code)] // dotlock and fcntl: used by the mbox slice
 mod lock;
 pub mod maildir;
+pub mod mbox;
 mod memory;
 pub mod size;
-#[allow(dead_code)] // asctime: used by the mbox slice
 mod util;
 
 use std::fmt;
@@ -47,6 +46,7 @@ use std::path::{Path, PathBuf};
 pub use error::{Error, ErrorKind, Result};
 pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions, MaildirStore};
 
+pub use mbox::{Mbox, MboxDrop, MboxStore};
 pub use memory::{MemoryDrop, MemoryStore};
 pub use size::{rfc1939_size, SizeCounter};
 pub use util::is_valid_uidl;
@@ -136,7 +136,6 @@ impl<'a> MessageReader<'a> {
         }
     }
 
-    #[allow(dead_code)] // used by the mbox slice
     pub(crate) fn region(file: &'a File, start: u64, end: u64) -> Self {
         Self {
             inner: ReaderInner::Region {

@@ -92,9 +92,18 @@ impl Sub {
 struct Entry {
     sub: Sub,
     name: OsString,
-    base: Vec<u8>,
+    /// `name[..base_len]` is BASE.
+    base_len: usize,
+    /// The `,W=` field of BASE.
+    w: Option<u64>,
     /// Stored length, when known (from `,S=` or the cache or reading); checked on read.
     raw_len: Option<u64>,
+}
+
+impl Entry {
+    fn base(&self) -> &[u8] {
+        &self.name.as_bytes()[..self.base_len]
+    }
 }
 
 /// The part of a Maildir file name before the `:2,` info.
@@ -198,23 +207,37 @@ impl Maildir {
         for sub in [Sub::New, Sub::Cur] {
             scan(&self.root, sub, &mut entries)?;
         }
-        entries.sort_by(|a, b| {
-            order_key(&a.base)
-                .cmp(&order_key(&b.base))
-                .then_with(|| a.base.cmp(&b.base))
+        // Keys computed once per entry, not per comparison.
+        let mut keyed: Vec<(u64, u64, u32)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (secs, usec) = order_key(e.base());
+                (secs, usec, i as u32)
+            })
+            .collect();
+        keyed.sort_unstable_by(|&(sa, ua, a), &(sb, ub, b)| {
+            let (a, b) = (&entries[a as usize], &entries[b as usize]);
+            (sa, ua)
+                .cmp(&(sb, ub))
+                .then_with(|| a.base().cmp(b.base()))
                 .then_with(|| a.name.cmp(&b.name))
         });
+        let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        let mut entries: Vec<Entry> = keyed
+            .iter()
+            .filter_map(|&(_, _, i)| slots[i as usize].take())
+            .collect();
 
         let mut cache = SizeCache::load(&self.root);
         let mut sizes = Vec::with_capacity(entries.len());
         for e in &mut entries {
-            let from_name = field(&e.base, b'W');
-            let size = match from_name {
+            let size = match e.w {
                 Some(w) => {
-                    e.raw_len = field(&e.base, b'S');
+                    e.raw_len = field(e.base(), b'S');
                     w
                 }
-                None => match cache.get(&e.base) {
+                None => match cache.get(e.base()) {
                     Some((size, raw)) => {
                         e.raw_len = Some(raw);
                         size
@@ -233,7 +256,7 @@ impl Maildir {
                             Err(e) => return Err(e),
                         };
                         e.raw_len = Some(raw);
-                        cache.insert(&e.base, size, raw);
+                        cache.insert(e.base(), size, raw);
                         size
                     }
                 },
@@ -248,8 +271,8 @@ impl Maildir {
         let cached: Vec<(&[u8], u64, u64)> = entries
             .iter()
             .zip(&sizes)
-            .filter(|(e, _)| field(&e.base, b'W').is_none())
-            .filter_map(|(e, &size)| Some((&e.base[..], size, e.raw_len?)))
+            .filter(|(e, _)| e.w.is_none())
+            .filter_map(|(e, &size)| Some((e.base(), size, e.raw_len?)))
             .collect();
         // The cache is an optimisation: failing to write it (full disk, read-only Maildir)
         // must not keep the user from their mail.
@@ -261,15 +284,17 @@ impl Maildir {
             .iter()
             .zip(sizes)
             .map(|(e, size)| {
-                let mut uidl = uidl_for_base(&e.base);
-                if !seen.insert(uidl.clone()) {
+                let mut uidl = uidl_for_base(e.base());
+                // Distinct bases give distinct UIDLs (verbatim ones are the base, hashed ones
+                // start with `~`, which verbatim ones never do), so only a repeated base needs
+                // a second look.
+                if !seen.insert(e.base()) {
                     // The same BASE in new/ and cur/ (a crashed mover): both are served, the
                     // second under a name-derived UIDL.
                     let mut full = e.sub.dir().as_bytes().to_vec();
                     full.push(b'/');
                     full.extend_from_slice(e.name.as_bytes());
                     uidl = hashed_uidl(&full);
-                    seen.insert(uidl.clone());
                 }
                 MessageInfo { size, uidl }
             })
@@ -379,9 +404,11 @@ fn scan(root: &Path, sub: Sub, out: &mut Vec<Entry>) -> Result<()> {
         if sub == Sub::Cur && trashed(name.as_bytes()) {
             continue;
         }
+        let base = base_of(name.as_bytes());
         out.push(Entry {
             sub,
-            base: base_of(name.as_bytes()).to_vec(),
+            base_len: base.len(),
+            w: field(base, b'W'),
             name,
             raw_len: None,
         });
@@ -391,10 +418,10 @@ fn scan(root: &Path, sub: Sub, out: &mut Vec<Entry>) -> Result<()> {
 
 /// Whether a `cur/` name carries the `T` (trashed) flag.
 fn trashed(name: &[u8]) -> bool {
-    let Some(i) = memchr::memmem::find(name, b":2,") else {
-        return false;
-    };
-    name[i + 3..].contains(&b'T')
+    match memchr::memchr(b':', name) {
+        Some(i) => name[i..].starts_with(b":2,") && name[i + 3..].contains(&b'T'),
+        None => false,
+    }
 }
 
 /// Reads a message once: (RFC 1939 size, stored length).
@@ -423,9 +450,18 @@ fn measure(path: &Path) -> Result<(u64, u64)> {
 /// ```
 #[derive(Debug, Default)]
 struct SizeCache {
-    map: HashMap<Vec<u8>, (u64, u64)>,
+    /// The cache file as read.
+    bytes: Vec<u8>,
+    /// (start, end of BASE in `bytes`, size, stored length), in file order.
+    lines: Vec<(usize, usize, u64, u64)>,
+    /// Next line to try: the cache is written in snapshot order, so a warm open matches it
+    /// line by line without hashing.
+    cursor: usize,
+    /// Built on the first out-of-order lookup.
+    index: Option<HashMap<Vec<u8>, usize>>,
+    /// Entries computed by this open.
+    added: HashMap<Vec<u8>, (u64, u64)>,
     used: usize,
-    loaded: usize,
     dirty: bool,
 }
 
@@ -434,9 +470,9 @@ impl SizeCache {
         let mut cache = Self::default();
         match fs::read(root.join(CACHE_FILE)) {
             Ok(bytes) => match Self::parse(&bytes) {
-                Some(map) => {
-                    cache.loaded = map.len();
-                    cache.map = map;
+                Some(lines) => {
+                    cache.lines = lines;
+                    cache.bytes = bytes;
                 }
                 None => cache.dirty = true, // corrupt: rebuild
             },
@@ -445,7 +481,7 @@ impl SizeCache {
         cache
     }
 
-    fn parse(bytes: &[u8]) -> Option<HashMap<Vec<u8>, (u64, u64)>> {
+    fn parse(bytes: &[u8]) -> Option<Vec<(usize, usize, u64, u64)>> {
         let body = bytes.strip_prefix(CACHE_MAGIC)?;
         let trailer_at = body.len().checked_sub(26)?; // "checksum " + 16 + "\n"
         let (lines, trailer) = body.split_at(trailer_at);
@@ -454,27 +490,53 @@ impl SizeCache {
         if sum != fnv64(&bytes[..CACHE_MAGIC.len() + trailer_at]) {
             return None;
         }
-        let mut map = HashMap::new();
+        let num = |p: &[u8]| -> Option<u64> {
+            if p.is_empty() || p.len() > 19 || !p.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            Some(p.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+        };
+        let mut out = Vec::with_capacity(lines.len() / 64);
+        let mut at = CACHE_MAGIC.len();
         for line in lines.split(|&b| b == b'\n') {
+            let start = at;
+            at += line.len() + 1;
             if line.is_empty() {
                 continue;
             }
-            let mut parts = line.splitn(3, |&b| b == b' ');
-            let num =
-                |p: Option<&[u8]>| -> Option<u64> { std::str::from_utf8(p?).ok()?.parse().ok() };
-            let size = num(parts.next())?;
-            let raw = num(parts.next())?;
-            let base = parts.next()?;
-            if base.is_empty() {
+            let sp1 = memchr::memchr(b' ', line)?;
+            let sp2 = sp1 + 1 + memchr::memchr(b' ', &line[sp1 + 1..])?;
+            let size = num(&line[..sp1])?;
+            let raw = num(&line[sp1 + 1..sp2])?;
+            if sp2 + 1 == line.len() {
                 return None;
             }
-            map.insert(base.to_vec(), (size, raw));
+            out.push((start + sp2 + 1, start + line.len(), size, raw));
         }
-        Some(map)
+        Some(out)
     }
 
     fn get(&mut self, base: &[u8]) -> Option<(u64, u64)> {
-        let hit = self.map.get(base).copied();
+        let line = match self.lines.get(self.cursor) {
+            Some(&(s, e, ..)) if &self.bytes[s..e] == base => Some(self.cursor),
+            _ => {
+                let index = self.index.get_or_insert_with(|| {
+                    self.lines
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &(s, e, ..))| (self.bytes[s..e].to_vec(), i))
+                        .collect()
+                });
+                index.get(base).copied()
+            }
+        };
+        if let Some(i) = line {
+            self.cursor = i + 1;
+            self.used += 1;
+            let (_, _, size, raw) = self.lines[i];
+            return Some((size, raw));
+        }
+        let hit = self.added.get(base).copied();
         if hit.is_some() {
             self.used += 1;
         }
@@ -483,8 +545,7 @@ impl SizeCache {
 
     fn insert(&mut self, base: &[u8], size: u64, raw: u64) {
         if !base.contains(&b'\n') {
-            self.map.insert(base.to_vec(), (size, raw));
-            self.used += 1;
+            self.added.insert(base.to_vec(), (size, raw));
             self.dirty = true;
         }
     }
@@ -494,7 +555,7 @@ impl SizeCache {
     /// temporary file, fsynced and renamed over the old one, so a reader sees the old or the
     /// new cache, never a mix; a torn file fails its checksum and is rebuilt.
     fn save_if_dirty(&self, root: &Path, entries: &[(&[u8], u64, u64)]) -> Result<()> {
-        if !self.dirty && self.used == self.loaded {
+        if !self.dirty && self.used == self.lines.len() {
             return Ok(());
         }
         let mut out = Vec::with_capacity(CACHE_MAGIC.len() + entries.len() * 80 + 26);
@@ -566,7 +627,7 @@ impl MaildirDrop {
             };
             for item in rd {
                 let item = item.ctx("read directory", &dir)?;
-                if base_of(item.file_name().as_bytes()) == &e.base[..] {
+                if base_of(item.file_name().as_bytes()) == e.base() {
                     return Ok(Some(item.path()));
                 }
             }
@@ -647,7 +708,7 @@ impl Maildrop for MaildirDrop {
                     flags.push(b'T');
                     flags.sort_unstable();
                     flags.dedup();
-                    let mut new_name = e.base.clone();
+                    let mut new_name = e.base().to_vec();
                     new_name.extend_from_slice(b":2,");
                     new_name.extend_from_slice(&flags);
                     let dest = self.root.join("cur").join(OsString::from_vec(new_name));
@@ -752,6 +813,11 @@ mod tests {
         assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
         assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
         assert_eq!(loaded.get(b"3.c"), None);
+        // Out of file order (messages moved or added): found through the index.
+        let mut loaded = SizeCache::load(dir.path());
+        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
+        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
+        assert_eq!(loaded.used, 2);
         // Flip one digit: the checksum catches it and the cache is rebuilt.
         let p = dir.path().join(CACHE_FILE);
         let mut bytes = fs::read(&p).unwrap();
@@ -759,7 +825,7 @@ mod tests {
         bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
         fs::write(&p, &bytes).unwrap();
         let loaded = SizeCache::load(dir.path());
-        assert!(loaded.dirty && loaded.map.is_empty());
+        assert!(loaded.dirty && loaded.lines.is_empty());
         fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
         assert!(SizeCache::load(dir.path()).dirty);
     }

@@ -1,0 +1,725 @@
+//! mbox maildrops (`/var/mail/USER`) and mbox delivery.
+//!
+//! * **Reading.** A message starts at a line beginning with `From ` that is the first line of
+//!   the file or follows an empty line; that `From ` line is not part of the message, and the
+//!   empty line before the next `From ` line (the separator) is not either. Nothing is
+//!   unquoted: a `>From ` line is served as stored. This is correct for mboxo (where the
+//!   quoting cannot be undone) and leaves mboxrd's extra `>` visible, the same choice
+//!   Dovecot and qpopper make; see `docs/storage.md`. A file that has anything but empty
+//!   lines before its first `From ` line is refused ([`Error::Corrupt`]).
+//! * **UIDL.** 32 hex digits of FNV-1a-128 over the `From ` line, the header section and the
+//!   message size; a second identical message gets `-2`, a third `-3`, and so on.
+//! * **Locking.** A `NAME.lock` dotlock, then an `fcntl` write lock on the file, as Postfix
+//!   (`mailbox_delivery_lock = fcntl, dotlock`) and mutt do. Both are held until commit or drop.
+//! * **Commit** writes the kept messages and anything appended since the snapshot to
+//!   `.NAME.pop3-storage.tmp`, fsyncs it, renames it over the mbox and fsyncs the directory:
+//!   a crash leaves either the old or the new file.
+//! * **Delivery** appends `From sender date`, the message with lines beginning `From `
+//!   quoted as `>From ` (mboxo, like Postfix's local(8)), a final newline if missing, and an
+//!   empty separator line. A journal `.NAME.pop3-storage.append` makes an interrupted append
+//!   roll back on the next locked access.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::IoContext;
+use crate::lock::{fcntl_exclusive, DotLock};
+use crate::util::{asctime_utc, failpoint, Fnv128};
+use crate::{
+    Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, Store, CHUNK,
+};
+
+/// An mbox file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mbox {
+    path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    from_start: u64,
+    body_start: u64,
+    body_end: u64,
+}
+
+/// An open mbox maildrop (see [`Mbox::open`]).
+#[derive(Debug)]
+pub struct MboxDrop {
+    path: PathBuf,
+    /// The locked descriptor (`None` when the mbox does not exist: an empty maildrop).
+    file: Option<File>,
+    dotlock: Option<DotLock>,
+    locs: Vec<Loc>,
+    infos: Vec<MessageInfo>,
+    snapshot_len: u64,
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.pop3-storage.{suffix}"))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx("fsync directory", dir)
+}
+
+/// The locks of an mbox: dotlock, then the fcntl lock on the file it names.
+struct Locked {
+    dotlock: DotLock,
+    file: Option<File>,
+}
+
+impl Mbox {
+    /// The mbox at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The mbox file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self, create: bool) -> Result<Locked> {
+        let dotlock = DotLock::acquire(&self.path)?;
+        for _ in 0..5 {
+            let file = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .mode(0o600)
+                .open(&self.path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !create => {
+                    return Ok(Locked {
+                        dotlock,
+                        file: None,
+                    })
+                }
+                Err(e) => return Err(Error::io("open", &self.path, e)),
+            };
+            fcntl_exclusive(&file, &self.path)?;
+            // The file may have been replaced (renamed over) between our open and our lock;
+            // then the lock protects nothing: start again.
+            let ours = file.metadata().ctx("stat", &self.path)?;
+            match fs::metadata(&self.path) {
+                Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => {
+                    let locked = Locked {
+                        dotlock,
+                        file: Some(file),
+                    };
+                    self.recover(&locked)?;
+                    return Ok(locked);
+                }
+                _ => continue,
+            }
+        }
+        Err(Error::InUse {
+            path: self.path.clone(),
+            holder: None,
+        })
+    }
+
+    /// Under the locks: removes a commit's leftover temporary file and rolls back an
+    /// interrupted append.
+    fn recover(&self, locked: &Locked) -> Result<()> {
+        let tmp = sidecar(&self.path, "tmp");
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &tmp, e)),
+        }
+        let journal = sidecar(&self.path, "append");
+        let text = match fs::read_to_string(&journal) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("read", &journal, e)),
+        };
+        let mut nums = text.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(orig)), Some(Ok(end)), Some(file)) =
+            (nums.next(), nums.next(), locked.file.as_ref())
+        {
+            let len = file.metadata().ctx("stat", &self.path)?.len();
+            // Only our own unacknowledged append is undone; if the file is shorter than before
+            // it or longer than it would have made it, someone else has written: leave it.
+            if len > orig && len <= end {
+                file.set_len(orig).ctx("truncate", &self.path)?;
+                file.sync_all().ctx("fsync", &self.path)?;
+            }
+        }
+        // An unparsable journal was never fsynced, so its append never started.
+        fs::remove_file(&journal).ctx("remove", &journal)?;
+        sync_dir(&self.path)
+    }
+
+    /// Locks the mbox (dotlock + fcntl) and takes a snapshot of its messages. A missing file is
+    /// an empty maildrop.
+    pub fn open(&self) -> Result<MboxDrop> {
+        let locked = self.lock(false)?;
+        let (locs, infos, snapshot_len) = match &locked.file {
+            Some(f) => scan(f, &self.path)?,
+            None => (Vec::new(), Vec::new(), 0),
+        };
+        Ok(MboxDrop {
+            path: self.path.clone(),
+            file: locked.file,
+            dotlock: Some(locked.dotlock),
+            locs,
+            infos,
+            snapshot_len,
+        })
+    }
+
+    /// Appends a message (see the [module docs](self)); durable when this returns `Ok`.
+    /// Fails with [`Error::InUse`] while a POP3 session holds the mbox, like any
+    /// locking MDA (which then retries later).
+    pub fn deliver(&self, message: &mut dyn Read, envelope: &Envelope) -> Result<()> {
+        let locked = self.lock(true)?;
+        let file = locked.file.as_ref().expect("created");
+        let orig = file.metadata().ctx("stat", &self.path)?.len();
+        // Spool first (quoting, From line, separator), so the append copies a known length.
+        let spool_path = sidecar(&self.path, &format!("spool.{}", std::process::id()));
+        let mut spool = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&spool_path)
+            .ctx("create", &spool_path)?;
+        let _ = fs::remove_file(&spool_path); // anonymous from now on
+        let mut tail = [0u8; 2];
+        let sep: &[u8] = match orig {
+            0 => b"",
+            1 => {
+                file.read_exact_at(&mut tail[1..], 0)
+                    .ctx("read", &self.path)?;
+                if tail[1] == b'\n' {
+                    b"\n"
+                } else {
+                    b"\n\n"
+                }
+            }
+            _ => {
+                file.read_exact_at(&mut tail, orig - 2)
+                    .ctx("read", &self.path)?;
+                match tail {
+                    [b'\n', b'\n'] => b"",
+                    [_, b'\n'] => b"\n",
+                    _ => b"\n\n",
+                }
+            }
+        };
+        let sender = envelope
+            .sender
+            .as_deref()
+            .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+            .unwrap_or("MAILER-DAEMON");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut w = io::BufWriter::with_capacity(CHUNK, &mut spool);
+        let head = format!("From {sender} {}\n", asctime_utc(now.as_secs()));
+        w.write_all(sep)
+            .and_then(|()| w.write_all(head.as_bytes()))
+            .ctx("write", &spool_path)?;
+        let mut quoter = Quoter::default();
+        let mut buf = vec![0; CHUNK];
+        let mut out = Vec::with_capacity(CHUNK + 64);
+        loop {
+            let n = match message.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read message for", &self.path, e)),
+            };
+            out.clear();
+            quoter.feed(&buf[..n], &mut out);
+            w.write_all(&out).ctx("write", &spool_path)?;
+        }
+        out.clear();
+        quoter.finish(&mut out);
+        out.push(b'\n'); // separator
+        w.write_all(&out)
+            .and_then(|()| w.flush())
+            .ctx("write", &spool_path)?;
+        drop(w);
+        let total = spool.stream_position().ctx("seek", &spool_path)?;
+
+        let journal = sidecar(&self.path, "append");
+        let mut j = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&journal)
+            .ctx("create", &journal)?;
+        j.write_all(format!("{orig} {}\n", orig + total).as_bytes())
+            .and_then(|()| j.sync_all())
+            .ctx("write", &journal)?;
+        sync_dir(&self.path)?;
+        failpoint("mbox.deliver.journaled");
+
+        let appended = (|| {
+            spool.seek(SeekFrom::Start(0)).ctx("seek", &spool_path)?;
+            let mut at = orig;
+            loop {
+                let n = match spool.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("read", &spool_path, e)),
+                };
+                file.write_all_at(&buf[..n], at)
+                    .ctx("append to", &self.path)?;
+                at += n as u64;
+                if at > orig && at < orig + total {
+                    failpoint("mbox.deliver.partial");
+                }
+            }
+            failpoint("mbox.deliver.appended");
+            file.sync_all().ctx("fsync", &self.path)
+        })();
+        if let Err(e) = appended {
+            // Leave the mbox as it was; the journal would do it on the next access anyway.
+            if file.set_len(orig).is_ok() && file.sync_all().is_ok() {
+                let _ = fs::remove_file(&journal);
+            }
+            return Err(e);
+        }
+        failpoint("mbox.deliver.synced");
+        fs::remove_file(&journal).ctx("remove", &journal)?;
+        sync_dir(&self.path)?;
+        failpoint("mbox.deliver.done");
+        drop(locked);
+        Ok(())
+    }
+}
+
+/// mboxo quoting of `From ` at the start of a line, streaming.
+#[derive(Debug)]
+struct Quoter {
+    at_line_start: bool,
+    pending: Vec<u8>,
+    last: Option<u8>,
+}
+
+impl Default for Quoter {
+    fn default() -> Self {
+        Self {
+            at_line_start: true,
+            pending: Vec::with_capacity(5),
+            last: None,
+        }
+    }
+}
+
+impl Quoter {
+    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        if let Some(&b) = input.last() {
+            self.last = Some(b);
+        }
+        while !input.is_empty() {
+            if self.at_line_start {
+                // Collect up to 5 octets of the line (or fewer, up to its LF) to decide.
+                while self.pending.len() < 5 && !input.is_empty() {
+                    let b = input[0];
+                    input = &input[1..];
+                    self.pending.push(b);
+                    if b == b'\n' {
+                        break;
+                    }
+                }
+                let decided = self.pending.len() == 5 || self.pending.last() == Some(&b'\n');
+                if !decided {
+                    return;
+                }
+                if self.pending == b"From " {
+                    out.push(b'>');
+                }
+                out.extend_from_slice(&self.pending);
+                self.at_line_start = self.pending.last() == Some(&b'\n');
+                self.pending.clear();
+                continue;
+            }
+            match memchr::memchr(b'\n', input) {
+                Some(i) => {
+                    out.extend_from_slice(&input[..=i]);
+                    input = &input[i + 1..];
+                    self.at_line_start = true;
+                }
+                None => {
+                    out.extend_from_slice(input);
+                    input = &[];
+                }
+            }
+        }
+    }
+
+    /// Flushes and ends the message with a newline if it lacks one.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.pending);
+        self.pending.clear();
+        if !matches!(self.last, None | Some(b'\n')) {
+            out.push(b'\n');
+        }
+    }
+}
+
+/// The scanner's view of the current message.
+#[derive(Debug)]
+struct Current {
+    from_start: u64,
+    body_start: u64,
+    hash: Fnv128,
+    in_headers: bool,
+    /// Sum of the RFC 1939 sizes of its complete lines.
+    acc: u64,
+    /// (start, contribution, empty) of its last complete line.
+    last_line: Option<(u64, u64, bool)>,
+    completion: u64,
+}
+
+fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
+    let corrupt = |reason: &str| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let mut reader = BufReader::with_capacity(CHUNK, file);
+    (&*file).seek(SeekFrom::Start(0)).ctx("seek", path)?;
+    let mut offset = 0u64;
+    let mut done: Vec<(Loc, u64, Fnv128)> = Vec::new();
+    let mut cur: Option<Current> = None;
+    // The line being read.
+    let mut line_start = 0u64;
+    let mut line_len = 0u64;
+    let mut prefix: Vec<u8> = Vec::with_capacity(5);
+    let mut line_last: Option<u8> = None; // last octet of the line so far
+    let mut candidate = true; // first line of the file, or after an empty line
+    let mut cand_hash = Fnv128::new();
+
+    let finish = |cur: Current, region_end: u64, done: &mut Vec<(Loc, u64, Fnv128)>| {
+        let (body_end, size) = match cur.last_line {
+            Some((start, contrib, true)) => (start, cur.acc - contrib),
+            _ => (region_end, cur.acc + cur.completion),
+        };
+        let mut hash = cur.hash;
+        hash.update(&size.to_le_bytes());
+        done.push((
+            Loc {
+                from_start: cur.from_start,
+                body_start: cur.body_start,
+                body_end,
+            },
+            size,
+            hash,
+        ));
+    };
+
+    loop {
+        let buf = reader.fill_buf().ctx("read", path)?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len();
+        let mut i = 0;
+        while i < n {
+            let (seg, complete) = match memchr::memchr(b'\n', &buf[i..]) {
+                Some(o) => (&buf[i..i + o + 1], true),
+                None => (&buf[i..], false),
+            };
+            if line_len == 0 {
+                line_start = offset + i as u64;
+                prefix.clear();
+                if candidate {
+                    cand_hash = Fnv128::new();
+                }
+            }
+            if prefix.len() < 5 {
+                let take = (5 - prefix.len()).min(seg.len());
+                prefix.extend_from_slice(&seg[..take]);
+            }
+            if candidate {
+                cand_hash.update(seg);
+            }
+            if let Some(c) = cur.as_mut() {
+                if c.in_headers {
+                    c.hash.update(seg);
+                }
+            }
+            line_len += seg.len() as u64;
+            let before_last = if seg.len() >= 2 {
+                Some(seg[seg.len() - 2])
+            } else {
+                line_last
+            };
+            line_last = seg.last().copied();
+            i += seg.len();
+            if !complete {
+                continue;
+            }
+            // A complete line [line_start, line_start + line_len).
+            let content = line_len - 1;
+            let cr = before_last == Some(b'\r') && content >= 1;
+            let empty = content == 0 || (content == 1 && cr);
+            if candidate && prefix == b"From " {
+                if let Some(c) = cur.take() {
+                    finish(c, line_start, &mut done);
+                }
+                cur = Some(Current {
+                    from_start: line_start,
+                    body_start: line_start + line_len,
+                    hash: cand_hash,
+                    in_headers: true,
+                    acc: 0,
+                    last_line: None,
+                    completion: 0,
+                });
+            } else if let Some(c) = cur.as_mut() {
+                let contrib = line_len + u64::from(!cr);
+                c.acc += contrib;
+                c.last_line = Some((line_start, contrib, empty));
+                if empty {
+                    c.in_headers = false;
+                }
+            } else if !empty {
+                return Err(corrupt("mbox does not begin with a \"From \" line"));
+            }
+            candidate = empty;
+            line_len = 0;
+            line_last = None;
+        }
+        reader.consume(n);
+        offset += n as u64;
+    }
+    if line_len > 0 {
+        // A last line without LF.
+        match cur.as_mut() {
+            Some(c) => {
+                c.acc += line_len;
+                c.completion = if line_last == Some(b'\r') { 1 } else { 2 };
+                c.last_line = None;
+            }
+            None => return Err(corrupt("mbox does not begin with a \"From \" line")),
+        }
+    }
+    if let Some(c) = cur.take() {
+        finish(c, offset, &mut done);
+    }
+
+    let mut seen = std::collections::HashMap::<String, u32>::new();
+    let mut locs = Vec::with_capacity(done.len());
+    let mut infos = Vec::with_capacity(done.len());
+    for (loc, size, hash) in done {
+        let base = hash.hex();
+        let count = seen.entry(base.clone()).or_insert(0);
+        *count += 1;
+        let uidl = if *count == 1 {
+            base
+        } else {
+            format!("{base}-{count}")
+        };
+        locs.push(loc);
+        infos.push(MessageInfo { size, uidl });
+    }
+    Ok((locs, infos, offset))
+}
+
+impl MboxDrop {
+    fn live(&self) -> Result<()> {
+        if self.dotlock.is_none() {
+            return Err(Error::Committed);
+        }
+        Ok(())
+    }
+
+    /// The mbox file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn release(&mut self) {
+        // Close the descriptor (dropping the fcntl lock) before removing the dotlock.
+        self.file = None;
+        self.dotlock = None;
+    }
+
+    fn rewrite(&self, file: &File, deleted: &[bool]) -> Result<()> {
+        let meta = file.metadata().ctx("stat", &self.path)?;
+        let len = meta.len();
+        let changed = |reason: &str| Error::Corrupt {
+            path: self.path.clone(),
+            reason: format!("{reason} while locked; nothing deleted"),
+        };
+        if len < self.snapshot_len {
+            return Err(changed("mbox shrank"));
+        }
+        for loc in &self.locs {
+            let mut head = [0u8; 5];
+            file.read_exact_at(&mut head, loc.from_start)
+                .ctx("read", &self.path)?;
+            if &head != b"From " {
+                return Err(changed("mbox was modified"));
+            }
+        }
+        let tmp = sidecar(&self.path, "tmp");
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        let result = (|| {
+            let mut copy = |from: u64, to: u64| -> Result<()> {
+                let mut src = file;
+                src.seek(SeekFrom::Start(from)).ctx("seek", &self.path)?;
+                let n = io::copy(&mut src.take(to - from), &mut out).ctx("copy to", &tmp)?;
+                if n != to - from {
+                    return Err(changed("mbox shrank"));
+                }
+                Ok(())
+            };
+            let first = self
+                .locs
+                .first()
+                .map_or(self.snapshot_len, |l| l.from_start);
+            copy(0, first)?;
+            for (i, loc) in self.locs.iter().enumerate() {
+                let region_end = self
+                    .locs
+                    .get(i + 1)
+                    .map_or(self.snapshot_len, |l| l.from_start);
+                if !deleted[i] {
+                    copy(loc.from_start, region_end)?;
+                }
+            }
+            copy(self.snapshot_len, len)?;
+            failpoint("mbox.commit.written");
+            out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .ctx("chmod", &tmp)?;
+            let ours = out.metadata().ctx("stat", &tmp)?;
+            if (ours.uid(), ours.gid()) != (meta.uid(), meta.gid()) {
+                rustix::fs::fchown(
+                    &out,
+                    Some(rustix::fs::Uid::from_raw(meta.uid())),
+                    Some(rustix::fs::Gid::from_raw(meta.gid())),
+                )
+                .map_err(|e| Error::io("chown", &tmp, e.into()))?;
+            }
+            out.sync_all().ctx("fsync", &tmp)?;
+            failpoint("mbox.commit.synced");
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, &self.path).ctx("rename over", &self.path)?;
+        failpoint("mbox.commit.renamed");
+        sync_dir(&self.path)?;
+        failpoint("mbox.commit.done");
+        Ok(())
+    }
+}
+
+impl Maildrop for MboxDrop {
+    fn messages(&self) -> &[MessageInfo] {
+        &self.infos
+    }
+
+    fn read_message(&self, index: usize) -> Result<MessageReader<'_>> {
+        self.live()?;
+        let loc = self.locs.get(index).ok_or(Error::NoSuchMessage(index))?;
+        let file = self.file.as_ref().ok_or(Error::NoSuchMessage(index))?;
+        Ok(MessageReader::region(file, loc.body_start, loc.body_end))
+    }
+
+    fn commit(&mut self, deleted: &[usize]) -> Result<()> {
+        self.live()?;
+        if let Some(&bad) = deleted.iter().find(|&&i| i >= self.locs.len()) {
+            return Err(Error::NoSuchMessage(bad));
+        }
+        if let (false, Some(file)) = (deleted.is_empty(), self.file.as_ref()) {
+            let mut marks = vec![false; self.locs.len()];
+            for &i in deleted {
+                marks[i] = true;
+            }
+            self.rewrite(file, &marks)?;
+        }
+        self.release();
+        Ok(())
+    }
+}
+
+/// A store of mbox files, one per user, found through a [`PathTemplate`]
+/// (e.g. `/var/mail/{user}`).
+#[derive(Debug, Clone)]
+pub struct MboxStore {
+    template: PathTemplate,
+}
+
+impl MboxStore {
+    /// Users' mboxes at `template`.
+    pub fn new(template: PathTemplate) -> Self {
+        Self { template }
+    }
+
+    /// The mbox of `user`.
+    pub fn mbox(&self, user: &str) -> Result<Mbox> {
+        Ok(Mbox::new(self.template.path_for(user)?))
+    }
+}
+
+impl Store for MboxStore {
+    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>> {
+        Ok(Box::new(self.mbox(user)?.open()?))
+    }
+
+    fn deliver(&self, user: &str, message: &mut dyn Read, envelope: &Envelope) -> Result<()> {
+        self.mbox(user)?.deliver(message, envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quote(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut q = Quoter::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            q.feed(c, &mut out);
+        }
+        q.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn quoting_any_split() {
+        let input: &[u8] = b"From x\nFrom\n>From y\nFro\nFrom z\nab From c\nFrom ";
+        let want: &[u8] = b">From x\nFrom\n>From y\nFro\n>From z\nab From c\n>From \n";
+        for i in 0..=input.len() {
+            let (a, b) = input.split_at(i);
+            assert_eq!(quote(&[a, b]), want, "split at {i}");
+        }
+        let one: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(quote(&one), want);
+        assert_eq!(quote(&[b"x"]), b"x\n");
+        assert_eq!(quote(&[]), b"");
+    }
+}
