@@ -179,3 +179,153 @@ fn maildir_commit_killed_at_each_step() {
         }
     }
 }
+
+fn mbox_contents(mbox: &pop3_storage::Mbox) -> Vec<(String, Vec<u8>)> {
+    let d = mbox.open().unwrap();
+    (0..d.messages().len())
+        .map(|i| {
+            let bytes = read_all(&d, i);
+            assert_eq!(d.messages()[i].size, transmitted(&bytes).len() as u64);
+            (d.messages()[i].uidl.clone(), bytes)
+        })
+        .collect()
+}
+
+fn mbox_with(
+    n: usize,
+) -> (
+    tempfile::TempDir,
+    pop3_storage::Mbox,
+    Vec<(String, Vec<u8>)>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = pop3_storage::Mbox::new(dir.path().join("user"));
+    for i in 0..n {
+        let m = message(i, 10 + i, false, true);
+        mbox.deliver(&mut &m[..], &Default::default()).unwrap();
+    }
+    let before = mbox_contents(&mbox);
+    assert_eq!(before.len(), n);
+    (dir, mbox, before)
+}
+
+#[test]
+fn mbox_locks_across_processes_fcntl_alone_is_respected() {
+    const NAME: &str = "mbox_locks_across_processes_fcntl_alone_is_respected";
+    if let Some((role, target)) = common::child_role() {
+        if role == "fcntl" {
+            // Like an MDA that uses fcntl only: no dotlock.
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&target)
+                .unwrap();
+            rustix::fs::fcntl_lock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+            common::announce_and_wait("LOCKED");
+        }
+        let d = pop3_storage::Mbox::new(&target).open().unwrap();
+        common::announce_and_wait(&format!("LOCKED {}", d.messages().len()));
+    }
+    let _g = serial();
+    let (dir, mbox, before) = mbox_with(2);
+    let target = mbox.path().to_str().unwrap().to_owned();
+    for role in ["session", "fcntl"] {
+        let child = ChildProc::spawn(NAME, role, &target, None);
+        assert!(child.wait_for("LOCKED"), "{role}: child never locked");
+        let err = mbox.open().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InUse, "{role}: {err}");
+        if role == "fcntl" {
+            assert!(
+                !dir.path().join("user.lock").exists(),
+                "our dotlock released"
+            );
+        }
+        child.kill();
+        // Killed session: its dotlock names a dead pid and is recovered; fcntl died with it.
+        assert_eq!(mbox_contents(&mbox), before, "{role}");
+    }
+}
+
+#[test]
+fn mbox_commit_killed_at_each_step() {
+    const NAME: &str = "mbox_commit_killed_at_each_step";
+    if let Some((_, target)) = common::child_role() {
+        common::install_failpoint_hook();
+        let mut d = pop3_storage::Mbox::new(&target).open().unwrap();
+        d.commit(&[0, 2]).unwrap();
+        common::announce_and_wait("COMMITTED");
+    }
+    let _g = serial();
+    for (step, done) in [
+        ("mbox.commit.written", false),
+        ("mbox.commit.synced", false),
+        ("mbox.commit.renamed", true),
+        ("mbox.commit.done", true),
+    ] {
+        let (_dir, mbox, before) = mbox_with(4);
+        let child = ChildProc::spawn(NAME, "quit", mbox.path().to_str().unwrap(), Some(step));
+        assert!(
+            child.wait_for(&format!("FAILPOINT {step}")),
+            "{step} not reached"
+        );
+        child.kill();
+        let after = mbox_contents(&mbox);
+        let want: Vec<_> = if done {
+            vec![before[1].clone(), before[3].clone()]
+        } else {
+            before.clone()
+        };
+        assert_eq!(after, want, "{step}: old or new content, nothing else");
+        // The next session commits normally.
+        let mut d = mbox.open().unwrap();
+        d.commit(&[0]).unwrap();
+        drop(d);
+        assert_eq!(mbox_contents(&mbox), want[1..], "{step}");
+    }
+}
+
+#[test]
+fn mbox_delivery_killed_at_each_step() {
+    const NAME: &str = "mbox_delivery_killed_at_each_step";
+    if let Some((_, target)) = common::child_role() {
+        common::install_failpoint_hook();
+        // Larger than one 64 KiB chunk, so the append is interrupted half-way.
+        let m = message(77, 3000, false, true);
+        pop3_storage::Mbox::new(&target)
+            .deliver(&mut &m[..], &Default::default())
+            .unwrap();
+        common::announce_and_wait("DELIVERED");
+    }
+    let _g = serial();
+    // As mboxo delivery stores it: "From " at a line start quoted.
+    let new_msg = String::from_utf8(message(77, 3000, false, true))
+        .unwrap()
+        .replace("\nFrom ", "\n>From ")
+        .into_bytes();
+    for (step, kept) in [
+        ("mbox.deliver.journaled", false),
+        ("mbox.deliver.partial", false),
+        ("mbox.deliver.appended", false),
+        ("mbox.deliver.synced", false),
+        ("mbox.deliver.done", true),
+    ] {
+        let (_dir, mbox, before) = mbox_with(3);
+        let child = ChildProc::spawn(NAME, "deliver", mbox.path().to_str().unwrap(), Some(step));
+        assert!(
+            child.wait_for(&format!("FAILPOINT {step}")),
+            "{step} not reached"
+        );
+        child.kill();
+        let after = mbox_contents(&mbox);
+        assert_eq!(after[..3], before[..], "{step}: old messages intact");
+        if kept {
+            assert_eq!(after.len(), 4, "{step}");
+            assert_eq!(after[3].1, new_msg, "{step}: complete");
+        } else {
+            assert_eq!(after.len(), 3, "{step}: unacknowledged append rolled back");
+        }
+        mbox.deliver(&mut &b"next\n"[..], &Default::default())
+            .unwrap();
+        assert_eq!(mbox_contents(&mbox).len(), after.len() + 1);
+    }
+}
