@@ -88,11 +88,7 @@ impl Error {
     }
 
     pub(crate) fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
-        Error::Io {
-            op,
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { op, path: path.as_ref().to_path_buf(), source }
     }
 }
 
@@ -108,10 +104,9 @@ impl fmt::Display for Error {
             }
             Error::InvalidUser(user) => write!(f, "invalid user name {user:?}"),
             Error::NoSuchMessage(index) => write!(f, "no message with index {index}"),
-            Error::MessageGone { index, uidl } => write!(
-                f,
-                "message {index} (UIDL {uidl}) was removed by another program"
-            ),
+            Error::MessageGone { index, uidl } => {
+                write!(f, "message {index} (UIDL {uidl}) was removed by another program")
+            }
             Error::Committed => f.write_str("maildrop already committed"),
             Error::Corrupt { path, reason } => {
                 write!(f, "refusing {}: {reason}", path.display())
@@ -149,20 +144,14 @@ mod tests {
 
     #[test]
     fn kinds_map_to_response_codes() {
-        let in_use = Error::InUse {
-            path: "/x".into(),
-            holder: Some(7),
-        };
+        let in_use = Error::InUse { path: "/x".into(), holder: Some(7) };
         assert_eq!(in_use.kind(), ErrorKind::InUse);
         assert!(in_use.to_string().contains("process 7"));
         let denied = Error::io("open", "/x", io::ErrorKind::PermissionDenied.into());
         assert_eq!(denied.kind(), ErrorKind::Permanent);
         let full = Error::io("write", "/x", io::Error::from_raw_os_error(28)); // ENOSPC
         assert_eq!(full.kind(), ErrorKind::Temporary);
-        let gone = Error::MessageGone {
-            index: 1,
-            uidl: "u".into(),
-        };
+        let gone = Error::MessageGone { index: 1, uidl: "u".into() };
         assert_eq!(gone.kind(), ErrorKind::Temporary);
         assert_eq!(Error::Committed.kind(), ErrorKind::Permanent);
     }

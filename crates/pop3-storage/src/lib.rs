@@ -119,31 +119,19 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 impl<'a> MessageReader<'a> {
     /// Wraps any reader, for embedders implementing [`Maildrop`] themselves.
     pub fn new(reader: Box<dyn Read + Send + 'a>) -> Self {
-        Self {
-            inner: ReaderInner::Custom(reader),
-        }
+        Self { inner: ReaderInner::Custom(reader) }
     }
 
     pub(crate) fn slice(bytes: &'a [u8]) -> Self {
-        Self {
-            inner: ReaderInner::Slice(bytes),
-        }
+        Self { inner: ReaderInner::Slice(bytes) }
     }
 
     pub(crate) fn file(file: File) -> Self {
-        Self {
-            inner: ReaderInner::File(BufReader::with_capacity(CHUNK, file)),
-        }
+        Self { inner: ReaderInner::File(BufReader::with_capacity(CHUNK, file)) }
     }
 
     pub(crate) fn region(file: &'a File, start: u64, end: u64) -> Self {
-        Self {
-            inner: ReaderInner::Region {
-                file,
-                pos: start,
-                end,
-            },
-        }
+        Self { inner: ReaderInner::Region { file, pos: start, end } }
     }
 }
 
@@ -154,9 +142,7 @@ impl Read for MessageReader<'_> {
             ReaderInner::File(f) => f.read(buf),
             ReaderInner::Region { file, pos, end } => {
                 use std::os::unix::fs::FileExt;
-                let want = buf
-                    .len()
-                    .min(usize::try_from(*end - *pos).unwrap_or(usize::MAX));
+                let want = buf.len().min(usize::try_from(*end - *pos).unwrap_or(usize::MAX));
                 if want == 0 {
                     return Ok(0);
                 }
@@ -183,9 +169,7 @@ impl fmt::Debug for MessageReader<'_> {
             ReaderInner::Region { pos, end, .. } => format!("Region({pos}..{end})"),
             ReaderInner::Custom(_) => "Custom".to_owned(),
         };
-        f.debug_struct("MessageReader")
-            .field("inner", &kind)
-            .finish()
+        f.debug_struct("MessageReader").field("inner", &kind).finish()
     }
 }
 
@@ -237,15 +221,9 @@ mod tests {
     #[test]
     fn user_names_are_checked() {
         let t = PathTemplate::new("/home/{user}/Maildir");
-        assert_eq!(
-            t.path_for("bob").unwrap(),
-            PathBuf::from("/home/bob/Maildir")
-        );
+        assert_eq!(t.path_for("bob").unwrap(), PathBuf::from("/home/bob/Maildir"));
         for bad in ["", ".", "..", "a/b", "a\0b"] {
-            assert!(
-                matches!(t.path_for(bad), Err(Error::InvalidUser(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(t.path_for(bad), Err(Error::InvalidUser(_))), "{bad:?}");
         }
         assert_eq!(
             PathTemplate::new("/var/mail").path_for("bob").unwrap(),

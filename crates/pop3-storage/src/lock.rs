@@ -83,12 +83,7 @@ impl DotLock {
         let path = Self::path_for(target);
         // A few rounds: each stale lock we remove may be re-created by a live process.
         for _ in 0..5 {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&path)
-            {
+            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
                 Ok(mut f) => {
                     let lock = Self { path };
                     f.write_all(format!("{}\n", std::process::id()).as_bytes())
@@ -98,10 +93,7 @@ impl DotLock {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let (stale, holder) = Self::is_stale(&path)?;
                     if !stale {
-                        return Err(Error::InUse {
-                            path: target.to_path_buf(),
-                            holder,
-                        });
+                        return Err(Error::InUse { path: target.to_path_buf(), holder });
                     }
                     match fs::remove_file(&path) {
                         Ok(()) => {}
@@ -112,10 +104,7 @@ impl DotLock {
                 Err(e) => return Err(Error::io("create dotlock", &path, e)),
             }
         }
-        Err(Error::InUse {
-            path: target.to_path_buf(),
-            holder: None,
-        })
+        Err(Error::InUse { path: target.to_path_buf(), holder: None })
     }
 
     /// Whether the existing dotlock at `path` is stale, and the pid it names.
@@ -141,9 +130,7 @@ impl DotLock {
             }
             None => {
                 let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(meta.mtime() as u64);
-                let age = SystemTime::now()
-                    .duration_since(modified)
-                    .unwrap_or_default();
+                let age = SystemTime::now().duration_since(modified).unwrap_or_default();
                 Ok((age > STALE_DOTLOCK, None))
             }
         }
@@ -164,10 +151,9 @@ impl Drop for DotLock {
 pub(crate) fn fcntl_exclusive(file: &File, path: &Path) -> Result<()> {
     match fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(()),
-        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::ACCESS) => Err(Error::InUse {
-            path: path.to_path_buf(),
-            holder: None,
-        }),
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::ACCESS) => {
+            Err(Error::InUse { path: path.to_path_buf(), holder: None })
+        }
         Err(e) => Err(Error::io("fcntl lock", path, e.into())),
     }
 }
@@ -200,10 +186,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("mbox");
         let a = DotLock::acquire(&target).unwrap();
-        assert!(matches!(
-            DotLock::acquire(&target),
-            Err(Error::InUse { .. })
-        ));
+        assert!(matches!(DotLock::acquire(&target), Err(Error::InUse { .. })));
         drop(a);
         assert!(!DotLock::path_for(&target).exists());
         // A dead pid: a child that has exited and been reaped.
@@ -215,10 +198,7 @@ mod tests {
         drop(b);
         // No pid and fresh: respected (Postfix and mutt write empty dotlocks).
         fs::write(DotLock::path_for(&target), "").unwrap();
-        assert!(matches!(
-            DotLock::acquire(&target),
-            Err(Error::InUse { .. })
-        ));
+        assert!(matches!(DotLock::acquire(&target), Err(Error::InUse { .. })));
         // No pid and old: stale.
         let old = SystemTime::now() - Duration::from_secs(1000);
         File::options()

@@ -59,10 +59,7 @@ pub struct MaildirOptions {
 
 impl Default for MaildirOptions {
     fn default() -> Self {
-        Self {
-            delete: DeleteMode::Unlink,
-            create: true,
-        }
+        Self { delete: DeleteMode::Unlink, create: true }
     }
 }
 
@@ -155,9 +152,7 @@ fn hashed_uidl(bytes: &[u8]) -> String {
 }
 
 fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .ctx("fsync directory", path)
+    File::open(path).and_then(|d| d.sync_all()).ctx("fsync directory", path)
 }
 
 impl Maildir {
@@ -168,10 +163,7 @@ impl Maildir {
 
     /// The Maildir at `root`.
     pub fn with_options(root: impl Into<PathBuf>, options: MaildirOptions) -> Self {
-        Self {
-            root: root.into(),
-            options,
-        }
+        Self { root: root.into(), options }
     }
 
     /// The Maildir's directory.
@@ -224,10 +216,8 @@ impl Maildir {
                 .then_with(|| a.name.cmp(&b.name))
         });
         let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-        let mut entries: Vec<Entry> = keyed
-            .iter()
-            .filter_map(|&(_, _, i)| slots[i as usize].take())
-            .collect();
+        let mut entries: Vec<Entry> =
+            keyed.iter().filter_map(|&(_, _, i)| slots[i as usize].take()).collect();
 
         let mut cache = SizeCache::load(&self.root);
         let mut sizes = Vec::with_capacity(entries.len());
@@ -263,11 +253,8 @@ impl Maildir {
             };
             sizes.push(Some(size));
         }
-        let (entries, sizes): (Vec<Entry>, Vec<u64>) = entries
-            .into_iter()
-            .zip(sizes)
-            .filter_map(|(e, s)| Some((e, s?)))
-            .unzip();
+        let (entries, sizes): (Vec<Entry>, Vec<u64>) =
+            entries.into_iter().zip(sizes).filter_map(|(e, s)| Some((e, s?))).unzip();
         let cached: Vec<(&[u8], u64, u64)> = entries
             .iter()
             .zip(&sizes)
@@ -317,9 +304,7 @@ impl Maildir {
     pub fn deliver(&self, message: &mut dyn Read) -> Result<String> {
         self.ensure_dirs()?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let name = format!(
             "{}.M{}P{}Q{}.{}",
             now.as_secs(),
@@ -351,11 +336,7 @@ impl Maildir {
             failpoint("maildir.deliver.written");
             file.sync_all().ctx("fsync", &tmp)?;
             failpoint("maildir.deliver.synced");
-            Ok(format!(
-                "{name},S={},W={}",
-                counter.stored_len(),
-                counter.finish()
-            ))
+            Ok(format!("{name},S={},W={}", counter.stored_len(), counter.finish()))
         })();
         let final_name = match result {
             Ok(n) => n,
@@ -405,13 +386,7 @@ fn scan(root: &Path, sub: Sub, out: &mut Vec<Entry>) -> Result<()> {
             continue;
         }
         let base = base_of(name.as_bytes());
-        out.push(Entry {
-            sub,
-            base_len: base.len(),
-            w: field(base, b'W'),
-            name,
-            raw_len: None,
-        });
+        out.push(Entry { sub, base_len: base.len(), w: field(base, b'W'), name, raw_len: None });
     }
     Ok(())
 }
@@ -636,10 +611,7 @@ impl MaildirDrop {
     }
 
     fn gone(&self, index: usize) -> Error {
-        Error::MessageGone {
-            index,
-            uidl: self.infos[index].uidl.clone(),
-        }
+        Error::MessageGone { index, uidl: self.infos[index].uidl.clone() }
     }
 
     /// The path of the Maildir.
@@ -744,10 +716,7 @@ impl MaildirStore {
 
     /// The Maildir of `user`.
     pub fn maildir(&self, user: &str) -> Result<Maildir> {
-        Ok(Maildir::with_options(
-            self.template.path_for(user)?,
-            self.options,
-        ))
+        Ok(Maildir::with_options(self.template.path_for(user)?, self.options))
     }
 }
 
@@ -768,29 +737,20 @@ mod tests {
 
     #[test]
     fn name_parsing() {
-        assert_eq!(
-            base_of(b"123.M1P2.h,S=10,W=12:2,S"),
-            b"123.M1P2.h,S=10,W=12"
-        );
+        assert_eq!(base_of(b"123.M1P2.h,S=10,W=12:2,S"), b"123.M1P2.h,S=10,W=12");
         assert_eq!(field(b"123.M1P2.h,S=10,W=12", b'W'), Some(12));
         assert_eq!(field(b"123.M1P2.h,S=10,W=12", b'S'), Some(10));
         assert_eq!(field(b"123.M1P2.h", b'W'), None);
         assert_eq!(field(b"123.M1P2.h,W=x", b'W'), None);
         assert_eq!(order_key(b"1700000000.M123P9.h"), (1_700_000_000, 123));
-        assert_eq!(
-            order_key(b"1700000000.V801I1234M567890.host"),
-            (1_700_000_000, 567_890)
-        );
+        assert_eq!(order_key(b"1700000000.V801I1234M567890.host"), (1_700_000_000, 567_890));
         assert!(trashed(b"1.x:2,ST"));
         assert!(!trashed(b"1.xT:2,S"));
     }
 
     #[test]
     fn uidl_scheme() {
-        assert_eq!(
-            uidl_for_base(b"1700000000.M1P2.host"),
-            "1700000000.M1P2.host"
-        );
+        assert_eq!(uidl_for_base(b"1700000000.M1P2.host"), "1700000000.M1P2.host");
         let long = uidl_for_base(&[b'a'; 71]);
         assert!(long.starts_with('~') && long.len() == 33 && is_valid_uidl(&long));
         let spaced = uidl_for_base(b"a b");
@@ -802,10 +762,7 @@ mod tests {
     #[test]
     fn cache_round_trip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = SizeCache {
-            dirty: true,
-            ..SizeCache::default()
-        };
+        let cache = SizeCache { dirty: true, ..SizeCache::default() };
         let entries: Vec<(&[u8], u64, u64)> = vec![(b"1.a.h", 12, 10), (b"2.b h", 3, 2)];
         cache.save_if_dirty(dir.path(), &entries).unwrap();
         let mut loaded = SizeCache::load(dir.path());

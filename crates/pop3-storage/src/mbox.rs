@@ -71,9 +71,7 @@ fn parent_dir(path: &Path) -> &Path {
 
 fn sync_dir(path: &Path) -> Result<()> {
     let dir = parent_dir(path);
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx("fsync directory", dir)
+    File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)
 }
 
 /// The locks of an mbox: dotlock, then the fcntl lock on the file it names.
@@ -105,10 +103,7 @@ impl Mbox {
             {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !create => {
-                    return Ok(Locked {
-                        dotlock,
-                        file: None,
-                    })
+                    return Ok(Locked { dotlock, file: None })
                 }
                 Err(e) => return Err(Error::io("open", &self.path, e)),
             };
@@ -118,20 +113,14 @@ impl Mbox {
             let ours = file.metadata().ctx("stat", &self.path)?;
             match fs::metadata(&self.path) {
                 Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => {
-                    let locked = Locked {
-                        dotlock,
-                        file: Some(file),
-                    };
+                    let locked = Locked { dotlock, file: Some(file) };
                     self.recover(&locked)?;
                     return Ok(locked);
                 }
                 _ => continue,
             }
         }
-        Err(Error::InUse {
-            path: self.path.clone(),
-            holder: None,
-        })
+        Err(Error::InUse { path: self.path.clone(), holder: None })
     }
 
     /// Under the locks: removes a commit's leftover temporary file and rolls back an
@@ -206,8 +195,7 @@ impl Mbox {
         let sep: &[u8] = match orig {
             0 => b"",
             1 => {
-                file.read_exact_at(&mut tail[1..], 0)
-                    .ctx("read", &self.path)?;
+                file.read_exact_at(&mut tail[1..], 0).ctx("read", &self.path)?;
                 if tail[1] == b'\n' {
                     b"\n"
                 } else {
@@ -215,8 +203,7 @@ impl Mbox {
                 }
             }
             _ => {
-                file.read_exact_at(&mut tail, orig - 2)
-                    .ctx("read", &self.path)?;
+                file.read_exact_at(&mut tail, orig - 2).ctx("read", &self.path)?;
                 match tail {
                     [b'\n', b'\n'] => b"",
                     [_, b'\n'] => b"\n",
@@ -229,14 +216,10 @@ impl Mbox {
             .as_deref()
             .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
             .unwrap_or("MAILER-DAEMON");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut w = io::BufWriter::with_capacity(CHUNK, &mut spool);
         let head = format!("From {sender} {}\n", asctime_utc(now.as_secs()));
-        w.write_all(sep)
-            .and_then(|()| w.write_all(head.as_bytes()))
-            .ctx("write", &spool_path)?;
+        w.write_all(sep).and_then(|()| w.write_all(head.as_bytes())).ctx("write", &spool_path)?;
         let mut quoter = Quoter::default();
         let mut buf = vec![0; CHUNK];
         let mut out = Vec::with_capacity(CHUNK + 64);
@@ -254,9 +237,7 @@ impl Mbox {
         out.clear();
         quoter.finish(&mut out);
         out.push(b'\n'); // separator
-        w.write_all(&out)
-            .and_then(|()| w.flush())
-            .ctx("write", &spool_path)?;
+        w.write_all(&out).and_then(|()| w.flush()).ctx("write", &spool_path)?;
         drop(w);
         let total = spool.stream_position().ctx("seek", &spool_path)?;
 
@@ -284,8 +265,7 @@ impl Mbox {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::io("read", &spool_path, e)),
                 };
-                file.write_all_at(&buf[..n], at)
-                    .ctx("append to", &self.path)?;
+                file.write_all_at(&buf[..n], at).ctx("append to", &self.path)?;
                 at += n as u64;
                 if at > orig && at < orig + total {
                     failpoint("mbox.deliver.partial");
@@ -320,11 +300,7 @@ struct Quoter {
 
 impl Default for Quoter {
     fn default() -> Self {
-        Self {
-            at_line_start: true,
-            pending: Vec::with_capacity(5),
-            last: None,
-        }
+        Self { at_line_start: true, pending: Vec::with_capacity(5), last: None }
     }
 }
 
@@ -395,10 +371,8 @@ struct Current {
 }
 
 fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
-    let corrupt = |reason: &str| Error::Corrupt {
-        path: path.to_path_buf(),
-        reason: reason.to_owned(),
-    };
+    let corrupt =
+        |reason: &str| Error::Corrupt { path: path.to_path_buf(), reason: reason.to_owned() };
     let mut reader = BufReader::with_capacity(CHUNK, file);
     (&*file).seek(SeekFrom::Start(0)).ctx("seek", path)?;
     let mut offset = 0u64;
@@ -420,11 +394,7 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
         let mut hash = cur.hash;
         hash.update(&size.to_le_bytes());
         done.push((
-            Loc {
-                from_start: cur.from_start,
-                body_start: cur.body_start,
-                body_end,
-            },
+            Loc { from_start: cur.from_start, body_start: cur.body_start, body_end },
             size,
             hash,
         ));
@@ -462,11 +432,7 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
                 }
             }
             line_len += seg.len() as u64;
-            let before_last = if seg.len() >= 2 {
-                Some(seg[seg.len() - 2])
-            } else {
-                line_last
-            };
+            let before_last = if seg.len() >= 2 { Some(seg[seg.len() - 2]) } else { line_last };
             line_last = seg.last().copied();
             i += seg.len();
             if !complete {
@@ -528,11 +494,7 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
         let base = hash.hex();
         let count = seen.entry(base.clone()).or_insert(0);
         *count += 1;
-        let uidl = if *count == 1 {
-            base
-        } else {
-            format!("{base}-{count}")
-        };
+        let uidl = if *count == 1 { base } else { format!("{base}-{count}") };
         locs.push(loc);
         infos.push(MessageInfo { size, uidl });
     }
@@ -570,8 +532,7 @@ impl MboxDrop {
         }
         for loc in &self.locs {
             let mut head = [0u8; 5];
-            file.read_exact_at(&mut head, loc.from_start)
-                .ctx("read", &self.path)?;
+            file.read_exact_at(&mut head, loc.from_start).ctx("read", &self.path)?;
             if &head != b"From " {
                 return Err(changed("mbox was modified"));
             }
@@ -594,16 +555,10 @@ impl MboxDrop {
                 }
                 Ok(())
             };
-            let first = self
-                .locs
-                .first()
-                .map_or(self.snapshot_len, |l| l.from_start);
+            let first = self.locs.first().map_or(self.snapshot_len, |l| l.from_start);
             copy(0, first)?;
             for (i, loc) in self.locs.iter().enumerate() {
-                let region_end = self
-                    .locs
-                    .get(i + 1)
-                    .map_or(self.snapshot_len, |l| l.from_start);
+                let region_end = self.locs.get(i + 1).map_or(self.snapshot_len, |l| l.from_start);
                 if !deleted[i] {
                     copy(loc.from_start, region_end)?;
                 }

@@ -37,10 +37,7 @@ impl MemoryStore {
 
     fn mailbox(&self, user: &str) -> Result<Arc<Mutex<Mailbox>>> {
         check_user(user)?;
-        Ok(lock(&self.users)
-            .entry(user.to_owned())
-            .or_default()
-            .clone())
+        Ok(lock(&self.users).entry(user.to_owned()).or_default().clone())
     }
 
     /// Opens `user`'s maildrop with its concrete type.
@@ -63,18 +60,12 @@ impl MemoryStore {
                 uidl: format!("m{id}"),
             })
             .collect();
-        Ok(MemoryDrop {
-            mailbox: Some(mailbox),
-            snapshot,
-            infos,
-        })
+        Ok(MemoryDrop { mailbox: Some(mailbox), snapshot, infos })
     }
 
     /// Number of messages stored for `user` (0 for an unknown user).
     pub fn len(&self, user: &str) -> usize {
-        lock(&self.users)
-            .get(user)
-            .map_or(0, |m| lock(m).messages.len())
+        lock(&self.users).get(user).map_or(0, |m| lock(m).messages.len())
     }
 }
 
@@ -86,9 +77,7 @@ impl Store for MemoryStore {
     fn deliver(&self, user: &str, message: &mut dyn Read, _envelope: &Envelope) -> Result<()> {
         let mailbox = self.mailbox(user)?;
         let mut bytes = Vec::new();
-        message
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read message", "memory", e))?;
+        message.read_to_end(&mut bytes).map_err(|e| Error::io("read message", "memory", e))?;
         let mut mb = lock(&mailbox);
         mb.next_id += 1;
         let id = mb.next_id;
@@ -114,10 +103,7 @@ impl Maildrop for MemoryDrop {
         if self.mailbox.is_none() {
             return Err(Error::Committed);
         }
-        let (_, bytes) = self
-            .snapshot
-            .get(index)
-            .ok_or(Error::NoSuchMessage(index))?;
+        let (_, bytes) = self.snapshot.get(index).ok_or(Error::NoSuchMessage(index))?;
         Ok(MessageReader::slice(bytes))
     }
 
@@ -152,9 +138,7 @@ mod tests {
     use super::*;
 
     fn deliver(store: &MemoryStore, user: &str, msg: &[u8]) {
-        store
-            .deliver(user, &mut &msg[..], &Envelope::default())
-            .unwrap();
+        store.deliver(user, &mut &msg[..], &Envelope::default()).unwrap();
     }
 
     fn read_all(drop: &dyn Maildrop, i: usize) -> Vec<u8> {
@@ -171,10 +155,7 @@ mod tests {
         deliver(&store, "u", b"three");
         let mut d = store.open("u").unwrap();
         assert_eq!(
-            d.messages()
-                .iter()
-                .map(|m| (m.size, m.uidl.as_str()))
-                .collect::<Vec<_>>(),
+            d.messages().iter().map(|m| (m.size, m.uidl.as_str())).collect::<Vec<_>>(),
             vec![(5, "m1"), (5, "m2"), (7, "m3")]
         );
         assert_eq!(read_all(&*d, 1), b"two\r\n");

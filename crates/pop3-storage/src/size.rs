@@ -35,11 +35,7 @@ pub struct SizeCounter {
 impl SizeCounter {
     /// A counter at the start of a message.
     pub const fn new() -> Self {
-        Self {
-            len: 0,
-            bare_lf: 0,
-            last: None,
-        }
+        Self { len: 0, bare_lf: 0, last: None }
     }
 
     /// Feeds the next chunk of stored bytes.
@@ -48,11 +44,7 @@ impl SizeCounter {
             return;
         };
         for lf in memchr::memchr_iter(b'\n', chunk) {
-            let before = if lf == 0 {
-                self.last
-            } else {
-                Some(chunk[lf - 1])
-            };
+            let before = if lf == 0 { self.last } else { Some(chunk[lf - 1]) };
             if before != Some(b'\r') {
                 self.bare_lf += 1;
             }

@@ -45,9 +45,8 @@ pub fn is_valid_uidl(uidl: &str) -> bool {
 /// `asctime`-style date for an mbox `From ` line, in UTC: `Thu Jan  1 00:00:00 1970`.
 pub(crate) fn asctime_utc(secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.

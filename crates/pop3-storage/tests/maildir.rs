@@ -24,46 +24,23 @@ fn fixture(root: &Path) -> Vec<(String, Vec<u8>)> {
         files.push((rel, bytes));
     };
     // Postfix local(8): new/, LF endings.
-    put(
-        "new/1700000000.V801I1a2bM100000.mx.example.com".into(),
-        message(1, 40, false, true),
-    );
+    put("new/1700000000.V801I1a2bM100000.mx.example.com".into(), message(1, 40, false, true));
     // Dovecot LDA: ,S= and ,W= in the name, already seen by an IMAP client (cur/, flags).
     let m = message(2, 30, false, true);
     let w = transmitted(&m).len();
-    put(
-        format!("cur/1700000001.M200000P4242.imap,S={},W={w}:2,S", m.len()),
-        m,
-    );
+    put(format!("cur/1700000001.M200000P4242.imap,S={},W={w}:2,S", m.len()), m);
     // mutt moved it to cur/ and flagged it replied; CRLF line endings.
-    put(
-        "cur/1700000002.M300000P99.desk:2,RS".into(),
-        message(3, 12, true, true),
-    );
+    put("cur/1700000002.M300000P99.desk:2,RS".into(), message(3, 12, true, true));
     // No trailing newline, in new/.
-    put(
-        "new/1700000003.M400000P100.desk".into(),
-        message(4, 5, false, false),
-    );
+    put("new/1700000003.M400000P100.desk".into(), message(4, 5, false, false));
     // Same second as the previous one, smaller microseconds: sorts before it.
-    put(
-        "new/1700000003.M5P100.desk".into(),
-        message(5, 1, false, true),
-    );
+    put("new/1700000003.M5P100.desk".into(), message(5, 1, false, true));
     files.swap(3, 4);
     // Things that are not INBOX messages.
     fs::write(root.join("tmp/1700000009.M1P1.half-written"), b"partial").unwrap();
     fs::write(root.join("cur/.hidden"), b"dotfile").unwrap();
-    fs::write(
-        root.join(".Sent/cur/1700000005.M1P1.x:2,S"),
-        message(9, 3, false, true),
-    )
-    .unwrap();
-    fs::write(
-        root.join("cur/1699999999.M1P1.old:2,ST"),
-        message(8, 3, false, true),
-    )
-    .unwrap();
+    fs::write(root.join(".Sent/cur/1700000005.M1P1.x:2,S"), message(9, 3, false, true)).unwrap();
+    fs::write(root.join("cur/1699999999.M1P1.old:2,ST"), message(8, 3, false, true)).unwrap();
     fs::write(root.join("dovecot-uidlist"), b"3 V1 N1\n").unwrap();
     files
 }
@@ -103,11 +80,8 @@ fn uidls_stable_across_moves_and_flag_changes_and_second_open_uses_cache() {
     for (rel, _) in &files {
         let name = rel.split('/').nth(1).unwrap();
         let base = name.split(':').next().unwrap();
-        fs::rename(
-            dir.path().join(rel),
-            dir.path().join("cur").join(format!("{base}:2,FS")),
-        )
-        .unwrap();
+        fs::rename(dir.path().join(rel), dir.path().join("cur").join(format!("{base}:2,FS")))
+            .unwrap();
     }
     let second = md.open().unwrap();
     assert_eq!(uidls(&second), u1);
@@ -145,10 +119,7 @@ fn stale_and_corrupt_cache_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let files = fixture(dir.path());
     let md = Maildir::new(dir.path());
-    let expected: Vec<u64> = files
-        .iter()
-        .map(|(_, b)| transmitted(b).len() as u64)
-        .collect();
+    let expected: Vec<u64> = files.iter().map(|(_, b)| transmitted(b).len() as u64).collect();
     drop(md.open().unwrap());
     let cache = dir.path().join(CACHE_FILE);
     let before = fs::read_to_string(&cache).unwrap();
@@ -162,11 +133,7 @@ fn stale_and_corrupt_cache_is_rebuilt() {
     let after = fs::read_to_string(&cache).unwrap();
     assert!(!after.contains("1700000000.V801I1a2bM100000"));
     // Corrupt: garbage is detected and the sizes are recomputed.
-    fs::write(
-        &cache,
-        b"pop3-storage-sizes 1\n1 1 1700000002.M300000P99.desk\n",
-    )
-    .unwrap();
+    fs::write(&cache, b"pop3-storage-sizes 1\n1 1 1700000002.M300000P99.desk\n").unwrap();
     let d = md.open().unwrap();
     let sizes: Vec<u64> = d.messages().iter().map(|m| m.size).collect();
     assert_eq!(sizes, expected[1..]);
@@ -200,10 +167,7 @@ fn commit_unlinks_exactly_and_spares_new_arrivals() {
     let u = uidls(&d);
     let arrived = md.deliver(&mut &message(50, 3, false, true)[..]).unwrap();
     assert!(matches!(d.commit(&[0, 42]), Err(Error::NoSuchMessage(42))));
-    assert!(
-        dir.path().join(&files[0].0).exists(),
-        "failed commit deleted nothing"
-    );
+    assert!(dir.path().join(&files[0].0).exists(), "failed commit deleted nothing");
     d.commit(&[0, 2, 2]).unwrap();
     drop(d);
     let d = md.open().unwrap();
@@ -220,10 +184,7 @@ fn commit_can_mark_trashed_instead() {
     let files = fixture(dir.path());
     let md = Maildir::with_options(
         dir.path(),
-        MaildirOptions {
-            delete: DeleteMode::MarkTrashed,
-            ..MaildirOptions::default()
-        },
+        MaildirOptions { delete: DeleteMode::MarkTrashed, ..MaildirOptions::default() },
     );
     let mut d = md.open().unwrap();
     let u = uidls(&d);
@@ -231,14 +192,7 @@ fn commit_can_mark_trashed_instead() {
     drop(d);
     let base0 = files[0].0.split('/').nth(1).unwrap();
     assert!(dir.path().join(format!("cur/{base0}:2,T")).exists());
-    let base1 = files[1]
-        .0
-        .split('/')
-        .nth(1)
-        .unwrap()
-        .split(':')
-        .next()
-        .unwrap();
+    let base1 = files[1].0.split('/').nth(1).unwrap().split(':').next().unwrap();
     assert!(dir.path().join(format!("cur/{base1}:2,ST")).exists());
     assert_eq!(uidls(&md.open().unwrap()), u[2..]);
 }
@@ -251,11 +205,7 @@ fn message_removed_or_moved_by_another_program_mid_session() {
     let mut d = md.open().unwrap();
     fs::remove_file(dir.path().join(&files[1].0)).unwrap();
     let name0 = files[0].0.split('/').nth(1).unwrap();
-    fs::rename(
-        dir.path().join(&files[0].0),
-        dir.path().join(format!("cur/{name0}:2,S")),
-    )
-    .unwrap();
+    fs::rename(dir.path().join(&files[0].0), dir.path().join(format!("cur/{name0}:2,S"))).unwrap();
     let err = d.read_message(1).unwrap_err();
     assert!(matches!(err, Error::MessageGone { index: 1, .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Temporary);

@@ -58,11 +58,7 @@ fn reads_messages_sizes_and_uidls() {
     assert_eq!(d.messages().len(), expected.len());
     for (i, m) in expected.iter().enumerate() {
         assert_eq!(read_all(&d, i), *m, "message {i}");
-        assert_eq!(
-            d.messages()[i].size,
-            transmitted(m).len() as u64,
-            "size {i}"
-        );
+        assert_eq!(d.messages()[i].size, transmitted(m).len() as u64, "size {i}");
     }
     let u = uidls(&d);
     assert!(u.iter().all(|x| is_valid_uidl(x)));
@@ -71,11 +67,7 @@ fn reads_messages_sizes_and_uidls() {
     sorted.dedup();
     assert_eq!(sorted.len(), u.len(), "UIDLs unique");
     drop(d);
-    assert_eq!(
-        uidls(&Mbox::new(&path).open().unwrap()),
-        u,
-        "stable across sessions"
-    );
+    assert_eq!(uidls(&Mbox::new(&path).open().unwrap()), u, "stable across sessions");
 }
 
 #[test]
@@ -107,17 +99,11 @@ fn commit_deletes_exactly_keeps_mode_and_later_arrivals() {
     assert!(matches!(d.commit(&[9]), Err(Error::NoSuchMessage(9))));
     d.commit(&[0, 3, 5]).unwrap();
     drop(d);
-    assert_eq!(
-        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o640
-    );
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
     let d = mbox.open().unwrap();
     let after = uidls(&d);
     // The last message got its line end from the late MTA: same size, same UIDL.
-    assert_eq!(
-        &after[..4],
-        &[u[1].clone(), u[2].clone(), u[4].clone(), u[6].clone()]
-    );
+    assert_eq!(&after[..4], &[u[1].clone(), u[2].clone(), u[4].clone(), u[6].clone()]);
     assert_eq!(d.messages().len(), 5);
     assert_eq!(read_all(&d, 0), expected[1]);
     assert_eq!(read_all(&d, 3), b"Subject: last\n\nno newline\n");
@@ -136,9 +122,7 @@ fn delivery_quotes_and_terminates() {
         b"Subject: q\n\nFrom the start of a line\n>From already quoted\n".to_vec(),
     ];
     for m in &msgs {
-        let env = Envelope {
-            sender: Some("sender@example.org".into()),
-        };
+        let env = Envelope { sender: Some("sender@example.org".into()) };
         mbox.deliver(&mut &m[..], &env).unwrap();
     }
     let raw = String::from_utf8(fs::read(&path).unwrap()).unwrap();
@@ -150,26 +134,13 @@ fn delivery_quotes_and_terminates() {
         let text = String::from_utf8(m.clone()).unwrap();
         let mut want: String = text
             .split_inclusive('\n')
-            .map(|l| {
-                if l.starts_with("From ") {
-                    format!(">{l}")
-                } else {
-                    l.to_owned()
-                }
-            })
+            .map(|l| if l.starts_with("From ") { format!(">{l}") } else { l.to_owned() })
             .collect();
         if !want.ends_with('\n') {
             want.push('\n');
         }
-        assert_eq!(
-            String::from_utf8(read_all(&d, i)).unwrap(),
-            want,
-            "message {i}"
-        );
-        assert_eq!(
-            d.messages()[i].size,
-            transmitted(want.as_bytes()).len() as u64
-        );
+        assert_eq!(String::from_utf8(read_all(&d, i)).unwrap(), want, "message {i}");
+        assert_eq!(d.messages()[i].size, transmitted(want.as_bytes()).len() as u64);
     }
 }
 
@@ -178,19 +149,12 @@ fn delivery_repairs_a_missing_separator() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m");
     fs::write(&path, b"From a@b Tue Nov 14 22:13:20 2023\n\nno newline").unwrap();
-    Mbox::new(&path)
-        .deliver(&mut &b"Subject: next\n\nnext\n"[..], &Envelope::default())
-        .unwrap();
+    Mbox::new(&path).deliver(&mut &b"Subject: next\n\nnext\n"[..], &Envelope::default()).unwrap();
     let d = Mbox::new(&path).open().unwrap();
     assert_eq!(read_all(&d, 0), b"\nno newline\n");
-    assert_eq!(
-        d.messages()[0].size,
-        transmitted(b"\nno newline").len() as u64
-    );
+    assert_eq!(d.messages()[0].size, transmitted(b"\nno newline").len() as u64);
     assert_eq!(read_all(&d, 1), b"Subject: next\n\nnext\n");
-    assert!(fs::read_to_string(&path)
-        .unwrap()
-        .contains("\n\nFrom MAILER-DAEMON "));
+    assert!(fs::read_to_string(&path).unwrap().contains("\n\nFrom MAILER-DAEMON "));
 }
 
 #[test]
@@ -204,14 +168,8 @@ fn locking_in_process_stale_dotlock_and_missing_file() {
     assert!(d.messages().is_empty());
     assert!(lock.exists());
     assert_eq!(mbox.open().unwrap_err().kind(), ErrorKind::InUse);
-    let err = mbox
-        .deliver(&mut &b"x\n"[..], &Envelope::default())
-        .unwrap_err();
-    assert_eq!(
-        err.kind(),
-        ErrorKind::InUse,
-        "delivery waits for the session"
-    );
+    let err = mbox.deliver(&mut &b"x\n"[..], &Envelope::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InUse, "delivery waits for the session");
     drop(d);
     assert!(!lock.exists(), "released on drop");
     write_fixture(&path);
@@ -231,10 +189,7 @@ fn refuses_a_file_that_is_not_an_mbox() {
     let err = Mbox::new(&path).open().unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }));
     assert_eq!(err.kind(), ErrorKind::Permanent);
-    assert!(
-        !dir.path().join("m.lock").exists(),
-        "lock released on failure"
-    );
+    assert!(!dir.path().join("m.lock").exists(), "lock released on failure");
     // Leading blank lines are tolerated.
     fs::write(&path, b"\n\nFrom a@b Tue Nov 14 22:13:20 2023\nbody\n").unwrap();
     let d = Mbox::new(&path).open().unwrap();

@@ -39,16 +39,8 @@ fn contents(md: &Maildir) -> HashMap<String, Vec<u8>> {
     let mut out = HashMap::new();
     for (i, info) in d.messages().iter().enumerate() {
         let bytes = read_all(&d, i);
-        assert_eq!(
-            info.size,
-            transmitted(&bytes).len() as u64,
-            "size of {}",
-            info.uidl
-        );
-        assert!(
-            out.insert(info.uidl.clone(), bytes).is_none(),
-            "duplicate UIDL"
-        );
+        assert_eq!(info.size, transmitted(&bytes).len() as u64, "size of {}", info.uidl);
+        assert!(out.insert(info.uidl.clone(), bytes).is_none(), "duplicate UIDL");
     }
     out
 }
@@ -69,11 +61,7 @@ fn maildir_lock_held_by_another_process_and_released_when_it_is_killed() {
     child.kill();
     // The kernel dropped the dead holder's flock; the lock file it left is no obstacle.
     assert!(dir.path().join(pop3_storage::maildir::LOCK_FILE).exists());
-    assert_eq!(
-        contents(&Maildir::new(dir.path())),
-        msgs,
-        "killed session deleted nothing"
-    );
+    assert_eq!(contents(&Maildir::new(dir.path())), msgs, "killed session deleted nothing");
 }
 
 #[test]
@@ -95,29 +83,19 @@ fn maildir_delivery_killed_at_each_step() {
     ] {
         let (dir, before) = maildir_with(3);
         let child = ChildProc::spawn(NAME, "deliver", dir.path().to_str().unwrap(), Some(step));
-        assert!(
-            child.wait_for(&format!("FAILPOINT {step}")),
-            "{step} not reached"
-        );
+        assert!(child.wait_for(&format!("FAILPOINT {step}")), "{step} not reached");
         child.kill();
         let md = Maildir::new(dir.path());
         let after = contents(&md);
         for (uidl, m) in &before {
-            assert_eq!(
-                after.get(uidl),
-                Some(m),
-                "{step}: old message lost or changed"
-            );
+            assert_eq!(after.get(uidl), Some(m), "{step}: old message lost or changed");
         }
         let added: Vec<_> = after.keys().filter(|u| !before.contains_key(*u)).collect();
         if visible {
             assert_eq!(added.len(), 1, "{step}: exactly one copy");
             assert_eq!(after[added[0]], new_msg, "{step}: complete");
         } else {
-            assert!(
-                added.is_empty(),
-                "{step}: nothing half-delivered is visible"
-            );
+            assert!(added.is_empty(), "{step}: nothing half-delivered is visible");
         }
         // The next open and delivery work normally.
         md.deliver(&mut &b"next\n"[..]).unwrap();
@@ -147,20 +125,13 @@ fn maildir_commit_killed_at_each_step() {
     ] {
         let (dir, before) = maildir_with(4);
         let md = Maildir::new(dir.path());
-        let order: Vec<String> = md
-            .open()
-            .unwrap()
-            .messages()
-            .iter()
-            .map(|m| m.uidl.clone())
-            .collect();
+        let order: Vec<String> =
+            md.open().unwrap().messages().iter().map(|m| m.uidl.clone()).collect();
         let fp = step.strip_prefix("FAILPOINT ");
         let child = ChildProc::spawn(NAME, role, dir.path().to_str().unwrap(), fp);
         assert!(child.wait_for(step), "{step} not reached");
         // Mail arriving while the session is open is untouched by its commit.
-        let arrived = md
-            .deliver(&mut &b"arrived during the session\n"[..])
-            .unwrap();
+        let arrived = md.deliver(&mut &b"arrived during the session\n"[..]).unwrap();
         child.kill();
         let after = contents(&md);
         assert_eq!(after[&arrived], b"arrived during the session\n");
@@ -191,13 +162,7 @@ fn mbox_contents(mbox: &pop3_storage::Mbox) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn mbox_with(
-    n: usize,
-) -> (
-    tempfile::TempDir,
-    pop3_storage::Mbox,
-    Vec<(String, Vec<u8>)>,
-) {
+fn mbox_with(n: usize) -> (tempfile::TempDir, pop3_storage::Mbox, Vec<(String, Vec<u8>)>) {
     let dir = tempfile::tempdir().unwrap();
     let mbox = pop3_storage::Mbox::new(dir.path().join("user"));
     for i in 0..n {
@@ -215,11 +180,7 @@ fn mbox_locks_across_processes_fcntl_alone_is_respected() {
     if let Some((role, target)) = common::child_role() {
         if role == "fcntl" {
             // Like an MDA that uses fcntl only: no dotlock.
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&target)
-                .unwrap();
+            let f = std::fs::OpenOptions::new().read(true).write(true).open(&target).unwrap();
             rustix::fs::fcntl_lock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
             common::announce_and_wait("LOCKED");
         }
@@ -235,10 +196,7 @@ fn mbox_locks_across_processes_fcntl_alone_is_respected() {
         let err = mbox.open().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InUse, "{role}: {err}");
         if role == "fcntl" {
-            assert!(
-                !dir.path().join("user.lock").exists(),
-                "our dotlock released"
-            );
+            assert!(!dir.path().join("user.lock").exists(), "our dotlock released");
         }
         child.kill();
         // Killed session: its dotlock names a dead pid and is recovered; fcntl died with it.
@@ -264,17 +222,11 @@ fn mbox_commit_killed_at_each_step() {
     ] {
         let (_dir, mbox, before) = mbox_with(4);
         let child = ChildProc::spawn(NAME, "quit", mbox.path().to_str().unwrap(), Some(step));
-        assert!(
-            child.wait_for(&format!("FAILPOINT {step}")),
-            "{step} not reached"
-        );
+        assert!(child.wait_for(&format!("FAILPOINT {step}")), "{step} not reached");
         child.kill();
         let after = mbox_contents(&mbox);
-        let want: Vec<_> = if done {
-            vec![before[1].clone(), before[3].clone()]
-        } else {
-            before.clone()
-        };
+        let want: Vec<_> =
+            if done { vec![before[1].clone(), before[3].clone()] } else { before.clone() };
         assert_eq!(after, want, "{step}: old or new content, nothing else");
         // The next session commits normally.
         let mut d = mbox.open().unwrap();
@@ -291,9 +243,7 @@ fn mbox_delivery_killed_at_each_step() {
         common::install_failpoint_hook();
         // Larger than one 64 KiB chunk, so the append is interrupted half-way.
         let m = message(77, 3000, false, true);
-        pop3_storage::Mbox::new(&target)
-            .deliver(&mut &m[..], &Default::default())
-            .unwrap();
+        pop3_storage::Mbox::new(&target).deliver(&mut &m[..], &Default::default()).unwrap();
         common::announce_and_wait("DELIVERED");
     }
     let _g = serial();
@@ -311,10 +261,7 @@ fn mbox_delivery_killed_at_each_step() {
     ] {
         let (_dir, mbox, before) = mbox_with(3);
         let child = ChildProc::spawn(NAME, "deliver", mbox.path().to_str().unwrap(), Some(step));
-        assert!(
-            child.wait_for(&format!("FAILPOINT {step}")),
-            "{step} not reached"
-        );
+        assert!(child.wait_for(&format!("FAILPOINT {step}")), "{step} not reached");
         child.kill();
         let after = mbox_contents(&mbox);
         assert_eq!(after[..3], before[..], "{step}: old messages intact");
@@ -324,8 +271,7 @@ fn mbox_delivery_killed_at_each_step() {
         } else {
             assert_eq!(after.len(), 3, "{step}: unacknowledged append rolled back");
         }
-        mbox.deliver(&mut &b"next\n"[..], &Default::default())
-            .unwrap();
+        mbox.deliver(&mut &b"next\n"[..], &Default::default()).unwrap();
         assert_eq!(mbox_contents(&mbox).len(), after.len() + 1);
     }
 }

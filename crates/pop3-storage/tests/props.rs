@@ -11,13 +11,7 @@ use pop3_storage::{is_valid_uidl, Maildir, Maildrop, Mbox};
 use proptest::prelude::*;
 
 fn messages() -> impl Strategy<Value = Vec<Vec<u8>>> {
-    let octet = prop_oneof![
-        Just(b'\r'),
-        Just(b'\n'),
-        Just(b'.'),
-        Just(b'F'),
-        any::<u8>(),
-    ];
+    let octet = prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), Just(b'F'), any::<u8>(),];
     let msg = prop_oneof![
         proptest::collection::vec(octet, 0..200),
         // Lines that look like mbox separators.

@@ -73,10 +73,7 @@ pub fn message(n: usize, body_lines: usize, crlf: bool, final_newline: bool) -> 
 /// Reads message `i` of a maildrop whole (tests only; the crate never does this).
 pub fn read_all(drop: &dyn Maildrop, i: usize) -> Vec<u8> {
     let mut v = Vec::new();
-    drop.read_message(i)
-        .expect("read_message")
-        .read_to_end(&mut v)
-        .expect("read");
+    drop.read_message(i).expect("read_message").read_to_end(&mut v).expect("read");
     v
 }
 
