@@ -44,9 +44,7 @@ fn parse_command(c: &mut Criterion) {
     ];
     for (name, line) in lines {
         let mut decoder = CommandDecoder::default();
-        g.bench_function(name, |b| {
-            b.iter(|| black_box(decoder.decode(black_box(line)).consumed))
-        });
+        g.bench_function(name, |b| b.iter(|| black_box(decoder.decode(black_box(line)).consumed)));
     }
     g.finish();
 }
@@ -77,12 +75,7 @@ fn encode_response(c: &mut Criterion) {
     let msg = |n: usize| MsgNum::from_index(n).unwrap();
     let list = Response::ScanList(
         StatusLine::ok("1000 messages"),
-        (0..1000)
-            .map(|n| ScanListing {
-                msg: msg(n),
-                size: 1000 + n as u64 * 37,
-            })
-            .collect(),
+        (0..1000).map(|n| ScanListing { msg: msg(n), size: 1000 + n as u64 * 37 }).collect(),
     );
     let uidl = Response::UidList(
         StatusLine::ok(""),
@@ -100,14 +93,8 @@ fn encode_response(c: &mut Criterion) {
             Capability::AuthRespCode,
             Capability::Pipelining,
             Capability::Uidl,
-            Capability::Expire {
-                policy: Expire::Never,
-                per_user: false,
-            },
-            Capability::LoginDelay {
-                seconds: 0,
-                per_user: false,
-            },
+            Capability::Expire { policy: Expire::Never, per_user: false },
+            Capability::LoginDelay { seconds: 0, per_user: false },
             Capability::Utf8 { user: true },
             Capability::Implementation("pop3d".into()),
         ],
@@ -124,11 +111,7 @@ fn encode_response(c: &mut Criterion) {
 }
 
 fn dot_inputs() -> [(&'static str, Vec<u8>); 3] {
-    [
-        ("1KiB", text(1024)),
-        ("1MiB", text(1 << 20)),
-        ("dot_heavy", dot_heavy(1 << 20)),
-    ]
+    [("1KiB", text(1024)), ("1MiB", text(1 << 20)), ("dot_heavy", dot_heavy(1 << 20))]
 }
 
 fn dot_stuff(c: &mut Criterion) {
@@ -203,9 +186,7 @@ fn baselines(c: &mut Criterion) {
     let mut g = c.benchmark_group("baseline_memchr");
     for (name, input) in &inputs {
         g.throughput(Throughput::Bytes(input.len() as u64));
-        g.bench_function(id(name), |b| {
-            b.iter(|| black_box(memchr_lines(black_box(input))))
-        });
+        g.bench_function(id(name), |b| b.iter(|| black_box(memchr_lines(black_box(input)))));
     }
     g.finish();
     let mut g = c.benchmark_group("baseline_copy");

@@ -16,16 +16,7 @@ pub fn text(len: usize) -> Vec<u8> {
           To: Bob <bob@example.net>\r\nSubject: Quarterly figures\r\n\
           Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\n",
     );
-    let words = [
-        "lorem",
-        "ipsum",
-        "dolor",
-        "sit",
-        "amet",
-        "consectetur",
-        "adipiscing",
-        "elit",
-    ];
+    let words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"];
     let mut i = 0usize;
     while out.len() < len {
         let mut line = Vec::with_capacity(80);
@@ -72,9 +63,7 @@ pub fn pipeline(n: usize) -> Vec<u8> {
         "LIST 7\r\n",
         "NOOP\r\n",
     ];
-    (0..n)
-        .flat_map(|i| typical[i % typical.len()].bytes())
-        .collect()
+    (0..n).flat_map(|i| typical[i % typical.len()].bytes()).collect()
 }
 
 /// A UIDL listing of about `len` octets, as a server sends it.

@@ -10,51 +10,15 @@ use serde_json::Value;
 
 /// `(bench, baseline, what the ratio means)`: every bench that has a target against a baseline.
 const PAIRS: &[(&str, &str, &str)] = &[
-    (
-        "dot_stuff/1KiB",
-        "baseline_copy/text_1KiB",
-        "throughput vs copy",
-    ),
-    (
-        "dot_stuff/1MiB",
-        "baseline_copy/text_1MiB",
-        "throughput vs copy (target >= 50%)",
-    ),
-    (
-        "dot_stuff/dot_heavy",
-        "baseline_copy/dot_heavy",
-        "throughput vs copy",
-    ),
-    (
-        "dot_unstuff/1KiB",
-        "baseline_copy/wire_1KiB",
-        "throughput vs copy",
-    ),
-    (
-        "dot_unstuff/1MiB",
-        "baseline_copy/wire_1MiB",
-        "throughput vs copy (target >= 50%)",
-    ),
-    (
-        "dot_unstuff/dot_heavy",
-        "baseline_copy/wire_dot_heavy",
-        "throughput vs copy",
-    ),
-    (
-        "parse_pipeline/16",
-        "baseline_memchr/pipeline_16",
-        "time vs memchr (target <= 4x)",
-    ),
-    (
-        "parse_pipeline/256",
-        "baseline_memchr/pipeline_256",
-        "time vs memchr (target <= 4x)",
-    ),
-    (
-        "parse_response/multiline_1MiB",
-        "baseline_memchr/uidl_1MiB",
-        "time vs memchr",
-    ),
+    ("dot_stuff/1KiB", "baseline_copy/text_1KiB", "throughput vs copy"),
+    ("dot_stuff/1MiB", "baseline_copy/text_1MiB", "throughput vs copy (target >= 50%)"),
+    ("dot_stuff/dot_heavy", "baseline_copy/dot_heavy", "throughput vs copy"),
+    ("dot_unstuff/1KiB", "baseline_copy/wire_1KiB", "throughput vs copy"),
+    ("dot_unstuff/1MiB", "baseline_copy/wire_1MiB", "throughput vs copy (target >= 50%)"),
+    ("dot_unstuff/dot_heavy", "baseline_copy/wire_dot_heavy", "throughput vs copy"),
+    ("parse_pipeline/16", "baseline_memchr/pipeline_16", "time vs memchr (target <= 4x)"),
+    ("parse_pipeline/256", "baseline_memchr/pipeline_256", "time vs memchr (target <= 4x)"),
+    ("parse_response/multiline_1MiB", "baseline_memchr/uidl_1MiB", "time vs memchr"),
 ];
 
 struct Estimate {
@@ -85,18 +49,13 @@ fn time(ns: f64) -> String {
 }
 
 fn rate(e: &Estimate) -> String {
-    e.bytes.map_or_else(String::new, |b| {
-        format!("{:.0} MiB/s", b / e.mean_ns * 1e9 / 1048576.0)
-    })
+    e.bytes.map_or_else(String::new, |b| format!("{:.0} MiB/s", b / e.mean_ns * 1e9 / 1048576.0))
 }
 
 /// Every bench found under `dir` (criterion's output), then the ratios to the baselines.
 pub fn render(dir: &Path) -> Result<String, String> {
     let mut ids = Vec::new();
-    for group in fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .flatten()
-    {
+    for group in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.flatten() {
         for bench in fs::read_dir(group.path()).into_iter().flatten().flatten() {
             if bench.path().join("new/estimates.json").exists() {
                 ids.push(format!(

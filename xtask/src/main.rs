@@ -41,10 +41,7 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
 fn cargo() -> Command {
@@ -73,38 +70,19 @@ fn cargo_with(args: &[&str]) -> Command {
 
 /// The whole test suite.
 fn test() -> Result {
-    run(cargo_with(&[
-        "test",
-        "--workspace",
-        "--lib",
-        "--bins",
-        "--tests",
-        "--examples",
-    ]))?;
+    run(cargo_with(&["test", "--workspace", "--lib", "--bins", "--tests", "--examples"]))?;
     run(cargo_with(&["test", "--workspace", "--doc"]))
 }
 
 /// The quality gates, in order of cost.
 fn gates() -> Result {
     run(cargo_with(&["fmt", "--all", "--", "--check"]))?;
-    run(cargo_with(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    run(cargo_with(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     let mut doc = cargo_with(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
     // pop3-proto is `no_std` + `alloc` without its default features.
-    run(cargo_with(&[
-        "build",
-        "-p",
-        "pop3-proto",
-        "--no-default-features",
-    ]))?;
+    run(cargo_with(&["build", "-p", "pop3-proto", "--no-default-features"]))?;
     run(cargo_with(&["bench", "--workspace", "--no-run"]))?;
     fuzz(None, CI_FUZZ_RUNS)
 }
@@ -117,9 +95,7 @@ fn fuzz_command(args: &[String]) -> Result {
         match arg.as_str() {
             "--runs" => {
                 let n = it.next().ok_or("--runs needs a number")?;
-                runs = n
-                    .parse()
-                    .map_err(|_| format!("--runs: not a number: {n}"))?;
+                runs = n.parse().map_err(|_| format!("--runs: not a number: {n}"))?;
             }
             t if !t.starts_with('-') && target.is_none() => target = Some(t.to_owned()),
             other => return Err(format!("fuzz: unexpected argument {other}\n{USAGE}")),
@@ -157,10 +133,7 @@ fn fuzz(target: Option<&str>, runs: u64) -> Result {
             let mut list = cargo_fuzz()?;
             list.arg("list");
             let out = list.output().map_err(|e| format!("cargo fuzz list: {e}"))?;
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect()
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
         }
     };
     if targets.is_empty() {
@@ -169,13 +142,7 @@ fn fuzz(target: Option<&str>, runs: u64) -> Result {
     let dict = root().join("fuzz").join("pop3.dict");
     for t in &targets {
         let mut c = cargo_fuzz()?;
-        c.args([
-            "run",
-            t,
-            "--",
-            &format!("-runs={runs}"),
-            "-max_total_time=600",
-        ]);
+        c.args(["run", t, "--", &format!("-runs={runs}"), "-max_total_time=600"]);
         c.arg(format!("-dict={}", dict.display()));
         run(c)?;
     }

@@ -67,6 +67,7 @@ mod line;
 mod msgnum;
 pub mod response;
 pub mod sasl;
+pub mod server;
 mod secret;
 mod wire;
 

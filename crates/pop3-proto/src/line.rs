@@ -66,14 +66,10 @@ impl<'a> Frame<'a> {
     pub(crate) fn into_line<T, E>(self) -> Result<(&'a [u8], usize), Decoded<T, E>> {
         match self {
             Frame::Line { line, consumed } => Ok((line, consumed)),
-            Frame::NeedMore { consumed } => Err(Decoded {
-                consumed,
-                outcome: Ok(None),
-            }),
-            Frame::TooLong { consumed, limit } => Err(Decoded {
-                consumed,
-                outcome: Err(DecodeError::LineTooLong { limit }),
-            }),
+            Frame::NeedMore { consumed } => Err(Decoded { consumed, outcome: Ok(None) }),
+            Frame::TooLong { consumed, limit } => {
+                Err(Decoded { consumed, outcome: Err(DecodeError::LineTooLong { limit }) })
+            }
         }
     }
 }
@@ -100,11 +96,7 @@ impl LineFramer {
                     self.skipping = false;
                     consumed = i + 1;
                 }
-                None => {
-                    return Frame::NeedMore {
-                        consumed: input.len(),
-                    }
-                }
+                None => return Frame::NeedMore { consumed: input.len() },
             }
         }
         let rest = &input[consumed..];
@@ -115,10 +107,7 @@ impl LineFramer {
             if let [head @ .., b'\r'] = line {
                 line = head;
             }
-            return Frame::Line {
-                line,
-                consumed: consumed + i + 1,
-            };
+            return Frame::Line { line, consumed: consumed + i + 1 };
         }
         if rest.len() < limit {
             return Frame::NeedMore { consumed };
@@ -126,16 +115,10 @@ impl LineFramer {
         // Over the limit. Drop through the line end if it is already here, else drop all and
         // keep skipping: memory stays bounded however long the line is.
         match memchr::memchr(b'\n', &rest[limit..]) {
-            Some(j) => Frame::TooLong {
-                consumed: consumed + limit + j + 1,
-                limit,
-            },
+            Some(j) => Frame::TooLong { consumed: consumed + limit + j + 1, limit },
             None => {
                 self.skipping = true;
-                Frame::TooLong {
-                    consumed: input.len(),
-                    limit,
-                }
+                Frame::TooLong { consumed: input.len(), limit }
             }
         }
     }
@@ -163,20 +146,8 @@ mod tests {
     #[test]
     fn frames_crlf_and_bare_lf() {
         let mut f = LineFramer::default();
-        assert_eq!(
-            f.next(b"NOOP\r\nX", fixed(10)),
-            Frame::Line {
-                line: b"NOOP",
-                consumed: 6
-            }
-        );
-        assert_eq!(
-            f.next(b"NOOP\nX", fixed(10)),
-            Frame::Line {
-                line: b"NOOP",
-                consumed: 5
-            }
-        );
+        assert_eq!(f.next(b"NOOP\r\nX", fixed(10)), Frame::Line { line: b"NOOP", consumed: 6 });
+        assert_eq!(f.next(b"NOOP\nX", fixed(10)), Frame::Line { line: b"NOOP", consumed: 5 });
         assert_eq!(f.next(b"NOO", fixed(10)), Frame::NeedMore { consumed: 0 });
     }
 
@@ -186,18 +157,12 @@ mod tests {
         // 8 octets + CRLF = 10: exactly at the limit.
         assert_eq!(
             f.next(b"12345678\r\n", fixed(10)),
-            Frame::Line {
-                line: b"12345678",
-                consumed: 10
-            }
+            Frame::Line { line: b"12345678", consumed: 10 }
         );
         // 9 octets + CRLF = 11: over.
         assert_eq!(
             f.next(b"123456789\r\nNOOP\r\n", fixed(10)),
-            Frame::TooLong {
-                consumed: 11,
-                limit: 10
-            }
+            Frame::TooLong { consumed: 11, limit: 10 }
         );
         assert!(!f.is_skipping());
     }
@@ -205,24 +170,12 @@ mod tests {
     #[test]
     fn an_over_long_line_is_skipped_across_calls_without_buffering() {
         let mut f = LineFramer::default();
-        assert_eq!(
-            f.next(&[b'a'; 64], fixed(10)),
-            Frame::TooLong {
-                consumed: 64,
-                limit: 10
-            }
-        );
+        assert_eq!(f.next(&[b'a'; 64], fixed(10)), Frame::TooLong { consumed: 64, limit: 10 });
         assert!(f.is_skipping());
-        assert_eq!(
-            f.next(&[b'a'; 4096], fixed(10)),
-            Frame::NeedMore { consumed: 4096 }
-        );
+        assert_eq!(f.next(&[b'a'; 4096], fixed(10)), Frame::NeedMore { consumed: 4096 });
         assert_eq!(
             f.next(b"aaa\r\nQUIT\r\n", fixed(10)),
-            Frame::Line {
-                line: b"QUIT",
-                consumed: 11
-            }
+            Frame::Line { line: b"QUIT", consumed: 11 }
         );
     }
 }

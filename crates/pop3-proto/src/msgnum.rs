@@ -30,10 +30,7 @@ impl MsgNum {
 
     /// The message number of the zero-based `index`, or `None` when it does not fit in 32 bits.
     pub fn from_index(index: usize) -> Option<Self> {
-        u32::try_from(index)
-            .ok()?
-            .checked_add(1)
-            .and_then(Self::new)
+        u32::try_from(index).ok()?.checked_add(1).and_then(Self::new)
     }
 }
 

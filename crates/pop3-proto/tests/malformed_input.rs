@@ -6,12 +6,7 @@ use pop3_proto::{
     ResponseError,
 };
 
-fn decode_one(
-    input: &[u8],
-) -> (
-    usize,
-    Result<Option<Command<'_>>, DecodeError<CommandError>>,
-) {
+fn decode_one(input: &[u8]) -> (usize, Result<Option<Command<'_>>, DecodeError<CommandError>>) {
     let d = CommandDecoder::default().decode(input);
     (d.consumed, d.outcome)
 }
@@ -54,14 +49,8 @@ fn malformed_commands_yield_exact_errors() {
         (b"USER \xff\xfe\r\n", InvalidUtf8),
         (b"PASS\r\n", MissingArgument),
         (b"APOP mrose\r\n", MissingArgument),
-        (
-            b"APOP mrose c4c9334bac560ecc979e58001b3e22f\r\n",
-            InvalidArgument,
-        ),
-        (
-            b"APOP mrose c4c9334bac560ecc979e58001b3e22fg\r\n",
-            InvalidArgument,
-        ),
+        (b"APOP mrose c4c9334bac560ecc979e58001b3e22f\r\n", InvalidArgument),
+        (b"APOP mrose c4c9334bac560ecc979e58001b3e22fg\r\n", InvalidArgument),
         (b"AUTH\r\n", MissingArgument),
         (b"AUTH PL@IN\r\n", InvalidArgument),
         (b"AUTH PLAIN abc\r\n", InvalidArgument),
@@ -94,15 +83,9 @@ fn a_command_of_255_octets_is_accepted_and_256_is_too_long() {
     let name = "u".repeat(255 - "USER \r\n".len());
     let line = format!("USER {name}\r\n");
     assert_eq!(line.len(), 255);
-    assert_eq!(
-        decode_one(line.as_bytes()).1,
-        Ok(Some(Command::User(name.clone().into())))
-    );
+    assert_eq!(decode_one(line.as_bytes()).1, Ok(Some(Command::User(name.clone().into()))));
     let line = format!("USER {name}u\r\n");
-    assert_eq!(
-        decode_one(line.as_bytes()),
-        (256, Err(DecodeError::LineTooLong { limit: 255 }))
-    );
+    assert_eq!(decode_one(line.as_bytes()), (256, Err(DecodeError::LineTooLong { limit: 255 })));
 }
 
 #[test]
@@ -127,9 +110,7 @@ fn a_one_mib_line_is_rejected_without_buffering_it() {
     let mut errors = Vec::new();
     let mut commands = Vec::new();
     let mut max_buffered = 0;
-    let line: Vec<u8> = std::iter::repeat_n(b'A', 1 << 20)
-        .chain(*b"\r\nQUIT\r\n")
-        .collect();
+    let line: Vec<u8> = std::iter::repeat_n(b'A', 1 << 20).chain(*b"\r\nQUIT\r\n").collect();
     for chunk in line.chunks(4096) {
         buffer.extend_from_slice(chunk);
         max_buffered = max_buffered.max(buffer.len());
@@ -163,47 +144,32 @@ fn auth_lines_and_sasl_responses_have_their_own_larger_limit() {
     let line = format!("AUTH XOAUTH2 {token}\r\n");
     let (consumed, outcome) = decode_one(line.as_bytes());
     assert_eq!(consumed, line.len());
-    assert!(
-        matches!(outcome, Ok(Some(Command::Auth { .. }))),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, Ok(Some(Command::Auth { .. }))), "{outcome:?}");
     let response = format!("{token}\r\n");
     let d = CommandDecoder::default().decode_sasl(response.as_bytes());
     assert!(matches!(d.outcome, Ok(Some(_))));
     // Limits are configurable.
-    let limits = Limits {
-        sasl_line: 1024,
-        ..Limits::default()
-    };
+    let limits = Limits { sasl_line: 1024, ..Limits::default() };
     let d = CommandDecoder::new(limits).decode(line.as_bytes());
     assert_eq!(d.outcome, Err(DecodeError::LineTooLong { limit: 1024 }));
     assert_eq!(d.consumed, line.len());
     let long_user = format!("USER {}\r\n", "u".repeat(900));
-    let d = CommandDecoder::new(Limits {
-        command_line: 1000,
-        ..limits
-    })
-    .decode(long_user.as_bytes());
+    let d =
+        CommandDecoder::new(Limits { command_line: 1000, ..limits }).decode(long_user.as_bytes());
     assert!(matches!(d.outcome, Ok(Some(Command::User(_)))));
 }
 
 #[test]
 fn keywords_are_case_insensitive_and_bare_lf_ends_a_line() {
     for line in ["quit\r\n", "QuIt\r\n", "QUIT\n"] {
-        assert_eq!(
-            decode_one(line.as_bytes()).1,
-            Ok(Some(Command::Quit)),
-            "{line:?}"
-        );
+        assert_eq!(decode_one(line.as_bytes()).1, Ok(Some(Command::Quit)), "{line:?}");
     }
 }
 
 #[test]
 fn pass_keeps_spaces_and_raw_octets() {
     let (_, outcome) = decode_one(b"PASS  two words \xe9\r\n");
-    let Ok(Some(Command::Pass(p))) = outcome else {
-        panic!("{outcome:?}")
-    };
+    let Ok(Some(Command::Pass(p))) = outcome else { panic!("{outcome:?}") };
     assert_eq!(&p.expose()[..], b" two words \xe9");
 }
 
@@ -213,26 +179,10 @@ fn malformed_responses_yield_exact_errors() {
         (b"OK fine\r\n", Expect::Status, ResponseError::InvalidStatus),
         (b"+OKAY\r\n", Expect::Status, ResponseError::InvalidStatus),
         (b"+ abc\r\n", Expect::Sasl, ResponseError::InvalidChallenge),
-        (
-            b"+OK\r\n1\r\n.\r\n",
-            Expect::List,
-            ResponseError::InvalidScanListing,
-        ),
-        (
-            b"+OK\r\n0 10\r\n.\r\n",
-            Expect::List,
-            ResponseError::InvalidScanListing,
-        ),
-        (
-            b"+OK\r\n1 a b\r\n.\r\n",
-            Expect::Uidl,
-            ResponseError::InvalidUidListing,
-        ),
-        (
-            b"+OK\r\n\r\n.\r\n",
-            Expect::Capa,
-            ResponseError::InvalidListLine,
-        ),
+        (b"+OK\r\n1\r\n.\r\n", Expect::List, ResponseError::InvalidScanListing),
+        (b"+OK\r\n0 10\r\n.\r\n", Expect::List, ResponseError::InvalidScanListing),
+        (b"+OK\r\n1 a b\r\n.\r\n", Expect::Uidl, ResponseError::InvalidUidListing),
+        (b"+OK\r\n\r\n.\r\n", Expect::Capa, ResponseError::InvalidListLine),
     ];
     for (input, expect, expected) in table {
         let d = ResponseDecoder::default().decode(input, *expect);
@@ -245,18 +195,12 @@ fn malformed_responses_yield_exact_errors() {
     }
     let uid = format!("+OK\r\n1 {}\r\n.\r\n", "u".repeat(71));
     let d = ResponseDecoder::default().decode(uid.as_bytes(), Expect::Uidl);
-    assert_eq!(
-        d.outcome,
-        Err(DecodeError::Invalid(ResponseError::InvalidUidListing))
-    );
+    assert_eq!(d.outcome, Err(DecodeError::Invalid(ResponseError::InvalidUidListing)));
 }
 
 #[test]
 fn a_listing_larger_than_the_block_limit_is_refused_whole_but_decodes_line_by_line() {
-    let limits = Limits {
-        multiline_block: 64,
-        ..Limits::default()
-    };
+    let limits = Limits { multiline_block: 64, ..Limits::default() };
     let mut input = b"+OK\r\n".to_vec();
     for n in 1..=20 {
         input.extend_from_slice(format!("{n} 1000\r\n").as_bytes());
@@ -264,10 +208,7 @@ fn a_listing_larger_than_the_block_limit_is_refused_whole_but_decodes_line_by_li
     input.extend_from_slice(b".\r\n");
     let mut decoder = ResponseDecoder::new(limits);
     let d = decoder.decode(&input, Expect::List);
-    assert_eq!(
-        d.outcome,
-        Err(DecodeError::Invalid(ResponseError::BlockTooLarge))
-    );
+    assert_eq!(d.outcome, Err(DecodeError::Invalid(ResponseError::BlockTooLarge)));
     assert_eq!(d.consumed, 0);
     let d = decoder.decode(&input, Expect::Status);
     let mut at = d.consumed;
@@ -291,10 +232,7 @@ fn encoding_refuses_arguments_that_would_inject_a_line() {
         Command::User("alice\r\nDELE 1".into()),
         Command::User("".into()),
         Command::Pass(pop3_proto::Secret::new(b"pw\nDELE 1"[..].into())),
-        Command::Auth {
-            mechanism: "PLAIN X".into(),
-            initial_response: None,
-        },
+        Command::Auth { mechanism: "PLAIN X".into(), initial_response: None },
         Command::Lang(pop3_proto::LangArg::Tag("en\r\n".into())),
     ];
     for command in bad {
@@ -315,10 +253,7 @@ fn the_encoder_never_emits_a_status_line_over_512_octets() {
         .encode(&mut out);
     assert!(out.len() <= 512, "{}", out.len());
     assert!(out.ends_with(b"\r\n"));
-    assert!(
-        std::str::from_utf8(&out).is_ok(),
-        "cut on a character boundary"
-    );
+    assert!(std::str::from_utf8(&out).is_ok(), "cut on a character boundary");
     let d = ResponseDecoder::default().decode(&out, Expect::Status);
     assert!(matches!(d.outcome, Ok(Some(_))));
 }

@@ -35,11 +35,8 @@ fn text(max: usize) -> impl Strategy<Value = String> {
 fn command() -> impl Strategy<Value = Command<'static>> {
     prop_oneof![
         text(40).prop_map(|u| Command::User(owned(u))),
-        vec(
-            any::<u8>().prop_filter("no NUL, CR, LF", |b| !matches!(b, 0 | b'\r' | b'\n')),
-            0..40
-        )
-        .prop_map(|p| Command::Pass(Secret::new(Cow::Owned(p)))),
+        vec(any::<u8>().prop_filter("no NUL, CR, LF", |b| !matches!(b, 0 | b'\r' | b'\n')), 0..40)
+            .prop_map(|p| Command::Pass(Secret::new(Cow::Owned(p)))),
         (text(30), "[0-9a-fA-F]{32}").prop_map(|(name, digest)| Command::Apop {
             name: owned(name),
             digest: Secret::new(owned(digest)),
@@ -86,16 +83,10 @@ fn resp_code() -> impl Strategy<Value = RespCode<'static>> {
 
 fn status_line() -> impl Strategy<Value = StatusLine<'static>> {
     // Without a code, the text must not start with '[' (RFC 2449 §8 reserves that for codes).
-    let text = prop_oneof![
-        Just(String::new()),
-        text(120).prop_filter("no '['", |t| !t.starts_with('['))
-    ];
+    let text =
+        prop_oneof![Just(String::new()), text(120).prop_filter("no '['", |t| !t.starts_with('['))];
     (any::<bool>(), proptest::option::of(resp_code()), text).prop_map(|(ok, code, text)| {
-        let line = if ok {
-            StatusLine::ok(text)
-        } else {
-            StatusLine::err(text)
-        };
+        let line = if ok { StatusLine::ok(text) } else { StatusLine::err(text) };
         match code {
             Some(code) => line.with_code(code),
             None => line,
@@ -123,10 +114,7 @@ fn capability() -> impl Strategy<Value = Capability<'static>> {
         (any::<u32>(), any::<bool>())
             .prop_map(|(seconds, per_user)| Capability::LoginDelay { seconds, per_user }),
         Just(Capability::Pipelining),
-        (
-            prop_oneof![Just(Expire::Never), any::<u32>().prop_map(Expire::Days)],
-            any::<bool>()
-        )
+        (prop_oneof![Just(Expire::Never), any::<u32>().prop_map(Expire::Days)], any::<bool>())
             .prop_map(|(policy, per_user)| Capability::Expire { policy, per_user }),
         Just(Capability::Uidl),
         prop_oneof![Just(String::new()), text(60)]
@@ -135,12 +123,8 @@ fn capability() -> impl Strategy<Value = Capability<'static>> {
         Just(Capability::AuthRespCode),
         any::<bool>().prop_map(|user| Capability::Utf8 { user }),
         Just(Capability::Lang),
-        ("X-[A-Z0-9.-]{1,10}|\\.[A-Z]{1,5}", vec(word(), 0..4)).prop_map(|(name, params)| {
-            Capability::Other {
-                name: owned(name),
-                params,
-            }
-        }),
+        ("X-[A-Z0-9.-]{1,10}|\\.[A-Z]{1,5}", vec(word(), 0..4))
+            .prop_map(|(name, params)| { Capability::Other { name: owned(name), params } }),
     ]
 }
 
@@ -151,36 +135,21 @@ fn response() -> impl Strategy<Value = (Response<'static>, Expect)> {
         (ok_line(), vec(capability(), 0..12))
             .prop_map(|(s, c)| (Response::Capabilities(s, c), Expect::Capa)),
         (ok_line(), vec((msg_num(), any::<u64>()), 0..30)).prop_map(|(s, l)| {
-            let l = l
-                .into_iter()
-                .map(|(msg, size)| ScanListing { msg, size })
-                .collect();
+            let l = l.into_iter().map(|(msg, size)| ScanListing { msg, size }).collect();
             (Response::ScanList(s, l), Expect::List)
         }),
         (ok_line(), vec((msg_num(), "[!-~]{1,70}"), 0..30)).prop_map(|(s, l)| {
-            let l = l
-                .into_iter()
-                .map(|(m, u)| UidListing::new(m, u).unwrap())
-                .collect();
+            let l = l.into_iter().map(|(m, u)| UidListing::new(m, u).unwrap()).collect();
             (Response::UidList(s, l), Expect::Uidl)
         }),
         (
             ok_line(),
-            vec(
-                (
-                    "[a-z]{2}(-[A-Z]{2})?",
-                    prop_oneof![Just(String::new()), text(30)]
-                ),
-                0..5
-            )
+            vec(("[a-z]{2}(-[A-Z]{2})?", prop_oneof![Just(String::new()), text(30)]), 0..5)
         )
             .prop_map(|(s, l)| {
                 let l = l
                     .into_iter()
-                    .map(|(t, d)| LangListing {
-                        tag: owned(t),
-                        description: owned(d),
-                    })
+                    .map(|(t, d)| LangListing { tag: owned(t), description: owned(d) })
                     .collect();
                 (Response::Languages(s, l), Expect::Lang)
             }),
@@ -358,17 +327,11 @@ proptest! {
 }
 
 fn owned_command(d: Decoded<Command<'_>, CommandError>) -> Decoded<Command<'static>, CommandError> {
-    Decoded {
-        consumed: d.consumed,
-        outcome: d.outcome.map(|c| c.map(Command::into_owned)),
-    }
+    Decoded { consumed: d.consumed, outcome: d.outcome.map(|c| c.map(Command::into_owned)) }
 }
 
 fn owned_response(
     d: Decoded<Response<'_>, ResponseError>,
 ) -> Decoded<Response<'static>, ResponseError> {
-    Decoded {
-        consumed: d.consumed,
-        outcome: d.outcome.map(|r| r.map(Response::into_owned)),
-    }
+    Decoded { consumed: d.consumed, outcome: d.outcome.map(|r| r.map(Response::into_owned)) }
 }

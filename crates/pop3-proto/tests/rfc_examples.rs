@@ -48,11 +48,7 @@ fn err(text: &str) -> Response<'_> {
 #[test]
 fn rfc1939_section_10_example_session() {
     let greeting = "+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n";
-    server(
-        greeting,
-        Expect::Status,
-        ok("POP3 server ready <1896.697170952@dbc.mtview.ca.us>"),
-    );
+    server(greeting, Expect::Status, ok("POP3 server ready <1896.697170952@dbc.mtview.ca.us>"));
     let Response::Status(g) = ResponseDecoder::default()
         .decode(greeting.as_bytes(), Expect::Status)
         .outcome
@@ -61,10 +57,7 @@ fn rfc1939_section_10_example_session() {
     else {
         panic!("greeting is a status line")
     };
-    assert_eq!(
-        g.apop_timestamp(),
-        Some("<1896.697170952@dbc.mtview.ca.us>")
-    );
+    assert_eq!(g.apop_timestamp(), Some("<1896.697170952@dbc.mtview.ca.us>"));
 
     client(
         "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n",
@@ -87,25 +80,12 @@ fn rfc1939_section_10_example_session() {
         Expect::List,
         Response::ScanList(
             StatusLine::ok("2 messages (320 octets)"),
-            vec![
-                ScanListing {
-                    msg: msg(1),
-                    size: 120,
-                },
-                ScanListing {
-                    msg: msg(2),
-                    size: 200,
-                },
-            ],
+            vec![ScanListing { msg: msg(1), size: 120 }, ScanListing { msg: msg(2), size: 200 }],
         ),
     );
     for (n, size) in [(1, 120), (2, 200)] {
         client(&format!("RETR {n}\r\n"), Command::Retr(msg(n)));
-        server(
-            &format!("+OK {size} octets\r\n"),
-            Expect::Status,
-            ok(&format!("{size} octets")),
-        );
+        server(&format!("+OK {size} octets\r\n"), Expect::Status, ok(&format!("{size} octets")));
         let body = "Subject: x\r\n\r\n.dot-led line\r\n";
         let mut wire = BytesMut::new();
         let mut stuffer = DotStuffer::new();
@@ -140,23 +120,13 @@ fn rfc1939_command_examples() {
         Expect::Status,
         err("sorry, no mailbox for frated here"),
     );
-    client(
-        "PASS secret\r\n",
-        Command::Pass(Secret::new(Cow::Borrowed(&b"secret"[..]))),
-    );
-    server(
-        "-ERR maildrop already locked\r\n",
-        Expect::Status,
-        err("maildrop already locked"),
-    );
+    client("PASS secret\r\n", Command::Pass(Secret::new(Cow::Borrowed(&b"secret"[..]))));
+    server("-ERR maildrop already locked\r\n", Expect::Status, err("maildrop already locked"));
     client("LIST 2\r\n", Command::List(Some(msg(2))));
     server("+OK 2 200\r\n", Expect::Status, ok("2 200"));
     assert_eq!(
         StatusLine::ok("2 200").scan_listing(),
-        Some(ScanListing {
-            msg: msg(2),
-            size: 200
-        })
+        Some(ScanListing { msg: msg(2), size: 200 })
     );
     client("LIST 3\r\n", Command::List(Some(msg(3))));
     server(
@@ -164,13 +134,7 @@ fn rfc1939_command_examples() {
         Expect::Status,
         err("no such message, only 2 messages in maildrop"),
     );
-    client(
-        "TOP 1 10\r\n",
-        Command::Top {
-            msg: msg(1),
-            lines: 10,
-        },
-    );
+    client("TOP 1 10\r\n", Command::Top { msg: msg(1), lines: 10 });
     client("UIDL\r\n", Command::Uidl(None));
     server(
         "+OK\r\n1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\r\n.\r\n",
@@ -184,15 +148,9 @@ fn rfc1939_command_examples() {
         ),
     );
     client("UIDL 2\r\n", Command::Uidl(Some(msg(2))));
-    server(
-        "+OK 2 QhdPYR:00WBw1Ph7x7\r\n",
-        Expect::Status,
-        ok("2 QhdPYR:00WBw1Ph7x7"),
-    );
+    server("+OK 2 QhdPYR:00WBw1Ph7x7\r\n", Expect::Status, ok("2 QhdPYR:00WBw1Ph7x7"));
     assert_eq!(
-        StatusLine::ok("2 QhdPYR:00WBw1Ph7x7")
-            .uid_listing()
-            .map(|u| u.uid().to_owned()),
+        StatusLine::ok("2 QhdPYR:00WBw1Ph7x7").uid_listing().map(|u| u.uid().to_owned()),
         Some("QhdPYR:00WBw1Ph7x7".to_owned())
     );
     client("NOOP\r\n", Command::Noop);
@@ -263,11 +221,7 @@ fn rfc2449_capa_and_response_codes() {
 #[test]
 fn rfc2595_stls() {
     client("STLS\r\n", Command::Stls);
-    server(
-        "+OK Begin TLS negotiation\r\n",
-        Expect::Status,
-        ok("Begin TLS negotiation"),
-    );
+    server("+OK Begin TLS negotiation\r\n", Expect::Status, ok("Begin TLS negotiation"));
     server(
         "-ERR Command not permitted when TLS active\r\n",
         Expect::Status,
@@ -296,37 +250,15 @@ fn rfc5034_sasl_examples() {
             ],
         ),
     );
-    client(
-        "AUTH PLAIN\r\n",
-        Command::Auth {
-            mechanism: "PLAIN".into(),
-            initial_response: None,
-        },
-    );
+    client("AUTH PLAIN\r\n", Command::Auth { mechanism: "PLAIN".into(), initial_response: None });
     // The RFC prints the empty challenge as "+"; its grammar is `"+" SP [base64]`.
-    server(
-        "+ \r\n",
-        Expect::Sasl,
-        Response::Challenge(Secret::new("".into())),
-    );
+    server("+ \r\n", Expect::Sasl, Response::Challenge(Secret::new("".into())));
     let bare = ResponseDecoder::default().decode(b"+\r\n", Expect::Sasl);
-    assert_eq!(
-        bare.outcome,
-        Ok(Some(Response::Challenge(Secret::new("".into()))))
-    );
+    assert_eq!(bare.outcome, Ok(Some(Response::Challenge(Secret::new("".into())))));
     let mut decoder = CommandDecoder::default();
     let d = decoder.decode_sasl(b"dGVzdAB0ZXN0AHRlc3Q=\r\n");
-    assert_eq!(
-        d.outcome,
-        Ok(Some(SaslResponse::Data(Secret::new(
-            "dGVzdAB0ZXN0AHRlc3Q=".into()
-        ))))
-    );
-    server(
-        "+OK Maildrop locked and ready\r\n",
-        Expect::Sasl,
-        ok("Maildrop locked and ready"),
-    );
+    assert_eq!(d.outcome, Ok(Some(SaslResponse::Data(Secret::new("dGVzdAB0ZXN0AHRlc3Q=".into())))));
+    server("+OK Maildrop locked and ready\r\n", Expect::Sasl, ok("Maildrop locked and ready"));
 
     client(
         "AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=\r\n",
@@ -351,17 +283,12 @@ fn rfc5034_sasl_examples() {
     );
     // The client's empty response is an empty line; "*" cancels.
     let d = decoder.decode_sasl(b"\r\n*\r\n");
-    assert_eq!(
-        d.outcome,
-        Ok(Some(SaslResponse::Data(Secret::new("".into()))))
-    );
+    assert_eq!(d.outcome, Ok(Some(SaslResponse::Data(Secret::new("".into())))));
     let d2 = decoder.decode_sasl(&b"\r\n*\r\n"[d.consumed..]);
     assert_eq!(d2.outcome, Ok(Some(SaslResponse::Cancel)));
     let mut out = BytesMut::new();
     SaslResponse::Cancel.encode(&mut out).unwrap();
-    SaslResponse::Data(Secret::new("".into()))
-        .encode(&mut out)
-        .unwrap();
+    SaslResponse::Data(Secret::new("".into())).encode(&mut out).unwrap();
     assert_eq!(&out[..], b"*\r\n\r\n");
 }
 
@@ -371,24 +298,15 @@ fn rfc6856_utf8_and_lang() {
     client("UTF8\r\n", Command::Utf8);
     client("LANG\r\n", Command::Lang(pop3_proto::LangArg::List));
     client("LANG *\r\n", Command::Lang(pop3_proto::LangArg::Wildcard));
-    client(
-        "LANG es\r\n",
-        Command::Lang(pop3_proto::LangArg::Tag("es".into())),
-    );
+    client("LANG es\r\n", Command::Lang(pop3_proto::LangArg::Tag("es".into())));
     server(
         "+OK Language listing follows\r\nen English\r\nes Espa\u{f1}ol\r\n.\r\n",
         Expect::Lang,
         Response::Languages(
             StatusLine::ok("Language listing follows"),
             vec![
-                pop3_proto::LangListing {
-                    tag: "en".into(),
-                    description: "English".into(),
-                },
-                pop3_proto::LangListing {
-                    tag: "es".into(),
-                    description: "Espa\u{f1}ol".into(),
-                },
+                pop3_proto::LangListing { tag: "en".into(), description: "English".into() },
+                pop3_proto::LangListing { tag: "es".into(), description: "Espa\u{f1}ol".into() },
             ],
         ),
     );

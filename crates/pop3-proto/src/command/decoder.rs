@@ -27,10 +27,7 @@ pub struct CommandDecoder {
 impl CommandDecoder {
     /// A decoder with the given limits.
     pub fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            framer: LineFramer::default(),
-        }
+        Self { limits, framer: LineFramer::default() }
     }
 
     /// The limits in force.
@@ -68,10 +65,9 @@ fn decoded<'a, T>(
     parse: impl FnOnce(&'a [u8]) -> Result<T, CommandError>,
 ) -> Decoded<T, CommandError> {
     match frame.into_line() {
-        Ok((line, consumed)) => Decoded {
-            consumed,
-            outcome: parse(line).map(Some).map_err(DecodeError::Invalid),
-        },
+        Ok((line, consumed)) => {
+            Decoded { consumed, outcome: parse(line).map(Some).map_err(DecodeError::Invalid) }
+        }
         Err(decoded) => decoded,
     }
 }

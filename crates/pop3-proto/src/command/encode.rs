@@ -35,10 +35,7 @@ impl Command<'_> {
                 out.extend_from_slice(b" ");
                 put_u64(out, u64::from(*lines));
             }
-            Self::Auth {
-                mechanism,
-                initial_response,
-            } => {
+            Self::Auth { mechanism, initial_response } => {
                 put_arg(out, mechanism.as_bytes());
                 match initial_response.as_ref().map(|r| r.expose().as_bytes()) {
                     Some(b"") => put_arg(out, b"="),
@@ -80,10 +77,7 @@ impl Command<'_> {
                 text(name.as_bytes())?;
                 check(is_apop_digest(digest.expose().as_bytes()))
             }
-            Self::Auth {
-                mechanism,
-                initial_response,
-            } => {
+            Self::Auth { mechanism, initial_response } => {
                 check(is_mechanism(mechanism.as_bytes()))?;
                 initial_response
                     .as_ref()

@@ -125,10 +125,7 @@ fn number(i: &[u8]) -> PResult<'_, u32> {
     }
     let mut n: u32 = 0;
     for &d in digits {
-        n = match n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u32::from(d - b'0')))
-        {
+        n = match n.checked_mul(10).and_then(|n| n.checked_add(u32::from(d - b'0'))) {
             Some(n) => n,
             None => return reject(CommandError::NumberOverflow),
         };
@@ -184,13 +181,7 @@ fn auth(i: &[u8]) -> PResult<'_, Command<'_>> {
     };
     let mechanism = Cow::Borrowed(ascii(mechanism));
     if i.is_empty() {
-        return Ok((
-            i,
-            Command::Auth {
-                mechanism,
-                initial_response: None,
-            },
-        ));
+        return Ok((i, Command::Auth { mechanism, initial_response: None }));
     }
     let (i, ()) = space(i)?;
     let (i, initial) = match take_while1::<_, _, Reject>(|b: u8| b != b' ').parse(i) {
@@ -199,13 +190,7 @@ fn auth(i: &[u8]) -> PResult<'_, Command<'_>> {
         _ => return reject(CommandError::InvalidArgument),
     };
     let initial_response = Some(Secret::new(Cow::Borrowed(initial)));
-    Ok((
-        i,
-        Command::Auth {
-            mechanism,
-            initial_response,
-        },
-    ))
+    Ok((i, Command::Auth { mechanism, initial_response }))
 }
 
 /// `LANG [lang-or-wild]` (RFC 6856 §3).

@@ -134,10 +134,9 @@ impl Command<'_> {
         match self {
             Self::User(name) => Command::User(owned_str(name)),
             Self::Pass(pass) => Command::Pass(pass.map(|p| Cow::Owned(p.into_owned()))),
-            Self::Apop { name, digest } => Command::Apop {
-                name: owned_str(name),
-                digest: digest.map(owned_str),
-            },
+            Self::Apop { name, digest } => {
+                Command::Apop { name: owned_str(name), digest: digest.map(owned_str) }
+            }
             Self::Quit => Command::Quit,
             Self::Stat => Command::Stat,
             Self::List(n) => Command::List(n),
@@ -149,10 +148,7 @@ impl Command<'_> {
             Self::Uidl(n) => Command::Uidl(n),
             Self::Capa => Command::Capa,
             Self::Stls => Command::Stls,
-            Self::Auth {
-                mechanism,
-                initial_response,
-            } => Command::Auth {
+            Self::Auth { mechanism, initial_response } => Command::Auth {
                 mechanism: owned_str(mechanism),
                 initial_response: initial_response.map(|r| r.map(owned_str)),
             },

@@ -28,17 +28,19 @@
 //! terminator, is its length, plus the number of its bare LFs, plus the completion that
 //! [`DotStuffer::finish`] adds when the message does not end with LF: 2 (CRLF) after any other
 //! octet, 1 (LF) after a final CR, which becomes the line end. The dot-stuffing octets are not
-//! counted (RFC 1939 §11). pop3-storage's `SizeCounter` implements exactly this rule, so
-//! `LIST` never disagrees with `RETR`.
+//! counted (RFC 1939 §11). [`wire_size`] computes it, and pop3-storage's `SizeCounter` implements the
+//! same rule in a streaming pass, so `LIST` never disagrees with `RETR`.
 //!
 //! The client side ([`DotUnstuffer`]) changes no line ends: it hands over exactly what the
 //! server sent, minus the stuffing, and accepts `.` followed by a bare LF as a terminator too,
 //! for servers that send bare LF.
 
+mod size;
 mod stuffer;
 mod top;
 mod unstuffer;
 
+pub use size::wire_size;
 pub use stuffer::DotStuffer;
 pub use top::TopFilter;
 pub use unstuffer::{DotUnstuffer, Unstuffed};

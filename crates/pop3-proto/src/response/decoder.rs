@@ -37,10 +37,7 @@ pub struct ResponseDecoder {
 impl ResponseDecoder {
     /// A decoder with the given limits.
     pub fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            framer: LineFramer::default(),
-        }
+        Self { limits, framer: LineFramer::default() }
     }
 
     /// The limits in force.
@@ -74,12 +71,7 @@ impl ResponseDecoder {
         };
         let status = match first {
             Ok(status) => status,
-            Err(e) => {
-                return Decoded {
-                    consumed,
-                    outcome: Err(DecodeError::Invalid(e)),
-                }
-            }
+            Err(e) => return Decoded { consumed, outcome: Err(DecodeError::Invalid(e)) },
         };
         if !status.is_ok() || matches!(expect, Expect::Status | Expect::Sasl) {
             return done(consumed, Response::Status(status));
@@ -109,12 +101,7 @@ impl ResponseDecoder {
             }
             let (line, used) = match framer.next(&input[at..], |_| limit) {
                 Frame::Line { line, consumed } => (line, consumed),
-                Frame::NeedMore { .. } => {
-                    return Decoded {
-                        consumed: 0,
-                        outcome: Ok(None),
-                    }
-                }
+                Frame::NeedMore { .. } => return Decoded { consumed: 0, outcome: Ok(None) },
                 Frame::TooLong { limit, .. } => {
                     return Decoded {
                         consumed: 0,
@@ -126,12 +113,7 @@ impl ResponseDecoder {
             match list_item(line, expect) {
                 Ok(ListItem::End) => break,
                 Ok(item) => items.push(item),
-                Err(e) => {
-                    return Decoded {
-                        consumed: 0,
-                        outcome: Err(DecodeError::Invalid(e)),
-                    }
-                }
+                Err(e) => return Decoded { consumed: 0, outcome: Err(DecodeError::Invalid(e)) },
             }
         }
         let response = collect(status, items, expect);
@@ -151,9 +133,7 @@ impl ResponseDecoder {
         match self.framer.next(input, |_| limit).into_line() {
             Ok((line, consumed)) => Decoded {
                 consumed,
-                outcome: list_item(line, expect)
-                    .map(Some)
-                    .map_err(DecodeError::Invalid),
+                outcome: list_item(line, expect).map(Some).map_err(DecodeError::Invalid),
             },
             Err(decoded) => decoded,
         }
@@ -201,8 +181,5 @@ fn collect<'a>(status: StatusLine<'a>, items: Vec<ListItem<'a>>, expect: Expect)
 }
 
 fn done<T, E>(consumed: usize, value: T) -> Decoded<T, E> {
-    Decoded {
-        consumed,
-        outcome: Ok(Some(value)),
-    }
+    Decoded { consumed, outcome: Ok(Some(value)) }
 }

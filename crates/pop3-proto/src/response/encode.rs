@@ -21,11 +21,7 @@ impl StatusLine<'_> {
             Status::Ok => b"+OK",
             Status::Err => b"-ERR",
         };
-        let code = self
-            .code
-            .as_ref()
-            .map(RespCode::as_str)
-            .filter(|c| is_resp_code(c.as_bytes()));
+        let code = self.code.as_ref().map(RespCode::as_str).filter(|c| is_resp_code(c.as_bytes()));
         // Room left for " [code]" and " text" within the limit, CRLF included.
         let mut room = Limits::RFC_RESPONSE_LINE - indicator.len() - CRLF.len();
         out.reserve(Limits::RFC_RESPONSE_LINE);
@@ -207,11 +203,7 @@ fn put_text(out: &mut BytesMut, text: &str) {
     if bytes.iter().all(|&b| b >= 0x20 && b != 0x7f) {
         out.extend_from_slice(bytes);
     } else {
-        out.extend(
-            bytes
-                .iter()
-                .map(|&b| if b < 0x20 || b == 0x7f { b' ' } else { b }),
-        );
+        out.extend(bytes.iter().map(|&b| if b < 0x20 || b == 0x7f { b' ' } else { b }));
     }
 }
 

@@ -39,11 +39,7 @@ pub(crate) fn status_line(line: &[u8]) -> Result<StatusLine<'_>, ResponseError> 
         },
         Err(_) => (None, text),
     };
-    Ok(StatusLine {
-        status,
-        code,
-        text: lossy(text),
-    })
+    Ok(StatusLine { status, code, text: lossy(text) })
 }
 
 /// `"+OK" / "-ERR"`, case-insensitively (some servers send `+ok`).
@@ -108,12 +104,8 @@ pub(crate) fn challenge(line: &[u8]) -> Result<Option<Secret<Cow<'_, str>>>, Res
 /// `scan-listing = msg SP size [SP *VCHAR]` (RFC 1939 §5: "This memo makes no requirement on
 /// what follows the message size").
 pub(crate) fn scan_listing(i: &[u8]) -> Result<ScanListing, ResponseError> {
-    let parsed = (
-        msg_num,
-        preceded(char(' '), number::<u64>),
-        opt(preceded(char(' '), rest)),
-    )
-        .parse(i);
+    let parsed =
+        (msg_num, preceded(char(' '), number::<u64>), opt(preceded(char(' '), rest))).parse(i);
     match parsed {
         Ok((_, (msg, size, _))) => Ok(ScanListing { msg, size }),
         _ => Err(ResponseError::InvalidScanListing),
@@ -122,11 +114,8 @@ pub(crate) fn scan_listing(i: &[u8]) -> Result<ScanListing, ResponseError> {
 
 /// `unique-id-listing = msg SP unique-id`, `unique-id = 1*70 %x21-7E` (RFC 1939 §7).
 pub(crate) fn uid_listing(i: &[u8]) -> Result<UidListing<'_>, ResponseError> {
-    let parsed = (
-        msg_num,
-        preceded(char(' '), take_while1(|b| (0x21..=0x7E).contains(&b))),
-    )
-        .parse(i);
+    let parsed =
+        (msg_num, preceded(char(' '), take_while1(|b| (0x21..=0x7E).contains(&b)))).parse(i);
     match parsed {
         Ok(([], (msg, uid))) => UidListing::new(msg, ascii(uid)),
         _ => Err(ResponseError::InvalidUidListing),
@@ -149,10 +138,7 @@ pub(crate) fn lang_listing(i: &[u8]) -> Result<LangListing<'_>, ResponseError> {
     if tag.is_empty() {
         return Err(ResponseError::InvalidListLine);
     }
-    Ok(LangListing {
-        tag: lossy(tag),
-        description: lossy(description),
-    })
+    Ok(LangListing { tag: lossy(tag), description: lossy(description) })
 }
 
 /// `capability = capa-tag *(SP param)` (RFC 2449 §5).
@@ -167,16 +153,11 @@ pub(crate) fn capability(line: &[u8]) -> Result<Capability<'_>, ResponseError> {
     if name.is_empty() {
         return Err(ResponseError::InvalidListLine);
     }
-    let words: Vec<&[u8]> = params
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .collect();
-    Ok(
-        known_capability(name, params, &words).unwrap_or_else(|| Capability::Other {
-            name: lossy(name),
-            params: words.iter().map(|w| lossy(w)).collect(),
-        }),
-    )
+    let words: Vec<&[u8]> = params.split(|&b| b == b' ').filter(|w| !w.is_empty()).collect();
+    Ok(known_capability(name, params, &words).unwrap_or_else(|| Capability::Other {
+        name: lossy(name),
+        params: words.iter().map(|w| lossy(w)).collect(),
+    }))
 }
 
 /// The typed form of a capability we know, if its parameters are what its RFC says.
@@ -203,10 +184,7 @@ fn known_capability<'a>(
     } else if is("LOGIN-DELAY") {
         let (first, more) = words.split_first()?;
         let seconds = str::from_utf8(first).ok()?.parse().ok()?;
-        Some(Capability::LoginDelay {
-            seconds,
-            per_user: user_flag(more)?,
-        })
+        Some(Capability::LoginDelay { seconds, per_user: user_flag(more)? })
     } else if is("PIPELINING") {
         bare(Capability::Pipelining)
     } else if is("EXPIRE") {
@@ -216,10 +194,7 @@ fn known_capability<'a>(
         } else {
             Expire::Days(str::from_utf8(first).ok()?.parse().ok()?)
         };
-        Some(Capability::Expire {
-            policy,
-            per_user: user_flag(more)?,
-        })
+        Some(Capability::Expire { policy, per_user: user_flag(more)? })
     } else if is("UIDL") {
         bare(Capability::Uidl)
     } else if is("IMPLEMENTATION") {
@@ -229,9 +204,7 @@ fn known_capability<'a>(
     } else if is("AUTH-RESP-CODE") {
         bare(Capability::AuthRespCode)
     } else if is("UTF8") {
-        Some(Capability::Utf8 {
-            user: user_flag(words)?,
-        })
+        Some(Capability::Utf8 { user: user_flag(words)? })
     } else if is("LANG") {
         bare(Capability::Lang)
     } else {

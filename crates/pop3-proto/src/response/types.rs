@@ -201,20 +201,12 @@ pub enum ListItem<'a> {
 impl<'a> StatusLine<'a> {
     /// `+OK text`.
     pub fn ok(text: impl Into<Cow<'a, str>>) -> Self {
-        Self {
-            status: Status::Ok,
-            code: None,
-            text: text.into(),
-        }
+        Self { status: Status::Ok, code: None, text: text.into() }
     }
 
     /// `-ERR text`.
     pub fn err(text: impl Into<Cow<'a, str>>) -> Self {
-        Self {
-            status: Status::Err,
-            code: None,
-            text: text.into(),
-        }
+        Self { status: Status::Err, code: None, text: text.into() }
     }
 
     /// The same line with a response code.
@@ -316,20 +308,14 @@ impl<'a> UidListing<'a> {
 
     /// Copies the borrowed id.
     pub fn into_owned(self) -> UidListing<'static> {
-        UidListing {
-            msg: self.msg,
-            uid: owned_str(self.uid),
-        }
+        UidListing { msg: self.msg, uid: owned_str(self.uid) }
     }
 }
 
 impl LangListing<'_> {
     /// Copies the borrowed parts.
     pub fn into_owned(self) -> LangListing<'static> {
-        LangListing {
-            tag: owned_str(self.tag),
-            description: owned_str(self.description),
-        }
+        LangListing { tag: owned_str(self.tag), description: owned_str(self.description) }
     }
 }
 
@@ -351,10 +337,9 @@ impl Capability<'_> {
             Self::AuthRespCode => Capability::AuthRespCode,
             Self::Utf8 { user } => Capability::Utf8 { user },
             Self::Lang => Capability::Lang,
-            Self::Other { name, params } => Capability::Other {
-                name: owned_str(name),
-                params: owned_all(params),
-            },
+            Self::Other { name, params } => {
+                Capability::Other { name: owned_str(name), params: owned_all(params) }
+            }
         }
     }
 }

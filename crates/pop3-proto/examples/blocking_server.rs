@@ -1,0 +1,140 @@
+//! A complete POP3 server over `std::net`, one thread per connection, with an in-memory
+//! maildrop: all of the protocol is pop3-proto's sans-IO `ServerSession`.
+//!
+//! ```sh
+//! cargo run -p pop3-proto --example blocking_server -- 127.0.0.1:1110
+//! curl -s pop3://alice:secret@127.0.0.1:1110/1
+//! ```
+//! User `alice`, password `secret` (USER/PASS, AUTH PLAIN or LOGIN; plaintext is allowed because
+//! it listens only where you tell it to: use loopback).
+
+use std::collections::HashMap;
+use std::io::{Error, ErrorKind, Read, Result, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pop3_proto::dot::wire_size;
+use pop3_proto::server::{AuthRequest, BodyFlow, Event, Greeting, LoginError, MessageInfo};
+use pop3_proto::server::{ServerConfig, ServerSession, Snapshot};
+
+/// Each user's messages (unique id, text) and whether a session holds the maildrop.
+type Store = Mutex<HashMap<String, (Vec<(String, Vec<u8>)>, bool)>>;
+
+fn main() -> Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:1110".to_owned());
+    let note = |n| format!("Subject: note {n}\n\n.dot-led line\nbye\n").into_bytes();
+    let inbox = (1..=3).map(|n| (format!("uid-{n}"), note(n))).collect();
+    let store: Arc<Store> = Arc::new(Mutex::new(HashMap::from([("alice".into(), (inbox, false))])));
+    let listener = TcpListener::bind(&addr)?;
+    println!("POP3 on {addr}: user alice, password secret");
+    for (n, stream) in listener.incoming().enumerate() {
+        let (store, stream) = (Arc::clone(&store), stream?);
+        std::thread::spawn(move || serve(stream, &store, n).map_err(|e| eprintln!("#{n}: {e}")));
+    }
+    Ok(())
+}
+
+fn serve(mut stream: TcpStream, store: &Store, n: usize) -> Result<()> {
+    let start = Instant::now();
+    let config = ServerConfig { plaintext_without_tls: true, ..ServerConfig::default() };
+    let nonce = format!("{n}x{}", start.elapsed().as_nanos());
+    let greeting = Greeting {
+        apop_timestamp: format!("<{nonce}@localhost>"),
+        sasl_nonce: nonce,
+        hostname: "localhost".to_owned(),
+        tls_active: false,
+    };
+    let mut session = ServerSession::new(config, greeting, start.elapsed());
+    let mut user = None;
+    let mut buf = [0u8; 8192];
+    let result = loop {
+        flush(&mut session, &mut stream)?;
+        while let Some(event) = session.poll_event() {
+            answer(&mut session, &mut stream, store, &mut user, event)?;
+            flush(&mut session, &mut stream)?;
+        }
+        if session.is_closed() {
+            break Ok(());
+        }
+        let deadline = session.poll_timeout().unwrap_or(Duration::MAX);
+        let wait = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(1));
+        stream.set_read_timeout(Some(wait))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(len) => session.handle_input(&buf[..len], start.elapsed()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                session.handle_timeout(start.elapsed());
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some((_, locked)) = store.lock().unwrap().get_mut(&user.unwrap_or_default()) {
+        *locked = false; // release the maildrop
+    }
+    result
+}
+
+/// Answers one event; a body goes out in 4 KiB pieces under the session's back-pressure.
+fn answer(
+    session: &mut ServerSession,
+    stream: &mut TcpStream,
+    store: &Store,
+    user: &mut Option<String>,
+    event: Event,
+) -> Result<()> {
+    let refused = |_| Error::other("the session refused an answer");
+    let mut store = store.lock().unwrap();
+    match event {
+        Event::Authenticate(AuthRequest::Password { username, password, .. }) => {
+            let ok = password.expose() == b"secret";
+            match store.get_mut(&username) {
+                Some((_, true)) if ok => session.login_rejected(LoginError::InUse),
+                Some((mail, locked)) if ok => {
+                    *locked = true;
+                    let info = |(uid, text): &(String, Vec<u8>)| {
+                        MessageInfo::new(wire_size(text), uid.as_str())
+                    };
+                    let snapshot = Snapshot::new(
+                        mail.iter()
+                            .map(info)
+                            .collect::<std::result::Result<_, _>>()
+                            .map_err(Error::other)?,
+                    );
+                    *user = Some(username);
+                    session.login_accepted(snapshot)
+                }
+                _ => session.login_rejected(LoginError::BadCredentials),
+            }
+        }
+        Event::Authenticate(_) => session.login_rejected(LoginError::BadCredentials),
+        Event::RetrieveBody { index, .. } => {
+            let text = store[user.as_deref().unwrap_or_default()].0[index].1.clone();
+            for chunk in text.chunks(4096) {
+                while !session.wants_body_data() {
+                    flush(session, stream)?;
+                }
+                if session.body_data(chunk).map_err(refused)? == BodyFlow::Done {
+                    break;
+                }
+            }
+            session.body_end()
+        }
+        Event::Commit { deleted } => {
+            let (mail, _) = store.get_mut(user.as_deref().unwrap_or_default()).unwrap();
+            // `deleted` is in ascending order: remove from the back so indices stay valid.
+            deleted.iter().rev().for_each(|&index| drop(mail.remove(index)));
+            session.commit_done(Ok(()))
+        }
+        Event::ScramKeysNeeded { .. } => session.scram_keys(None),
+        Event::StartTls => return Err(Error::other("this example has no TLS")),
+    }
+    .map_err(refused)
+}
+
+fn flush(session: &mut ServerSession, stream: &mut TcpStream) -> Result<()> {
+    while session.has_output() {
+        stream.write_all(&session.take_output())?;
+    }
+    Ok(())
+}
