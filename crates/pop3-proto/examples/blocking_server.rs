@@ -5,8 +5,8 @@
 //! cargo run -p pop3-proto --example blocking_server -- 127.0.0.1:1110
 //! curl -s pop3://alice:secret@127.0.0.1:1110/1
 //! ```
-//! User `alice`, password `secret` (USER/PASS, AUTH PLAIN or LOGIN; plaintext is allowed because
-//! it listens only where you tell it to: use loopback).
+//! User `alice`, password `secret` (USER/PASS, AUTH PLAIN, LOGIN or SCRAM-SHA-256; plaintext is
+//! allowed because it listens only where you tell it to: use loopback).
 
 use std::collections::HashMap;
 use std::io::{Error, ErrorKind, Read, Result, Write};
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pop3_proto::dot::wire_size;
+use pop3_proto::sasl::ScramKeys;
 use pop3_proto::server::{AuthRequest, BodyFlow, Event, Greeting, LoginError, MessageInfo};
 use pop3_proto::server::{ServerConfig, ServerSession, Snapshot};
 
@@ -86,8 +87,14 @@ fn answer(
     let refused = |_| Error::other("the session refused an answer");
     let mut store = store.lock().unwrap();
     match event {
-        Event::Authenticate(AuthRequest::Password { username, password, .. }) => {
-            let ok = password.expose() == b"secret";
+        Event::Authenticate(request) => {
+            let (username, ok) = match request {
+                AuthRequest::Password { username, password, .. } => {
+                    (username, password.expose() == b"secret")
+                }
+                AuthRequest::Verified { username, .. } => (username, true), // SCRAM proved it
+                _ => (String::new(), false),
+            };
             match store.get_mut(&username) {
                 Some((_, true)) if ok => session.login_rejected(LoginError::InUse),
                 Some((mail, locked)) if ok => {
@@ -107,7 +114,6 @@ fn answer(
                 _ => session.login_rejected(LoginError::BadCredentials),
             }
         }
-        Event::Authenticate(_) => session.login_rejected(LoginError::BadCredentials),
         Event::RetrieveBody { index, .. } => {
             let text = store[user.as_deref().unwrap_or_default()].0[index].1.clone();
             for chunk in text.chunks(4096) {
@@ -126,7 +132,10 @@ fn answer(
             deleted.iter().rev().for_each(|&index| drop(mail.remove(index)));
             session.commit_done(Ok(()))
         }
-        Event::ScramKeysNeeded { .. } => session.scram_keys(None),
+        Event::ScramKeysNeeded { username } => {
+            let keys = ScramKeys::from_password(b"secret", b"example salt", 4096);
+            session.scram_keys(store.contains_key(&username).then_some(keys))
+        }
         Event::StartTls => return Err(Error::other("this example has no TLS")),
     }
     .map_err(refused)

@@ -60,6 +60,7 @@
 
 extern crate alloc;
 
+pub mod client;
 pub mod command;
 pub mod dot;
 mod limits;
@@ -67,8 +68,8 @@ mod line;
 mod msgnum;
 pub mod response;
 pub mod sasl;
-pub mod server;
 mod secret;
+pub mod server;
 mod wire;
 
 pub use command::{Command, CommandDecoder, CommandError, LangArg, SaslResponse};

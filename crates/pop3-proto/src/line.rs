@@ -124,9 +124,23 @@ impl LineFramer {
     }
 
     /// True while the framer is dropping the rest of an over-long line.
-    #[allow(dead_code)]
     pub(crate) fn is_skipping(&self) -> bool {
         self.skipping
+    }
+
+    /// Drops what is left of an over-long line: octets through its LF, or all of `input` if the
+    /// LF has not arrived. Returns how many octets that is (0 when not skipping).
+    pub(crate) fn skip_rest(&mut self, input: &[u8]) -> usize {
+        if !self.skipping {
+            return 0;
+        }
+        match memchr::memchr(b'\n', input) {
+            Some(i) => {
+                self.skipping = false;
+                i + 1
+            }
+            None => input.len(),
+        }
     }
 }
 

@@ -63,10 +63,7 @@ fn stuff(parts: &[&[u8]]) -> Vec<u8> {
 fn unstuff(parts: &[&[u8]]) -> (Vec<u8>, Unstuffed) {
     let mut unstuffer = DotUnstuffer::new();
     let mut out = BytesMut::new();
-    let mut total = Unstuffed {
-        consumed: 0,
-        done: false,
-    };
+    let mut total = Unstuffed { consumed: 0, done: false };
     for part in parts {
         let was_done = unstuffer.is_done();
         let step = unstuffer.unstuff(part, &mut out);
@@ -129,11 +126,7 @@ fn top_reference(x: &[u8], n: u32) -> (Vec<u8>, bool) {
         None => all.len(),
     };
     let complete = blank.is_some() && keep <= all.len() && all[keep - 1].ends_with(b"\n");
-    let passed = all
-        .iter()
-        .take(keep)
-        .flat_map(|l| l.iter().copied())
-        .collect();
+    let passed = all.iter().take(keep).flat_map(|l| l.iter().copied()).collect();
     (passed, complete)
 }
 
@@ -160,11 +153,7 @@ fn unstuff_reference(wire: &[u8]) -> (Vec<u8>, Unstuffed) {
 
 /// Start positions of all occurrences of `needle` in `hay`.
 fn occurrences(hay: &[u8], needle: &[u8]) -> Vec<usize> {
-    hay.windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect()
+    hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
 }
 
 proptest! {

@@ -257,3 +257,65 @@ fn the_encoder_never_emits_a_status_line_over_512_octets() {
     let d = ResponseDecoder::default().decode(&out, Expect::Status);
     assert!(matches!(d.outcome, Ok(Some(_))));
 }
+
+/// Found by the `split_invariance` fuzz target: a listing after an over-long line must decode
+/// the same whatever the chunking.
+#[test]
+fn a_listing_after_an_over_long_line_decodes_the_same_in_any_chunking() {
+    let mut wire = vec![b'x'; 9000];
+    wire.extend_from_slice(b"\r\n+OK\r\n1 2\r\n.\r\n");
+    let run = |cuts: &[usize]| {
+        let mut decoder = ResponseDecoder::default();
+        let mut expects = [Expect::Status, Expect::List].into_iter();
+        let mut expect = expects.next();
+        let (mut buffer, mut seen, mut at) = (Vec::new(), Vec::new(), 0);
+        for &cut in cuts.iter().chain([&wire.len()]) {
+            buffer.extend_from_slice(&wire[at..cut]);
+            at = cut;
+            while let Some(e) = expect {
+                let d = decoder.decode(&buffer, e);
+                let outcome = d.outcome.map(|r| r.map(pop3_proto::Response::into_owned));
+                buffer.drain(..d.consumed);
+                match outcome {
+                    Ok(None) => break,
+                    other => {
+                        seen.push(other);
+                        expect = expects.next();
+                    }
+                }
+            }
+        }
+        seen
+    };
+    let whole = run(&[]);
+    assert_eq!(whole.len(), 2);
+    assert_eq!(whole[0], Err(DecodeError::LineTooLong { limit: 8192 }));
+    assert!(matches!(&whole[1], Ok(Some(pop3_proto::Response::ScanList(_, l))) if l.len() == 1));
+    assert_eq!(run(&[8200, 9010]), whole);
+    assert_eq!(run(&[100, 9003, 9005]), whole);
+}
+
+/// Found by the `response` fuzz target: control characters are read as the spaces the
+/// encoder writes, so decode → encode → decode is stable.
+#[test]
+fn control_characters_in_a_status_line_read_as_spaces() {
+    let d = ResponseDecoder::default().decode(b"+OK [A]\0\n", Expect::Status);
+    let first = d.outcome.unwrap().unwrap().into_owned();
+    let mut wire = bytes::BytesMut::new();
+    first.encode(&mut wire);
+    let again = ResponseDecoder::default().decode(&wire, Expect::Status).outcome.unwrap().unwrap();
+    assert_eq!(again, first);
+    assert_eq!(&wire[..], b"+OK [A]\r\n");
+}
+
+#[test]
+fn a_malformed_line_inside_a_listing_consumes_the_whole_listing() {
+    let input = b"+OK\r\n1 10\r\nbogus\r\n2 20\r\n.\r\n+OK next\r\n";
+    let mut decoder = ResponseDecoder::default();
+    let d = decoder.decode(input, Expect::List);
+    assert_eq!(d.outcome, Err(DecodeError::Invalid(ResponseError::InvalidScanListing)));
+    assert_eq!(&input[d.consumed..], b"+OK next\r\n");
+    // Incomplete: nothing is consumed until the terminator arrives.
+    let d = decoder.decode(&input[..15], Expect::List);
+    assert_eq!((d.consumed, d.outcome), (0, Ok(None)));
+}

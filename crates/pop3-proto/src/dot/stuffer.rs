@@ -42,10 +42,7 @@ impl DotStuffer {
     /// A stuffer at the start of a message.
     #[must_use]
     pub const fn new() -> Self {
-        Self {
-            at_line_start: true,
-            after_cr: false,
-        }
+        Self { at_line_start: true, after_cr: false }
     }
 
     /// Writes the next chunk of the message, CRLF-normalised and dot-stuffed, into `out`.

@@ -53,10 +53,7 @@ impl TopFilter {
     /// A filter at the start of a message that passes `body_lines` lines of its body.
     #[must_use]
     pub const fn new(body_lines: u32) -> Self {
-        Self {
-            body_lines,
-            state: State::LineStart,
-        }
+        Self { body_lines, state: State::LineStart }
     }
 
     /// Whether nothing more of the message can pass.
@@ -173,12 +170,7 @@ mod tests {
 
     #[test]
     fn top_counts_body_lines_only() {
-        assert_every_split(
-            2,
-            MESSAGE,
-            b"From: a\r\nSubject: b\r\n\r\none\r\ntwo\r\n",
-            true,
-        );
+        assert_every_split(2, MESSAGE, b"From: a\r\nSubject: b\r\n\r\none\r\ntwo\r\n", true);
     }
 
     #[test]
@@ -189,12 +181,7 @@ mod tests {
 
     #[test]
     fn no_blank_line_passes_whole_message() {
-        assert_every_split(
-            0,
-            b"From: a\r\nSubject: b\r\n",
-            b"From: a\r\nSubject: b\r\n",
-            false,
-        );
+        assert_every_split(0, b"From: a\r\nSubject: b\r\n", b"From: a\r\nSubject: b\r\n", false);
     }
 
     #[test]

@@ -71,9 +71,7 @@ impl DotUnstuffer {
     /// An unstuffer at the start of a response body.
     #[must_use]
     pub const fn new() -> Self {
-        Self {
-            state: State::LineStart,
-        }
+        Self { state: State::LineStart }
     }
 
     /// Whether the terminator has been consumed.
@@ -101,10 +99,7 @@ impl DotUnstuffer {
                 State::Done => pos,
             };
         }
-        Unstuffed {
-            consumed: pos,
-            done: self.is_done(),
-        }
+        Unstuffed { consumed: pos, done: self.is_done() }
     }
 
     /// Handles `octet` (at `input[pos]`) at the start of a line, where a `.` may begin the
@@ -176,11 +171,7 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         let got = unstuff_chunks(&bytes);
-        assert_eq!(
-            got,
-            (payload.to_vec(), consumed, done),
-            "one octet per chunk"
-        );
+        assert_eq!(got, (payload.to_vec(), consumed, done), "one octet per chunk");
     }
 
     #[test]
@@ -230,34 +221,16 @@ mod tests {
         let mut unstuffer = DotUnstuffer::new();
         let mut out = BytesMut::new();
         let step = unstuffer.unstuff(b".\r\n", &mut out);
-        assert_eq!(
-            step,
-            Unstuffed {
-                consumed: 3,
-                done: true
-            }
-        );
+        assert_eq!(step, Unstuffed { consumed: 3, done: true });
         let step = unstuffer.unstuff(b"more\r\n.\r\n", &mut out);
-        assert_eq!(
-            step,
-            Unstuffed {
-                consumed: 0,
-                done: true
-            }
-        );
+        assert_eq!(step, Unstuffed { consumed: 0, done: true });
         assert_eq!(unstuffer.unstuff(b"", &mut out).consumed, 0);
         assert!(out.is_empty());
 
         unstuffer.reset();
         assert!(!unstuffer.is_done());
         let step = unstuffer.unstuff(b"more\r\n.\r\n", &mut out);
-        assert_eq!(
-            step,
-            Unstuffed {
-                consumed: 9,
-                done: true
-            }
-        );
+        assert_eq!(step, Unstuffed { consumed: 9, done: true });
         assert_eq!(&out[..], b"more\r\n");
     }
 }

@@ -48,10 +48,30 @@ impl ResponseDecoder {
     /// Decodes the next whole response of the kind `expect` from the front of `input`.
     ///
     /// A multi-line listing is returned only when complete; until then the outcome is
-    /// `Ok(None)` with nothing consumed. A listing larger than [`Limits::multiline_block`]
-    /// yields [`ResponseError::BlockTooLarge`] with nothing consumed: the caller should switch
-    /// to [`decode_item`](Self::decode_item) or close the connection.
+    /// `Ok(None)` and the listing stays in the buffer. A malformed line inside a listing is
+    /// reported once the whole listing is there, and the whole listing is consumed.
+    ///
+    /// Two errors are fatal, because the decoder can no longer tell where the next response
+    /// starts: a listing larger than [`Limits::multiline_block`]
+    /// ([`ResponseError::BlockTooLarge`]) and an over-long line inside a listing
+    /// ([`DecodeError::LineTooLong`]). Both consume nothing; close the connection, or read
+    /// listings with [`decode_item`](Self::decode_item), which has neither.
     pub fn decode<'a>(
+        &mut self,
+        input: &'a [u8],
+        expect: Expect,
+    ) -> Decoded<Response<'a>, ResponseError> {
+        // Finish dropping an over-long line first, so that an incomplete listing is re-read from
+        // its own first line next time, whatever the chunking.
+        let skipped = self.framer.skip_rest(input);
+        if self.framer.is_skipping() {
+            return Decoded { consumed: skipped, outcome: Ok(None) };
+        }
+        let Decoded { consumed, outcome } = self.decode_response(&input[skipped..], expect);
+        Decoded { consumed: skipped + consumed, outcome }
+    }
+
+    fn decode_response<'a>(
         &mut self,
         input: &'a [u8],
         expect: Expect,
@@ -89,6 +109,7 @@ impl ResponseDecoder {
     ) -> Decoded<Response<'a>, ResponseError> {
         let limit = self.limits.response_line;
         let mut items = Vec::new();
+        let mut invalid = None;
         let mut at = start;
         // A fresh framer: a whole block is decoded in one go or not at all.
         let mut framer = LineFramer::default();
@@ -113,8 +134,12 @@ impl ResponseDecoder {
             match list_item(line, expect) {
                 Ok(ListItem::End) => break,
                 Ok(item) => items.push(item),
-                Err(e) => return Decoded { consumed: 0, outcome: Err(DecodeError::Invalid(e)) },
+                // Keep reading to the terminator, so the bad listing is consumed whole.
+                Err(e) => invalid = invalid.or(Some(e)),
             }
+        }
+        if let Some(e) = invalid {
+            return Decoded { consumed: at, outcome: Err(DecodeError::Invalid(e)) };
         }
         let response = collect(status, items, expect);
         done(at, response)

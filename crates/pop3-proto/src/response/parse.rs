@@ -24,13 +24,26 @@ use crate::{MsgNum, Secret};
 type PResult<'a, T> = IResult<&'a [u8], T>;
 
 /// `status-line = ("+OK" / "-ERR") [SP [resp-code SP] text]` (RFC 1939 §3, RFC 2449 §8).
+///
+/// Control characters mean nothing in a status line: they are read as spaces, as the encoder
+/// writes them, so that a line and its re-encoding decode alike.
 pub(crate) fn status_line(line: &[u8]) -> Result<StatusLine<'_>, ResponseError> {
+    let control = |b: &u8| *b < 0x20 || *b == 0x7f;
+    if line.iter().any(control) {
+        let clean: Vec<u8> = line.iter().map(|b| if control(b) { b' ' } else { *b }).collect();
+        return clean_status_line(&clean).map(StatusLine::into_owned);
+    }
+    clean_status_line(line)
+}
+
+fn clean_status_line(line: &[u8]) -> Result<StatusLine<'_>, ResponseError> {
     let (after, status) = status_indicator(line).map_err(|_| ResponseError::InvalidStatus)?;
     let text = match after {
         [] => &[][..],
         [b' ', text @ ..] => text,
         _ => return Err(ResponseError::InvalidStatus),
     };
+
     let (code, text) = match resp_code(text) {
         Ok((rest, code)) => match rest {
             [] => (Some(code), rest),
