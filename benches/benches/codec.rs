@@ -5,7 +5,9 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pop3_benches::{copy_lines, dot_heavy, memchr_lines, pipeline, stuffed, text, uidl_listing};
+use pop3_benches::{
+    copy_lines, dot_heavy, memchr_each_line, memchr_lines, pipeline, stuffed, text, uidl_listing,
+};
 use pop3_proto::{
     Capability, CommandDecoder, DotStuffer, DotUnstuffer, Expect, Expire, ListItem, MsgNum,
     Response, ResponseDecoder, ScanListing, StatusLine, UidListing,
@@ -187,6 +189,12 @@ fn baselines(c: &mut Criterion) {
     for (name, input) in &inputs {
         g.throughput(Throughput::Bytes(input.len() as u64));
         g.bench_function(id(name), |b| b.iter(|| black_box(memchr_lines(black_box(input)))));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("baseline_memchr_line");
+    for (name, input) in &inputs {
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        g.bench_function(id(name), |b| b.iter(|| black_box(memchr_each_line(black_box(input)))));
     }
     g.finish();
     let mut g = c.benchmark_group("baseline_copy");

@@ -85,6 +85,17 @@ pub fn memchr_lines(input: &[u8]) -> usize {
     memchr::memchr_iter(b'\n', input).count()
 }
 
+/// Baseline 1b: find each line end with one memchr call per line, as any decoder that hands out
+/// one line per call must; the practical limit for such a decoder.
+pub fn memchr_each_line(input: &[u8]) -> usize {
+    let (mut lines, mut at) = (0, 0);
+    while let Some(i) = memchr::memchr(b'\n', &input[at..]) {
+        at += i + 1;
+        lines += 1;
+    }
+    lines
+}
+
 /// Baseline 2: find every line with memchr and copy it into `out`.
 pub fn copy_lines(input: &[u8], out: &mut BytesMut) {
     let mut at = 0;
@@ -104,6 +115,7 @@ mod tests {
         assert_eq!(text(1 << 20).len(), 1 << 20);
         assert_eq!(dot_heavy(1000).len(), 1000);
         assert_eq!(memchr_lines(&pipeline(16)), 16);
+        assert_eq!(memchr_each_line(&pipeline(256)), 256);
         let uidl = uidl_listing(4096);
         assert!(uidl.len() >= 4096 && uidl.ends_with(b"\r\n.\r\n"));
     }

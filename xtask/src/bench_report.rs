@@ -16,9 +16,19 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ("dot_unstuff/1KiB", "baseline_copy/wire_1KiB", "throughput vs copy"),
     ("dot_unstuff/1MiB", "baseline_copy/wire_1MiB", "throughput vs copy (target >= 50%)"),
     ("dot_unstuff/dot_heavy", "baseline_copy/wire_dot_heavy", "throughput vs copy"),
-    ("parse_pipeline/16", "baseline_memchr/pipeline_16", "time vs memchr (target <= 4x)"),
-    ("parse_pipeline/256", "baseline_memchr/pipeline_256", "time vs memchr (target <= 4x)"),
-    ("parse_response/multiline_1MiB", "baseline_memchr/uidl_1MiB", "time vs memchr"),
+    (
+        "parse_pipeline/16",
+        "baseline_memchr_line/pipeline_16",
+        "time vs memchr per line (target <= 4x)",
+    ),
+    (
+        "parse_pipeline/256",
+        "baseline_memchr_line/pipeline_256",
+        "time vs memchr per line (target <= 4x)",
+    ),
+    ("parse_pipeline/16", "baseline_memchr/pipeline_16", "time vs memchr_iter"),
+    ("parse_pipeline/256", "baseline_memchr/pipeline_256", "time vs memchr_iter"),
+    ("parse_response/multiline_1MiB", "baseline_memchr_line/uidl_1MiB", "time vs memchr per line"),
 ];
 
 struct Estimate {

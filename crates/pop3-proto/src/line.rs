@@ -84,6 +84,7 @@ pub(crate) struct LineFramer {
 impl LineFramer {
     /// Frames the next line of `input`. `limit` is computed from the line's first octets, so
     /// different commands can have different limits (RFC 5034 §4 lifts the limit for AUTH).
+    #[inline]
     pub(crate) fn next<'a>(
         &mut self,
         input: &'a [u8],
