@@ -100,14 +100,9 @@ fn answer(
                 Some((mail, locked)) if ok => {
                     *locked = true;
                     let info = |(uid, text): &(String, Vec<u8>)| {
-                        MessageInfo::new(wire_size(text), uid.as_str())
+                        MessageInfo::new(wire_size(text), uid.as_str()).expect("valid unique id")
                     };
-                    let snapshot = Snapshot::new(
-                        mail.iter()
-                            .map(info)
-                            .collect::<std::result::Result<_, _>>()
-                            .map_err(Error::other)?,
-                    );
+                    let snapshot = Snapshot::new(mail.iter().map(info).collect());
                     *user = Some(username);
                     session.login_accepted(snapshot)
                 }
@@ -127,9 +122,10 @@ fn answer(
             session.body_end()
         }
         Event::Commit { deleted } => {
-            let (mail, _) = store.get_mut(user.as_deref().unwrap_or_default()).unwrap();
             // `deleted` is in ascending order: remove from the back so indices stay valid.
-            deleted.iter().rev().for_each(|&index| drop(mail.remove(index)));
+            if let Some((mail, _)) = store.get_mut(user.as_deref().unwrap_or_default()) {
+                deleted.iter().rev().for_each(|&index| drop(mail.remove(index)));
+            }
             session.commit_done(Ok(()))
         }
         Event::ScramKeysNeeded { username } => {
