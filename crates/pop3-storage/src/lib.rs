@@ -30,6 +30,7 @@
 //! See `docs/storage.md` in the repository for the UIDL schemes, the size cache format, the
 //! locking protocol and the crash-safety argument.
 
+mod dovecot;
 mod error;
 mod lock;
 pub mod maildir;

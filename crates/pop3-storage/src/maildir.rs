@@ -13,7 +13,7 @@
 //! * Locking: an exclusive `flock` on `.pop3-storage.lock` in the Maildir.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -22,12 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::dovecot::DovecotUidlist;
+pub use crate::dovecot::UIDLIST_FILE;
 use crate::error::IoContext;
 use crate::lock::FlockFile;
-use crate::util::{failpoint, fnv64, maildir_hostname, Fnv128};
+use crate::util::{checksum64, failpoint, fnv64, maildir_hostname, Fnv128};
 use crate::{
-    is_valid_uidl, Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result,
-    SizeCounter, Store, CHUNK,
+    Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, SizeCounter,
+    Store, CHUNK,
 };
 
 /// The lock file inside the Maildir (a dotfile, so other Maildir readers ignore it).
@@ -35,7 +37,11 @@ pub const LOCK_FILE: &str = ".pop3-storage.lock";
 /// The size cache inside the Maildir.
 pub const CACHE_FILE: &str = ".pop3-storage.sizes";
 const CACHE_TMP: &str = ".pop3-storage.sizes.tmp";
-const CACHE_MAGIC: &[u8] = b"pop3-storage-sizes 1\n";
+const CACHE_VERSION: u8 = 2;
+const CACHE_MAGIC: &[u8] = b"pop3-storage-sizes 2\n";
+/// Format 1 differs only in its checksum (FNV-1a-64, one byte at a time); it is read and
+/// rewritten as format 2.
+const CACHE_MAGIC_V1: &[u8] = b"pop3-storage-sizes 1\n";
 
 /// What [`Maildrop::commit`] does with a deleted message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,21 +91,57 @@ impl Sub {
     }
 }
 
-#[derive(Debug, Clone)]
+/// One message of a listing. Its file name lives in the listing's shared name buffer (one
+/// allocation for all names instead of one per message).
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     sub: Sub,
-    name: OsString,
-    /// `name[..base_len]` is BASE.
-    base_len: usize,
-    /// The `,W=` field of BASE.
-    w: Option<u64>,
+    /// `names[start..start + len]` is the file name; its first `base_len` bytes are BASE.
+    start: usize,
+    len: u32,
+    base_len: u32,
+    /// Delivery-order key ([`order_key`] of BASE).
+    secs: u64,
+    usec: u64,
     /// Stored length, when known (from `,S=` or the cache or reading); checked on read.
     raw_len: Option<u64>,
 }
 
 impl Entry {
-    fn base(&self) -> &[u8] {
-        &self.name.as_bytes()[..self.base_len]
+    fn name<'a>(&self, names: &'a [u8]) -> &'a [u8] {
+        &names[self.start..self.start + self.len as usize]
+    }
+
+    fn base<'a>(&self, names: &'a [u8]) -> &'a [u8] {
+        &names[self.start..self.start + self.base_len as usize]
+    }
+
+    fn path(&self, root: &Path, names: &[u8]) -> PathBuf {
+        root.join(self.sub.dir()).join(OsStr::from_bytes(self.name(names)))
+    }
+}
+
+/// The messages found in `new/` and `cur/`, before sorting.
+#[derive(Debug, Default)]
+struct Listing {
+    names: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Listing {
+    /// Adds the regular file `name` of `sub` (not a dotfile), unless it is trashed.
+    fn push(&mut self, sub: Sub, name: &[u8]) {
+        if sub == Sub::Cur && trashed(name) {
+            return;
+        }
+        let (Ok(len), Ok(base_len)) = (name.len().try_into(), base_of(name).len().try_into())
+        else {
+            return; // a name of 4 GiB cannot exist
+        };
+        let (secs, usec) = order_key(base_of(name));
+        let start = self.names.len();
+        self.names.extend_from_slice(name);
+        self.entries.push(Entry { sub, start, len, base_len, secs, usec, raw_len: None });
     }
 }
 
@@ -111,43 +153,77 @@ fn base_of(name: &[u8]) -> &[u8] {
     }
 }
 
-/// The numeric value of a `,<key>=<digits>` field of a base name.
-fn field(base: &[u8], key: u8) -> Option<u64> {
-    base.split(|&b| b == b',').skip(1).find_map(|f| {
-        let v = f.strip_prefix(&[key, b'='][..])?;
-        std::str::from_utf8(v).ok()?.parse().ok()
-    })
+/// The leading decimal digits of `s` as a number: `None` if there are none or they overflow.
+fn leading_number(s: &[u8]) -> Option<u64> {
+    let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 {
+        return None;
+    }
+    s[..n].iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
-/// Delivery-order key: leading seconds, then the microseconds of an `M<usec>` field.
+/// The numeric value of the first well-formed `,<key>=<digits>` field of a base name.
+fn field(base: &[u8], key: u8) -> Option<u64> {
+    let mut rest = base;
+    while let Some(comma) = memchr::memchr(b',', rest) {
+        rest = &rest[comma + 1..];
+        let seg = &rest[..memchr::memchr(b',', rest).unwrap_or(rest.len())];
+        if let Some(v) = seg.strip_prefix(&[key, b'='][..]) {
+            if let Some(n) = leading_number(v).filter(|_| v.iter().all(u8::is_ascii_digit)) {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+/// Delivery-order key: leading seconds, then the microseconds of an `M<usec>` field in the
+/// second dot-separated part.
 fn order_key(base: &[u8]) -> (u64, u64) {
-    let digits = |s: &[u8]| -> Option<u64> {
-        let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
-        std::str::from_utf8(&s[..n]).ok()?.parse().ok()
-    };
-    let secs = digits(base).unwrap_or(0);
+    let secs = leading_number(base).unwrap_or(0);
     let usec = base
         .split(|&b| b == b'.')
         .nth(1)
         .and_then(|seg| {
             let m = memchr::memchr(b'M', seg)?;
-            digits(&seg[m + 1..])
+            leading_number(&seg[m + 1..])
         })
         .unwrap_or(0);
     (secs, usec)
 }
 
+/// `base` as its own UIDL, if it is one: 1–70 characters in 0x21–0x7E, not starting with `~`.
+fn verbatim_uidl(base: &[u8]) -> Option<&str> {
+    if base.first() == Some(&b'~') || base.is_empty() || base.len() > 70 {
+        return None;
+    }
+    if !base.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return None;
+    }
+    std::str::from_utf8(base).ok()
+}
+
 /// The UIDL for a base name (see the [module docs](self)).
 pub fn uidl_for_base(base: &[u8]) -> String {
-    match std::str::from_utf8(base) {
-        Ok(s) if is_valid_uidl(s) && !s.starts_with('~') => s.to_owned(),
-        _ => hashed_uidl(base),
+    match verbatim_uidl(base) {
+        Some(s) => s.to_owned(),
+        None => hashed_uidl(base),
     }
 }
 
 fn hashed_uidl(bytes: &[u8]) -> String {
     let mut h = Fnv128::new();
     h.update(bytes);
+    format!("~{}", h.hex())
+}
+
+/// The UIDL of the second file with an already seen BASE (or a UIDL already served):
+/// `~` + the hash of `sub/name`.
+fn name_uidl(sub: Sub, name: &[u8]) -> String {
+    let mut h = Fnv128::new();
+    h.update(sub.dir().as_bytes());
+    h.update(b"/");
+    h.update(name);
     format!("~{}", h.hex())
 }
 
@@ -195,101 +271,103 @@ impl Maildir {
     pub fn open(&self) -> Result<MaildirDrop> {
         self.ensure_dirs()?;
         let lock = FlockFile::acquire(&self.root.join(LOCK_FILE), &self.root)?;
-        let mut entries = Vec::new();
+        let mut listing = Listing::default();
         for sub in [Sub::New, Sub::Cur] {
-            scan(&self.root, sub, &mut entries)?;
+            scan(&self.root, sub, &mut listing)?;
         }
-        // Keys computed once per entry, not per comparison.
-        let mut keyed: Vec<(u64, u64, u32)> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let (secs, usec) = order_key(e.base());
-                (secs, usec, i as u32)
-            })
-            .collect();
-        keyed.sort_unstable_by(|&(sa, ua, a), &(sb, ub, b)| {
-            let (a, b) = (&entries[a as usize], &entries[b as usize]);
-            (sa, ua)
-                .cmp(&(sb, ub))
-                .then_with(|| a.base().cmp(b.base()))
-                .then_with(|| a.name.cmp(&b.name))
+        let Listing { names, mut entries } = listing;
+        // Keys computed once per entry (in `push`), names compared only on ties.
+        entries.sort_unstable_by(|a, b| {
+            (a.secs, a.usec)
+                .cmp(&(b.secs, b.usec))
+                .then_with(|| a.base(&names).cmp(b.base(&names)))
+                .then_with(|| a.name(&names).cmp(b.name(&names)))
         });
-        let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-        let mut entries: Vec<Entry> =
-            keyed.iter().filter_map(|&(_, _, i)| slots[i as usize].take()).collect();
 
         let mut cache = SizeCache::load(&self.root);
+        let mut ordered = Vec::with_capacity(entries.len());
         let mut sizes = Vec::with_capacity(entries.len());
-        for e in &mut entries {
-            let size = match e.w {
+        for &e in &entries {
+            let mut e = e;
+            let base = e.base(&names);
+            let size = match field(base, b'W') {
                 Some(w) => {
-                    e.raw_len = field(e.base(), b'S');
+                    e.raw_len = field(base, b'S');
                     w
                 }
-                None => match cache.get(e.base()) {
+                None => match cache.get(base) {
                     Some((size, raw)) => {
                         e.raw_len = Some(raw);
                         size
                     }
-                    None => {
-                        let path = self.root.join(e.sub.dir()).join(&e.name);
-                        let (size, raw) = match measure(&path) {
-                            Ok(m) => m,
-                            // Removed by another program since the scan: leave it out.
-                            Err(Error::Io { source, .. })
-                                if source.kind() == io::ErrorKind::NotFound =>
-                            {
-                                sizes.push(None);
-                                continue;
-                            }
-                            Err(e) => return Err(e),
-                        };
-                        e.raw_len = Some(raw);
-                        cache.insert(e.base(), size, raw);
-                        size
-                    }
+                    None => match measure(&e.path(&self.root, &names)) {
+                        Ok((size, raw)) => {
+                            e.raw_len = Some(raw);
+                            cache.insert(base, size, raw);
+                            size
+                        }
+                        // Removed by another program since the scan: leave it out.
+                        Err(Error::Io { source, .. })
+                            if source.kind() == io::ErrorKind::NotFound =>
+                        {
+                            continue
+                        }
+                        Err(e) => return Err(e),
+                    },
                 },
             };
-            sizes.push(Some(size));
+            ordered.push(e);
+            sizes.push(size);
         }
-        let (entries, sizes): (Vec<Entry>, Vec<u64>) =
-            entries.into_iter().zip(sizes).filter_map(|(e, s)| Some((e, s?))).unzip();
-        let cached: Vec<(&[u8], u64, u64)> = entries
-            .iter()
-            .zip(&sizes)
-            .filter(|(e, _)| e.w.is_none())
-            .filter_map(|(e, &size)| Some((e.base(), size, e.raw_len?)))
-            .collect();
-        // The cache is an optimisation: failing to write it (full disk, read-only Maildir)
-        // must not keep the user from their mail.
-        let _ = cache.save_if_dirty(&self.root, &cached);
-        drop(cached);
+        drop(entries);
+        let entries = ordered;
+        if cache.needs_save() {
+            let cached: Vec<(&[u8], u64, u64)> = entries
+                .iter()
+                .zip(&sizes)
+                .filter(|(e, _)| field(e.base(&names), b'W').is_none())
+                .filter_map(|(e, &size)| Some((e.base(&names), size, e.raw_len?)))
+                .collect();
+            // The cache is an optimisation: failing to write it (full disk, read-only
+            // Maildir) must not keep the user from their mail.
+            let _ = cache.save(&self.root, &cached);
+        }
+        drop(cache);
 
-        let mut seen = HashSet::with_capacity(entries.len());
-        let infos = entries
-            .iter()
-            .zip(sizes)
-            .map(|(e, size)| {
-                let mut uidl = uidl_for_base(e.base());
-                // Distinct bases give distinct UIDLs (verbatim ones are the base, hashed ones
-                // start with `~`, which verbatim ones never do), so only a repeated base needs
-                // a second look.
-                if !seen.insert(e.base()) {
-                    // The same BASE in new/ and cur/ (a crashed mover): both are served, the
-                    // second under a name-derived UIDL.
-                    let mut full = e.sub.dir().as_bytes().to_vec();
-                    full.push(b'/');
-                    full.extend_from_slice(e.name.as_bytes());
-                    uidl = hashed_uidl(&full);
-                }
-                MessageInfo { size, uidl }
-            })
-            .collect();
+        let uidlist = DovecotUidlist::load(&self.root)?;
+        let mut infos: Vec<MessageInfo> = Vec::with_capacity(entries.len());
+        for (i, (e, &size)) in entries.iter().zip(&sizes).enumerate() {
+            let base = e.base(&names);
+            // Equal bases sort next to each other. The same BASE in new/ and cur/ (a crashed
+            // mover): both are served, the second under a name-derived UIDL.
+            let uidl = if i > 0 && entries[i - 1].base(&names) == base {
+                name_uidl(e.sub, e.name(&names))
+            } else if let Some(uidl) = uidlist.as_ref().and_then(|u| u.get(base)) {
+                uidl.to_owned()
+            } else {
+                uidl_for_base(base)
+            };
+            infos.push(MessageInfo { size, uidl });
+        }
+        // Our own UIDLs of distinct bases are distinct (verbatim ones are the base, hashed
+        // ones start with `~`, which verbatim ones never do). Imported Dovecot UIDLs are
+        // arbitrary strings, so with a uidlist every UIDL is checked and a repeated one
+        // replaced by the name-derived form.
+        if uidlist.is_some() {
+            let mut seen = HashSet::with_capacity(infos.len());
+            let repeated: Vec<usize> =
+                (0..infos.len()).filter(|&i| !seen.insert(infos[i].uidl.as_str())).collect();
+            drop(seen);
+            for i in repeated {
+                let e = &entries[i];
+                infos[i].uidl = name_uidl(e.sub, e.name(&names));
+            }
+        }
         Ok(MaildirDrop {
             root: self.root.clone(),
             options: self.options,
             lock: Some(lock),
+            names,
             entries,
             infos,
         })
@@ -359,8 +437,69 @@ impl Maildir {
     }
 }
 
+/// Size of the buffer `getdents64` fills: about 500 Maildir names per system call.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const DIR_BUF: usize = 32 * 1024;
+
 /// Appends the messages of `root/sub` to `out`.
-fn scan(root: &Path, sub: Sub, out: &mut Vec<Entry>) -> Result<()> {
+///
+/// On Linux the directory is read with `getdents64` into one reused buffer
+/// ([`rustix::fs::RawDir`]): no allocation and no `stat` per entry, the file type comes from
+/// `d_type`; only symlinks and file systems that report no type are `stat`ed.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn scan(root: &Path, sub: Sub, out: &mut Listing) -> Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
+    use rustix::io::Errno;
+    use std::mem::MaybeUninit;
+
+    let dir = root.join(sub.dir());
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(&dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) if sub == Sub::New => return Ok(()),
+        Err(e) => return Err(Error::io("read directory", &dir, e.into())),
+    };
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); DIR_BUF];
+    let mut rd = RawDir::new(&fd, &mut buf);
+    while let Some(item) = rd.next() {
+        let item = item.map_err(|e| Error::io("read directory", &dir, e.into()))?;
+        let name = item.file_name().to_bytes();
+        if name.first() == Some(&b'.') {
+            continue; // dotfiles, `.` and `..`
+        }
+        let kind = item.file_type();
+        let is_file = match kind {
+            FileType::RegularFile => true,
+            FileType::Symlink | FileType::Unknown => {
+                match rustix::fs::statat(&fd, item.file_name(), AtFlags::empty()) {
+                    Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::RegularFile,
+                    // Removed since the listing, or a dangling or unreadable symlink.
+                    Err(Errno::NOENT) => false,
+                    Err(_) if kind == FileType::Symlink => false,
+                    Err(e) => {
+                        let path = dir.join(OsStr::from_bytes(name));
+                        return Err(Error::io("stat", &path, e.into()));
+                    }
+                }
+            }
+            _ => false,
+        };
+        if is_file {
+            out.push(sub, name);
+        }
+    }
+    Ok(())
+}
+
+/// Appends the messages of `root/sub` to `out`, with `std::fs::read_dir` (other systems; on
+/// Linux a unit test checks it agrees with the `getdents64` version).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn scan(root: &Path, sub: Sub, out: &mut Listing) -> Result<()> {
+    scan_std(root, sub, out)
+}
+
+#[cfg_attr(any(target_os = "linux", target_os = "android"), allow(dead_code))]
+fn scan_std(root: &Path, sub: Sub, out: &mut Listing) -> Result<()> {
     let dir = root.join(sub.dir());
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
@@ -379,14 +518,9 @@ fn scan(root: &Path, sub: Sub, out: &mut Vec<Entry>) -> Result<()> {
         } else {
             ft.is_file()
         };
-        if !is_file {
-            continue;
+        if is_file {
+            out.push(sub, name.as_bytes());
         }
-        if sub == Sub::Cur && trashed(name.as_bytes()) {
-            continue;
-        }
-        let base = base_of(name.as_bytes());
-        out.push(Entry { sub, base_len: base.len(), w: field(base, b'W'), name, raw_len: None });
     }
     Ok(())
 }
@@ -423,20 +557,31 @@ fn measure(path: &Path) -> Result<(u64, u64)> {
 /// ...
 /// checksum <16 hex digits: FNV-1a-64 of every byte above this line>
 /// ```
+/// (line number, offset after the line, size, stored length).
+type IndexedLine = (usize, usize, u64, u64);
+
 #[derive(Debug, Default)]
 struct SizeCache {
     /// The cache file as read.
     bytes: Vec<u8>,
-    /// (start, end of BASE in `bytes`, size, stored length), in file order.
-    lines: Vec<(usize, usize, u64, u64)>,
-    /// Next line to try: the cache is written in snapshot order, so a warm open matches it
-    /// line by line without hashing.
-    cursor: usize,
-    /// Built on the first out-of-order lookup.
-    index: Option<HashMap<Vec<u8>, usize>>,
+    /// Where the entry lines are in `bytes` (after the magic line, before the checksum).
+    body_start: usize,
+    body_end: usize,
+    /// The next line to try (its offset in `bytes` and its number): the cache is written in
+    /// snapshot order, so a warm open matches it line by line, parsing each line once,
+    /// without hashing.
+    pos: usize,
+    line_no: usize,
+    /// Number of entry lines in the file.
+    lines: usize,
+    /// Which lines this open used; a line never used describes a message that is gone.
+    used: Vec<bool>,
+    used_count: usize,
+    /// BASE → (line number, offset after the line, size, stored length); built on the
+    /// first out-of-order lookup.
+    index: Option<HashMap<Vec<u8>, IndexedLine>>,
     /// Entries computed by this open.
     added: HashMap<Vec<u8>, (u64, u64)>,
-    used: usize,
     dirty: bool,
 }
 
@@ -444,10 +589,15 @@ impl SizeCache {
     fn load(root: &Path) -> Self {
         let mut cache = Self::default();
         match fs::read(root.join(CACHE_FILE)) {
-            Ok(bytes) => match Self::parse(&bytes) {
-                Some(lines) => {
-                    cache.lines = lines;
+            Ok(bytes) => match Self::validate(&bytes) {
+                Some((body, version)) => {
+                    cache.lines = memchr::memchr_iter(b'\n', &bytes[body.clone()]).count();
+                    cache.used = vec![false; cache.lines];
+                    (cache.pos, cache.body_start, cache.body_end) =
+                        (body.start, body.start, body.end);
                     cache.bytes = bytes;
+                    // A format 1 cache is used, and rewritten in the current format.
+                    cache.dirty = version != CACHE_VERSION;
                 }
                 None => cache.dirty = true, // corrupt: rebuild
             },
@@ -456,66 +606,95 @@ impl SizeCache {
         cache
     }
 
-    fn parse(bytes: &[u8]) -> Option<Vec<(usize, usize, u64, u64)>> {
-        let body = bytes.strip_prefix(CACHE_MAGIC)?;
+    /// Checks the magic line and the checksum: the range of the entry lines, and the format
+    /// version. The lines themselves are parsed as they are used ([`Self::parse_line`]).
+    fn validate(bytes: &[u8]) -> Option<(std::ops::Range<usize>, u8)> {
+        let (version, body) = if let Some(body) = bytes.strip_prefix(CACHE_MAGIC) {
+            (CACHE_VERSION, body)
+        } else {
+            (1, bytes.strip_prefix(CACHE_MAGIC_V1)?)
+        };
+        let head = bytes.len() - body.len();
         let trailer_at = body.len().checked_sub(26)?; // "checksum " + 16 + "\n"
         let (lines, trailer) = body.split_at(trailer_at);
         let sum = trailer.strip_prefix(b"checksum ")?.strip_suffix(b"\n")?;
         let sum = u64::from_str_radix(std::str::from_utf8(sum).ok()?, 16).ok()?;
-        if sum != fnv64(&bytes[..CACHE_MAGIC.len() + trailer_at]) {
+        let covered = &bytes[..head + trailer_at];
+        let expected = if version == 1 { fnv64(covered) } else { checksum64(covered) };
+        if sum != expected || lines.last().is_some_and(|&b| b != b'\n') {
             return None;
         }
+        Some((head..head + trailer_at, version))
+    }
+
+    /// `<size> <stored length> <BASE>` (without the newline) → (size, stored length, BASE).
+    fn parse_line(line: &[u8]) -> Option<(u64, u64, &[u8])> {
         let num = |p: &[u8]| -> Option<u64> {
             if p.is_empty() || p.len() > 19 || !p.iter().all(u8::is_ascii_digit) {
                 return None;
             }
             Some(p.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
         };
-        let mut out = Vec::with_capacity(lines.len() / 64);
-        let mut at = CACHE_MAGIC.len();
-        for line in lines.split(|&b| b == b'\n') {
-            let start = at;
-            at += line.len() + 1;
-            if line.is_empty() {
-                continue;
-            }
-            let sp1 = memchr::memchr(b' ', line)?;
-            let sp2 = sp1 + 1 + memchr::memchr(b' ', &line[sp1 + 1..])?;
-            let size = num(&line[..sp1])?;
-            let raw = num(&line[sp1 + 1..sp2])?;
-            if sp2 + 1 == line.len() {
-                return None;
-            }
-            out.push((start + sp2 + 1, start + line.len(), size, raw));
+        let sp1 = line.iter().position(|&b| b == b' ')?;
+        let rest = &line[sp1 + 1..];
+        let sp2 = rest.iter().position(|&b| b == b' ')?;
+        let base = &rest[sp2 + 1..];
+        if base.is_empty() {
+            return None;
         }
-        Some(out)
+        Some((num(&line[..sp1])?, num(&rest[..sp2])?, base))
+    }
+
+    fn mark_used(&mut self, line_no: usize) {
+        if let Some(u) = self.used.get_mut(line_no) {
+            if !*u {
+                *u = true;
+                self.used_count += 1;
+            }
+        }
     }
 
     fn get(&mut self, base: &[u8]) -> Option<(u64, u64)> {
-        let line = match self.lines.get(self.cursor) {
-            Some(&(s, e, ..)) if &self.bytes[s..e] == base => Some(self.cursor),
-            _ => {
-                let index = self.index.get_or_insert_with(|| {
-                    self.lines
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &(s, e, ..))| (self.bytes[s..e].to_vec(), i))
-                        .collect()
-                });
-                index.get(base).copied()
+        if self.pos < self.body_end {
+            let rest = &self.bytes[self.pos..self.body_end];
+            let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            match Self::parse_line(&rest[..len]) {
+                Some((size, raw, b)) if b == base => {
+                    let line_no = self.line_no;
+                    self.mark_used(line_no);
+                    self.pos += len + 1;
+                    self.line_no += 1;
+                    return Some((size, raw));
+                }
+                Some(_) => {} // out of order: the index below
+                None => {
+                    // Malformed despite the checksum: use what parses, rewrite the rest.
+                    self.dirty = true;
+                    self.pos += len + 1;
+                    self.line_no += 1;
+                }
             }
-        };
-        if let Some(i) = line {
-            self.cursor = i + 1;
-            self.used += 1;
-            let (_, _, size, raw) = self.lines[i];
+        }
+        let index = self.index.get_or_insert_with(|| {
+            let (mut map, mut at) = (HashMap::new(), self.body_start);
+            let body = &self.bytes[self.body_start..self.body_end];
+            for (line_no, end) in memchr::memchr_iter(b'\n', body).enumerate() {
+                let end = self.body_start + end;
+                if let Some((size, raw, b)) = Self::parse_line(&self.bytes[at..end]) {
+                    map.entry(b.to_vec()).or_insert((line_no, end + 1, size, raw));
+                }
+                at = end + 1;
+            }
+            map
+        });
+        if let Some(&(line_no, next, size, raw)) = index.get(base) {
+            // Resume line-by-line matching after it (a message inserted or removed in
+            // the middle costs one lookup, not one per following message).
+            (self.pos, self.line_no) = (next, line_no + 1);
+            self.mark_used(line_no);
             return Some((size, raw));
         }
-        let hit = self.added.get(base).copied();
-        if hit.is_some() {
-            self.used += 1;
-        }
-        hit
+        self.added.get(base).copied()
     }
 
     fn insert(&mut self, base: &[u8], size: u64, raw: u64) {
@@ -525,14 +704,16 @@ impl SizeCache {
         }
     }
 
-    /// Rewrites the cache with exactly `entries` when anything changed: new entries, entries
-    /// for messages that no longer exist (stale), or a corrupt or missing file. Written to a
-    /// temporary file, fsynced and renamed over the old one, so a reader sees the old or the
-    /// new cache, never a mix; a torn file fails its checksum and is rebuilt.
-    fn save_if_dirty(&self, root: &Path, entries: &[(&[u8], u64, u64)]) -> Result<()> {
-        if !self.dirty && self.used == self.lines.len() {
-            return Ok(());
-        }
+    /// Whether the cache must be rewritten: new entries, entries for messages that no longer
+    /// exist (stale), or a corrupt, missing or format 1 file.
+    fn needs_save(&self) -> bool {
+        self.dirty || self.used_count != self.lines
+    }
+
+    /// Writes the cache with exactly `entries`: to a temporary file, fsynced and renamed over
+    /// the old one, so a reader sees the old or the new cache, never a mix; a torn file fails
+    /// its checksum and is rebuilt.
+    fn save(&self, root: &Path, entries: &[(&[u8], u64, u64)]) -> Result<()> {
         let mut out = Vec::with_capacity(CACHE_MAGIC.len() + entries.len() * 80 + 26);
         out.extend_from_slice(CACHE_MAGIC);
         for (base, size, raw) in entries {
@@ -543,7 +724,7 @@ impl SizeCache {
             out.extend_from_slice(base);
             out.push(b'\n');
         }
-        let sum = fnv64(&out);
+        let sum = checksum64(&out);
         out.extend_from_slice(format!("checksum {sum:016x}\n").as_bytes());
         let tmp = root.join(CACHE_TMP);
         let mut f = OpenOptions::new()
@@ -567,6 +748,8 @@ pub struct MaildirDrop {
     root: PathBuf,
     options: MaildirOptions,
     lock: Option<FlockFile>,
+    /// The file names of all entries, back to back.
+    names: Vec<u8>,
     entries: Vec<Entry>,
     infos: Vec<MessageInfo>,
 }
@@ -587,7 +770,7 @@ impl MaildirDrop {
     /// Where message `index` is now: its snapshot path, or, if another program moved it
     /// (`new/` → `cur/`, flag change), wherever a file with the same BASE is. `None` if gone.
     fn locate(&self, e: &Entry) -> Result<Option<PathBuf>> {
-        let path = self.root.join(e.sub.dir()).join(&e.name);
+        let path = e.path(&self.root, &self.names);
         match fs::symlink_metadata(&path) {
             Ok(_) => return Ok(Some(path)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -602,7 +785,7 @@ impl MaildirDrop {
             };
             for item in rd {
                 let item = item.ctx("read directory", &dir)?;
-                if base_of(item.file_name().as_bytes()) == e.base() {
+                if base_of(item.file_name().as_bytes()) == e.base(&self.names) {
                     return Ok(Some(item.path()));
                 }
             }
@@ -680,7 +863,7 @@ impl Maildrop for MaildirDrop {
                     flags.push(b'T');
                     flags.sort_unstable();
                     flags.dedup();
-                    let mut new_name = e.base().to_vec();
+                    let mut new_name = e.base(&self.names).to_vec();
                     new_name.extend_from_slice(b":2,");
                     new_name.extend_from_slice(&flags);
                     let dest = self.root.join("cur").join(OsString::from_vec(new_name));
@@ -733,6 +916,7 @@ impl Store for MaildirStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::is_valid_uidl;
     use std::ffi::OsStr;
 
     #[test]
@@ -764,7 +948,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = SizeCache { dirty: true, ..SizeCache::default() };
         let entries: Vec<(&[u8], u64, u64)> = vec![(b"1.a.h", 12, 10), (b"2.b h", 3, 2)];
-        cache.save_if_dirty(dir.path(), &entries).unwrap();
+        assert!(cache.needs_save());
+        cache.save(dir.path(), &entries).unwrap();
         let mut loaded = SizeCache::load(dir.path());
         assert!(!loaded.dirty);
         assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
@@ -774,7 +959,17 @@ mod tests {
         let mut loaded = SizeCache::load(dir.path());
         assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
         assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
-        assert_eq!(loaded.used, 2);
+        assert_eq!(loaded.used_count, 2);
+        assert!(!loaded.needs_save());
+        // A line no message used is stale: the cache is rewritten.
+        let mut loaded = SizeCache::load(dir.path());
+        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
+        assert!(loaded.needs_save());
+        // The same line found twice counts once.
+        let mut loaded = SizeCache::load(dir.path());
+        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
+        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
+        assert!(loaded.needs_save());
         // Flip one digit: the checksum catches it and the cache is rebuilt.
         let p = dir.path().join(CACHE_FILE);
         let mut bytes = fs::read(&p).unwrap();
@@ -782,9 +977,93 @@ mod tests {
         bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
         fs::write(&p, &bytes).unwrap();
         let loaded = SizeCache::load(dir.path());
-        assert!(loaded.dirty && loaded.lines.is_empty());
+        assert!(loaded.dirty && loaded.lines == 0);
         fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
         assert!(SizeCache::load(dir.path()).dirty);
+        // A malformed line with a valid checksum (a bug, or an edit that fixed the sum):
+        // never used, the lines around it still are, and the cache is rewritten.
+        let mut odd = CACHE_MAGIC.to_vec();
+        odd.extend_from_slice(b"12 10 1.a.h\n12 x 1.b.h\n3 2 2.b h\n");
+        let sum = checksum64(&odd);
+        odd.extend_from_slice(format!("checksum {sum:016x}\n").as_bytes());
+        fs::write(&p, &odd).unwrap();
+        let mut loaded = SizeCache::load(dir.path());
+        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
+        assert_eq!(loaded.get(b"1.b.h"), None);
+        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
+        assert!(loaded.needs_save());
+    }
+
+    #[test]
+    fn format_1_cache_is_used_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v1 = b"pop3-storage-sizes 1\n12 10 1.a.h\n3 2 2.b h\n".to_vec();
+        let sum = fnv64(&v1);
+        v1.extend_from_slice(format!("checksum {sum:016x}\n").as_bytes());
+        fs::write(dir.path().join(CACHE_FILE), &v1).unwrap();
+        let mut loaded = SizeCache::load(dir.path());
+        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
+        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
+        assert!(loaded.needs_save(), "format 1 is rewritten as format 2");
+        let entries: Vec<(&[u8], u64, u64)> = vec![(b"1.a.h", 12, 10), (b"2.b h", 3, 2)];
+        loaded.save(dir.path(), &entries).unwrap();
+        let v2 = fs::read(dir.path().join(CACHE_FILE)).unwrap();
+        assert!(v2.starts_with(CACHE_MAGIC));
+        let mut reloaded = SizeCache::load(dir.path());
+        assert_eq!(reloaded.get(b"1.a.h"), Some((12, 10)));
+        assert_eq!(reloaded.get(b"2.b h"), Some((3, 2)));
+        assert!(!reloaded.needs_save());
+        // A format 1 magic with a format 2 checksum (or the reverse) is corrupt.
+        let mut mixed = v2.clone();
+        mixed[..CACHE_MAGIC_V1.len()].copy_from_slice(CACHE_MAGIC_V1);
+        fs::write(dir.path().join(CACHE_FILE), &mixed).unwrap();
+        assert_eq!(SizeCache::load(dir.path()).lines, 0);
+    }
+
+    #[test]
+    fn numbers_in_names() {
+        assert_eq!(leading_number(b"0042x"), Some(42));
+        assert_eq!(leading_number(b"x42"), None);
+        assert_eq!(leading_number(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(leading_number(b"18446744073709551616"), None, "overflow");
+        assert_eq!(field(b"1.a,W=x,W=7", b'W'), Some(7), "first well-formed field");
+        assert_eq!(field(b"1.a,W=7x", b'W'), None);
+        assert_eq!(field(b"1.a,W=", b'W'), None);
+        assert_eq!(order_key(b"x.M5.h"), (0, 5));
+        assert_eq!(order_key(b"17.P1.M9"), (17, 0), "M only counts in the second part");
+    }
+
+    /// The `getdents64` listing and the portable `read_dir` one agree, on every kind of entry.
+    #[test]
+    fn both_directory_readers_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::new(dir.path());
+        md.create_dirs().unwrap();
+        let cur = dir.path().join("cur");
+        for i in 0..2000 {
+            fs::write(cur.join(format!("{i}.M{i}P1.host:2,S")), b"x").unwrap();
+        }
+        fs::write(cur.join("1.trashed:2,ST"), b"x").unwrap();
+        fs::write(cur.join(".dotfile"), b"x").unwrap();
+        fs::create_dir(cur.join("subdir")).unwrap();
+        std::os::unix::fs::symlink("1.M1P1.host:2,S", cur.join("2.link")).unwrap();
+        std::os::unix::fs::symlink("missing", cur.join("3.dangling")).unwrap();
+        std::os::unix::fs::symlink("subdir", cur.join("4.dirlink")).unwrap();
+        let list = |f: fn(&Path, Sub, &mut Listing) -> Result<()>| {
+            let mut l = Listing::default();
+            f(dir.path(), Sub::Cur, &mut l).unwrap();
+            f(dir.path(), Sub::New, &mut l).unwrap();
+            let mut names: Vec<Vec<u8>> =
+                l.entries.iter().map(|e| e.name(&l.names).to_vec()).collect();
+            names.sort();
+            names
+        };
+        let fast = list(scan);
+        assert_eq!(fast, list(scan_std));
+        assert_eq!(fast.len(), 2001);
+        assert!(fast.contains(&b"2.link".to_vec()));
+        fs::remove_dir(dir.path().join("new")).unwrap();
+        assert_eq!(list(scan), fast, "a missing new/ is empty");
     }
 
     #[allow(dead_code)]

@@ -37,6 +37,25 @@ pub(crate) fn fnv64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The size cache's checksum (format 2): 64 bits, 8 input bytes per step, several times
+/// faster than [`fnv64`]. Not cryptographic: it detects torn and hand-edited files. Each step
+/// is a bijection of the state for a given word and the length is mixed in, so two inputs of
+/// the same length that differ within one aligned 8-byte word always hash differently.
+pub(crate) fn checksum64(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ w).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 32)
+}
+
 /// RFC 1939 §7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
 pub fn is_valid_uidl(uidl: &str) -> bool {
     (1..=70).contains(&uidl.len()) && uidl.bytes().all(|b| (0x21..=0x7e).contains(&b))
@@ -120,6 +139,26 @@ mod tests {
         let mut h = Fnv128::new();
         h.update(b"a");
         assert_eq!(h.hex(), "d228cb696f1a8caf78912b704e4a8964");
+    }
+
+    #[test]
+    fn checksum64_detects_every_single_byte_change() {
+        let base: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let sum = checksum64(&base);
+        assert_eq!(sum, checksum64(&base), "deterministic");
+        for at in 0..base.len() {
+            for flip in [1u8, 0x80, 0xff] {
+                let mut b = base.clone();
+                b[at] ^= flip;
+                assert_ne!(checksum64(&b), sum, "byte {at} ^ {flip:#x}");
+            }
+        }
+        for len in 0..base.len() {
+            assert_ne!(checksum64(&base[..len]), sum, "truncated to {len}");
+        }
+        // Pinned: caches written by one build must validate in the next.
+        assert_eq!(checksum64(b""), 0xf8bb_92c9_1b3f_5cc0);
+        assert_eq!(checksum64(b"pop3-storage-sizes 2\n12 10 1.a.h\n"), 0xa87c_b9e8_65d0_7829);
     }
 
     #[test]
