@@ -1,0 +1,3 @@
+//! `pop3`: fetch mail over POP3.
+
+fn main() {}
