@@ -1,0 +1,486 @@
+//! One connection: a task driving a `ServerSession`.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pop3_proto::sasl::Mechanism;
+use pop3_proto::server::{
+    AuthRequest, BodyError, BodyFlow, CommitError, Event, Greeting, LoginError, MessageInfo,
+    ServerConfig, ServerSession, Snapshot,
+};
+use pop3_storage::{ErrorKind, Maildrop};
+use ring::rand::SecureRandom;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{field, info, warn, Instrument, Span};
+
+use crate::{valid_username, AuthError, ListenerKind, Shared};
+
+/// Bytes read from the socket at once; the session bounds what it buffers beyond this.
+const READ_CHUNK: usize = 4096;
+/// Bytes of a stored message read at once on the blocking pool.
+const BODY_CHUNK: usize = 16 * 1024;
+
+/// The socket, before or after TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Only while a handshake owns the socket.
+    Gone,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection handed to TLS")
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 12];
+    ring::rand::SystemRandom::new().fill(&mut bytes).expect("system random number generator");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs one connection to its end; never panics on I/O errors.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    kind: ListenerKind,
+) {
+    let span = tracing::info_span!(
+        "session",
+        %peer,
+        %local,
+        tls = field::Empty,
+        user = field::Empty,
+    );
+    async move {
+        let Some(_slot) = shared.limits.acquire(peer.ip()) else {
+            warn!("connection limit reached, refusing");
+            if kind == ListenerKind::Plain {
+                let mut stream = stream;
+                let line = b"-ERR [SYS/TEMP] too many connections, try again later\r\n";
+                let _ = timeout(Duration::from_secs(5), stream.write_all(line)).await;
+            }
+            return;
+        };
+        match Driver::start(Arc::clone(&shared), stream, peer, kind).await {
+            Ok(Some(mut driver)) => {
+                let result = driver.drive().await;
+                let _ = timeout(Duration::from_secs(5), driver.conn.shutdown()).await;
+                let reason = driver.session.close_reason();
+                match result {
+                    Ok(()) => info!(?reason, bytes_in = driver.bytes_in, bytes_out = driver.bytes_out, "session closed"),
+                    Err(error) => info!(%error, ?reason, bytes_in = driver.bytes_in, bytes_out = driver.bytes_out, "session ended"),
+                }
+            }
+            Ok(None) => {}
+            Err(error) => info!(%error, "connection failed before the greeting"),
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    session: ServerSession,
+    conn: Conn,
+    start: Instant,
+    maildrop: Option<Box<dyn Maildrop>>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Driver {
+    async fn start(
+        shared: Arc<Shared>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        kind: ListenerKind,
+    ) -> io::Result<Option<Self>> {
+        let _ = stream.set_nodelay(true);
+        let tls = shared.tls();
+        let conn = match kind {
+            ListenerKind::Plain => Conn::Plain(stream),
+            ListenerKind::ImplicitTls => {
+                let Some(acceptor) = tls.clone() else {
+                    warn!("implicit TLS connection but no TLS configuration");
+                    return Ok(None);
+                };
+                let tls = timeout(shared.config.tls_handshake_timeout, acceptor.accept(stream))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
+                Span::current().record("tls", true);
+                Conn::Tls(Box::new(tls))
+            }
+        };
+        let config = &shared.config;
+        let offers = shared.authenticator().offers();
+        let mut mechanisms = Vec::new();
+        if offers.scram_sha256 {
+            mechanisms.push(Mechanism::ScramSha256);
+        }
+        if offers.cram_md5 {
+            mechanisms.push(Mechanism::CramMd5);
+        }
+        mechanisms.extend([Mechanism::Plain, Mechanism::Login]);
+        let session_config = ServerConfig {
+            implementation: config.implementation.clone(),
+            tls_available: kind == ListenerKind::Plain && tls.is_some(),
+            plaintext_without_tls: config.allow_plaintext_without_tls || peer.ip().is_loopback(),
+            apop: offers.apop,
+            sasl_mechanisms: mechanisms,
+            max_failed_logins: config.max_failed_logins,
+            max_bad_commands: config.max_bad_commands,
+            idle_timeout_authorization: config.idle_timeout_authorization,
+            idle_timeout_transaction: config.idle_timeout_transaction,
+            ..ServerConfig::default()
+        };
+        let nonce = random_token();
+        let greeting = Greeting {
+            apop_timestamp: format!("<{}.{nonce}@{}>", std::process::id(), config.hostname),
+            sasl_nonce: nonce,
+            hostname: config.hostname.clone(),
+            tls_active: kind == ListenerKind::ImplicitTls,
+        };
+        let start = Instant::now();
+        let session = ServerSession::new(session_config, greeting, Duration::ZERO);
+        info!(tls = kind == ListenerKind::ImplicitTls, "session started");
+        Ok(Some(Self { shared, session, conn, start, maildrop: None, bytes_in: 0, bytes_out: 0 }))
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Longest time a write may stall: a client that stops reading is idle too.
+    fn write_timeout(&self) -> Duration {
+        self.shared
+            .config
+            .idle_timeout_transaction
+            .max(self.shared.config.idle_timeout_authorization)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        let limit = self.write_timeout();
+        let mut wrote = false;
+        while self.session.has_output() {
+            let out = self.session.take_output();
+            timeout(limit, self.conn.write_all(&out))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+            self.bytes_out += out.len() as u64;
+            wrote = true;
+        }
+        if wrote {
+            timeout(limit, self.conn.flush())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+        }
+        Ok(())
+    }
+
+    async fn drive(&mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            self.flush().await?;
+            while let Some(event) = self.session.poll_event() {
+                self.answer(event).await?;
+                self.flush().await?;
+            }
+            if self.session.is_closed() {
+                return Ok(());
+            }
+            if self.session.has_output() {
+                continue;
+            }
+            let wants_input = self.session.wants_input();
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map_or_else(|| Instant::now() + Duration::from_secs(3600), |d| self.start + d);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    info!("server shutting down: closing without UPDATE");
+                    let line = b"-ERR [SYS/TEMP] server shutting down\r\n";
+                    let _ = timeout(Duration::from_secs(2), self.conn.write_all(line)).await;
+                    return Ok(());
+                }
+                read = self.conn.read(&mut buf), if wants_input => {
+                    let n = read?;
+                    if n == 0 {
+                        info!("client closed the connection");
+                        return Ok(());
+                    }
+                    self.bytes_in += n as u64;
+                    let now = self.now();
+                    self.session.handle_input(&buf[..n], now);
+                }
+                () = sleep_until(deadline) => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    async fn answer(&mut self, event: Event) -> io::Result<()> {
+        let refused = |_| io::Error::other("the session refused an answer");
+        match event {
+            Event::Authenticate(request) => self.authenticate(request).await,
+            Event::ScramKeysNeeded { username } => {
+                let keys = if valid_username(&username) {
+                    let auth = self.shared.authenticator();
+                    tokio::task::spawn_blocking(move || auth.scram_keys(&username))
+                        .await
+                        .ok()
+                        .flatten()
+                } else {
+                    None
+                };
+                self.session.scram_keys(keys).map_err(refused)
+            }
+            Event::RetrieveBody { index, .. } => self.retrieve(index).await,
+            Event::StartTls => self.start_tls().await,
+            Event::Commit { deleted } => {
+                let maildrop = self.maildrop.take();
+                let count = deleted.len();
+                let result = tokio::task::spawn_blocking(move || match maildrop {
+                    Some(mut drop) => drop.commit(&deleted).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                match &result {
+                    Ok(()) => info!(deleted = count, "committed"),
+                    Err(error) => warn!(%error, "commit failed"),
+                }
+                self.session.commit_done(result.map_err(|_| CommitError)).map_err(refused)
+            }
+        }
+    }
+
+    async fn reject(&mut self, error: LoginError) -> io::Result<()> {
+        if error == LoginError::BadCredentials {
+            // Only this session waits; the answer (and anything pipelined) comes after.
+            self.flush().await?;
+            tokio::time::sleep(self.shared.config.auth_failure_delay).await;
+        }
+        self.session.login_rejected(error).map_err(|_| io::Error::other("login_rejected refused"))
+    }
+
+    async fn authenticate(&mut self, request: AuthRequest) -> io::Result<()> {
+        let (username, authzid, method) = match &request {
+            AuthRequest::Password { username, authzid, mechanism, .. } => {
+                (username.clone(), authzid.clone(), mechanism.map_or("USER/PASS", Mechanism::name))
+            }
+            AuthRequest::Apop { username, .. } => (username.clone(), None, "APOP"),
+            AuthRequest::CramMd5 { username, .. } => (username.clone(), None, "CRAM-MD5"),
+            AuthRequest::Bearer { username, mechanism, .. } => {
+                (username.clone(), None, mechanism.name())
+            }
+            AuthRequest::Verified { username, authzid } => {
+                (username.clone(), authzid.clone(), "SCRAM-SHA-256")
+            }
+        };
+        if !valid_username(&username) {
+            warn!(method, "login with an invalid user name refused");
+            return self.reject(LoginError::BadCredentials).await;
+        }
+        if authzid.as_deref().is_some_and(|a| !a.is_empty() && a != username) {
+            warn!(method, user = %username, "login as another user (authzid) refused");
+            return self.reject(LoginError::BadCredentials).await;
+        }
+        let auth = self.shared.authenticator();
+        let verified = tokio::task::spawn_blocking(move || auth.authenticate(&request))
+            .await
+            .unwrap_or_else(|e| Err(AuthError::Temporary(e.to_string())));
+        let user = match verified {
+            Ok(user) => user,
+            Err(AuthError::Rejected) => {
+                warn!(method, user = %username, "login failed");
+                return self.reject(LoginError::BadCredentials).await;
+            }
+            Err(AuthError::Temporary(error)) => {
+                warn!(method, user = %username, %error, "users backend failed");
+                return self.reject(LoginError::TempFailure).await;
+            }
+        };
+        Span::current().record("user", user.name.as_str());
+        let mailboxes = Arc::clone(&self.shared.mailboxes);
+        let opened = tokio::task::spawn_blocking(move || mailboxes.open(&user)).await;
+        let maildrop = match opened {
+            Ok(Ok(maildrop)) => maildrop,
+            Ok(Err(error)) => {
+                warn!(%error, "cannot open the maildrop");
+                return self
+                    .reject(match error.kind() {
+                        ErrorKind::InUse => LoginError::InUse,
+                        ErrorKind::Temporary => LoginError::TempFailure,
+                        ErrorKind::Permanent => LoginError::PermFailure,
+                    })
+                    .await;
+            }
+            Err(error) => {
+                warn!(%error, "maildrop task failed");
+                return self.reject(LoginError::TempFailure).await;
+            }
+        };
+        let infos: Result<Vec<_>, _> =
+            maildrop.messages().iter().map(|m| MessageInfo::new(m.size, m.uidl.as_str())).collect();
+        let Ok(infos) = infos else {
+            warn!("maildrop has an invalid UIDL");
+            return self.reject(LoginError::PermFailure).await;
+        };
+        info!(method, messages = infos.len(), "logged in");
+        self.maildrop = Some(maildrop);
+        self.session
+            .login_accepted(Snapshot::new(infos))
+            .map_err(|_| io::Error::other("login_accepted refused"))
+    }
+
+    /// Streams one message: a blocking task reads it in chunks into a channel of two, the
+    /// session gets a chunk only when it wants one, so at most a few chunks are in memory.
+    async fn retrieve(&mut self, index: usize) -> io::Result<()> {
+        let refused = |_| io::Error::other("the session refused body data");
+        let Some(maildrop) = self.maildrop.take() else {
+            return self.session.body_error(BodyError::Io).map_err(refused);
+        };
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, BodyError>>(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            let outcome = match maildrop.read_message(index) {
+                Err(error) => Err(error),
+                Ok(mut reader) => loop {
+                    let mut chunk = vec![0u8; BODY_CHUNK];
+                    match reader.read(&mut chunk) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            chunk.truncate(n);
+                            if tx.blocking_send(Ok(chunk)).is_err() {
+                                break Ok(()); // the session stopped (TOP done, or gone)
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            break Err(pop3_storage::Error::Io {
+                                op: "read message",
+                                path: Default::default(),
+                                source: e,
+                            })
+                        }
+                    }
+                },
+            };
+            if let Err(error) = outcome {
+                warn!(%error, index, "cannot read message");
+                let kind = match error {
+                    pop3_storage::Error::MessageGone { .. } => BodyError::Gone,
+                    _ => BodyError::Io,
+                };
+                let _ = tx.blocking_send(Err(kind));
+            }
+            maildrop
+        });
+        let mut failure = None;
+        while let Some(item) = rx.recv().await {
+            match item {
+                Ok(chunk) => {
+                    if !self.session.wants_body_data() {
+                        self.flush().await?;
+                        if !self.session.wants_body_data() {
+                            break; // TOP has its lines
+                        }
+                    }
+                    if self.session.body_data(&chunk).map_err(refused)? == BodyFlow::Done {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let maildrop = reader.await.map_err(|e| io::Error::other(format!("reader task: {e}")))?;
+        self.maildrop = Some(maildrop);
+        match failure {
+            None => self.session.body_end().map_err(refused),
+            Some(error) => self.session.body_error(error).map_err(refused),
+        }
+    }
+
+    async fn start_tls(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        let Some(acceptor) = self.shared.tls() else {
+            return Err(io::Error::other("STLS without a TLS configuration"));
+        };
+        let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
+            return Err(io::Error::other("STLS on a TLS connection"));
+        };
+        let tls = timeout(self.shared.config.tls_handshake_timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+        })??;
+        self.conn = Conn::Tls(Box::new(tls));
+        Span::current().record("tls", true);
+        info!("STLS: TLS established");
+        self.session.tls_established().map_err(|_| io::Error::other("tls_established refused"))
+    }
+}

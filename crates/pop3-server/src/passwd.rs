@@ -1,0 +1,472 @@
+//! A users file in Dovecot's passwd-file format:
+//! `user:{SCHEME}hash:uid:gid:gecos:home:shell:extra`.
+//!
+//! Fields after the password are optional; `home` is the maildrop template's `%h`. Empty lines
+//! and lines starting with `#` are ignored.
+//!
+//! | scheme | verifies passwords | APOP, CRAM-MD5 | SCRAM-SHA-256 |
+//! |---|---|---|---|
+//! | `PLAIN` (`CLEAR`, `CLEARTEXT`) | yes | yes | yes (keys derived per login) |
+//! | `SHA256-CRYPT`, `SHA512-CRYPT` (`$5$`, `$6$`) | yes | no | no |
+//! | `BLF-CRYPT` (`$2a$`, `$2b$`, `$2y$`) | yes | no | no |
+//! | `ARGON2I`, `ARGON2ID` (`$argon2i$`, `$argon2id$`) | yes | no | no |
+//! | `SCRAM-SHA-256` (`iter,salt,StoredKey,ServerKey`) | yes | no | yes |
+//! | `CRAM-MD5` (HMAC-MD5 context) | no | no | no |
+//!
+//! A hash without `{SCHEME}` is recognised by its `$id$` prefix (Dovecot's `CRYPT`).
+//! `CRAM-MD5` entries are read but cannot be used: verifying them needs the MD5 state words
+//! from Dovecot's HMAC context, which the `md-5` crate does not expose. Other schemes
+//! (`SSHA`, `MD5-CRYPT`, ...) are reported as warnings and their users cannot log in.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use pop3_proto::sasl::{apop_digest, constant_time_eq, cram_md5_digest, ScramKeys};
+use pop3_proto::server::AuthRequest;
+use sha2::{Digest, Sha256};
+
+use crate::{valid_username, AuthError, Authenticator, Offers, UserInfo};
+
+/// PBKDF2 iterations for SCRAM keys derived from `PLAIN` passwords (RFC 7677 §4 minimum).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// A password scheme (Dovecot's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `PLAIN`: the password itself.
+    Plain,
+    /// `SHA256-CRYPT` (`$5$`).
+    Sha256Crypt,
+    /// `SHA512-CRYPT` (`$6$`).
+    Sha512Crypt,
+    /// `BLF-CRYPT` (bcrypt, `$2y$`).
+    BlfCrypt,
+    /// `ARGON2I`.
+    Argon2i,
+    /// `ARGON2ID` (what `pop3d user add` writes).
+    Argon2id,
+    /// `SCRAM-SHA-256`.
+    ScramSha256,
+    /// `CRAM-MD5` (read, not usable: see the module documentation).
+    CramMd5,
+}
+
+impl Scheme {
+    /// Dovecot's name for the scheme.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Plain => "PLAIN",
+            Scheme::Sha256Crypt => "SHA256-CRYPT",
+            Scheme::Sha512Crypt => "SHA512-CRYPT",
+            Scheme::BlfCrypt => "BLF-CRYPT",
+            Scheme::Argon2i => "ARGON2I",
+            Scheme::Argon2id => "ARGON2ID",
+            Scheme::ScramSha256 => "SCRAM-SHA-256",
+            Scheme::CramMd5 => "CRAM-MD5",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "PLAIN" | "CLEAR" | "CLEARTEXT" => Scheme::Plain,
+            "SHA256-CRYPT" => Scheme::Sha256Crypt,
+            "SHA512-CRYPT" => Scheme::Sha512Crypt,
+            "BLF-CRYPT" => Scheme::BlfCrypt,
+            "ARGON2I" => Scheme::Argon2i,
+            "ARGON2ID" => Scheme::Argon2id,
+            "SCRAM-SHA-256" => Scheme::ScramSha256,
+            "CRAM-MD5" => Scheme::CramMd5,
+            _ => return None,
+        })
+    }
+
+    /// The scheme of a crypt(3)-style hash, from its `$id$` prefix.
+    fn from_crypt(hash: &str) -> Option<Self> {
+        Some(match hash {
+            h if h.starts_with("$5$") => Scheme::Sha256Crypt,
+            h if h.starts_with("$6$") => Scheme::Sha512Crypt,
+            h if h.starts_with("$2a$") || h.starts_with("$2b$") || h.starts_with("$2y$") => {
+                Scheme::BlfCrypt
+            }
+            h if h.starts_with("$argon2id$") => Scheme::Argon2id,
+            h if h.starts_with("$argon2i$") => Scheme::Argon2i,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored password. `Debug` never shows it.
+#[derive(Clone)]
+struct Password {
+    scheme: Scheme,
+    value: String,
+    scram: Option<ScramKeys>,
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Password({}, <redacted>)", self.scheme.name())
+    }
+}
+
+impl Password {
+    fn parse(field: &str) -> Result<Self, String> {
+        let (scheme, value) = match field.strip_prefix('{').and_then(|r| r.split_once('}')) {
+            Some((name, value)) => {
+                let scheme = match name.to_ascii_uppercase().as_str() {
+                    "CRYPT" => Scheme::from_crypt(value),
+                    _ => Scheme::from_name(name),
+                }
+                .ok_or_else(|| format!("unsupported password scheme {{{name}}}"))?;
+                (scheme, value)
+            }
+            None => (
+                Scheme::from_crypt(field)
+                    .ok_or("password without a {SCHEME} prefix or $id$ hash")?,
+                field,
+            ),
+        };
+        let scram = match scheme {
+            Scheme::ScramSha256 => Some(parse_scram(value).ok_or("malformed SCRAM-SHA-256 value")?),
+            _ => None,
+        };
+        Ok(Self { scheme, value: value.to_owned(), scram })
+    }
+
+    fn verify(&self, password: &[u8]) -> bool {
+        let text = std::str::from_utf8(password);
+        match self.scheme {
+            Scheme::Plain => constant_time_eq(self.value.as_bytes(), password),
+            Scheme::Sha256Crypt => {
+                text.is_ok_and(|p| sha_crypt::sha256_check(p, &self.value).is_ok())
+            }
+            Scheme::Sha512Crypt => {
+                text.is_ok_and(|p| sha_crypt::sha512_check(p, &self.value).is_ok())
+            }
+            Scheme::BlfCrypt => bcrypt::verify(password, &self.value).unwrap_or(false),
+            Scheme::Argon2i | Scheme::Argon2id => PasswordHash::new(&self.value)
+                .is_ok_and(|hash| Argon2::default().verify_password(password, &hash).is_ok()),
+            Scheme::ScramSha256 => self.scram.as_ref().is_some_and(|keys| {
+                let derived = ScramKeys::from_password(password, &keys.salt, keys.iterations);
+                constant_time_eq(&derived.stored_key, &keys.stored_key)
+            }),
+            Scheme::CramMd5 => false,
+        }
+    }
+
+    fn plaintext(&self) -> Option<&[u8]> {
+        (self.scheme == Scheme::Plain).then_some(self.value.as_bytes())
+    }
+}
+
+/// Dovecot's SCRAM-SHA-256 value: `iterations,base64(salt),base64(StoredKey),base64(ServerKey)`.
+fn parse_scram(value: &str) -> Option<ScramKeys> {
+    let mut parts = value.split(',');
+    let iterations = parts.next()?.parse().ok().filter(|&i| i > 0)?;
+    let salt = BASE64.decode(parts.next()?).ok()?;
+    let stored_key = BASE64.decode(parts.next()?).ok()?.try_into().ok()?;
+    let server_key = BASE64.decode(parts.next()?).ok()?.try_into().ok()?;
+    parts.next().is_none().then_some(ScramKeys { salt, iterations, stored_key, server_key })
+}
+
+/// A new password hash for the users file: `{ARGON2ID}` with the `argon2` crate's default
+/// parameters (RFC 9106's second recommended option: m=19 MiB, t=2, p=1) and a random salt.
+pub fn hash_password(password: &[u8]) -> String {
+    let mut salt = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+        .expect("the system random number generator works");
+    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt length");
+    let hash = Argon2::default()
+        .hash_password(password, &salt)
+        .expect("default Argon2 parameters and a valid salt");
+    format!("{{ARGON2ID}}{hash}")
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    password: Password,
+    home: Option<PathBuf>,
+}
+
+/// A users file loaded in memory. Reload it by loading again (`pop3d` does on SIGHUP).
+#[derive(Debug, Clone)]
+pub struct PasswdFile {
+    path: Option<PathBuf>,
+    users: HashMap<String, Entry>,
+    order: Vec<String>,
+    warnings: Vec<String>,
+    secret: [u8; 32],
+}
+
+/// A users file that cannot be used.
+#[derive(Debug)]
+pub enum PasswdError {
+    /// The file could not be read.
+    Io(PathBuf, std::io::Error),
+    /// A line is malformed.
+    Syntax {
+        /// The file, if loaded from one.
+        path: Option<PathBuf>,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for PasswdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswdError::Io(path, e) => write!(f, "{}: {e}", path.display()),
+            PasswdError::Syntax { path, line, reason } => {
+                let name =
+                    path.as_deref().map_or_else(|| "users".into(), |p| p.display().to_string());
+                write!(f, "{name}:{line}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PasswdError {}
+
+impl PasswdFile {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, PasswdError> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| PasswdError::Io(path.to_owned(), e))?;
+        let mut file = Self::parse(&text).map_err(|e| match e {
+            PasswdError::Syntax { line, reason, .. } => {
+                PasswdError::Syntax { path: Some(path.to_owned()), line, reason }
+            }
+            other => other,
+        })?;
+        file.path = Some(path.to_owned());
+        Ok(file)
+    }
+
+    /// Parses a users file's text. Malformed lines (no `:`, an invalid user name, a duplicate)
+    /// are errors; an unsupported scheme is a warning (see [`warnings`](Self::warnings)) and
+    /// that user cannot log in.
+    pub fn parse(text: &str) -> Result<Self, PasswdError> {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .expect("the system random number generator works");
+        let mut file = Self {
+            path: None,
+            users: HashMap::new(),
+            order: Vec::new(),
+            warnings: Vec::new(),
+            secret,
+        };
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let syntax = |reason: String| PasswdError::Syntax { path: None, line: n + 1, reason };
+            let mut fields = line.split(':');
+            let name = fields.next().unwrap_or_default();
+            if !valid_username(name) {
+                return Err(syntax(format!("invalid user name {name:?}")));
+            }
+            let Some(pass) = fields.next() else {
+                return Err(syntax(format!("user {name}: no password field")));
+            };
+            let home = fields.nth(3).filter(|h| !h.is_empty()).map(PathBuf::from);
+            if file.users.contains_key(name) {
+                return Err(syntax(format!("user {name} is listed twice")));
+            }
+            let password = match Password::parse(pass) {
+                Ok(p) => p,
+                Err(reason) => {
+                    file.warnings.push(format!("line {}: user {name}: {reason}", n + 1));
+                    continue;
+                }
+            };
+            if password.scheme == Scheme::CramMd5 {
+                file.warnings.push(format!(
+                    "line {}: user {name}: CRAM-MD5 hashes cannot be verified; set a new password",
+                    n + 1
+                ));
+            }
+            file.order.push(name.to_owned());
+            file.users.insert(name.to_owned(), Entry { password, home });
+        }
+        Ok(file)
+    }
+
+    /// The file this was loaded from.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Users, in file order, with their password scheme.
+    pub fn users(&self) -> impl Iterator<Item = (&str, Scheme)> + '_ {
+        self.order.iter().map(|n| (n.as_str(), self.users[n].password.scheme))
+    }
+
+    /// Problems that did not stop loading (users who cannot log in).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn user_info(&self, name: &str) -> Option<UserInfo> {
+        self.users.get(name).map(|e| UserInfo { name: name.to_owned(), home: e.home.clone() })
+    }
+
+    fn all(&self, f: impl Fn(&Password) -> bool) -> bool {
+        !self.users.is_empty() && self.users.values().all(|e| f(&e.password))
+    }
+}
+
+impl Authenticator for PasswdFile {
+    /// APOP and CRAM-MD5 are offered when every user has a `PLAIN` password, SCRAM-SHA-256
+    /// when every user has a `PLAIN` or `SCRAM-SHA-256` one: a mechanism is never offered to
+    /// a user who could not use it.
+    fn offers(&self) -> Offers {
+        let plain = self.all(|p| p.scheme == Scheme::Plain);
+        Offers {
+            apop: plain,
+            cram_md5: plain,
+            scram_sha256: self.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::ScramSha256)),
+        }
+    }
+
+    fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
+        let (name, ok) = match request {
+            AuthRequest::Password { username, password, .. } => (
+                username,
+                self.users.get(username).is_some_and(|e| e.password.verify(password.expose())),
+            ),
+            AuthRequest::Apop { username, timestamp, digest } => (
+                username,
+                self.users.get(username).and_then(|e| e.password.plaintext()).is_some_and(|pw| {
+                    constant_time_eq(
+                        apop_digest(timestamp, pw).as_bytes(),
+                        digest.expose().to_ascii_lowercase().as_bytes(),
+                    )
+                }),
+            ),
+            AuthRequest::CramMd5 { username, challenge, digest } => (
+                username,
+                self.users.get(username).and_then(|e| e.password.plaintext()).is_some_and(|pw| {
+                    constant_time_eq(
+                        cram_md5_digest(pw, challenge.as_bytes()).as_bytes(),
+                        digest.expose().to_ascii_lowercase().as_bytes(),
+                    )
+                }),
+            ),
+            AuthRequest::Verified { username, .. } => (username, self.users.contains_key(username)),
+            AuthRequest::Bearer { username, .. } => (username, false),
+        };
+        if ok {
+            self.user_info(name).ok_or(AuthError::Rejected)
+        } else {
+            Err(AuthError::Rejected)
+        }
+    }
+
+    fn scram_keys(&self, username: &str) -> Option<ScramKeys> {
+        let entry = self.users.get(username)?;
+        if let Some(keys) = &entry.password.scram {
+            return Some(keys.clone());
+        }
+        let plain = entry.password.plaintext()?;
+        // A stable salt per user and server start, unknown to clients in advance.
+        let salt = Sha256::new()
+            .chain_update(self.secret)
+            .chain_update(b"scram salt\0")
+            .chain_update(username.as_bytes())
+            .finalize();
+        Some(ScramKeys::from_password(plain, &salt[..16], SCRAM_ITERATIONS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pop3_proto::Secret;
+
+    fn login(file: &PasswdFile, user: &str, pw: &str) -> bool {
+        file.authenticate(&AuthRequest::Password {
+            username: user.into(),
+            authzid: None,
+            password: Secret::new(pw.as_bytes().to_vec()),
+            mechanism: None,
+        })
+        .is_ok()
+    }
+
+    #[test]
+    fn schemes_verify() {
+        let scram = ScramKeys::from_password(b"pw-scram", b"0123456789abcdef", 4096);
+        let scram_line = format!(
+            "scram:{{SCRAM-SHA-256}}4096,{},{},{}",
+            BASE64.encode(&scram.salt),
+            BASE64.encode(scram.stored_key),
+            BASE64.encode(scram.server_key)
+        );
+        let argon = hash_password(b"pw-argon");
+        let sha512 =
+            sha_crypt::sha512_simple("pw-512", &sha_crypt::Sha512Params::new(5000).unwrap())
+                .unwrap();
+        let sha256 =
+            sha_crypt::sha256_simple("pw-256", &sha_crypt::Sha256Params::new(5000).unwrap())
+                .unwrap();
+        let blf = bcrypt::hash("pw-blf", 4).unwrap();
+        let text = format!(
+            "# comment\n\nplain:{{PLAIN}}pw-plain:1000:1000::/home/plain::\n\
+             argon:{argon}\nsha512:{{SHA512-CRYPT}}{sha512}\nsha256:{sha256}\n\
+             blf:{{BLF-CRYPT}}{blf}\n{scram_line}\nodd:{{SSHA}}abc\n"
+        );
+        let file = PasswdFile::parse(&text).unwrap();
+        for (user, pw) in [
+            ("plain", "pw-plain"),
+            ("argon", "pw-argon"),
+            ("sha512", "pw-512"),
+            ("sha256", "pw-256"),
+            ("blf", "pw-blf"),
+            ("scram", "pw-scram"),
+        ] {
+            assert!(login(&file, user, pw), "{user}");
+            assert!(!login(&file, user, "wrong"), "{user} with a wrong password");
+        }
+        assert!(!login(&file, "nobody", "pw-plain"));
+        assert!(!login(&file, "odd", "abc"), "unsupported scheme");
+        assert_eq!(file.warnings().len(), 1);
+        assert_eq!(file.user_info("plain").unwrap().home, Some(PathBuf::from("/home/plain")));
+        assert_eq!(file.scram_keys("scram"), Some(scram));
+        assert!(file.scram_keys("argon").is_none());
+        assert!(file.scram_keys("plain").is_some());
+        // Mixed schemes: nothing that needs plaintext is offered.
+        assert_eq!(file.offers(), Offers::default());
+        assert!(format!("{file:?}").contains("<redacted>"));
+        assert!(!format!("{file:?}").contains("pw-plain"));
+    }
+
+    #[test]
+    fn offers_follow_schemes() {
+        let plain = PasswdFile::parse("a:{PLAIN}x\nb:{CLEAR}y\n").unwrap();
+        assert_eq!(plain.offers(), Offers { apop: true, cram_md5: true, scram_sha256: true });
+        let apop = AuthRequest::Apop {
+            username: "a".into(),
+            timestamp: "<1@x>".into(),
+            digest: Secret::new(apop_digest("<1@x>", b"x")),
+        };
+        assert!(plain.authenticate(&apop).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = PasswdFile::parse("ok:{PLAIN}x\n../evil:{PLAIN}x\n").unwrap_err();
+        assert!(err.to_string().contains(":2:"), "{err}");
+        assert!(PasswdFile::parse("a:{PLAIN}x\na:{PLAIN}y\n").is_err(), "duplicate");
+        assert!(PasswdFile::parse("nopassword\n").is_err());
+    }
+}

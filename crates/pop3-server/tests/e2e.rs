@@ -1,0 +1,462 @@
+//! End to end, in process: a real TCP client against the server on 127.0.0.1 random ports,
+//! with real Maildirs in a temporary directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use pop3_proto::sasl::SaslClient;
+use pop3_server::{Config, ListenerKind, MailLocation, PasswdFile, Server, UserInfo};
+use pop3_storage::Envelope;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const STEP: Duration = Duration::from_secs(10);
+
+struct Fixture {
+    server: Server,
+    plain: SocketAddr,
+    tls: SocketAddr,
+    root: PathBuf,
+    location: MailLocation,
+    cert_der: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+fn messages() -> Vec<Vec<u8>> {
+    vec![
+        b"Subject: one\n\nfirst message\n.leading dot\n".to_vec(),
+        b"Subject: two\r\n\r\nsecond\r\n".to_vec(),
+        // 300 KiB, to stream through several chunks.
+        {
+            let mut big = b"Subject: big\n\n".to_vec();
+            for i in 0..6000 {
+                big.extend_from_slice(
+                    format!("line {i:05} of the big message, 40 octets.\n").as_bytes(),
+                );
+            }
+            big
+        },
+    ]
+}
+
+/// The wire form of a stored message: CRLF line ends, nothing else (no dot-stuffing).
+fn crlf(stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, &b) in stored.iter().enumerate() {
+        if b == b'\n' && (i == 0 || stored[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+async fn fixture(config: Config) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mail");
+    let location = MailLocation::maildir(format!("{}/%u", root.display()));
+    for m in messages() {
+        location.deliver(&UserInfo::new("alice"), &mut &m[..], &Envelope::default()).unwrap();
+    }
+    let users = PasswdFile::parse("alice:{PLAIN}secret\nbob:{PLAIN}hunter2\n").unwrap();
+    let server = Server::new(config, Arc::new(location.clone()), Arc::new(users));
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = pop3_server::tls::config_from_pem(
+        certified.cert.pem().as_bytes(),
+        certified.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    server.set_tls(Some(tls));
+    let plain_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (plain, tls) = (plain_listener.local_addr().unwrap(), tls_listener.local_addr().unwrap());
+    for (listener, kind) in
+        [(plain_listener, ListenerKind::Plain), (tls_listener, ListenerKind::ImplicitTls)]
+    {
+        let server = server.clone();
+        tokio::spawn(async move { server.serve(listener, kind).await });
+    }
+    Fixture {
+        server,
+        plain,
+        tls,
+        root,
+        location,
+        cert_der: certified.cert.der().to_vec(),
+        _dir: dir,
+    }
+}
+
+fn quick() -> Config {
+    Config { auth_failure_delay: Duration::from_millis(300), ..Config::default() }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Client {
+    io: BufReader<Box<dyn Io>>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Self { io: BufReader::new(Box::new(tcp)) }
+    }
+
+    async fn connect_tls(addr: SocketAddr, cert_der: &[u8]) -> Self {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Self { io: BufReader::new(Box::new(tls_client(Box::new(tcp), cert_der).await)) }
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = tokio::time::timeout(STEP, self.io.read_line(&mut line))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        assert!(n > 0, "connection closed while waiting for a line");
+        assert!(line.ends_with("\r\n"), "{line:?}");
+        line.truncate(line.len() - 2);
+        line
+    }
+
+    async fn send(&mut self, command: &str) {
+        let io = self.io.get_mut();
+        io.write_all(format!("{command}\r\n").as_bytes()).await.unwrap();
+        io.flush().await.unwrap();
+    }
+
+    async fn cmd(&mut self, command: &str) -> String {
+        self.send(command).await;
+        self.line().await
+    }
+
+    /// The lines of a multi-line reply after its status line, undotted, as raw CRLF bytes.
+    async fn body(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = tokio::time::timeout(STEP, self.io.read_until(b'\n', &mut line))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "connection closed inside a multi-line reply");
+            if line == b".\r\n" {
+                return out;
+            }
+            let data = if line.starts_with(b".") { &line[1..] } else { &line[..] };
+            out.extend_from_slice(data);
+        }
+    }
+
+    async fn login(&mut self, user: &str, pass: &str) -> String {
+        assert!(self.cmd(&format!("USER {user}")).await.starts_with("+OK"));
+        self.cmd(&format!("PASS {pass}")).await
+    }
+
+    /// True if the server closes the connection (EOF) within the step time.
+    async fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(tokio::time::timeout(STEP, self.io.read_to_end(&mut rest)).await, Ok(Ok(_)))
+    }
+
+    async fn stls(self, cert_der: &[u8]) -> Self {
+        assert!(self.io.buffer().is_empty());
+        let inner = self.io.into_inner();
+        Self { io: BufReader::new(Box::new(tls_client(inner, cert_der).await)) }
+    }
+}
+
+async fn tls_client(
+    io: Box<dyn Io>,
+    cert_der: &[u8],
+) -> tokio_rustls::client::TlsStream<Box<dyn Io>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der.to_vec().into()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    connector.connect(ServerName::try_from("localhost").unwrap(), io).await.unwrap()
+}
+
+fn maildir_count(root: &Path, user: &str) -> usize {
+    ["new", "cur"]
+        .iter()
+        .map(|d| std::fs::read_dir(root.join(user).join(d)).map_or(0, |r| r.count()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transaction_command_and_quit_commits() {
+    let fx = fixture(quick()).await;
+    let mut c = Client::connect(fx.plain).await;
+    assert!(c.line().await.starts_with("+OK"));
+    assert!(c.cmd("CAPA").await.starts_with("+OK"));
+    let capa = String::from_utf8(c.body().await).unwrap();
+    for cap in ["STLS", "USER", "UIDL", "TOP", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL"]
+    {
+        assert!(capa.contains(cap), "{cap} in {capa}");
+    }
+    assert!(c.cmd("STAT").await.starts_with("-ERR"), "STAT before login");
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    let stored = messages();
+    let total: usize = stored.iter().map(|m| crlf(m).len()).sum();
+    assert_eq!(c.cmd("STAT").await, format!("+OK 3 {total}"));
+    assert!(c.cmd("LIST").await.starts_with("+OK"));
+    let list = String::from_utf8(c.body().await).unwrap();
+    for (i, m) in stored.iter().enumerate() {
+        assert!(list.contains(&format!("{} {}\r\n", i + 1, crlf(m).len())), "{list}");
+    }
+    assert_eq!(c.cmd("LIST 2").await, format!("+OK 2 {}", crlf(&stored[1]).len()));
+    assert!(c.cmd("UIDL").await.starts_with("+OK"));
+    let uidl = String::from_utf8(c.body().await).unwrap();
+    assert_eq!(uidl.lines().count(), 3);
+    for (i, m) in stored.iter().enumerate() {
+        assert!(c.cmd(&format!("RETR {}", i + 1)).await.starts_with("+OK"));
+        assert_eq!(c.body().await, crlf(m), "message {}", i + 1);
+    }
+    assert!(c.cmd("TOP 1 1").await.starts_with("+OK"));
+    assert_eq!(c.body().await, b"Subject: one\r\n\r\nfirst message\r\n");
+    assert!(c.cmd("TOP 3 0").await.starts_with("+OK"));
+    assert_eq!(c.body().await, b"Subject: big\r\n\r\n");
+    assert!(c.cmd("NOOP").await.starts_with("+OK"));
+    assert!(c.cmd("DELE 1").await.starts_with("+OK"));
+    assert!(c.cmd("RETR 1").await.starts_with("-ERR"), "deleted");
+    assert!(c.cmd("RSET").await.starts_with("+OK"));
+    assert!(c.cmd("RETR 1").await.starts_with("+OK"));
+    c.body().await;
+    assert!(c.cmd("DELE 2").await.starts_with("+OK"));
+    assert!(c.cmd("RETR 9").await.starts_with("-ERR"));
+    assert!(c.cmd("QUIT").await.starts_with("+OK"));
+    assert!(c.closed().await);
+    assert_eq!(maildir_count(&fx.root, "alice"), 2, "exactly message 2 deleted");
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(c.cmd("UIDL").await.starts_with("+OK"));
+    let after = String::from_utf8(c.body().await).unwrap();
+    let lines: Vec<_> = uidl.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+    assert!(after.contains(lines[0]) && !after.contains(lines[1]) && after.contains(lines[2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_commands_are_answered_in_order() {
+    let fx = fixture(quick()).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    c.send("USER alice\r\nPASS secret\r\nSTAT\r\nRETR 2\r\nNOOP\r\nQUIT").await;
+    assert!(c.line().await.starts_with("+OK"));
+    assert!(c.line().await.starts_with("+OK"));
+    assert!(c.line().await.starts_with("+OK 3 "));
+    assert!(c.line().await.starts_with("+OK"));
+    assert_eq!(c.body().await, crlf(&messages()[1]));
+    assert!(c.line().await.starts_with("+OK"));
+    assert!(c.line().await.starts_with("+OK"));
+    assert!(c.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connection_deletes_nothing_and_releases_the_lock() {
+    let fx = fixture(quick()).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    let mut second = Client::connect(fx.plain).await;
+    second.line().await;
+    let in_use = second.login("alice", "secret").await;
+    assert!(in_use.starts_with("-ERR [IN-USE]"), "{in_use}");
+    assert!(c.cmd("DELE 1").await.starts_with("+OK"));
+    assert!(c.cmd("DELE 2").await.starts_with("+OK"));
+    drop(c);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let mut again = Client::connect(fx.plain).await;
+        again.line().await;
+        let reply = again.login("alice", "secret").await;
+        if reply.starts_with("+OK") {
+            assert!(again.cmd("STAT").await.starts_with("+OK 3 "));
+            break;
+        }
+        assert!(Instant::now() < deadline, "lock not released: {reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(maildir_count(&fx.root, "alice"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_login_is_delayed_without_blocking_others() {
+    let fx =
+        fixture(Config { auth_failure_delay: Duration::from_millis(1500), ..Config::default() })
+            .await;
+    let mut bad = Client::connect(fx.plain).await;
+    bad.line().await;
+    bad.cmd("USER alice").await;
+    let started = Instant::now();
+    bad.send("PASS wrong").await;
+    // Meanwhile another session logs in at once.
+    let mut good = Client::connect(fx.plain).await;
+    good.line().await;
+    assert!(good.login("bob", "hunter2").await.starts_with("+OK"));
+    assert!(started.elapsed() < Duration::from_millis(1200), "the other session waited");
+    let reply = bad.line().await;
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_traversal_user_names_are_failed_logins() {
+    let fx = fixture(quick()).await;
+    for name in ["../alice", "..", "a/b", ".alice", "x%2e"] {
+        let mut c = Client::connect(fx.plain).await;
+        c.line().await;
+        let user = c.cmd(&format!("USER {name}")).await;
+        if user.starts_with("+OK") {
+            let reply = c.cmd("PASS secret").await;
+            assert!(reply.starts_with("-ERR"), "{name}: {reply}");
+        }
+    }
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    // AUTH PLAIN with a traversal name, base64 of "\0../alice\0secret".
+    let blob = base64::engine::general_purpose::STANDARD.encode(b"\0../alice\0secret");
+    assert!(c.cmd(&format!("AUTH PLAIN {blob}")).await.starts_with("-ERR"));
+    let parent = fx.root.parent().unwrap();
+    let names: Vec<_> =
+        std::fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("mail")],
+        "nothing created outside the mail root"
+    );
+    let inside: Vec<_> =
+        std::fs::read_dir(&fx.root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(inside, vec![std::ffi::OsString::from("alice")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stls_then_login() {
+    let fx = fixture(quick()).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    c.cmd("CAPA").await;
+    assert!(String::from_utf8(c.body().await).unwrap().contains("STLS"));
+    assert!(c.cmd("STLS").await.starts_with("+OK"));
+    let mut c = c.stls(&fx.cert_der).await;
+    c.cmd("CAPA").await;
+    let capa = String::from_utf8(c.body().await).unwrap();
+    assert!(!capa.contains("STLS"), "no STLS under TLS: {capa}");
+    assert!(c.cmd("STLS").await.starts_with("-ERR"));
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(c.cmd("RETR 3").await.starts_with("+OK"));
+    assert_eq!(c.body().await, crlf(&messages()[2]));
+    assert!(c.cmd("QUIT").await.starts_with("+OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_and_scram() {
+    let fx = fixture(quick()).await;
+    let mut c = Client::connect_tls(fx.tls, &fx.cert_der).await;
+    assert!(c.line().await.starts_with("+OK"));
+    c.cmd("CAPA").await;
+    let capa = String::from_utf8(c.body().await).unwrap();
+    assert!(capa.contains("SCRAM-SHA-256") && !capa.contains("STLS"), "{capa}");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut sasl = SaslClient::scram_sha256("alice", "secret", "clientnonce0123456789");
+    let first = b64.encode(sasl.initial_response().unwrap().expose());
+    let mut reply = c.cmd(&format!("AUTH SCRAM-SHA-256 {first}")).await;
+    while let Some(challenge) = reply.strip_prefix("+ ") {
+        let response = sasl.step(&b64.decode(challenge).unwrap()).unwrap();
+        reply = c.cmd(&b64.encode(response.expose())).await;
+    }
+    assert!(reply.starts_with("+OK"), "{reply}");
+    assert!(sasl.server_verified());
+    assert!(c.cmd("STAT").await.starts_with("+OK 3 "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_without_update() {
+    let config = Config {
+        idle_timeout_authorization: Duration::from_millis(500),
+        idle_timeout_transaction: Duration::from_millis(800),
+        ..quick()
+    };
+    let fx = fixture(config).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    let reply = c.line().await;
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    assert!(c.closed().await);
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(c.cmd("DELE 1").await.starts_with("+OK"));
+    assert!(c.line().await.starts_with("-ERR"), "autologout");
+    assert!(c.closed().await);
+    assert_eq!(maildir_count(&fx.root, "alice"), 3, "no UPDATE after a timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlong_lines_and_bad_commands() {
+    let fx = fixture(Config { max_bad_commands: 3, ..quick() }).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    let long = "X".repeat(100_000);
+    assert!(c.cmd(&format!("USER {long}")).await.starts_with("-ERR"));
+    assert!(c.cmd("NOOP").await.starts_with("-ERR"), "NOOP is illegal before login");
+    let reply = c.cmd("BOGUS").await;
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    assert!(c.closed().await, "closed after 3 bad commands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_limit() {
+    let mut config = quick();
+    config.limits.per_ip = 2;
+    let fx = fixture(config).await;
+    let mut a = Client::connect(fx.plain).await;
+    assert!(a.line().await.starts_with("+OK"));
+    let mut b = Client::connect(fx.plain).await;
+    assert!(b.line().await.starts_with("+OK"));
+    let mut c = Client::connect(fx.plain).await;
+    let refused = c.line().await;
+    assert!(refused.starts_with("-ERR [SYS/TEMP]"), "{refused}");
+    assert!(c.closed().await);
+    a.cmd("QUIT").await;
+    assert!(a.closed().await);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let mut d = Client::connect(fx.plain).await;
+        if d.line().await.starts_with("+OK") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_closes_sessions_without_update() {
+    let fx = fixture(quick()).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(c.cmd("DELE 1").await.starts_with("+OK"));
+    tokio::time::timeout(STEP, fx.server.shutdown()).await.expect("shutdown finishes");
+    assert_eq!(fx.server.active_sessions(), 0);
+    let reply = c.line().await;
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    assert!(c.closed().await);
+    assert_eq!(maildir_count(&fx.root, "alice"), 3);
+    assert!(TcpStream::connect(fx.plain).await.is_err(), "listener closed");
+    // Delivery still works on the same location (the server is only the reader).
+    fx.location.deliver(&UserInfo::new("alice"), &mut &b"x\n"[..], &Envelope::default()).unwrap();
+}

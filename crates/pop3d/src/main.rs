@@ -1,0 +1,3 @@
+//! pop3d
+#![forbid(unsafe_code)]
+fn main() {}
