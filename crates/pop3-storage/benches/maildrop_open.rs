@@ -1,14 +1,22 @@
-//! `maildrop_open/{cold,warm}`: opening a Maildir of 10,000 messages of 50 KiB.
+//! `maildrop_open/{cold,warm,warm_relist}`: opening a Maildir of 10,000 messages of 50 KiB.
 //!
-//! Cold: no size cache, every message is read once to compute its RFC 1939 size (and the
-//! cache is written). Warm: the cache is valid, so the open lists `new/` and `cur/` and reads
-//! only the cache file. The messages are Postfix-style names without `,W=`, so the cache is
-//! what a warm open depends on. Generated into a temporary directory at bench time.
+//! * cold: no cache, every message is read once to compute its RFC 1939 size (and the cache
+//!   is written).
+//! * warm: the cache is valid and `new/` and `cur/` have not changed since it was written
+//!   (their device, inode, mtime and ctime are those recorded, and were settled then), so the
+//!   open `stat`s the two directories and reads only the cache file.
+//! * warm_relist: the cache is valid but `cur/` changed just before each open (a dotfile is
+//!   created and removed, which changes its mtime but not the messages), so the open lists
+//!   `new/` and `cur/` and matches every name against the cache; no message is read.
+//!
+//! The messages are Postfix-style names without `,W=`, so the cache is what both warm cases
+//! depend on. Generated into a temporary directory at bench time; the directories are then
+//! dated a minute back, as in a Maildir that has not changed for a while.
 
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pop3_storage::maildir::CACHE_FILE;
@@ -49,6 +57,10 @@ fn generate(root: &Path) {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path());
+    let past = SystemTime::now() - Duration::from_secs(60);
+    for d in ["new", "cur"] {
+        fs::File::open(dir.path().join(d)).unwrap().set_modified(past).unwrap();
+    }
     let md = Maildir::new(dir.path());
     let open = |md: &Maildir| {
         let d = md.open().unwrap();
@@ -67,6 +79,14 @@ fn bench(c: &mut Criterion) {
     });
     open(&md); // writes the cache
     g.bench_function("warm", |b| b.iter(|| open(&md)));
+    let touch = dir.path().join("cur/.touch");
+    g.bench_function("warm_relist", |b| {
+        b.iter(|| {
+            fs::write(&touch, b"").unwrap();
+            fs::remove_file(&touch).unwrap();
+            open(&md)
+        })
+    });
     g.finish();
 }
 

@@ -6,8 +6,13 @@
 //!   (moving from `new/` to `cur/` and changing flags only change the part after `:`), so it
 //!   is the UIDL: verbatim when it is 1–70 characters in 0x21–0x7E and does not begin with
 //!   `~`, otherwise `~` followed by 32 hex digits of its FNV-1a-128 hash.
+//!   When the Maildir has a Dovecot `dovecot-uidlist`, the messages it lists are served the
+//!   UIDLs Dovecot served (its `P` extension, else `%08Xu%08Xv`: UID and UIDVALIDITY).
 //! * Size: a `,W=<n>` field of `BASE` (the CRLF size Dovecot and our delivery write), else the
-//!   size cache `.pop3-storage.sizes`, else the message is read once and the cache updated.
+//!   cache `.pop3-storage.sizes`, else the message is read once and the cache updated.
+//! * The cache also holds the last snapshot and the stamps (device, inode, mtime, ctime) of
+//!   `new/` and `cur/`: while they are unchanged (and were settled), an open serves that
+//!   snapshot without listing the directories.
 //! * Order: by the delivery time in `BASE` (leading seconds, then the microseconds of an
 //!   `M<usec>` field), then by `BASE`.
 //! * Locking: an exclusive `flock` on `.pop3-storage.lock` in the Maildir.
@@ -34,13 +39,13 @@ use crate::{
 
 /// The lock file inside the Maildir (a dotfile, so other Maildir readers ignore it).
 pub const LOCK_FILE: &str = ".pop3-storage.lock";
-/// The size cache inside the Maildir.
+/// The size (and last snapshot) cache inside the Maildir.
 pub const CACHE_FILE: &str = ".pop3-storage.sizes";
 const CACHE_TMP: &str = ".pop3-storage.sizes.tmp";
-const CACHE_VERSION: u8 = 2;
-const CACHE_MAGIC: &[u8] = b"pop3-storage-sizes 2\n";
-/// Format 1 differs only in its checksum (FNV-1a-64, one byte at a time); it is read and
-/// rewritten as format 2.
+const CACHE_VERSION: u8 = 3;
+const CACHE_MAGIC: &[u8] = b"pop3-storage-sizes 3\n";
+/// Format 1 (sizes by BASE, FNV-1a-64 checksum, no listing) is read for its sizes and
+/// rewritten in the current format.
 const CACHE_MAGIC_V1: &[u8] = b"pop3-storage-sizes 1\n";
 
 /// What [`Maildrop::commit`] does with a deleted message.
@@ -269,69 +274,24 @@ impl Maildir {
 
     /// Locks the Maildir and takes a snapshot of `new/` and `cur/`.
     pub fn open(&self) -> Result<MaildirDrop> {
+        self.open_inner().map(|(drop, _)| drop)
+    }
+
+    /// [`Self::open`], and whether `new/` and `cur/` were listed (false: the cache's listing
+    /// was current).
+    fn open_inner(&self) -> Result<(MaildirDrop, bool)> {
         self.ensure_dirs()?;
         let lock = FlockFile::acquire(&self.root.join(LOCK_FILE), &self.root)?;
-        let mut listing = Listing::default();
-        for sub in [Sub::New, Sub::Cur] {
-            scan(&self.root, sub, &mut listing)?;
-        }
-        let Listing { names, mut entries } = listing;
-        // Keys computed once per entry (in `push`), names compared only on ties.
-        entries.sort_unstable_by(|a, b| {
-            (a.secs, a.usec)
-                .cmp(&(b.secs, b.usec))
-                .then_with(|| a.base(&names).cmp(b.base(&names)))
-                .then_with(|| a.name(&names).cmp(b.name(&names)))
-        });
-
+        // Before listing: a change after this point gives the directories new stamps.
+        let stamps = DirStamps::take(&self.root);
         let mut cache = SizeCache::load(&self.root);
-        let mut ordered = Vec::with_capacity(entries.len());
-        let mut sizes = Vec::with_capacity(entries.len());
-        for &e in &entries {
-            let mut e = e;
-            let base = e.base(&names);
-            let size = match field(base, b'W') {
-                Some(w) => {
-                    e.raw_len = field(base, b'S');
-                    w
-                }
-                None => match cache.get(base) {
-                    Some((size, raw)) => {
-                        e.raw_len = Some(raw);
-                        size
-                    }
-                    None => match measure(&e.path(&self.root, &names)) {
-                        Ok((size, raw)) => {
-                            e.raw_len = Some(raw);
-                            cache.insert(base, size, raw);
-                            size
-                        }
-                        // Removed by another program since the scan: leave it out.
-                        Err(Error::Io { source, .. })
-                            if source.kind() == io::ErrorKind::NotFound =>
-                        {
-                            continue
-                        }
-                        Err(e) => return Err(e),
-                    },
-                },
-            };
-            ordered.push(e);
-            sizes.push(size);
-        }
-        drop(entries);
-        let entries = ordered;
-        if cache.needs_save() {
-            let cached: Vec<(&[u8], u64, u64)> = entries
-                .iter()
-                .zip(&sizes)
-                .filter(|(e, _)| field(e.base(&names), b'W').is_none())
-                .filter_map(|(e, &size)| Some((e.base(&names), size, e.raw_len?)))
-                .collect();
-            // The cache is an optimisation: failing to write it (full disk, read-only
-            // Maildir) must not keep the user from their mail.
-            let _ = cache.save(&self.root, &cached);
-        }
+        let current =
+            stamps.filter(|&(s, _)| cache.stamps == Some(s)).and_then(|_| cache.listing());
+        let listed = current.is_none();
+        let (names, entries, sizes) = match current {
+            Some(snapshot) => snapshot,
+            None => self.list_and_size(&mut cache, stamps)?,
+        };
         drop(cache);
 
         let uidlist = DovecotUidlist::load(&self.root)?;
@@ -363,14 +323,78 @@ impl Maildir {
                 infos[i].uidl = name_uidl(e.sub, e.name(&names));
             }
         }
-        Ok(MaildirDrop {
+        let drop = MaildirDrop {
             root: self.root.clone(),
             options: self.options,
             lock: Some(lock),
             names,
             entries,
             infos,
-        })
+        };
+        Ok((drop, listed))
+    }
+
+    /// Lists `new/` and `cur/`, sorts, and sizes every message: from its `,W=` field, else
+    /// from the cache, else by reading it. Rewrites the cache if anything changed.
+    fn list_and_size(
+        &self,
+        cache: &mut SizeCache,
+        stamps: Option<(DirStamps, bool)>,
+    ) -> Result<(Vec<u8>, Vec<Entry>, Vec<u64>)> {
+        let mut listing = Listing::default();
+        for sub in [Sub::New, Sub::Cur] {
+            scan(&self.root, sub, &mut listing)?;
+        }
+        let Listing { names, mut entries } = listing;
+        // Keys computed once per entry (in `push`), names compared only on ties.
+        entries.sort_unstable_by(|a, b| {
+            (a.secs, a.usec)
+                .cmp(&(b.secs, b.usec))
+                .then_with(|| a.base(&names).cmp(b.base(&names)))
+                .then_with(|| a.name(&names).cmp(b.name(&names)))
+        });
+        let mut sizes = Vec::with_capacity(entries.len());
+        let mut kept = 0;
+        for i in 0..entries.len() {
+            let mut e = entries[i];
+            let (name, base) = (e.name(&names), e.base(&names));
+            let cached = cache.get(e.sub, name, base);
+            let size = match (field(base, b'W'), cached) {
+                (Some(w), _) => {
+                    e.raw_len = field(base, b'S');
+                    w
+                }
+                (None, Some((size, Some(raw)))) => {
+                    e.raw_len = Some(raw);
+                    size
+                }
+                (None, _) => match measure(&e.path(&self.root, &names)) {
+                    Ok((size, raw)) => {
+                        e.raw_len = Some(raw);
+                        cache.insert(base, size, raw);
+                        size
+                    }
+                    // Removed by another program since the scan: leave it out.
+                    Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            entries[kept] = e;
+            kept += 1;
+            sizes.push(size);
+        }
+        entries.truncate(kept);
+        // The listing may be trusted next time only if the directories' modification times
+        // were settled before the listing began (see `DirStamps`).
+        let trusted = stamps.and_then(|(s, settled)| settled.then_some(s));
+        if cache.needs_save() || cache.stamps != trusted {
+            // The cache is an optimisation: failing to write it (full disk, read-only
+            // Maildir) must not keep the user from their mail.
+            let _ = SizeCache::save(&self.root, trusted, &names, &entries, &sizes);
+        }
+        Ok((names, entries, sizes))
     }
 
     /// Delivers a message: writes it to `tmp/` under a unique name, fsyncs it, links it into
@@ -549,27 +573,79 @@ fn measure(path: &Path) -> Result<(u64, u64)> {
     Ok((counter.finish(), counter.stored_len()))
 }
 
-/// The per-Maildir size cache (format in `docs/storage.md`):
+/// Directory modification times are trusted only once they are this old (seconds): a change
+/// within the same timestamp tick as the recorded one could otherwise keep the same mtime.
+/// Two seconds covers every file system's granularity (FAT's is 2 s, ext3's 1 s).
+const SETTLE_SECS: i64 = 2;
+
+/// What identifies the state of `new/` and `cur/`: device, inode, mtime and ctime (s, ns) of
+/// each. Creating, removing or renaming a file in a directory updates its mtime and ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirStamps([i64; 12]);
+
+impl DirStamps {
+    /// The stamps now, and whether they are settled (both mtimes at least [`SETTLE_SECS`]
+    /// in the past). `None` if a directory cannot be `stat`ed (e.g. no `new/`).
+    fn take(root: &Path) -> Option<(Self, bool)> {
+        use std::os::unix::fs::MetadataExt;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+        let now = i64::try_from(now).ok()?;
+        let mut v = [0i64; 12];
+        let mut settled = true;
+        for (i, sub) in [Sub::New, Sub::Cur].into_iter().enumerate() {
+            let m = fs::metadata(root.join(sub.dir())).ok()?;
+            v[i * 6..i * 6 + 6].copy_from_slice(&[
+                m.dev() as i64,
+                m.ino() as i64,
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ]);
+            // A modification time in the future (clock stepped back) is not settled either.
+            settled &= now - m.mtime() >= SETTLE_SECS;
+        }
+        Some((Self(v), settled))
+    }
+}
+
+/// One line of the cache: `<size> <stored length or -> <n|c> <NAME>` (format 3) or
+/// `<size> <stored length> <BASE>` (format 1: no directory, `name` is BASE).
+#[derive(Debug, Clone, Copy)]
+struct CacheLine<'a> {
+    size: u64,
+    raw: Option<u64>,
+    sub: Option<Sub>,
+    name: &'a [u8],
+}
+
+/// (line number, start, end) of a line in the cache file.
+type IndexedLine = (usize, usize, usize);
+
+/// The per-Maildir cache (format in `docs/storage.md`): the snapshot of the last open that
+/// listed the directories (names in order, sizes, stored lengths) and the directories'
+/// [`DirStamps`] when they were settled.
 ///
 /// ```text
-/// pop3-storage-sizes 1
-/// <rfc1939 size> <stored length> <BASE>
+/// pop3-storage-sizes 3
+/// dirs <12 numbers: DirStamps> | dirs -
+/// <rfc1939 size> <stored length or -> <n|c> <NAME>
 /// ...
-/// checksum <16 hex digits: FNV-1a-64 of every byte above this line>
+/// checksum <16 hex digits: checksum64 of every byte above this line>
 /// ```
-/// (line number, offset after the line, size, stored length).
-type IndexedLine = (usize, usize, u64, u64);
-
 #[derive(Debug, Default)]
 struct SizeCache {
     /// The cache file as read.
     bytes: Vec<u8>,
-    /// Where the entry lines are in `bytes` (after the magic line, before the checksum).
+    version: u8,
+    /// The directories' stamps when the listing was written, if they were settled.
+    stamps: Option<DirStamps>,
+    /// Where the entry lines are in `bytes` (after the header, before the checksum).
     body_start: usize,
     body_end: usize,
     /// The next line to try (its offset in `bytes` and its number): the cache is written in
-    /// snapshot order, so a warm open matches it line by line, parsing each line once,
-    /// without hashing.
+    /// snapshot order, so a listing matches it line by line, parsing each line once as it
+    /// is reached, without hashing.
     pos: usize,
     line_no: usize,
     /// Number of entry lines in the file.
@@ -577,11 +653,11 @@ struct SizeCache {
     /// Which lines this open used; a line never used describes a message that is gone.
     used: Vec<bool>,
     used_count: usize,
-    /// BASE → (line number, offset after the line, size, stored length); built on the
-    /// first out-of-order lookup.
+    /// BASE → line; built on the first out-of-order lookup.
     index: Option<HashMap<Vec<u8>, IndexedLine>>,
     /// Entries computed by this open.
     added: HashMap<Vec<u8>, (u64, u64)>,
+    /// The file must be rewritten: missing, corrupt, an old format, new or changed entries.
     dirty: bool,
 }
 
@@ -590,13 +666,14 @@ impl SizeCache {
         let mut cache = Self::default();
         match fs::read(root.join(CACHE_FILE)) {
             Ok(bytes) => match Self::validate(&bytes) {
-                Some((body, version)) => {
+                Some((body, version, stamps)) => {
                     cache.lines = memchr::memchr_iter(b'\n', &bytes[body.clone()]).count();
                     cache.used = vec![false; cache.lines];
                     (cache.pos, cache.body_start, cache.body_end) =
                         (body.start, body.start, body.end);
+                    (cache.version, cache.stamps) = (version, stamps);
                     cache.bytes = bytes;
-                    // A format 1 cache is used, and rewritten in the current format.
+                    // A format 1 cache is used for sizes, and rewritten in the current format.
                     cache.dirty = version != CACHE_VERSION;
                 }
                 None => cache.dirty = true, // corrupt: rebuild
@@ -606,43 +683,81 @@ impl SizeCache {
         cache
     }
 
-    /// Checks the magic line and the checksum: the range of the entry lines, and the format
-    /// version. The lines themselves are parsed as they are used ([`Self::parse_line`]).
-    fn validate(bytes: &[u8]) -> Option<(std::ops::Range<usize>, u8)> {
-        let (version, body) = if let Some(body) = bytes.strip_prefix(CACHE_MAGIC) {
-            (CACHE_VERSION, body)
+    /// Checks the magic line, the `dirs` line and the checksum: the range of the entry lines,
+    /// the format version and the stamps. The entry lines are parsed as they are used.
+    #[allow(clippy::type_complexity)]
+    fn validate(bytes: &[u8]) -> Option<(std::ops::Range<usize>, u8, Option<DirStamps>)> {
+        let (version, rest) = if let Some(rest) = bytes.strip_prefix(CACHE_MAGIC) {
+            (CACHE_VERSION, rest)
         } else {
             (1, bytes.strip_prefix(CACHE_MAGIC_V1)?)
         };
-        let head = bytes.len() - body.len();
-        let trailer_at = body.len().checked_sub(26)?; // "checksum " + 16 + "\n"
-        let (lines, trailer) = body.split_at(trailer_at);
+        let trailer_at = bytes.len().checked_sub(26)?; // "checksum " + 16 + "\n"
+        let trailer = &bytes[trailer_at..];
         let sum = trailer.strip_prefix(b"checksum ")?.strip_suffix(b"\n")?;
         let sum = u64::from_str_radix(std::str::from_utf8(sum).ok()?, 16).ok()?;
-        let covered = &bytes[..head + trailer_at];
+        let covered = &bytes[..trailer_at];
         let expected = if version == 1 { fnv64(covered) } else { checksum64(covered) };
-        if sum != expected || lines.last().is_some_and(|&b| b != b'\n') {
+        if sum != expected || covered.last() != Some(&b'\n') {
             return None;
         }
-        Some((head..head + trailer_at, version))
+        let mut body_start = bytes.len() - rest.len();
+        let mut stamps = None;
+        if version == CACHE_VERSION {
+            let end = memchr::memchr(b'\n', rest)?;
+            let fields = rest[..end].strip_prefix(b"dirs ")?;
+            if fields != b"-" {
+                let mut v = [0i64; 12];
+                let mut it = fields.split(|&b| b == b' ');
+                for slot in &mut v {
+                    *slot = std::str::from_utf8(it.next()?).ok()?.parse().ok()?;
+                }
+                if it.next().is_some() {
+                    return None;
+                }
+                stamps = Some(DirStamps(v));
+            }
+            body_start += end + 1;
+        }
+        (body_start <= trailer_at).then_some((body_start..trailer_at, version, stamps))
     }
 
-    /// `<size> <stored length> <BASE>` (without the newline) → (size, stored length, BASE).
-    fn parse_line(line: &[u8]) -> Option<(u64, u64, &[u8])> {
+    /// Parses one entry line (without its newline).
+    fn parse_line(version: u8, line: &[u8]) -> Option<CacheLine<'_>> {
         let num = |p: &[u8]| -> Option<u64> {
             if p.is_empty() || p.len() > 19 || !p.iter().all(u8::is_ascii_digit) {
                 return None;
             }
             Some(p.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
         };
-        let sp1 = line.iter().position(|&b| b == b' ')?;
-        let rest = &line[sp1 + 1..];
-        let sp2 = rest.iter().position(|&b| b == b' ')?;
-        let base = &rest[sp2 + 1..];
-        if base.is_empty() {
+        let field = |rest: &[u8]| -> Option<(usize, usize)> {
+            let sp = rest.iter().position(|&b| b == b' ')?;
+            Some((sp, sp + 1))
+        };
+        let (end, next) = field(line)?;
+        let size = num(&line[..end])?;
+        let mut rest = &line[next..];
+        let (end, next) = field(rest)?;
+        let raw = match &rest[..end] {
+            b"-" if version != 1 => None,
+            r => Some(num(r)?),
+        };
+        rest = &rest[next..];
+        let sub = if version == 1 {
+            None
+        } else {
+            let (sub, name) = match rest {
+                [b'n', b' ', name @ ..] => (Sub::New, name),
+                [b'c', b' ', name @ ..] => (Sub::Cur, name),
+                _ => return None,
+            };
+            rest = name;
+            Some(sub)
+        };
+        if rest.is_empty() {
             return None;
         }
-        Some((num(&line[..sp1])?, num(&rest[..sp2])?, base))
+        Some(CacheLine { size, raw, sub, name: rest })
     }
 
     fn mark_used(&mut self, line_no: usize) {
@@ -654,76 +769,144 @@ impl SizeCache {
         }
     }
 
-    fn get(&mut self, base: &[u8]) -> Option<(u64, u64)> {
+    /// The cached size and stored length of the message with this BASE, if any. A line for
+    /// the same BASE under another name (flags changed, moved to `cur/`) still gives the
+    /// size; the cache is then rewritten so its listing is current.
+    fn get(&mut self, sub: Sub, name: &[u8], base: &[u8]) -> Option<(u64, Option<u64>)> {
+        let matches = |l: &CacheLine<'_>| match l.sub {
+            Some(_) => base_of(l.name) == base,
+            None => l.name == base,
+        };
+        let mut found = None;
         if self.pos < self.body_end {
             let rest = &self.bytes[self.pos..self.body_end];
             let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            match Self::parse_line(&rest[..len]) {
-                Some((size, raw, b)) if b == base => {
-                    let line_no = self.line_no;
-                    self.mark_used(line_no);
-                    self.pos += len + 1;
-                    self.line_no += 1;
-                    return Some((size, raw));
-                }
-                Some(_) => {} // out of order: the index below
-                None => {
-                    // Malformed despite the checksum: use what parses, rewrite the rest.
-                    self.dirty = true;
-                    self.pos += len + 1;
-                    self.line_no += 1;
-                }
+            match Self::parse_line(self.version, &rest[..len]) {
+                Some(l) if matches(&l) => found = Some((self.line_no, l)),
+                Some(_) => {}              // out of order: the index below
+                None => self.dirty = true, // malformed despite the checksum: never used
+            }
+            if found.is_some() || self.dirty {
+                self.pos += len + 1;
+                self.line_no += 1;
             }
         }
-        let index = self.index.get_or_insert_with(|| {
-            let (mut map, mut at) = (HashMap::new(), self.body_start);
-            let body = &self.bytes[self.body_start..self.body_end];
-            for (line_no, end) in memchr::memchr_iter(b'\n', body).enumerate() {
-                let end = self.body_start + end;
-                if let Some((size, raw, b)) = Self::parse_line(&self.bytes[at..end]) {
-                    map.entry(b.to_vec()).or_insert((line_no, end + 1, size, raw));
+        if found.is_none() {
+            let (bytes, version) = (&self.bytes, self.version);
+            let (start, end) = (self.body_start, self.body_end);
+            let index = self.index.get_or_insert_with(|| {
+                let (mut map, mut at) = (HashMap::new(), start);
+                for (line_no, nl) in memchr::memchr_iter(b'\n', &bytes[start..end]).enumerate() {
+                    let nl = start + nl;
+                    if let Some(l) = Self::parse_line(version, &bytes[at..nl]) {
+                        let key = if l.sub.is_some() { base_of(l.name) } else { l.name };
+                        map.entry(key.to_vec()).or_insert((line_no, at, nl));
+                    }
+                    at = nl + 1;
                 }
-                at = end + 1;
+                map
+            });
+            if let Some(&(line_no, at, nl)) = index.get(base) {
+                // Resume line-by-line matching after it (a message inserted or removed in
+                // the middle costs one lookup, not one per following message).
+                (self.pos, self.line_no) = (nl + 1, line_no + 1);
+                found = Self::parse_line(version, &bytes[at..nl]).map(|l| (line_no, l));
             }
-            map
-        });
-        if let Some(&(line_no, next, size, raw)) = index.get(base) {
-            // Resume line-by-line matching after it (a message inserted or removed in
-            // the middle costs one lookup, not one per following message).
-            (self.pos, self.line_no) = (next, line_no + 1);
+        }
+        if let Some((line_no, l)) = found {
+            if l.sub != Some(sub) || l.name != name {
+                self.dirty = true;
+            }
+            let hit = (l.size, l.raw);
             self.mark_used(line_no);
-            return Some((size, raw));
+            return Some(hit);
         }
-        self.added.get(base).copied()
+        self.dirty = true; // a message the cache does not list
+        self.added.get(base).map(|&(size, raw)| (size, Some(raw)))
     }
 
     fn insert(&mut self, base: &[u8], size: u64, raw: u64) {
-        if !base.contains(&b'\n') {
-            self.added.insert(base.to_vec(), (size, raw));
-            self.dirty = true;
-        }
+        self.added.insert(base.to_vec(), (size, raw));
+        self.dirty = true;
     }
 
-    /// Whether the cache must be rewritten: new entries, entries for messages that no longer
-    /// exist (stale), or a corrupt, missing or format 1 file.
+    /// Whether the cache must be rewritten: new or changed entries, entries for messages
+    /// that no longer exist (stale), or a corrupt, missing or format 1 file.
     fn needs_save(&self) -> bool {
         self.dirty || self.used_count != self.lines
     }
 
-    /// Writes the cache with exactly `entries`: to a temporary file, fsynced and renamed over
-    /// the old one, so a reader sees the old or the new cache, never a mix; a torn file fails
-    /// its checksum and is rebuilt.
-    fn save(&self, root: &Path, entries: &[(&[u8], u64, u64)]) -> Result<()> {
-        let mut out = Vec::with_capacity(CACHE_MAGIC.len() + entries.len() * 80 + 26);
-        out.extend_from_slice(CACHE_MAGIC);
-        for (base, size, raw) in entries {
-            if base.contains(&b'\n') {
+    /// The cached snapshot (names, entries in order, sizes), used as is when the directories'
+    /// stamps are those recorded. `None` if any line does not parse.
+    fn listing(&self) -> Option<(Vec<u8>, Vec<Entry>, Vec<u64>)> {
+        if self.version != CACHE_VERSION {
+            return None;
+        }
+        let body = &self.bytes[self.body_start..self.body_end];
+        let mut names = Vec::with_capacity(body.len());
+        let mut entries = Vec::with_capacity(self.lines);
+        let mut sizes = Vec::with_capacity(self.lines);
+        let mut at = 0;
+        for nl in memchr::memchr_iter(b'\n', body) {
+            let l = Self::parse_line(self.version, &body[at..nl])?;
+            at = nl + 1;
+            let (Ok(len), Ok(base_len)) =
+                (l.name.len().try_into(), base_of(l.name).len().try_into())
+            else {
+                return None;
+            };
+            let start = names.len();
+            names.extend_from_slice(l.name);
+            let (sub, raw_len) = (l.sub?, l.raw);
+            entries.push(Entry { sub, start, len, base_len, secs: 0, usec: 0, raw_len });
+            sizes.push(l.size);
+        }
+        Some((names, entries, sizes))
+    }
+
+    /// Writes the cache: `stamps` (if the directories were settled) and the snapshot. A name
+    /// containing a newline cannot be written: its message is left out and the listing is
+    /// then not trusted (`dirs -`). Written to a temporary file, fsynced and renamed over
+    /// the old one, so a reader sees the old or the new cache, never a mix; a torn file
+    /// fails its checksum and is rebuilt.
+    fn save(
+        root: &Path,
+        mut stamps: Option<DirStamps>,
+        names: &[u8],
+        entries: &[Entry],
+        sizes: &[u64],
+    ) -> Result<()> {
+        let mut lines = Vec::with_capacity(entries.len() * 64);
+        for (e, size) in entries.iter().zip(sizes) {
+            let name = e.name(names);
+            if name.contains(&b'\n') {
+                stamps = None;
                 continue;
             }
-            out.extend_from_slice(format!("{size} {raw} ").as_bytes());
-            out.extend_from_slice(base);
-            out.push(b'\n');
+            let sub = match e.sub {
+                Sub::New => 'n',
+                Sub::Cur => 'c',
+            };
+            match e.raw_len {
+                Some(raw) => write!(lines, "{size} {raw} {sub} "),
+                None => write!(lines, "{size} - {sub} "),
+            }
+            .expect("writing to a Vec");
+            lines.extend_from_slice(name);
+            lines.push(b'\n');
         }
+        let mut out = Vec::with_capacity(lines.len() + 300);
+        out.extend_from_slice(CACHE_MAGIC);
+        out.extend_from_slice(b"dirs");
+        match stamps {
+            Some(DirStamps(v)) => v.iter().for_each(|n| {
+                write!(out, " {n}").expect("writing to a Vec");
+            }),
+            None => out.extend_from_slice(b" -"),
+        }
+        out.push(b'\n');
+        out.extend_from_slice(&lines);
+        drop(lines);
         let sum = checksum64(&out);
         out.extend_from_slice(format!("checksum {sum:016x}\n").as_bytes());
         let tmp = root.join(CACHE_TMP);
@@ -943,81 +1126,233 @@ mod tests {
         assert_ne!(spaced, uidl_for_base(b"a c"));
     }
 
+    /// A snapshot as `list_and_size` leaves it: names, entries, sizes.
+    fn snapshot(items: &[(Sub, &str, u64, Option<u64>)]) -> (Vec<u8>, Vec<Entry>, Vec<u64>) {
+        let mut l = Listing::default();
+        for &(sub, name, _, raw) in items {
+            l.push(sub, name.as_bytes());
+            l.entries.last_mut().unwrap().raw_len = raw;
+        }
+        (l.names, l.entries, items.iter().map(|i| i.2).collect())
+    }
+
+    fn cache_file(dir: &Path) -> PathBuf {
+        dir.join(CACHE_FILE)
+    }
+
     #[test]
     fn cache_round_trip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = SizeCache { dirty: true, ..SizeCache::default() };
-        let entries: Vec<(&[u8], u64, u64)> = vec![(b"1.a.h", 12, 10), (b"2.b h", 3, 2)];
-        assert!(cache.needs_save());
-        cache.save(dir.path(), &entries).unwrap();
+        let (names, entries, sizes) = snapshot(&[
+            (Sub::New, "1.a.h", 12, Some(10)),
+            (Sub::Cur, "2.b h:2,S", 3, Some(2)),
+            (Sub::Cur, "3.c,S=5,W=6:2,", 6, Some(5)),
+            (Sub::New, "4.d,W=9", 9, None),
+        ]);
+        let stamps = DirStamps([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -12]);
+        SizeCache::save(dir.path(), Some(stamps), &names, &entries, &sizes).unwrap();
         let mut loaded = SizeCache::load(dir.path());
         assert!(!loaded.dirty);
-        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
-        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
-        assert_eq!(loaded.get(b"3.c"), None);
-        // Out of file order (messages moved or added): found through the index.
-        let mut loaded = SizeCache::load(dir.path());
-        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
-        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
-        assert_eq!(loaded.used_count, 2);
+        assert_eq!(loaded.stamps, Some(stamps));
+        let (n2, e2, s2) = loaded.listing().unwrap();
+        assert_eq!(n2, names);
+        assert_eq!(s2, sizes);
+        let summary = |n: &[u8], e: &[Entry]| -> Vec<(Sub, Vec<u8>, Option<u64>)> {
+            e.iter().map(|e| (e.sub, e.name(n).to_vec(), e.raw_len)).collect()
+        };
+        assert_eq!(summary(&n2, &e2), summary(&names, &entries));
+        // Line by line, in order.
+        assert_eq!(loaded.get(Sub::New, b"1.a.h", b"1.a.h"), Some((12, Some(10))));
+        assert_eq!(loaded.get(Sub::Cur, b"2.b h:2,S", b"2.b h"), Some((3, Some(2))));
+        assert_eq!(loaded.get(Sub::Cur, b"3.c,S=5,W=6:2,", b"3.c,S=5,W=6"), Some((6, Some(5))));
+        assert_eq!(loaded.get(Sub::New, b"4.d,W=9", b"4.d,W=9"), Some((9, None)));
         assert!(!loaded.needs_save());
-        // A line no message used is stale: the cache is rewritten.
+        assert_eq!(loaded.get(Sub::New, b"5.e", b"5.e"), None);
+        assert!(loaded.needs_save(), "a message the cache does not list");
+        // Out of file order (messages added before others): found through the index.
         let mut loaded = SizeCache::load(dir.path());
-        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
-        assert!(loaded.needs_save());
-        // The same line found twice counts once.
+        assert_eq!(loaded.get(Sub::Cur, b"2.b h:2,S", b"2.b h"), Some((3, Some(2))));
+        assert_eq!(loaded.get(Sub::New, b"1.a.h", b"1.a.h"), Some((12, Some(10))));
+        assert_eq!(loaded.get(Sub::Cur, b"3.c,S=5,W=6:2,", b"3.c,S=5,W=6"), Some((6, Some(5))));
+        assert_eq!(loaded.get(Sub::New, b"4.d,W=9", b"4.d,W=9"), Some((9, None)));
+        assert_eq!(loaded.used_count, 4);
+        assert!(!loaded.needs_save());
+        // A line no message used is stale; the same line found twice counts once.
         let mut loaded = SizeCache::load(dir.path());
-        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
-        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
+        assert_eq!(loaded.get(Sub::New, b"1.a.h", b"1.a.h"), Some((12, Some(10))));
+        assert_eq!(loaded.get(Sub::New, b"1.a.h", b"1.a.h"), Some((12, Some(10))));
+        assert_eq!(loaded.used_count, 1);
         assert!(loaded.needs_save());
+        // Moved to cur/ with flags: same size, but the listing must be rewritten.
+        let mut loaded = SizeCache::load(dir.path());
+        assert_eq!(loaded.get(Sub::Cur, b"1.a.h:2,S", b"1.a.h"), Some((12, Some(10))));
+        assert!(loaded.dirty);
         // Flip one digit: the checksum catches it and the cache is rebuilt.
-        let p = dir.path().join(CACHE_FILE);
-        let mut bytes = fs::read(&p).unwrap();
-        let at = CACHE_MAGIC.len();
-        bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+        let p = cache_file(dir.path());
+        let good = fs::read(&p).unwrap();
+        let mut bytes = good.clone();
+        let at = bytes.len() - 40;
+        bytes[at] ^= 1;
         fs::write(&p, &bytes).unwrap();
         let loaded = SizeCache::load(dir.path());
-        assert!(loaded.dirty && loaded.lines == 0);
-        fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
+        assert!(loaded.dirty && loaded.lines == 0 && loaded.stamps.is_none());
+        fs::write(&p, &good[..good.len() - 5]).unwrap();
         assert!(SizeCache::load(dir.path()).dirty);
-        // A malformed line with a valid checksum (a bug, or an edit that fixed the sum):
-        // never used, the lines around it still are, and the cache is rewritten.
+        // Malformed lines with a valid checksum (a bug, or an edit that fixed the sum):
+        // never used, the lines around them still are, no listing is served from the file,
+        // and it is rewritten.
         let mut odd = CACHE_MAGIC.to_vec();
-        odd.extend_from_slice(b"12 10 1.a.h\n12 x 1.b.h\n3 2 2.b h\n");
+        odd.extend_from_slice(b"dirs -\n12 10 n 1.a.h\n12 x n 1.b.h\n12 10 q 1.c.h\n3 2 c 2.b h\n");
         let sum = checksum64(&odd);
         odd.extend_from_slice(format!("checksum {sum:016x}\n").as_bytes());
         fs::write(&p, &odd).unwrap();
         let mut loaded = SizeCache::load(dir.path());
-        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
-        assert_eq!(loaded.get(b"1.b.h"), None);
-        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
+        assert!(loaded.listing().is_none());
+        assert_eq!(loaded.get(Sub::New, b"1.a.h", b"1.a.h"), Some((12, Some(10))));
+        assert_eq!(loaded.get(Sub::New, b"1.b.h", b"1.b.h"), None);
+        assert_eq!(loaded.get(Sub::New, b"1.c.h", b"1.c.h"), None);
+        assert_eq!(loaded.get(Sub::Cur, b"2.b h", b"2.b h"), Some((3, Some(2))));
         assert!(loaded.needs_save());
+        // A bad `dirs` line is a corrupt file.
+        for dirs in [&b"dirs 1 2 3\n"[..], b"dirs x\n", b"dirz -\n", b""] {
+            let mut bad = CACHE_MAGIC.to_vec();
+            bad.extend_from_slice(dirs);
+            bad.extend_from_slice(b"12 10 n 1.a.h\n");
+            let sum = checksum64(&bad);
+            bad.extend_from_slice(format!("checksum {sum:016x}\n").as_bytes());
+            fs::write(&p, &bad).unwrap();
+            assert!(SizeCache::load(dir.path()).dirty, "{:?}", String::from_utf8_lossy(dirs));
+        }
     }
 
     #[test]
-    fn format_1_cache_is_used_and_rewritten() {
+    fn names_with_newlines_are_left_out_and_the_listing_untrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (names, entries, sizes) =
+            snapshot(&[(Sub::New, "1.a", 1, Some(1)), (Sub::New, "2.b\nc", 2, Some(2))]);
+        let stamps = DirStamps([1; 12]);
+        SizeCache::save(dir.path(), Some(stamps), &names, &entries, &sizes).unwrap();
+        let mut loaded = SizeCache::load(dir.path());
+        assert_eq!(loaded.stamps, None);
+        assert_eq!(loaded.lines, 1);
+        assert_eq!(loaded.get(Sub::New, b"1.a", b"1.a"), Some((1, Some(1))));
+    }
+
+    #[test]
+    fn format_1_cache_sizes_are_used_and_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         let mut v1 = b"pop3-storage-sizes 1\n12 10 1.a.h\n3 2 2.b h\n".to_vec();
         let sum = fnv64(&v1);
         v1.extend_from_slice(format!("checksum {sum:016x}\n").as_bytes());
-        fs::write(dir.path().join(CACHE_FILE), &v1).unwrap();
+        fs::write(cache_file(dir.path()), &v1).unwrap();
         let mut loaded = SizeCache::load(dir.path());
-        assert_eq!(loaded.get(b"1.a.h"), Some((12, 10)));
-        assert_eq!(loaded.get(b"2.b h"), Some((3, 2)));
-        assert!(loaded.needs_save(), "format 1 is rewritten as format 2");
-        let entries: Vec<(&[u8], u64, u64)> = vec![(b"1.a.h", 12, 10), (b"2.b h", 3, 2)];
-        loaded.save(dir.path(), &entries).unwrap();
-        let v2 = fs::read(dir.path().join(CACHE_FILE)).unwrap();
-        assert!(v2.starts_with(CACHE_MAGIC));
-        let mut reloaded = SizeCache::load(dir.path());
-        assert_eq!(reloaded.get(b"1.a.h"), Some((12, 10)));
-        assert_eq!(reloaded.get(b"2.b h"), Some((3, 2)));
-        assert!(!reloaded.needs_save());
-        // A format 1 magic with a format 2 checksum (or the reverse) is corrupt.
-        let mut mixed = v2.clone();
+        assert!(loaded.listing().is_none() && loaded.stamps.is_none());
+        assert_eq!(loaded.get(Sub::New, b"1.a.h", b"1.a.h"), Some((12, Some(10))));
+        assert_eq!(loaded.get(Sub::Cur, b"2.b h:2,S", b"2.b h"), Some((3, Some(2))));
+        assert!(loaded.needs_save(), "format 1 is rewritten in the current format");
+        // A format 1 magic with a current checksum is corrupt.
+        let (names, entries, sizes) = snapshot(&[(Sub::New, "1.a.h", 12, Some(10))]);
+        SizeCache::save(dir.path(), None, &names, &entries, &sizes).unwrap();
+        let mut mixed = fs::read(cache_file(dir.path())).unwrap();
         mixed[..CACHE_MAGIC_V1.len()].copy_from_slice(CACHE_MAGIC_V1);
-        fs::write(dir.path().join(CACHE_FILE), &mixed).unwrap();
+        fs::write(cache_file(dir.path()), &mixed).unwrap();
         assert_eq!(SizeCache::load(dir.path()).lines, 0);
+    }
+
+    /// Sets the modification time of `new/` and `cur/` to a minute ago (their ctime becomes
+    /// now), as if the Maildir had not changed for a while.
+    fn settle(root: &Path) {
+        let past = SystemTime::now() - std::time::Duration::from_secs(60);
+        for sub in ["new", "cur"] {
+            File::open(root.join(sub)).unwrap().set_modified(past).unwrap();
+        }
+    }
+
+    fn messages(d: &MaildirDrop) -> Vec<(u64, String)> {
+        d.messages().iter().map(|m| (m.size, m.uidl.clone())).collect()
+    }
+
+    #[test]
+    fn unchanged_directories_are_not_listed_again_and_every_change_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let md = Maildir::new(root);
+        md.create_dirs().unwrap();
+        fs::write(root.join("new/1700000000.M1P1.mx"), b"a\nb\n").unwrap();
+        fs::write(root.join("cur/1700000001.M1P1.mx:2,S"), b"c\r\n").unwrap();
+        md.deliver(&mut &b"delivered\n"[..]).unwrap();
+        settle(root);
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(listed, "no cache yet");
+        let first = messages(&d);
+        assert_eq!(first.len(), 3);
+        drop(d);
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(!listed, "settled and unchanged: the cached listing is served");
+        assert_eq!(messages(&d), first);
+        let mut body = Vec::new();
+        d.read_message(0).unwrap().read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"a\nb\n");
+        drop(d);
+
+        // A delivery: new/ changes, the next open lists and sees it. Its directory is not
+        // settled yet, so the open after that lists again.
+        md.deliver(&mut &b"second\n"[..]).unwrap();
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(listed);
+        assert_eq!(d.messages().len(), 4);
+        drop(d);
+        assert!(md.open_inner().unwrap().1, "changed less than 2 s ago: listed again");
+        settle(root);
+        assert!(md.open_inner().unwrap().1, "stamps differ from the recorded ones");
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(!listed);
+        let four = messages(&d);
+        drop(d);
+
+        // A MUA marks a message read (new/ → cur/ with flags): seen, same UIDL and size.
+        fs::rename(root.join("new/1700000000.M1P1.mx"), root.join("cur/1700000000.M1P1.mx:2,S"))
+            .unwrap();
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(listed);
+        assert_eq!(messages(&d), four);
+        let mut body = Vec::new();
+        d.read_message(0).unwrap().read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"a\nb\n");
+        drop(d);
+
+        // Another program removes a message: gone from the next snapshot.
+        settle(root);
+        assert!(md.open_inner().unwrap().1);
+        assert!(!md.open_inner().unwrap().1);
+        fs::remove_file(root.join("cur/1700000001.M1P1.mx:2,S")).unwrap();
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(listed);
+        assert_eq!(d.messages().len(), 3);
+        drop(d);
+
+        // A change within the same timestamp tick as the recorded mtime (simulated by putting
+        // the mtime back): the ctime still differs, so it is seen.
+        settle(root);
+        assert!(md.open_inner().unwrap().1);
+        assert!(!md.open_inner().unwrap().1);
+        let recorded = fs::metadata(root.join("cur")).unwrap().modified().unwrap();
+        fs::write(root.join("cur/1700000005.M1P1.mx:2,"), b"sneaky\n").unwrap();
+        File::open(root.join("cur")).unwrap().set_modified(recorded).unwrap();
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(listed);
+        assert_eq!(d.messages().len(), 4);
+        drop(d);
+
+        // A commit deletes: the next open lists.
+        settle(root);
+        assert!(md.open_inner().unwrap().1);
+        let (mut d, listed) = md.open_inner().unwrap();
+        assert!(!listed);
+        d.commit(&[0]).unwrap();
+        let (d, listed) = md.open_inner().unwrap();
+        assert!(listed);
+        assert_eq!(d.messages().len(), 3);
     }
 
     #[test]

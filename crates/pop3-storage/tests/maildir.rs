@@ -124,7 +124,17 @@ fn stale_and_corrupt_cache_is_rebuilt() {
     let cache = dir.path().join(CACHE_FILE);
     let before = fs::read_to_string(&cache).unwrap();
     assert!(before.contains("1700000000.V801I1a2bM100000.mx.example.com"));
-    assert!(!before.contains("W="), "names with ,W= need no cache entry");
+    // The cache lists every message in snapshot order; names with `,W=` too (their size
+    // comes from the name, the line is there so an unchanged Maildir needs no listing).
+    let listed: Vec<&str> =
+        before.lines().skip(2).filter(|l| !l.starts_with("checksum ")).collect();
+    assert_eq!(listed.len(), files.len());
+    for (line, (rel, bytes)) in listed.iter().zip(&files) {
+        let (sub, name) = rel.split_once('/').unwrap();
+        let tail = format!(" {} {name}", &sub[..1]);
+        assert!(line.starts_with(&format!("{} ", transmitted(bytes).len())), "{line}");
+        assert!(line.ends_with(&tail), "{line} vs {tail}");
+    }
     // Stale: a message deleted by another program disappears from the cache.
     fs::remove_file(dir.path().join(&files[0].0)).unwrap();
     let d = md.open().unwrap();
@@ -261,4 +271,141 @@ fn long_or_odd_base_names_get_hashed_uidls() {
     assert!(u.iter().all(|x| is_valid_uidl(x)));
     assert!(u[0].starts_with('~') && u[1].starts_with('~'));
     assert_eq!(u.iter().collect::<HashSet<_>>().len(), 4);
+}
+
+/// A Maildir as Dovecot leaves it after serving IMAP and POP3 for a while, plus what
+/// happened after Dovecot was replaced. Returns the file names (relative to the root) in
+/// delivery order and the UIDLs Dovecot served for them (`None`: not in the uidlist).
+fn dovecot_fixture(root: &Path) -> Vec<(String, Option<String>)> {
+    for d in ["new", "cur", "tmp"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let dovecot_name = |secs: u64, usec: u32, pid: u32, m: &[u8]| {
+        format!("{secs}.M{usec}P{pid}.imap,S={},W={}", m.len(), transmitted(m).len())
+    };
+    let uidvalidity = 1_700_000_000u32; // 0x6553F100
+    let served = |uid: u32| format!("{uid:08X}{uidvalidity:08X}");
+    let mut files = Vec::new();
+    let mut list = format!("3 V{uidvalidity} N7 G3085f01b7f11094c501100008c4a11c1\n");
+    // UID 1: read over IMAP, the uidlist still has its name from before that.
+    let m = message(1, 20, false, true);
+    let base = dovecot_name(1_700_000_001, 100, 4242, &m);
+    fs::write(root.join(format!("cur/{base}:2,S")), &m).unwrap();
+    list.push_str(&format!("1 :{base}\n"));
+    files.push((format!("cur/{base}:2,S"), Some(served(1))));
+    // UID 2: expunged; Dovecot updates the list lazily, so the line is still there.
+    list.push_str("2 :1700000002.M200P4242.imap,S=100,W=104:2,S\n");
+    // UID 3: migrated from an earlier server, whose UIDL Dovecot kept (P) and served.
+    let m = message(3, 5, true, true);
+    let base = dovecot_name(1_700_000_003, 300, 4243, &m);
+    fs::write(root.join(format!("cur/{base}:2,RS")), &m).unwrap();
+    list.push_str(&format!(
+        "3 G0a1b2c3d4e5f60718293a4b5c6d7e8f9 P4F1A2B3C.qpopper W{} :{base}:2,S\n",
+        transmitted(&m).len()
+    ));
+    files.push((format!("cur/{base}:2,RS"), Some("4F1A2B3C.qpopper".to_owned())));
+    // UID 4: delivered by Dovecot's LDA, never looked at: still in new/.
+    let m = message(4, 12, false, false);
+    let base = dovecot_name(1_700_000_004, 400, 4244, &m);
+    fs::write(root.join(format!("new/{base}")), &m).unwrap();
+    list.push_str(&format!("4 :{base}\n"));
+    files.push((format!("new/{base}"), Some(served(4))));
+    // UID 6: a Postfix name without sizes, seen by Dovecot.
+    let m = message(6, 3, false, true);
+    let base = "1700000006.V801I1a2bM600000.mx.example.com".to_owned();
+    fs::write(root.join(format!("new/{base}")), &m).unwrap();
+    list.push_str(&format!("6 W{} :{base}\n", transmitted(&m).len()));
+    files.push((format!("new/{base}"), Some(served(6))));
+    // Delivered by Postfix after Dovecot was stopped: not in the uidlist.
+    let base = "1700000009.V801I1a2cM900000.mx.example.com".to_owned();
+    fs::write(root.join(format!("new/{base}")), message(9, 2, false, true)).unwrap();
+    files.push((format!("new/{base}"), None));
+    fs::write(root.join("dovecot-uidlist"), list).unwrap();
+    // Dovecot's other files, which we must ignore.
+    fs::write(root.join("dovecot-uidvalidity"), b"6553f100").unwrap();
+    fs::write(root.join("dovecot-uidvalidity.6553f100"), b"").unwrap();
+    fs::write(root.join("dovecot.index.log"), b"\x01\x02").unwrap();
+    fs::write(root.join("dovecot-keywords"), b"0 $Junk\n").unwrap();
+    files
+}
+
+#[test]
+fn dovecot_uidlist_uidls_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let files = dovecot_fixture(root);
+    let md = Maildir::new(root);
+    let d = md.open().unwrap();
+    let got = uidls(&d);
+    assert_eq!(got.len(), files.len());
+    for (uidl, (rel, dovecot)) in got.iter().zip(&files) {
+        match dovecot {
+            Some(served) => assert_eq!(uidl, served, "{rel}"),
+            // Ours: the BASE.
+            None => assert_eq!(uidl, rel.strip_prefix("new/").unwrap()),
+        }
+    }
+    assert_eq!(got[0], "000000016553F100");
+    assert_eq!(got[2], "000000046553F100");
+    for (i, (rel, _)) in files.iter().enumerate() {
+        let bytes = fs::read(root.join(rel)).unwrap();
+        assert_eq!(d.messages()[i].size, transmitted(&bytes).len() as u64, "{rel}");
+        assert_eq!(read_all(&d, i), bytes);
+    }
+    drop(d);
+    // Stable: a second open, a MUA moving a message to cur/ with new flags.
+    assert_eq!(uidls(&md.open().unwrap()), got);
+    let (new_rel, _) = &files[2];
+    let moved = format!("cur/{}:2,S", new_rel.strip_prefix("new/").unwrap());
+    fs::rename(root.join(new_rel), root.join(&moved)).unwrap();
+    let mut d = md.open().unwrap();
+    assert_eq!(uidls(&d), got);
+    // Deleting one keeps the others' UIDLs.
+    d.commit(&[1]).unwrap();
+    let d = md.open().unwrap();
+    let mut expected = got.clone();
+    expected.remove(1);
+    assert_eq!(uidls(&d), expected);
+}
+
+#[test]
+fn dovecot_uidlist_versions_collisions_and_unrecognised_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in ["new", "cur", "tmp"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for name in ["new/1234567890.1.host", "new/1234567891.2.host", "cur/1234567892.3.host:2,S"] {
+        fs::write(root.join(name), b"Subject: x\n\nbody\n").unwrap();
+    }
+    let md = Maildir::new(root);
+    let own = vec!["1234567890.1.host", "1234567891.2.host", "1234567892.3.host"];
+    let list = root.join("dovecot-uidlist");
+
+    // Version 1 (Dovecot 1.0, Courier-compatible): `<uid> <file name>`.
+    fs::write(&list, b"1 1234567890 4\n1 1234567890.1.host\n3 1234567892.3.host:2,\n").unwrap();
+    assert_eq!(uidls(&md.open().unwrap()), ["00000001499602D2", own[1], "00000003499602D2"]);
+
+    // A P value equal to another message's UIDL: the later message gets a `~` UIDL, so
+    // all stay unique.
+    fs::write(&list, b"3 V7 N9\n1 P1234567891.2.host :1234567890.1.host\n").unwrap();
+    let got = uidls(&md.open().unwrap());
+    assert_eq!(got[0], "1234567891.2.host");
+    assert!(got[1].starts_with('~') && is_valid_uidl(&got[1]), "{}", got[1]);
+    assert_eq!(got[2], own[2]);
+    assert_eq!(uidls(&md.open().unwrap()), got, "stable");
+
+    // Formats we do not recognise: our own UIDLs.
+    for unknown in [&b"2 1234567890 4\n1 0 1234567890.1.host\n"[..], b"", b"garbage\n"] {
+        fs::write(&list, unknown).unwrap();
+        assert_eq!(uidls(&md.open().unwrap()), own, "{:?}", String::from_utf8_lossy(unknown));
+    }
+
+    // A uidlist we cannot read fails the open rather than silently changing every UIDL.
+    fs::remove_file(&list).unwrap();
+    fs::create_dir(&list).unwrap();
+    let err = md.open().unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    fs::remove_dir(&list).unwrap();
+    assert_eq!(uidls(&md.open().unwrap()), own);
 }
