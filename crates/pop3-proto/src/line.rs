@@ -63,6 +63,7 @@ pub(crate) enum Frame<'a> {
 
 impl<'a> Frame<'a> {
     /// The line and the octets consumed, or the [`Decoded`] to hand back when there is no line.
+    #[inline]
     pub(crate) fn into_line<T, E>(self) -> Result<(&'a [u8], usize), Decoded<T, E>> {
         match self {
             Frame::Line { line, consumed } => Ok((line, consumed)),

@@ -39,10 +39,12 @@ impl CommandDecoder {
     ///
     /// An `AUTH` line may be up to [`Limits::sasl_line`] long (RFC 5034 §4), any other command
     /// up to [`Limits::command_line`] (RFC 2449 §4).
+    #[inline]
     pub fn decode<'a>(&mut self, input: &'a [u8]) -> Decoded<Command<'a>, CommandError> {
         let limits = self.limits;
         let frame = self.framer.next(input, |line| {
-            if starts_with_ignore_case(line, b"AUTH ") {
+            // The first-octet test keeps the case-folding compare off the common path.
+            if matches!(line.first(), Some(b'A' | b'a')) && starts_with_ignore_case(line, b"AUTH ") {
                 limits.sasl_line.max(limits.command_line)
             } else {
                 limits.command_line
@@ -60,6 +62,7 @@ impl CommandDecoder {
     }
 }
 
+#[inline]
 fn decoded<'a, T>(
     frame: Frame<'a>,
     parse: impl FnOnce(&'a [u8]) -> Result<T, CommandError>,

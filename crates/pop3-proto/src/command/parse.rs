@@ -43,6 +43,7 @@ fn finish<T>(r: PResult<'_, T>) -> Result<T, CommandError> {
 }
 
 /// `command = keyword [SP arguments]` (RFC 1939 §3).
+#[inline]
 pub(crate) fn command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     if line.is_empty() {
         return Err(CommandError::Empty);
