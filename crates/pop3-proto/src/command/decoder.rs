@@ -44,7 +44,8 @@ impl CommandDecoder {
         let limits = self.limits;
         let frame = self.framer.next(input, |line| {
             // The first-octet test keeps the case-folding compare off the common path.
-            if matches!(line.first(), Some(b'A' | b'a')) && starts_with_ignore_case(line, b"AUTH ") {
+            if matches!(line.first(), Some(b'A' | b'a')) && starts_with_ignore_case(line, b"AUTH ")
+            {
                 limits.sasl_line.max(limits.command_line)
             } else {
                 limits.command_line
