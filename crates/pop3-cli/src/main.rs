@@ -1,3 +1,598 @@
-//! `pop3`: fetch mail over POP3.
+//! `pop3`: fetch mail over POP3 into a Maildir, an mbox or an MDA, keeping or deleting it on
+//! the server, with per-account UIDL state so that a message is never lost and never
+//! delivered twice. See `docs/client.md`.
+//!
+//! Exit codes: 0 new mail was fetched (or the command succeeded), 1 nothing new, 2 usage
+//! error, 3 partial failure (some accounts or messages failed), 4 error.
 
-fn main() {}
+mod config;
+mod deliver;
+mod state;
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pop3_client::{
+    parse_fingerprint, AuthMethod, Client, ConnectOptions, MsgNum, Retrieved, TlsMode,
+};
+use serde::Serialize;
+
+use crate::config::Account;
+use crate::deliver::{Deliverer, Target};
+use crate::state::State;
+
+#[derive(Debug, Parser)]
+#[command(name = "pop3", version, about = "Fetch mail over POP3, crash-safe.")]
+struct Cli {
+    /// The config file [default: $XDG_CONFIG_HOME/pop3/config.toml].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Download new mail (by default only messages not fetched before).
+    Fetch(FetchArgs),
+    /// List the messages on the server: number, size, UIDL, From, Subject, Date.
+    List(CommonArgs),
+    /// Count the messages and the new ones, without downloading.
+    Check(CommonArgs),
+    /// Record everything on the server as already fetched, without downloading it.
+    RebuildState(CommonArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct CommonArgs {
+    /// Account names from the config file, or URLs pop3://user@host:port (STLS; the port is optional) and
+    /// pop3s://user@host:port (implicit TLS). Default: every configured account.
+    accounts: Vec<String>,
+    /// Connect without TLS (pop3:// URLs only). Passwords cross the network readable.
+    #[arg(long)]
+    no_tls: bool,
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Accept only the certificate with this SHA-256 fingerprint (hex, colons allowed).
+    #[arg(long, value_name = "SHA256")]
+    tls_fingerprint: Option<String>,
+    /// Do not verify the server's certificate at all (testing only).
+    #[arg(long)]
+    insecure: bool,
+    /// Command whose first output line is the password.
+    #[arg(long, value_name = "COMMAND")]
+    password_command: Option<String>,
+    /// Login method: auto, scram-sha-256, plain, login, cram-md5, user, apop, oauthbearer,
+    /// xoauth2.
+    #[arg(long)]
+    auth: Option<String>,
+    /// Seconds without progress before giving up.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Print one JSON object per account on standard output.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct FetchArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Where to deliver: maildir:DIR, mbox:FILE or mda:COMMAND [default: maildir:~/Maildir].
+    #[arg(long, value_name = "TARGET")]
+    to: Option<String>,
+    /// Leave messages on the server (the default).
+    #[arg(long, conflicts_with_all = ["delete", "keep_days"])]
+    keep: bool,
+    /// Delete messages on the server once they are stored locally.
+    #[arg(long, conflicts_with = "keep_days")]
+    delete: bool,
+    /// Delete messages on the server N days after they were first fetched.
+    #[arg(long, value_name = "N")]
+    keep_days: Option<u64>,
+    /// Fetch every message, also those fetched before.
+    #[arg(long)]
+    all: bool,
+    /// Skip messages larger than N octets.
+    #[arg(long, value_name = "N")]
+    max_size: Option<u64>,
+    /// Show what would be done; download, store and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    Keep,
+    Delete,
+    KeepDays(u64),
+}
+
+/// What happened to one account, printed as JSON with --json.
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    account: String,
+    messages: usize,
+    new: usize,
+    fetched: usize,
+    bytes: u64,
+    skipped_too_large: usize,
+    deleted: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    would_fetch: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    would_delete: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    list: Vec<ListEntry>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListEntry {
+    msg: u32,
+    size: u64,
+    uidl: String,
+    fetched: bool,
+    from: String,
+    subject: String,
+    date: String,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pop3: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let config_path = cli.config.clone().unwrap_or_else(config::config_path);
+    let config = match config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pop3: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    let common = match &cli.command {
+        Cmd::Fetch(f) => &f.common,
+        Cmd::List(c) | Cmd::Check(c) | Cmd::RebuildState(c) => c,
+    };
+    let names: Vec<String> = if common.accounts.is_empty() {
+        config.accounts.keys().cloned().collect()
+    } else {
+        common.accounts.clone()
+    };
+    if names.is_empty() {
+        eprintln!("pop3: no account given and none in {}", config_path.display());
+        return ExitCode::from(2);
+    }
+    let (mut any_new, mut failures) = (false, 0);
+    for name in &names {
+        let mut report = Report { account: name.clone(), ..Report::default() };
+        let result = match config::resolve(name, &config) {
+            Ok(account) => {
+                report.account = account.name.clone();
+                run_account(&cli.command, common, &account, &mut report).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            report.error = Some(e);
+        }
+        if report.error.is_some() || !report.errors.is_empty() {
+            failures += 1;
+        }
+        any_new |= report.fetched > 0 || report.new > 0;
+        print_report(&cli.command, common, &report);
+    }
+    match (failures, any_new) {
+        (0, true) => ExitCode::SUCCESS,
+        (0, false) if matches!(cli.command, Cmd::Fetch(_) | Cmd::Check(_)) => ExitCode::from(1),
+        (0, false) => ExitCode::SUCCESS,
+        (n, _) if n == names.len() => ExitCode::from(4),
+        _ => ExitCode::from(3),
+    }
+}
+
+fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
+    if common.json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return;
+    }
+    if let Some(e) = &report.error {
+        eprintln!("pop3: {}: {e}", report.account);
+    }
+    for e in &report.errors {
+        eprintln!("pop3: {}: {e}", report.account);
+    }
+    if common.quiet {
+        return;
+    }
+    match cmd {
+        Cmd::List(_) => {
+            for l in &report.list {
+                println!(
+                    "{:>5} {:>9} {} {}{}  {}  {}",
+                    l.msg,
+                    l.size,
+                    l.uidl,
+                    if l.fetched { "" } else { "[new] " },
+                    l.from,
+                    l.subject,
+                    l.date
+                );
+            }
+        }
+        Cmd::Check(_) => {
+            println!("{}: {} messages, {} new", report.account, report.messages, report.new)
+        }
+        Cmd::RebuildState(_) => {
+            println!("{}: recorded {} messages as fetched", report.account, report.messages)
+        }
+        Cmd::Fetch(f) if f.dry_run => {
+            for uid in &report.would_fetch {
+                println!("would fetch {uid}");
+            }
+            for uid in &report.would_delete {
+                println!("would delete {uid}");
+            }
+        }
+        Cmd::Fetch(_) if report.error.is_none() => println!(
+            "{}: {} new of {} messages, fetched {} ({} octets), deleted {}{}",
+            report.account,
+            report.new,
+            report.messages,
+            report.fetched,
+            report.bytes,
+            report.deleted,
+            if report.skipped_too_large > 0 {
+                format!(", skipped {} too large", report.skipped_too_large)
+            } else {
+                String::new()
+            }
+        ),
+        Cmd::Fetch(_) => {}
+    }
+}
+
+/// The password (or token) for `account`.
+fn secret(common: &CommonArgs, account: &Account, bearer: bool) -> Result<String, String> {
+    let command = if bearer {
+        account.config.token_command.clone()
+    } else {
+        common.password_command.clone().or_else(|| account.config.password_command.clone())
+    };
+    if !bearer {
+        if let Ok(p) = std::env::var("POP3_PASSWORD") {
+            return Ok(p);
+        }
+    }
+    if let Some(command) = command {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("{command}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{command}: {}", out.status));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        return Ok(text.lines().next().unwrap_or_default().to_owned());
+    }
+    if bearer {
+        return Err("OAuth2 needs token_command in the config".into());
+    }
+    prompt(&format!("Password for {}: ", account.name))
+}
+
+/// Reads a password from the terminal without echo.
+fn prompt(text: &str) -> Result<String, String> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err("no password: set POP3_PASSWORD, password_command or run on a terminal".into());
+    }
+    eprint!("{text}");
+    let _ = std::io::stderr().flush();
+    let fd = rustix::stdio::stdin();
+    let saved = rustix::termios::tcgetattr(fd).map_err(|e| e.to_string())?;
+    let mut silent = saved.clone();
+    silent.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    let _ = rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &silent);
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &saved);
+    eprintln!();
+    read.map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn connect(common: &CommonArgs, account: &Account) -> Result<Client, String> {
+    let mut options = ConnectOptions::new(account.host.clone());
+    options.port = account.port;
+    options.tls = if common.no_tls || account.config.no_tls {
+        if account.tls == TlsMode::Implicit {
+            return Err("--no-tls with a pop3s:// URL".into());
+        }
+        TlsMode::None
+    } else {
+        account.tls
+    };
+    options.timeout = Duration::from_secs(common.timeout.max(1));
+    options.connect_timeout = options.timeout;
+    options.tls_options.extra_ca_file =
+        common.tls_ca.clone().or_else(|| account.config.tls_ca.clone());
+    if let Some(fp) = common.tls_fingerprint.as_ref().or(account.config.tls_fingerprint.as_ref()) {
+        let pin = parse_fingerprint(fp).ok_or_else(|| format!("bad fingerprint {fp:?}"))?;
+        options.tls_options.pinned_sha256 = vec![pin];
+    }
+    options.tls_options.danger_accept_invalid_certs = common.insecure || account.config.insecure;
+    let method_name = common.auth.clone().or_else(|| account.config.auth.clone());
+    let method = match method_name {
+        Some(name) => {
+            AuthMethod::from_name(&name).ok_or_else(|| format!("unknown auth {name:?}"))?
+        }
+        None => AuthMethod::Auto,
+    };
+    let bearer = matches!(method, AuthMethod::OAuthBearer | AuthMethod::XOAuth2);
+    let secret = secret(common, account, bearer)?;
+    let mut client = Client::connect(&options).await.map_err(|e| e.to_string())?;
+    client.login(&account.user, &secret, method).await.map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
+async fn run_account(
+    cmd: &Cmd,
+    common: &CommonArgs,
+    account: &Account,
+    report: &mut Report,
+) -> Result<(), String> {
+    let read_only =
+        matches!(cmd, Cmd::List(_) | Cmd::Check(_)) || matches!(cmd, Cmd::Fetch(f) if f.dry_run);
+    let state_dir = config::state_dir();
+    let mut state = State::open(&state_dir, &config::file_name(&account.name), read_only)
+        .map_err(|e| format!("state in {}: {e}", state_dir.display()))?;
+    let mut client = connect(common, account).await?;
+    let listing = client.list_uidl().await.map_err(|e| e.to_string())?;
+    report.messages = listing.len();
+    report.new = listing
+        .iter()
+        .filter(|(_, _, uid)| !state.entries.get(uid).is_some_and(|e| e.fetched))
+        .count();
+    match cmd {
+        Cmd::Check(_) => {}
+        Cmd::RebuildState(_) => {
+            let uids: Vec<&str> = listing.iter().map(|(_, _, u)| u.as_str()).collect();
+            state.mark_all_fetched(&uids, now()).map_err(|e| e.to_string())?;
+            report.new = 0;
+        }
+        Cmd::List(_) => {
+            for (msg, size, uid) in &listing {
+                let mut header = Vec::new();
+                let mut body = client.top(*msg, 0).await.map_err(|e| e.to_string())?;
+                while let Some(chunk) = body.chunk().await.map_err(|e| e.to_string())? {
+                    if header.len() < 64 * 1024 {
+                        header.extend_from_slice(&chunk);
+                    }
+                }
+                let get = |name: &str| header_field(&header, name);
+                report.list.push(ListEntry {
+                    msg: msg.get(),
+                    size: *size,
+                    uidl: uid.clone(),
+                    fetched: state.entries.get(uid).is_some_and(|e| e.fetched),
+                    from: get("From"),
+                    subject: get("Subject"),
+                    date: get("Date"),
+                });
+            }
+            report.new = 0;
+        }
+        Cmd::Fetch(args) => fetch(args, account, &mut client, &mut state, &listing, report).await?,
+    }
+    client.quit().await.map_err(|e| e.to_string())
+}
+
+/// The unfolded value of a header field, or "".
+fn header_field(header: &[u8], name: &str) -> String {
+    let text = String::from_utf8_lossy(header);
+    let mut value: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = value.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push(' ');
+                v.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((field, v)) = line.split_once(':') {
+            if field.eq_ignore_ascii_case(name) {
+                value = Some(v.trim().to_owned());
+            }
+        }
+    }
+    value.unwrap_or_default()
+}
+
+async fn fetch(
+    args: &FetchArgs,
+    account: &Account,
+    client: &mut Client,
+    state: &mut State,
+    listing: &[(MsgNum, u64, String)],
+    report: &mut Report,
+) -> Result<(), String> {
+    let policy = if args.delete {
+        Policy::Delete
+    } else if let Some(days) = args.keep_days {
+        Policy::KeepDays(days)
+    } else if args.keep {
+        Policy::Keep
+    } else {
+        match account.config.policy.as_deref() {
+            None | Some("keep") => Policy::Keep,
+            Some("delete") => Policy::Delete,
+            Some(p) => match p.strip_prefix("keep-days:").and_then(|n| n.parse().ok()) {
+                Some(days) => Policy::KeepDays(days),
+                None => return Err(format!("unknown policy {p:?}")),
+            },
+        }
+    };
+    let target = args
+        .to
+        .clone()
+        .or_else(|| account.config.to.clone())
+        .unwrap_or_else(|| "maildir:~/Maildir".into());
+    let target = Target::parse(&target)?;
+    let now = now();
+    // Seen times first, in one durable write: they name the Maildir files, so a message
+    // delivered before a crash gets the same name when fetched again.
+    if !args.dry_run {
+        state
+            .see_all(listing.iter().map(|(_, _, u)| u.as_str()), now)
+            .map_err(|e| e.to_string())?;
+        let present: HashSet<&str> = listing.iter().map(|(_, _, u)| u.as_str()).collect();
+        state.forget_missing(&present).map_err(|e| e.to_string())?;
+    }
+    let mut todo = Vec::new();
+    for (msg, size, uid) in listing {
+        let fetched = state.entries.get(uid).is_some_and(|e| e.fetched);
+        if fetched && !args.all {
+            continue;
+        }
+        if args.max_size.is_some_and(|max| *size > max) {
+            report.skipped_too_large += 1;
+            continue;
+        }
+        todo.push((*msg, *size, uid.clone()));
+    }
+    let mut fetched_now: HashSet<String> = HashSet::new();
+    if args.dry_run {
+        report.would_fetch = todo.iter().map(|t| t.2.clone()).collect();
+    } else if !todo.is_empty() {
+        let deliverer = Deliverer::new(target, &account.name).map_err(|e| e.to_string())?;
+        let total: u64 = todo.iter().map(|t| t.1).sum();
+        let bar = progress(args, todo.len() as u64, total);
+        let mut retrieval = client.retrieve(todo.iter().map(|t| t.0));
+        let mut index = 0;
+        while let Some(item) = retrieval.next().await.map_err(|e| e.to_string())? {
+            let (_, _, uid) = &todo[index];
+            index += 1;
+            let mut body = match item {
+                Retrieved::Message(_, body) => body,
+                Retrieved::Refused(msg, e) => {
+                    report.errors.push(format!("message {msg} ({uid}): {e}"));
+                    continue;
+                }
+            };
+            let seen = state.entries.get(uid).map_or(now, |e| e.seen);
+            let mut delivery = deliverer.start(uid, seen).map_err(|e| e.to_string())?;
+            let mut failed = None;
+            let mut received = 0u64;
+            loop {
+                match body.chunk().await {
+                    Ok(Some(chunk)) => {
+                        received += chunk.len() as u64;
+                        if let Some(bar) = &bar {
+                            bar.inc(chunk.len() as u64);
+                        }
+                        if failed.is_none() && !delivery.is_present() {
+                            if let Err(e) = delivery.write(&chunk) {
+                                failed = Some(e.to_string());
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        delivery.abort();
+                        return Err(e.to_string());
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                delivery.abort();
+                report.errors.push(format!("delivering {uid}: {e}"));
+                continue;
+            }
+            if let Err(e) = deliverer.finish(delivery) {
+                report.errors.push(format!("delivering {uid}: {e}"));
+                continue;
+            }
+            state.fetched(uid).map_err(|e| format!("saving state: {e}"))?;
+            fetched_now.insert(uid.clone());
+            report.fetched += 1;
+            report.bytes += received;
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    }
+    // Deletion: only messages stored locally (recorded in the state file, synced).
+    let mut to_delete = Vec::new();
+    for (msg, _, uid) in listing {
+        let Some(entry) = state.entries.get(uid) else { continue };
+        let stored = entry.fetched || fetched_now.contains(uid);
+        let delete = match policy {
+            Policy::Keep => false,
+            Policy::Delete => stored,
+            Policy::KeepDays(days) => stored && now.saturating_sub(entry.seen) >= days * 86_400,
+        };
+        if delete {
+            to_delete.push((*msg, uid.clone()));
+        }
+    }
+    if args.dry_run {
+        report.would_delete = to_delete.into_iter().map(|d| d.1).collect();
+        return Ok(());
+    }
+    let msgs: Vec<MsgNum> = to_delete.iter().map(|d| d.0).collect();
+    let refused = client.dele_many(&msgs).await.map_err(|e| e.to_string())?;
+    for (msg, e) in &refused {
+        report.errors.push(format!("deleting message {msg}: {e}"));
+    }
+    report.deleted = msgs.len() - refused.len();
+    Ok(())
+}
+
+fn progress(args: &FetchArgs, messages: u64, bytes: u64) -> Option<ProgressBar> {
+    if args.common.json || args.common.quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(bytes);
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("{messages} messages"));
+    Some(bar)
+}

@@ -1,0 +1,175 @@
+//! Accounts: a URL on the command line or a name from `$XDG_CONFIG_HOME/pop3/config.toml`.
+//!
+//! ```toml
+//! [accounts.work]
+//! url = "pop3s://alice@pop.example.org"
+//! password_command = "pass show mail/work"   # or token_command for OAUTHBEARER/XOAUTH2
+//! auth = "auto"                              # scram-sha-256, plain, user, apop, xoauth2...
+//! to = "maildir:~/Mail/work"
+//! policy = "keep"                            # keep | delete | keep-days:N
+//! tls_ca = "/etc/ssl/my-ca.pem"
+//! tls_fingerprint = "AB:CD:..."
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pop3_client::TlsMode;
+use serde::Deserialize;
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Accounts by name.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountConfig>,
+}
+
+/// One account as written in the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub url: String,
+    pub password_command: Option<String>,
+    pub token_command: Option<String>,
+    pub auth: Option<String>,
+    pub to: Option<String>,
+    pub policy: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_fingerprint: Option<String>,
+    #[serde(default)]
+    pub no_tls: bool,
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// A resolved account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Name shown and used for the state file.
+    pub name: String,
+    pub user: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: TlsMode,
+    pub config: AccountConfig,
+}
+
+/// Where the config file is.
+pub fn config_path() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config").join("pop3").join("config.toml")
+}
+
+/// Where state files go.
+pub fn state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state").join("pop3")
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(fallback),
+    }
+}
+
+/// Loads the config file (a missing file is an empty config).
+pub fn load(path: &Path) -> Result<ConfigFile, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Parses `pop3://user@host[:port]` (STLS) or `pop3s://user@host[:port]` (implicit TLS).
+pub fn parse_url(url: &str) -> Result<(String, String, Option<u16>, TlsMode), String> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("pop3s://") {
+        (TlsMode::Implicit, rest)
+    } else if let Some(rest) = url.strip_prefix("pop3://") {
+        (TlsMode::Stls, rest)
+    } else {
+        return Err(format!("{url}: expected pop3://user@host[:port] or pop3s://..."));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (user, hostport) =
+        rest.rsplit_once('@').ok_or_else(|| format!("{url}: no user name (user@host)"))?;
+    let user = percent_decode(user);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+            let port = p.parse().map_err(|_| format!("{url}: bad port {p:?}"))?;
+            (h.to_owned(), Some(port))
+        }
+        _ => (hostport.to_owned(), None),
+    };
+    if user.is_empty() || host.is_empty() {
+        return Err(format!("{url}: expected user@host"));
+    }
+    Ok((user, host, port, tls))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Resolves a command-line account: a URL, or a name from the config.
+pub fn resolve(arg: &str, config: &ConfigFile) -> Result<Account, String> {
+    let (name, account) = if arg.contains("://") {
+        (None, AccountConfig { url: arg.to_owned(), ..AccountConfig::default() })
+    } else {
+        let account = config
+            .accounts
+            .get(arg)
+            .ok_or_else(|| format!("no account {arg:?} in {}", config_path().display()))?;
+        (Some(arg.to_owned()), account.clone())
+    };
+    let (user, host, port, tls) = parse_url(&account.url)?;
+    let name = name.unwrap_or_else(|| {
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!("{user}@{host}{port}")
+    });
+    Ok(Account { name, user, host, port, tls, config: account })
+}
+
+/// The account name as a file name.
+pub fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "@.-_".contains(c) { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("pop3://alice@pop.example.org").unwrap(),
+            ("alice".into(), "pop.example.org".into(), None, TlsMode::Stls)
+        );
+        assert_eq!(
+            parse_url("pop3s://a%40b@127.0.0.1:1995/").unwrap(),
+            ("a@b".into(), "127.0.0.1".into(), Some(1995), TlsMode::Implicit)
+        );
+        assert!(parse_url("imap://a@b").is_err());
+        assert!(parse_url("pop3://host").is_err());
+    }
+}

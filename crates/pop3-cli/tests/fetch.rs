@@ -1,0 +1,214 @@
+//! The `pop3` binary against the in-process test server: fetch to Maildir, mbox and an MDA,
+//! keep/delete, only new mail, dry run, JSON, and crash safety under SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pop3_client::testing::{TestServer, TestServerConfig};
+
+fn pop3(server: &TestServer, home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pop3"));
+    cmd.args(args)
+        .arg(format!("pop3://alice@127.0.0.1:{}", server.addr().port()))
+        .arg("--no-tls")
+        .env("POP3_PASSWORD", "secret")
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> (i32, String) {
+    let out = tokio::task::block_in_place(|| cmd.borrow_mut().output().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn maildir_messages(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+        for e in entries {
+            out.push(std::fs::read(e.unwrap().path()).unwrap());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn messages(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "Subject: message {i}\r\nFrom: <s{i}@example.org>\r\n\r\n{}\r\n.dot line\r\n",
+                "body ".repeat(i % 50)
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+async fn server(mail: Vec<Vec<u8>>) -> TestServer {
+    TestServer::start(TestServerConfig::default(), mail).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_to_maildir_keep_then_only_new_then_delete() {
+    let home = tempfile::tempdir().unwrap();
+    let maildir = home.path().join("Mail");
+    let to = format!("maildir:{}", maildir.display());
+    let server = server(messages(5)).await;
+    let mut expected = messages(5);
+    expected.sort();
+
+    let (code, out) =
+        run(pop3(&server, home.path(), &["fetch", "--to", &to, "--json"]).arg("--keep"));
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["fetched"], 5);
+    assert_eq!(maildir_messages(&maildir), expected);
+    assert_eq!(server.messages().len(), 5, "kept");
+
+    // Nothing new: exit 1, nothing delivered twice.
+    let (code, _) = run(pop3(&server, home.path(), &["fetch", "--to", &to, "-q"]).arg("--keep"));
+    assert_eq!(code, 1);
+    assert_eq!(maildir_messages(&maildir).len(), 5);
+
+    // A new delivery: only it is fetched.
+    server.mailbox.lock().unwrap().add(b"Subject: late\r\n\r\nnew\r\n".to_vec());
+    let (code, out) = run(pop3(&server, home.path(), &["check"]).arg("--json"));
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["new"], 1);
+    let (code, out) =
+        run(pop3(&server, home.path(), &["fetch", "--to", &to, "--dry-run", "--delete"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("would fetch uid-6") && out.contains("would delete uid-1"), "{out}");
+    assert_eq!(maildir_messages(&maildir).len(), 5, "dry run stores nothing");
+    let (code, _) = run(pop3(&server, home.path(), &["fetch", "--to", &to, "--delete", "-q"]));
+    assert_eq!(code, 0);
+    assert_eq!(maildir_messages(&maildir).len(), 6);
+    assert!(server.messages().is_empty(), "all stored, all deleted");
+
+    // list shows From and Subject via TOP.
+    server.mailbox.lock().unwrap().add(b"From: x@y\r\nSubject: listed\r\n\r\nb\r\n".to_vec());
+    let (code, out) = run(pop3(&server, home.path(), &["list"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("listed") && out.contains("x@y") && out.contains("[new]"), "{out}");
+    // rebuild-state: recorded as fetched, nothing new any more.
+    let (code, _) = run(pop3(&server, home.path(), &["rebuild-state"]));
+    assert_eq!(code, 0);
+    let (code, _) = run(pop3(&server, home.path(), &["fetch", "--to", &to, "-q"]));
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_to_mbox_and_mda_and_keep_days() {
+    let home = tempfile::tempdir().unwrap();
+    let server = server(messages(3)).await;
+    let mbox = home.path().join("mail/inbox.mbox");
+    let (code, _) = run(pop3(
+        &server,
+        home.path(),
+        &["fetch", "-q", "--to", &format!("mbox:{}", mbox.display())],
+    ));
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(&mbox).unwrap();
+    assert_eq!(
+        text.matches("\nSubject: message").count() + usize::from(text.starts_with("Subject")),
+        3
+    );
+    // --all fetches again into an MDA, which writes each message to a numbered file.
+    let out_dir = home.path().join("mda");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mda = format!("mda:cat > {}/$(date +%s%N)", out_dir.display());
+    let (code, _) = run(pop3(&server, home.path(), &["fetch", "-q", "--all", "--to", &mda]));
+    assert_eq!(code, 0);
+    let mut got: Vec<Vec<u8>> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    got.sort();
+    let mut expected = messages(3);
+    expected.sort();
+    assert_eq!(got, expected);
+    // keep-days 0 deletes what was fetched; keep-days 30 would not.
+    let to = format!("maildir:{}", home.path().join("M").display());
+    let (code, _) =
+        run(pop3(&server, home.path(), &["fetch", "-q", "--keep-days", "30", "--to", &to]));
+    assert_eq!(code, 1);
+    assert_eq!(server.messages().len(), 3);
+    let (code, _) =
+        run(pop3(&server, home.path(), &["fetch", "-q", "--keep-days", "0", "--to", &to]));
+    assert_eq!(code, 1, "nothing new, but the old ones go");
+    assert!(server.messages().is_empty());
+}
+
+/// Kills the fetcher with SIGKILL at random points of a 500-message fetch with --delete, runs
+/// it again until it finishes, and checks that every message is in the Maildir exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let maildir: PathBuf = home.path().join("Mail");
+    let to = format!("maildir:{}", maildir.display());
+    let mail = messages(500);
+    let server = server(mail.clone()).await;
+    let mut seed: u64 =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            as u64
+            | 1;
+    eprintln!("crash test seed {seed}");
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut done = false;
+    for _ in 0..200 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(20 + seed % 400);
+        let mut child = pop3(&server, home.path(), &["fetch", "-q", "--delete", "--to", &to])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + delay;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        match status {
+            Some(status)
+                if matches!(status.code(), Some(0) | Some(1)) && server.messages().is_empty() =>
+            {
+                done = true;
+                break;
+            }
+            Some(_) => {}
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(240), "crash test too slow");
+    }
+    if !done {
+        // Finish without interruption.
+        let (code, _) = run(pop3(&server, home.path(), &["fetch", "-q", "--delete", "--to", &to]));
+        assert!(code == 0 || code == 1);
+    }
+    eprintln!("crash test: {kills} kills");
+    assert!(server.messages().is_empty());
+    let mut expected = mail;
+    expected.sort();
+    let got = maildir_messages(&maildir);
+    assert_eq!(got.len(), expected.len(), "every message exactly once");
+    assert_eq!(got, expected);
+    assert_eq!(std::fs::read_dir(maildir.join("tmp")).unwrap().count(), 0, "no stray tmp files");
+}
