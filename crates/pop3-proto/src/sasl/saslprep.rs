@@ -1,8 +1,12 @@
-//! The part of SASLprep (RFC 4013) that needs no Unicode tables, for SCRAM passwords.
+//! SASLprep (RFC 4013) for SCRAM passwords.
 //!
 //! RFC 7677 §4 (by way of RFC 5802 §2.2) runs the password through SASLprep as a "query"
-//! string before hashing. Full SASLprep needs Unicode normalisation (NFKC) and the
-//! bidirectional-category tables, which this `no_std` crate does not carry. What it does:
+//! string before hashing.
+//!
+//! With the `std` feature (the default), preparation is complete: the `stringprep` crate does
+//! the mapping, NFKC normalisation, prohibited-output and bidirectional checks of RFC 4013 §2.
+//!
+//! Without `std`, the crate carries no Unicode tables, and does what needs none:
 //!
 //! 1. **Mapping** (RFC 4013 §2.1), complete: the non-ASCII spaces of RFC 3454 table C.1.2
 //!    become U+0020, and the "commonly mapped to nothing" characters of table B.1 are removed.
@@ -15,16 +19,27 @@
 //! 4. **Bidirectional check** (RFC 4013 §2.4, RFC 3454 §6): *not done* (needs the RandALCat
 //!    table); it can only reject strings, never change them.
 //!
-//! When preparation fails (a prohibited character, or nothing left), the original password is
-//! used unchanged, as PostgreSQL's SCRAM does: a password that SASLprep cannot prepare is still
-//! the user's password, and both sides of this crate make the same choice. Both sides also use
-//! this same function ([`super::SaslClient::scram_sha256`], [`super::ScramKeys::from_password`]),
-//! so a client and a server built on this crate always agree.
+//! Either way, when preparation fails (a prohibited character, a bidi violation, or nothing
+//! left), the original password is used unchanged, as PostgreSQL's SCRAM does: a password that
+//! SASLprep cannot prepare is still the user's password. Both sides use this same function
+//! ([`super::SaslClient::scram_sha256`], [`super::ScramKeys::from_password`]), so a client and
+//! a server built with the same features always agree.
 
 use alloc::borrow::Cow;
+#[cfg(not(feature = "std"))]
 use alloc::string::String;
 
 /// The password as SCRAM hashes it: see the [module documentation](self).
+#[cfg(feature = "std")]
+pub(crate) fn prepare_password(password: &str) -> Cow<'_, str> {
+    match stringprep::saslprep(password) {
+        Ok(prepared) if !prepared.is_empty() => prepared,
+        _ => Cow::Borrowed(password),
+    }
+}
+
+/// The password as SCRAM hashes it: see the [module documentation](self).
+#[cfg(not(feature = "std"))]
 pub(crate) fn prepare_password(password: &str) -> Cow<'_, str> {
     if password.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         // Printable ASCII: no mapping applies, NFKC is the identity, nothing is prohibited.
@@ -42,6 +57,7 @@ pub(crate) fn prepare_password(password: &str) -> Cow<'_, str> {
 }
 
 /// RFC 3454 table C.1.2.
+#[cfg_attr(feature = "std", allow(dead_code))]
 fn non_ascii_space(c: char) -> bool {
     matches!(
         c,
@@ -50,6 +66,7 @@ fn non_ascii_space(c: char) -> bool {
 }
 
 /// RFC 3454 table B.1.
+#[cfg_attr(feature = "std", allow(dead_code))]
 fn mapped_to_nothing(c: char) -> bool {
     matches!(
         c,
@@ -66,6 +83,7 @@ fn mapped_to_nothing(c: char) -> bool {
 
 /// RFC 4013 §2.3: tables C.1.2, C.2.1, C.2.2, C.3, C.4, C.5 (surrogates cannot occur in a
 /// `str`), C.6, C.7, C.8 and C.9.
+#[cfg_attr(feature = "std", allow(dead_code))]
 fn prohibited(c: char) -> bool {
     let cp = u32::from(c);
     non_ascii_space(c)
@@ -120,6 +138,15 @@ mod tests {
         assert_eq!(prepare_password("pass\u{e000}"), "pass\u{e000}");
         assert_eq!(prepare_password("\u{ad}"), "\u{ad}");
         assert_eq!(prepare_password("tab\there"), "tab\there");
+    }
+
+    #[test]
+    #[cfg(feature = "std")]
+    fn rfc4013_examples_that_need_the_unicode_tables() {
+        // RFC 4013 §3: NFKC, and a bidirectional violation that falls back to the original.
+        assert_eq!(prepare_password("\u{aa}"), "a");
+        assert_eq!(prepare_password("\u{2168}"), "IX");
+        assert_eq!(prepare_password("\u{627}\u{31}"), "\u{627}\u{31}");
     }
 
     #[test]
