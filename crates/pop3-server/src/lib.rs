@@ -47,7 +47,7 @@ use tokio_util::task::TaskTracker;
 pub use auth::{AuthError, Authenticator, Offers, UserInfo};
 pub use limits::ConnectionLimits;
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};
-pub use passwd::{hash_password, PasswdError, PasswdFile, Scheme};
+pub use passwd::{hash_password, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme};
 
 /// Server-wide settings. `Default` gives the documented, RFC-backed values.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -316,6 +316,11 @@ impl PasswdFile {
         &self.warnings
     }
 
+    /// The user called `name`, if listed (with a usable or unusable password).
+    pub fn user(&self, name: &str) -> Option<UserInfo> {
+        self.user_info(name)
+    }
+
     fn user_info(&self, name: &str) -> Option<UserInfo> {
         self.users.get(name).map(|e| UserInfo { name: name.to_owned(), home: e.home.clone() })
     }
@@ -463,10 +468,105 @@ mod tests {
     }
 
     #[test]
+    fn reloads_when_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "a:{PLAIN}x\n").unwrap();
+        let file = ReloadingPasswdFile::load(&path).unwrap();
+        assert!(file.authenticate(&password("a", "x")).is_ok());
+        assert!(file.authenticate(&password("bb", "y")).is_err());
+        std::fs::write(&path, "a:{PLAIN}x\nbb:{PLAIN}y\n").unwrap();
+        assert!(file.authenticate(&password("bb", "y")).is_ok(), "new user after a change");
+        std::fs::write(&path, "broken line without password\n").unwrap();
+        assert!(file.authenticate(&password("bb", "y")).is_ok(), "last good version kept");
+    }
+
+    fn password(user: &str, pw: &str) -> AuthRequest {
+        AuthRequest::Password {
+            username: user.into(),
+            authzid: None,
+            password: Secret::new(pw.as_bytes().to_vec()),
+            mechanism: None,
+        }
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         let err = PasswdFile::parse("ok:{PLAIN}x\n../evil:{PLAIN}x\n").unwrap_err();
         assert!(err.to_string().contains(":2:"), "{err}");
         assert!(PasswdFile::parse("a:{PLAIN}x\na:{PLAIN}y\n").is_err(), "duplicate");
         assert!(PasswdFile::parse("nopassword\n").is_err());
+    }
+}
+
+/// A file's modification time and length.
+type Stamp = (std::time::SystemTime, u64);
+
+/// A [`PasswdFile`] that reloads itself when the file changes (its modification time or
+/// length), checked at each login: users added with `pop3d user add` can log in at once,
+/// without a restart or SIGHUP. A file that fails to parse is logged and the last good
+/// version stays in use.
+#[derive(Debug)]
+pub struct ReloadingPasswdFile {
+    path: PathBuf,
+    current: std::sync::RwLock<(Option<Stamp>, std::sync::Arc<PasswdFile>)>,
+}
+
+impl ReloadingPasswdFile {
+    /// Loads `path` now (an error here is returned), then follows it.
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, PasswdError> {
+        let path = path.into();
+        let stamp = Self::stamp(&path);
+        let file = PasswdFile::load(&path)?;
+        Ok(Self { path, current: std::sync::RwLock::new((stamp, std::sync::Arc::new(file))) })
+    }
+
+    fn stamp(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
+    }
+
+    /// The file as last loaded.
+    pub fn current(&self) -> std::sync::Arc<PasswdFile> {
+        std::sync::Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()).1)
+    }
+
+    /// Reloads if the file changed since the last load.
+    pub fn refresh(&self) -> std::sync::Arc<PasswdFile> {
+        let stamp = Self::stamp(&self.path);
+        {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if current.0 == stamp {
+                return std::sync::Arc::clone(&current.1);
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        match PasswdFile::load(&self.path) {
+            Ok(file) => {
+                tracing::info!(path = %self.path.display(), users = file.users.len(), "users file reloaded");
+                for warning in file.warnings() {
+                    tracing::warn!(path = %self.path.display(), "{warning}");
+                }
+                *current = (stamp, std::sync::Arc::new(file));
+            }
+            Err(error) => {
+                tracing::error!(%error, "users file not reloaded, keeping the previous version");
+                current.0 = stamp;
+            }
+        }
+        std::sync::Arc::clone(&current.1)
+    }
+}
+
+impl Authenticator for ReloadingPasswdFile {
+    fn offers(&self) -> Offers {
+        self.current().offers()
+    }
+
+    fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
+        self.refresh().authenticate(request)
+    }
+
+    fn scram_keys(&self, username: &str) -> Option<ScramKeys> {
+        self.refresh().scram_keys(username)
     }
 }

@@ -1,3 +1,302 @@
-//! pop3d
+//! `pop3d`: a POP3 server for Maildir and mbox mailboxes.
+//!
+//! With no arguments it is `pop3d serve --data-dir ./pop3d-data`: on first start it creates
+//! that directory with a commented `pop3d.toml`, an empty `users` file, `mail/` and a
+//! self-signed certificate in `tls/`, listens on 127.0.0.1:1110 (STLS) and 127.0.0.1:1995
+//! (implicit TLS), and prints the next steps. See `docs/operator-guide.md`.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod config;
+mod privdrop;
+mod serve;
+mod users;
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use config::Loaded;
+
+/// sysexits(3) codes, for MTAs and init systems.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const USAGE: u8 = 64;
+    pub const DATAERR: u8 = 65;
+    pub const NOUSER: u8 = 67;
+    pub const SOFTWARE: u8 = 70;
+    pub const OSERR: u8 = 71;
+    pub const CANTCREAT: u8 = 73;
+    pub const TEMPFAIL: u8 = 75;
+    pub const CONFIG: u8 = 78;
+}
+
+/// The default data directory of the zero-config start.
+const DEFAULT_DATA_DIR: &str = "pop3d-data";
+
+#[derive(Debug, Parser)]
+#[command(name = "pop3d", version, about = "POP3 server for Maildir and mbox mailboxes")]
+struct Cli {
+    /// Configuration file [default: DATA_DIR/pop3d.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory, created with defaults on first use [default: ./pop3d-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default command).
+    Serve {
+        /// Plain POP3 listener (with STLS); replaces the configured ones. Repeatable.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<std::net::SocketAddr>,
+        /// Implicit-TLS listener; replaces the configured ones. Repeatable.
+        #[arg(long, value_name = "ADDR")]
+        listen_tls: Vec<std::net::SocketAddr>,
+    },
+    /// Manage users in the users file.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Deliver one message from standard input (for Postfix's mailbox_command).
+    /// Exit codes: 0 delivered, 67 unknown user, 75 temporary failure (the MTA retries).
+    Deliver {
+        /// The recipient.
+        name: String,
+        /// Envelope sender, for mbox From lines.
+        #[arg(long, short = 'f', value_name = "ADDRESS")]
+        sender: Option<String>,
+    },
+    /// Validate the configuration, users file and certificate; print the effective settings.
+    CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add a user (password hashed with ARGON2ID) and create the Maildir.
+    Add {
+        name: String,
+        /// Read the password from standard input (first line) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password.
+    Passwd {
+        name: String,
+        /// Read the password from standard input (first line) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user from the users file (the mail stays).
+    Del { name: String },
+    /// List users and their password schemes.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(match run(cli) {
+        Ok(code) => code,
+        Err((code, message)) => {
+            eprintln!("pop3d: {message}");
+            code
+        }
+    })
+}
+
+type Failure = (u8, String);
+
+/// Finds the configuration: `--config`, else `DATA_DIR/pop3d.toml`, creating a fresh data
+/// dir when neither `--config` was given nor the file exists.
+fn configuration(cli: &Cli, create: bool) -> Result<(Loaded, bool), Failure> {
+    let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let (path, created) = match &cli.config {
+        Some(path) => (path.clone(), false),
+        None => {
+            let path = data_dir.join("pop3d.toml");
+            let created = create && !path.exists();
+            if created {
+                init_data_dir(&data_dir).map_err(|e| (exit::CANTCREAT, e))?;
+            }
+            (path, created)
+        }
+    };
+    let loaded = Loaded::load(&path).map_err(|e| (exit::CONFIG, e))?;
+    Ok((loaded, created))
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    match &cli.command {
+        None | Some(Command::Serve { .. }) => {
+            let (listen, listen_tls) = match &cli.command {
+                Some(Command::Serve { listen, listen_tls }) => (listen.clone(), listen_tls.clone()),
+                _ => (Vec::new(), Vec::new()),
+            };
+            let (mut loaded, created) = configuration(&cli, true)?;
+            if !listen.is_empty() {
+                loaded.file.server.listen = listen;
+            }
+            if !listen_tls.is_empty() {
+                loaded.file.server.listen_tls = listen_tls;
+            }
+            serve::serve(loaded, created, cli.data_dir.is_some() || cli.config.is_some())
+        }
+        Some(Command::User { action }) => {
+            let (loaded, _) = configuration(&cli, true)?;
+            let users_path = loaded.users_path();
+            match action {
+                UserAction::Add { name, password_stdin } => {
+                    let password = read_password(*password_stdin)?;
+                    users::add(&users_path, name, &password).map_err(|e| (exit::DATAERR, e))?;
+                    let user = pop3_server::UserInfo { name: name.clone(), home: None };
+                    if let Err(e) = create_maildrop(&loaded, &user) {
+                        eprintln!("pop3d: user {name} added, but: {e}");
+                    }
+                    report_password(name, &password, *password_stdin, "added");
+                }
+                UserAction::Passwd { name, password_stdin } => {
+                    let password = read_password(*password_stdin)?;
+                    users::set_password(&users_path, name, &password)
+                        .map_err(|e| (exit::NOUSER, e))?;
+                    report_password(name, &password, *password_stdin, "password changed");
+                }
+                UserAction::Del { name } => {
+                    users::delete(&users_path, name).map_err(|e| (exit::NOUSER, e))?;
+                    println!("user {name} removed from {} (mail kept)", users_path.display());
+                }
+                UserAction::List => {
+                    let file = pop3_server::PasswdFile::load(&users_path)
+                        .map_err(|e| (exit::DATAERR, e.to_string()))?;
+                    for (name, scheme) in file.users() {
+                        println!("{name}\t{}", scheme.name());
+                    }
+                    for warning in file.warnings() {
+                        eprintln!("pop3d: {}: {warning}", users_path.display());
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        Some(Command::Deliver { name, sender }) => deliver(&cli, name, sender.clone()),
+        Some(Command::CheckConfig) => {
+            let (loaded, _) = configuration(&cli, false)?;
+            check_config(&loaded)
+        }
+    }
+}
+
+fn report_password(name: &str, password: &str, from_stdin: bool, what: &str) {
+    if from_stdin {
+        println!("user {name}: {what}");
+    } else {
+        println!("user {name}: {what}; generated password: {password}");
+    }
+}
+
+/// The first line of standard input, or a generated password.
+fn read_password(from_stdin: bool) -> Result<String, Failure> {
+    if !from_stdin {
+        return Ok(users::generate_password());
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (echoed; end with Enter):");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| (exit::OSERR, format!("stdin: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err((exit::USAGE, "empty password".into()));
+    }
+    Ok(password)
+}
+
+fn create_maildrop(loaded: &Loaded, user: &pop3_server::UserInfo) -> Result<(), String> {
+    use pop3_server::Mailboxes;
+    let location = loaded.mail_location();
+    if location.format == pop3_server::MailFormat::Maildir && location.create {
+        // Opening creates new/, cur/ and tmp/; the lock is released at once.
+        location.open(user).map(drop).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn deliver(cli: &Cli, name: &str, sender: Option<String>) -> Result<u8, Failure> {
+    // An MTA must requeue on a configuration problem, not bounce.
+    let (loaded, _) = configuration(cli, false).map_err(|(_, e)| (exit::TEMPFAIL, e))?;
+    let users = pop3_server::PasswdFile::load(loaded.users_path())
+        .map_err(|e| (exit::TEMPFAIL, e.to_string()))?;
+    let Some(user) = users.user(name) else {
+        return Err((exit::NOUSER, format!("unknown user {name:?}")));
+    };
+    let envelope = pop3_storage::Envelope { sender };
+    let mut stdin = std::io::stdin().lock();
+    let mut reader: &mut dyn Read = &mut stdin;
+    match loaded.mail_location().deliver(&user, &mut reader, &envelope) {
+        Ok(()) => Ok(exit::OK),
+        Err(e) => Err((exit::TEMPFAIL, format!("delivery to {name} failed: {e}"))),
+    }
+}
+
+fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
+    let users_path = loaded.users_path();
+    let users =
+        pop3_server::PasswdFile::load(&users_path).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    for warning in users.warnings() {
+        eprintln!("pop3d: warning: {}: {warning}", users_path.display());
+    }
+    if let Some((cert, key)) = loaded.tls_paths() {
+        pop3_server::tls::load(&cert, &key).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    }
+    if let Some(user) = &loaded.file.server.run_as {
+        privdrop::lookup(user).map_err(|e| (exit::CONFIG, e))?;
+    }
+    let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
+    println!("# {}: OK ({} users)", loaded.path.display(), users.users().count());
+    println!("# paths: users = {}", users_path.display());
+    if let Some((cert, key)) = loaded.tls_paths() {
+        println!("#        tls = {} + {}", cert.display(), key.display());
+    }
+    println!("#        mail = {}", loaded.mail_location().template);
+    print!("{effective}");
+    Ok(exit::OK)
+}
+
+/// Creates a fresh data dir: config, empty users file, mail/, self-signed certificate.
+fn init_data_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let ctx = |what: &Path| {
+        let what = what.to_owned();
+        move |e: std::io::Error| format!("{}: {e}", what.display())
+    };
+    for sub in ["", "mail", "tls"] {
+        let path = dir.join(sub);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).map_err(ctx(&path))?;
+    }
+    let write = |name: &str, text: &str, mode: u32| -> Result<(), String> {
+        use std::io::Write;
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .map_err(ctx(&path))?;
+        file.write_all(text.as_bytes()).map_err(ctx(&path))
+    };
+    write("pop3d.toml", config::DEFAULT_CONFIG, 0o644)?;
+    if !dir.join("users").exists() {
+        write("users", users::USERS_HEADER, 0o600)?;
+    }
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| format!("certificate: {e}"))?;
+    write("tls/key.pem", &certified.signing_key.serialize_pem(), 0o600)?;
+    write("tls/cert.pem", &certified.cert.pem(), 0o644)?;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! `pop3d.toml`: every setting, with the defaults of a fresh data dir.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The configuration file written into a new data dir: every setting, commented.
+pub const DEFAULT_CONFIG: &str = r#"# pop3d configuration. Relative paths are relative to the directory of this file.
+# Check it with `pop3d check-config`; reload users and TLS files with SIGHUP.
+
+[server]
+# Plain POP3 listeners (STLS offered when [tls] is set). Port 110 in production.
+listen = ["127.0.0.1:1110"]
+# Implicit-TLS (POP3S) listeners. Port 995 in production.
+listen_tls = ["127.0.0.1:1995"]
+# Host name for the APOP timestamp and the CRAM-MD5 challenge.
+hostname = "localhost"
+# Accept USER/PASS and AUTH PLAIN/LOGIN on connections that are neither TLS nor loopback.
+# Leave off unless clients truly cannot do TLS: their passwords cross the network in clear.
+allow_plaintext_without_tls = false
+# When started as root: bind the listeners, then switch to this user (and its group).
+# run_as = "pop3d"
+
+[tls]
+# PEM certificate chain and private key. A fresh data dir gets a self-signed pair for
+# localhost; use your CA's (e.g. Let's Encrypt's fullchain.pem and privkey.pem) in production.
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+
+[users]
+# Dovecot passwd-file format: user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
+# Changes are picked up at the next login.
+file = "users"
+
+[mail]
+# "maildir" or "mbox".
+format = "maildir"
+# Where each user's maildrop is: %u = user name, %h = home field of the users file.
+location = "mail/%u"
+# Create a missing Maildir on first use.
+create = true
+
+[limits]
+# Idle time allowed before login, in seconds (RFC 1939 §3 only requires the later one).
+idle_timeout_authorization = 60
+# Idle time allowed after login, in seconds (RFC 1939 §3: at least 600).
+idle_timeout_transaction = 600
+# Pause before answering a failed login, in milliseconds (only that session waits).
+auth_failure_delay_ms = 2000
+# Unknown, malformed or out-of-state commands before the connection is closed.
+max_bad_commands = 20
+# Failed logins on one connection before it is closed.
+max_failed_logins = 3
+# Simultaneous connections in total and per client IP address.
+max_connections = 1000
+max_connections_per_ip = 10
+
+[log]
+# error, warn, info, debug or trace (RUST_LOG overrides it). Passwords are never logged.
+level = "info"
+"#;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub tls: TlsSection,
+    pub users: UsersSection,
+    pub mail: MailSection,
+    pub limits: LimitsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Vec<SocketAddr>,
+    pub listen_tls: Vec<SocketAddr>,
+    pub hostname: String,
+    pub allow_plaintext_without_tls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:1110".parse().expect("address")],
+            listen_tls: vec!["127.0.0.1:1995".parse().expect("address")],
+            hostname: "localhost".into(),
+            allow_plaintext_without_tls: false,
+            run_as: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self { cert: Some("tls/cert.pem".into()), key: Some("tls/key.pem".into()) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersSection {
+    pub file: PathBuf,
+}
+
+impl Default for UsersSection {
+    fn default() -> Self {
+        Self { file: "users".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Maildir,
+    Mbox,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSection {
+    pub format: Format,
+    pub location: String,
+    pub create: bool,
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        Self { format: Format::Maildir, location: "mail/%u".into(), create: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    pub idle_timeout_authorization: u64,
+    pub idle_timeout_transaction: u64,
+    pub auth_failure_delay_ms: u64,
+    pub max_bad_commands: u32,
+    pub max_failed_logins: u32,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let d = pop3_server::Config::default();
+        Self {
+            idle_timeout_authorization: d.idle_timeout_authorization.as_secs(),
+            idle_timeout_transaction: d.idle_timeout_transaction.as_secs(),
+            auth_failure_delay_ms: d.auth_failure_delay.as_millis() as u64,
+            max_bad_commands: d.max_bad_commands,
+            max_failed_logins: d.max_failed_logins,
+            max_connections: d.limits.total,
+            max_connections_per_ip: d.limits.per_ip,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+/// A loaded configuration: the file's settings and where relative paths start.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub base: PathBuf,
+    pub file: FileConfig,
+}
+
+impl Loaded {
+    /// Reads and validates `path`; errors name the file, and TOML errors the line and key.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file: FileConfig = toml::from_str(&text)
+            .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        let loaded = Self { path: path.to_owned(), base, file };
+        loaded.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(loaded)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let f = &self.file;
+        if f.server.listen.is_empty() && f.server.listen_tls.is_empty() {
+            return Err("[server]: no listen or listen_tls address".into());
+        }
+        if f.tls.cert.is_some() != f.tls.key.is_some() {
+            return Err("[tls]: set both cert and key, or neither".into());
+        }
+        if !f.server.listen_tls.is_empty() && f.tls.cert.is_none() {
+            return Err("[server] listen_tls needs [tls] cert and key".into());
+        }
+        if f.limits.idle_timeout_transaction < 600 {
+            return Err(format!(
+                "[limits] idle_timeout_transaction = {}: RFC 1939 §3 requires at least 600 seconds",
+                f.limits.idle_timeout_transaction
+            ));
+        }
+        if f.limits.max_connections == 0 || f.limits.max_connections_per_ip == 0 {
+            return Err(
+                "[limits] max_connections and max_connections_per_ip must be at least 1".into()
+            );
+        }
+        if !f.mail.location.contains("%u") && !f.mail.location.contains("%h") {
+            return Err(format!(
+                "[mail] location = {:?}: needs %u or %h, or every user would share one maildrop",
+                f.mail.location
+            ));
+        }
+        tracing_level(&f.log.level).map(drop)
+    }
+
+    /// A path from the file, relative to the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    pub fn users_path(&self) -> PathBuf {
+        self.resolve(&self.file.users.file)
+    }
+
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((
+            self.resolve(self.file.tls.cert.as_ref()?),
+            self.resolve(self.file.tls.key.as_ref()?),
+        ))
+    }
+
+    /// The maildrop location, with a relative template made absolute.
+    pub fn mail_location(&self) -> pop3_server::MailLocation {
+        let template = &self.file.mail.location;
+        let template = if template.starts_with('/') || template.starts_with("%h") {
+            template.clone()
+        } else {
+            let base = std::path::absolute(&self.base).unwrap_or_else(|_| self.base.clone());
+            format!("{}/{template}", base.display().to_string().replace('%', "%%"))
+        };
+        let mut location = match self.file.mail.format {
+            Format::Maildir => pop3_server::MailLocation::maildir(template),
+            Format::Mbox => pop3_server::MailLocation::mbox(template),
+        };
+        location.create = self.file.mail.create;
+        location
+    }
+
+    pub fn server_config(&self) -> pop3_server::Config {
+        let (s, l) = (&self.file.server, &self.file.limits);
+        pop3_server::Config {
+            hostname: s.hostname.clone(),
+            allow_plaintext_without_tls: s.allow_plaintext_without_tls,
+            idle_timeout_authorization: Duration::from_secs(l.idle_timeout_authorization),
+            idle_timeout_transaction: Duration::from_secs(l.idle_timeout_transaction),
+            auth_failure_delay: Duration::from_millis(l.auth_failure_delay_ms),
+            max_bad_commands: l.max_bad_commands,
+            max_failed_logins: l.max_failed_logins,
+            limits: pop3_server::ConnectionLimits {
+                total: l.max_connections,
+                per_ip: l.max_connections_per_ip,
+            },
+            ..pop3_server::Config::default()
+        }
+    }
+}
+
+pub fn tracing_level(level: &str) -> Result<tracing::Level, String> {
+    level
+        .parse()
+        .map_err(|_| format!("[log] level = {level:?}: use error, warn, info, debug or trace"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_default_is_the_default() {
+        let parsed: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(parsed, FileConfig::default());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pop3d.toml");
+        std::fs::write(&path, "[server]\nhostname = \"x\"\nlisten = [\"nonsense\"]\n").unwrap();
+        let err = Loaded::load(&path).unwrap_err();
+        assert!(err.contains("pop3d.toml") && err.contains("line 3"), "{err}");
+        std::fs::write(&path, "[limits]\nmax_bad_comands = 3\n").unwrap();
+        let err = Loaded::load(&path).unwrap_err();
+        assert!(err.contains("max_bad_comands") && err.contains("line 2"), "{err}");
+        std::fs::write(&path, "[limits]\nidle_timeout_transaction = 5\n").unwrap();
+        let err = Loaded::load(&path).unwrap_err();
+        assert!(err.contains("idle_timeout_transaction"), "{err}");
+    }
+}

@@ -1,0 +1,167 @@
+//! `pop3d serve`: bind, drop privileges, run until SIGTERM/SIGINT, reload on SIGHUP.
+
+use std::sync::Arc;
+
+use pop3_server::{ListenerKind, ReloadingPasswdFile, Server};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{tracing_level, Loaded};
+use crate::{exit, Failure};
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rustls=warn")));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// How to call this binary in printed hints.
+fn invocation(loaded: &Loaded, explicit: bool) -> String {
+    let exe = std::env::args().next().unwrap_or_default();
+    let mut cmd = if exe.contains("target/") {
+        "cargo run --release --bin pop3d --".to_owned()
+    } else {
+        "pop3d".to_owned()
+    };
+    if explicit {
+        cmd.push_str(&format!(" --config {}", loaded.path.display()));
+    }
+    cmd
+}
+
+pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failure> {
+    let level = tracing_level(&loaded.file.log.level).map_err(|e| (exit::CONFIG, e))?;
+    init_tracing(&level.to_string().to_lowercase());
+    let users_path = loaded.users_path();
+    let users =
+        ReloadingPasswdFile::load(&users_path).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    for warning in users.current().warnings() {
+        tracing::warn!(path = %users_path.display(), "{warning}");
+    }
+    let tls = match loaded.tls_paths() {
+        Some((cert, key)) => {
+            Some(pop3_server::tls::load(&cert, &key).map_err(|e| (exit::CONFIG, e.to_string()))?)
+        }
+        None => None,
+    };
+    let server_section = &loaded.file.server;
+    if !server_section.listen_tls.is_empty() && tls.is_none() {
+        return Err((exit::CONFIG, "listen_tls needs [tls] cert and key".into()));
+    }
+    // Bind while still privileged (ports below 1024), then drop privileges, all before the
+    // runtime starts threads.
+    let bind = |addr: &std::net::SocketAddr| {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| (exit::OSERR, format!("cannot listen on {addr}: {e}")))?;
+        listener.set_nonblocking(true).map_err(|e| (exit::OSERR, e.to_string()))?;
+        Ok::<_, Failure>(listener)
+    };
+    let mut listeners = Vec::new();
+    for addr in &server_section.listen {
+        listeners.push((bind(addr)?, ListenerKind::Plain, *addr));
+    }
+    for addr in &server_section.listen_tls {
+        listeners.push((bind(addr)?, ListenerKind::ImplicitTls, *addr));
+    }
+    if let Some(user) = &server_section.run_as {
+        crate::privdrop::drop_to(user).map_err(|e| (exit::OSERR, e))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (exit::OSERR, format!("tokio runtime: {e}")))?;
+    runtime.block_on(async move {
+        let server =
+            Server::new(loaded.server_config(), Arc::new(loaded.mail_location()), Arc::new(users));
+        server.set_tls(tls);
+        let mut plain = Vec::new();
+        let mut secure = Vec::new();
+        for (listener, kind, configured) in listeners {
+            // The bound address, so that port 0 shows the port the kernel chose.
+            let addr = listener.local_addr().unwrap_or(configured);
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| (exit::OSERR, format!("{addr}: {e}")))?;
+            match kind {
+                ListenerKind::Plain => plain.push(addr.to_string()),
+                ListenerKind::ImplicitTls => secure.push(addr.to_string()),
+            }
+            let server = server.clone();
+            tokio::spawn(async move {
+                if let Err(error) = server.serve(listener, kind).await {
+                    tracing::error!(%error, %addr, "listener failed");
+                }
+            });
+        }
+        announce(&loaded, created, explicit, &plain, &secure);
+        let signal_error = |e: std::io::Error| (exit::OSERR, format!("signal handler: {e}"));
+        let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(&server, &loaded),
+            }
+        }
+        tracing::info!(sessions = server.active_sessions(), "shutting down");
+        server.shutdown().await;
+        tracing::info!("stopped");
+        Ok(exit::OK)
+    })
+}
+
+/// SIGHUP: the users file and the TLS certificate, keeping the old ones on error.
+fn reload(server: &Server, loaded: &Loaded) {
+    match ReloadingPasswdFile::load(loaded.users_path()) {
+        Ok(users) => {
+            server.set_authenticator(Arc::new(users));
+            tracing::info!("SIGHUP: users file reloaded");
+        }
+        Err(error) => tracing::error!(%error, "SIGHUP: users file not reloaded"),
+    }
+    if let Some((cert, key)) = loaded.tls_paths() {
+        match pop3_server::tls::load(&cert, &key) {
+            Ok(tls) => {
+                server.set_tls(Some(tls));
+                tracing::info!("SIGHUP: TLS certificate reloaded");
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded"),
+        }
+    }
+}
+
+fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], secure: &[String]) {
+    let base = loaded.base.display();
+    if created {
+        println!(
+            "pop3d: created {base}/ with pop3d.toml (every setting, commented), users (empty), \
+             mail/ and tls/cert.pem + tls/key.pem (self-signed for localhost)"
+        );
+    }
+    if !plain.is_empty() {
+        println!("pop3d: POP3 (with STLS) on {}", plain.join(", "));
+    }
+    if !secure.is_empty() {
+        println!("pop3d: POP3S (implicit TLS) on {}", secure.join(", "));
+    }
+    println!(
+        "pop3d: users from {}, mail in {}; Ctrl-C stops, SIGHUP reloads users and TLS",
+        loaded.users_path().display(),
+        loaded.mail_location().template
+    );
+    let cmd = invocation(loaded, explicit);
+    let plain_port = plain.first().map(String::as_str).unwrap_or("127.0.0.1:1110");
+    println!("Next steps, in another terminal:");
+    println!("  echo secret | {cmd} user add alice --password-stdin");
+    println!("  printf 'Subject: hello\\n\\nHello, Alice.\\n' | {cmd} deliver alice");
+    println!("  curl -s pop3://alice:secret@{plain_port}/1");
+    if let Some(tls) = secure.first() {
+        println!("  curl -sk pop3s://alice:secret@{tls}/1    (-k: the certificate is self-signed)");
+    }
+}

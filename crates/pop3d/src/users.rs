@@ -1,0 +1,145 @@
+//! Editing the users file: one line per user, other lines kept as they are; written to a
+//! temporary file and renamed over the old one, so a reader sees the old or the new file.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+pub const USERS_HEADER: &str = "\
+# pop3d users, in Dovecot's passwd-file format:
+#   user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
+# Manage with `pop3d user add|passwd|del|list`. Schemes: ARGON2ID (new passwords), ARGON2I,
+# BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, SCRAM-SHA-256, PLAIN.
+";
+
+/// A random password: 16 characters from a 56-letter alphabet without look-alikes (~93 bits).
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut out = String::new();
+    while out.len() < 16 {
+        let mut byte = [0u8; 1];
+        getrandom(&mut byte);
+        // Rejection sampling keeps the choice uniform.
+        if usize::from(byte[0]) < 256 - 256 % ALPHABET.len() {
+            out.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
+        }
+    }
+    out
+}
+
+fn getrandom(buf: &mut [u8]) {
+    let mut file = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+    std::io::Read::read_exact(&mut file, buf).expect("/dev/urandom");
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(USERS_HEADER.to_owned()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("pop3d-tmp");
+    let ctx = |e: std::io::Error| format!("{}: {e}", tmp.display());
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(ctx)?;
+    file.write_all(text.as_bytes()).map_err(ctx)?;
+    file.sync_all().map_err(ctx)?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn is_line_of(line: &str, name: &str) -> bool {
+    line.split(':').next() == Some(name) && !line.starts_with('#')
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if pop3_server::valid_username(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid user name {name:?}: 1 to 64 bytes, no '/', '\\', ':', '%', spaces or \
+             control characters, not starting with '.'"
+        ))
+    }
+}
+
+pub fn add(path: &Path, name: &str, password: &str) -> Result<(), String> {
+    check_name(name)?;
+    let mut text = read(path)?;
+    if text.lines().any(|l| is_line_of(l, name)) {
+        return Err(format!("user {name} already exists in {}", path.display()));
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("{name}:{}::::::\n", pop3_server::hash_password(password.as_bytes())));
+    write(path, &text)
+}
+
+pub fn set_password(path: &Path, name: &str, password: &str) -> Result<(), String> {
+    let text = read(path)?;
+    let mut found = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if is_line_of(line, name) {
+            found = true;
+            let mut fields: Vec<&str> = line.split(':').collect();
+            let hash = pop3_server::hash_password(password.as_bytes());
+            if fields.len() < 2 {
+                fields.push("");
+            }
+            fields[1] = &hash;
+            out.push_str(&fields.join(":"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if !found {
+        return Err(format!("no user {name} in {}", path.display()));
+    }
+    write(path, &out)
+}
+
+pub fn delete(path: &Path, name: &str) -> Result<(), String> {
+    let text = read(path)?;
+    let before = text.lines().count();
+    let out: String =
+        text.lines().filter(|l| !is_line_of(l, name)).flat_map(|l| [l, "\n"]).collect();
+    if out.lines().count() == before {
+        return Err(format!("no user {name} in {}", path.display()));
+    }
+    write(path, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_passwd_del() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        add(&path, "alice", "one").unwrap();
+        add(&path, "bob", "two").unwrap();
+        assert!(add(&path, "alice", "x").is_err(), "duplicate");
+        assert!(add(&path, "../evil", "x").is_err());
+        let file = pop3_server::PasswdFile::load(&path).unwrap();
+        assert_eq!(file.users().count(), 2);
+        set_password(&path, "alice", "three").unwrap();
+        assert!(set_password(&path, "carol", "x").is_err());
+        delete(&path, "bob").unwrap();
+        assert!(delete(&path, "bob").is_err());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# pop3d users"), "comments kept");
+        assert!(text.contains("alice:{ARGON2ID}$argon2id$") && !text.contains("bob:"));
+        assert_eq!(generate_password().len(), 16);
+    }
+}

@@ -1,0 +1,101 @@
+//! The `pop3d` binary: zero-config data dir, user management, delivery exit codes,
+//! check-config errors, serving and graceful SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{run, Daemon};
+
+#[test]
+fn fresh_data_dir_users_and_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let out = run(&["user", "add", "carol", "--password-stdin"], &data, b"pw one\n");
+    common::output_ok(&out, "user add");
+    for file in
+        ["pop3d.toml", "users", "tls/cert.pem", "tls/key.pem", "mail/carol/new", "mail/carol/tmp"]
+    {
+        assert!(data.join(file).exists(), "{file}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("tls/key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the key is private");
+    let out = run(&["user", "add", "dave"], &data, b"");
+    common::output_ok(&out, "user add with a generated password");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("generated password: "));
+    assert!(!run(&["user", "add", "carol"], &data, b"").status.success(), "duplicate");
+    assert!(!run(&["user", "add", "../x"], &data, b"").status.success(), "bad name");
+    let list = run(&["user", "list"], &data, b"");
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "carol\tARGON2ID\ndave\tARGON2ID\n");
+    common::output_ok(
+        &run(&["user", "passwd", "carol", "--password-stdin"], &data, b"pw two\n"),
+        "passwd",
+    );
+    common::output_ok(&run(&["user", "del", "dave"], &data, b""), "del");
+    assert_eq!(run(&["user", "del", "dave"], &data, b"").status.code(), Some(67));
+
+    let delivered = run(&["deliver", "carol"], &data, b"Subject: x\n\nbody\n");
+    assert_eq!(delivered.status.code(), Some(0));
+    assert_eq!(run(&["deliver", "nobody"], &data, b"x\n").status.code(), Some(67), "EX_NOUSER");
+    let new: Vec<_> = std::fs::read_dir(data.join("mail/carol/new")).unwrap().collect();
+    assert_eq!(new.len(), 1);
+
+    let check = run(&["check-config"], &data, b"");
+    common::output_ok(&check, "check-config");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("OK (1 users)"));
+    // A bad setting: the error names the file, the line and the key.
+    let config = data.join("pop3d.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("max_bad_commands = 20", "max_bad_commands = \"many\""))
+        .unwrap();
+    let bad = run(&["check-config"], &data, b"");
+    assert_eq!(bad.status.code(), Some(78), "EX_CONFIG");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("pop3d.toml") && err.contains("line ") && err.contains("max_bad_commands"),
+        "{err}"
+    );
+    // A temporary failure for delivery: the MTA must requeue (75), not bounce.
+    assert_eq!(run(&["deliver", "carol"], &data, b"x\n").status.code(), Some(75));
+}
+
+#[test]
+fn global_options_go_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    common::output_ok(&run(&["user", "add", "erin", "--password-stdin"], &data, b"x\n"), "add");
+    let config = data.join("pop3d.toml");
+    let out = std::process::Command::new(common::BIN)
+        .args(["user", "list", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "erin\tARGON2ID\n");
+}
+
+fn line(reader: &mut impl BufRead) -> String {
+    let mut s = String::new();
+    reader.read_line(&mut s).unwrap();
+    s
+}
+
+#[test]
+fn serves_and_stops_gracefully() {
+    let mut daemon = Daemon::start();
+    let stream = TcpStream::connect(&daemon.plain).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    assert!(line(&mut reader).starts_with("+OK"));
+    writer.write_all(b"USER alice\r\nPASS secret\r\nDELE 1\r\n").unwrap();
+    for _ in 0..3 {
+        assert!(line(&mut reader).starts_with("+OK"));
+    }
+    let status = daemon.stop();
+    assert!(status.success(), "{status}");
+    assert!(line(&mut reader).starts_with("-ERR"), "told about the shutdown");
+    assert_eq!(daemon.stored("alice").len(), 3, "no UPDATE without QUIT");
+}

@@ -1,0 +1,199 @@
+//! A `pop3d` process on 127.0.0.1 random ports with a fresh data dir, for the CLI and
+//! interop tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pop3d");
+
+/// The messages every test starts with (stored bytes): a dot-led line, CRLF line ends, a
+/// 200 KiB message.
+pub fn messages() -> Vec<Vec<u8>> {
+    let header = |n: u32| {
+        format!(
+            "From: Sender <sender@example.org>\nTo: alice@localhost\nSubject: message {n}\n\
+             Date: Sat, 21 Nov 2026 10:00:0{n} +0000\nMessage-ID: <{n}.interop@example.org>\n\n"
+        )
+    };
+    let mut one = header(1).into_bytes();
+    one.extend_from_slice(b"first body line\n.leading dot line\n..two dots\nlast\n");
+    let two = header(2).replace('\n', "\r\n") + "second body\r\nwith CRLF line ends\r\n";
+    let mut three = header(3).into_bytes();
+    for i in 0..5000 {
+        three.extend_from_slice(
+            format!("line {i:05}: the quick brown fox jumps over it\n").as_bytes(),
+        );
+    }
+    vec![one, two.into_bytes(), three]
+}
+
+/// The wire form of a stored message: every line ending CRLF (no dot-stuffing).
+pub fn crlf(stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, &b) in stored.iter().enumerate() {
+        if b == b'\n' && (i == 0 || stored[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// `stored` with LF line ends (what Maildir writers such as mpop and getmail store).
+pub fn lf(stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, &b) in stored.iter().enumerate() {
+        if b == b'\r' && stored.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+pub fn run(args: &[&str], data: &Path, stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pop3d runs");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub plain: String,
+    pub tls: String,
+    pub data: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// A data dir with users alice (password `secret`, PLAIN so APOP is offered) and bob, the
+    /// [`messages`] delivered to alice, and a server on random ports.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = run(&["user", "add", "alice", "--password-stdin"], &data, b"secret\n");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(data.join("users"), "alice:{PLAIN}secret\nbob:{PLAIN}builder\n").unwrap();
+        for m in messages() {
+            let out = run(&["deliver", "alice"], &data, &m);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        Self::serve(dir, data)
+    }
+
+    pub fn serve(dir: tempfile::TempDir, data: PathBuf) -> Self {
+        let log = std::fs::File::create(dir.path().join("pop3d.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["serve", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let (mut plain, mut tls) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while plain.is_none() || tls.is_none() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(wait).expect("pop3d announces its listeners");
+            if let Some(addr) = line.strip_prefix("pop3d: POP3 (with STLS) on ") {
+                plain = Some(addr.to_owned());
+            }
+            if let Some(addr) = line.strip_prefix("pop3d: POP3S (implicit TLS) on ") {
+                tls = Some(addr.to_owned());
+            }
+        }
+        Self { child, plain: plain.unwrap(), tls: tls.unwrap(), data, dir }
+    }
+
+    pub fn port(addr: &str) -> &str {
+        addr.rsplit_once(':').unwrap().1
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.data.join("tls/cert.pem")
+    }
+
+    /// alice's stored messages (file contents), sorted by name = delivery order.
+    pub fn stored(&self, user: &str) -> Vec<Vec<u8>> {
+        let mut files = Vec::new();
+        for sub in ["new", "cur"] {
+            for entry in std::fs::read_dir(self.data.join("mail").join(user).join(sub)).unwrap() {
+                files.push(entry.unwrap().path());
+            }
+        }
+        files.sort_by_key(|p| p.file_name().unwrap().to_owned());
+        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pop3d.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait (at most 10 s) for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "pop3d did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True if `program` is installed. Otherwise: a loud SKIPPED line, or a panic under CI=true
+/// (CI installs every peer, see `.ci/run`).
+pub fn peer(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()));
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "interop peer `{program}` (Debian package {package}) is missing and CI=true"
+        );
+        eprintln!("SKIPPED: interop test needs `{program}` (apt-get install {package}); NOT RUN");
+    }
+    found
+}
+
+pub fn output_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
