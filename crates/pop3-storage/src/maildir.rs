@@ -136,14 +136,14 @@ struct Listing {
 impl Listing {
     /// Adds the regular file `name` of `sub` (not a dotfile), unless it is trashed.
     fn push(&mut self, sub: Sub, name: &[u8]) {
-        if sub == Sub::Cur && trashed(name) {
+        let base = base_of(name);
+        if sub == Sub::Cur && trashed_info(&name[base.len()..]) {
             return;
         }
-        let (Ok(len), Ok(base_len)) = (name.len().try_into(), base_of(name).len().try_into())
-        else {
+        let (Ok(len), Ok(base_len)) = (name.len().try_into(), base.len().try_into()) else {
             return; // a name of 4 GiB cannot exist
         };
-        let (secs, usec) = order_key(base_of(name));
+        let (secs, usec) = order_key(base);
         let start = self.names.len();
         self.names.extend_from_slice(name);
         self.entries.push(Entry { sub, start, len, base_len, secs, usec, raw_len: None });
@@ -152,7 +152,8 @@ impl Listing {
 
 /// The part of a Maildir file name before the `:2,` info.
 fn base_of(name: &[u8]) -> &[u8] {
-    match memchr::memchr(b':', name) {
+    // Names are short: a plain loop beats memchr's setup here.
+    match name.iter().position(|&b| b == b':') {
         Some(i) => &name[..i],
         None => name,
     }
@@ -170,9 +171,9 @@ fn leading_number(s: &[u8]) -> Option<u64> {
 /// The numeric value of the first well-formed `,<key>=<digits>` field of a base name.
 fn field(base: &[u8], key: u8) -> Option<u64> {
     let mut rest = base;
-    while let Some(comma) = memchr::memchr(b',', rest) {
+    while let Some(comma) = rest.iter().position(|&b| b == b',') {
         rest = &rest[comma + 1..];
-        let seg = &rest[..memchr::memchr(b',', rest).unwrap_or(rest.len())];
+        let seg = &rest[..rest.iter().position(|&b| b == b',').unwrap_or(rest.len())];
         if let Some(v) = seg.strip_prefix(&[key, b'='][..]) {
             if let Some(n) = leading_number(v).filter(|_| v.iter().all(u8::is_ascii_digit)) {
                 return Some(n);
@@ -190,7 +191,7 @@ fn order_key(base: &[u8]) -> (u64, u64) {
         .split(|&b| b == b'.')
         .nth(1)
         .and_then(|seg| {
-            let m = memchr::memchr(b'M', seg)?;
+            let m = seg.iter().position(|&b| b == b'M')?;
             leading_number(&seg[m + 1..])
         })
         .unwrap_or(0);
@@ -550,11 +551,14 @@ fn scan_std(root: &Path, sub: Sub, out: &mut Listing) -> Result<()> {
 }
 
 /// Whether a `cur/` name carries the `T` (trashed) flag.
+#[cfg(test)]
 fn trashed(name: &[u8]) -> bool {
-    match memchr::memchr(b':', name) {
-        Some(i) => name[i..].starts_with(b":2,") && name[i + 3..].contains(&b'T'),
-        None => false,
-    }
+    trashed_info(&name[base_of(name).len()..])
+}
+
+/// Whether the info part of a name (from the `:` on, or empty) has the `T` (trashed) flag.
+fn trashed_info(info: &[u8]) -> bool {
+    info.strip_prefix(b":2,").is_some_and(|flags| flags.contains(&b'T'))
 }
 
 /// Reads a message once: (RFC 1939 size, stored length).
@@ -773,8 +777,9 @@ impl SizeCache {
     /// the same BASE under another name (flags changed, moved to `cur/`) still gives the
     /// size; the cache is then rewritten so its listing is current.
     fn get(&mut self, sub: Sub, name: &[u8], base: &[u8]) -> Option<(u64, Option<u64>)> {
+        // The usual case first: the same name (one comparison), else the same BASE.
         let matches = |l: &CacheLine<'_>| match l.sub {
-            Some(_) => base_of(l.name) == base,
+            Some(_) => l.name == name || base_of(l.name) == base,
             None => l.name == base,
         };
         let mut found = None;
