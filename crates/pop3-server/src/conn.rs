@@ -180,7 +180,8 @@ impl Driver {
         let session_config = ServerConfig {
             implementation: config.implementation.clone(),
             tls_available: kind == ListenerKind::Plain && tls.is_some(),
-            plaintext_without_tls: config.allow_plaintext_without_tls || peer.ip().is_loopback(),
+            plaintext_without_tls: config.allow_plaintext_without_tls
+                || (config.trust_loopback && peer.ip().is_loopback()),
             apop: offers.apop,
             sasl_mechanisms: mechanisms,
             max_failed_logins: config.max_failed_logins,

@@ -28,6 +28,7 @@
 
 mod auth;
 mod conn;
+mod crammd5;
 mod limits;
 mod mailbox;
 mod passwd;
@@ -57,6 +58,9 @@ pub struct Config {
     /// Accept plaintext passwords (USER/PASS, AUTH PLAIN/LOGIN) on connections that are
     /// neither TLS nor loopback. Off by default (RFC 2595 §2.1; RFC 8314 prefers TLS).
     pub allow_plaintext_without_tls: bool,
+    /// Treat loopback connections like TLS ones for plaintext passwords (default true: nothing
+    /// crosses a network). Turn off when a proxy on the same host forwards remote clients.
+    pub trust_loopback: bool,
     /// Idle time allowed before login (default 60 s).
     pub idle_timeout_authorization: Duration,
     /// Idle time allowed after login (default 10 min, the RFC 1939 §3 minimum).
@@ -81,6 +85,7 @@ impl Default for Config {
         Self {
             hostname: "localhost".to_owned(),
             allow_plaintext_without_tls: false,
+            trust_loopback: true,
             idle_timeout_authorization: Duration::from_secs(60),
             idle_timeout_transaction: Duration::from_secs(600),
             auth_failure_delay: Duration::from_secs(2),

@@ -11,12 +11,10 @@
 //! | `BLF-CRYPT` (`$2a$`, `$2b$`, `$2y$`) | yes | no | no |
 //! | `ARGON2I`, `ARGON2ID` (`$argon2i$`, `$argon2id$`) | yes | no | no |
 //! | `SCRAM-SHA-256` (`iter,salt,StoredKey,ServerKey`) | yes | no | yes |
-//! | `CRAM-MD5` (HMAC-MD5 context) | no | no | no |
+//! | `CRAM-MD5` (HMAC-MD5 context) | yes | CRAM-MD5 only | no |
 //!
-//! A hash without `{SCHEME}` is recognised by its `$id$` prefix (Dovecot's `CRYPT`).
-//! `CRAM-MD5` entries are read but cannot be used: verifying them needs the MD5 state words
-//! from Dovecot's HMAC context, which the `md-5` crate does not expose. Other schemes
-//! (`SSHA`, `MD5-CRYPT`, ...) are reported as warnings and their users cannot log in.
+//! A hash without `{SCHEME}` is recognised by its `$id$` prefix (Dovecot's `CRYPT`). Other
+//! schemes (`SSHA`, `MD5-CRYPT`, ...) are reported as warnings and their users cannot log in.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +28,7 @@ use pop3_proto::sasl::{apop_digest, constant_time_eq, cram_md5_digest, ScramKeys
 use pop3_proto::server::AuthRequest;
 use sha2::{Digest, Sha256};
 
+use crate::crammd5::CramContext;
 use crate::{valid_username, AuthError, Authenticator, Offers, UserInfo};
 
 /// PBKDF2 iterations for SCRAM keys derived from `PLAIN` passwords (RFC 7677 §4 minimum).
@@ -52,7 +51,7 @@ pub enum Scheme {
     Argon2id,
     /// `SCRAM-SHA-256`.
     ScramSha256,
-    /// `CRAM-MD5` (read, not usable: see the module documentation).
+    /// `CRAM-MD5`: Dovecot's HMAC-MD5 context.
     CramMd5,
 }
 
@@ -106,6 +105,7 @@ struct Password {
     scheme: Scheme,
     value: String,
     scram: Option<ScramKeys>,
+    cram: Option<CramContext>,
 }
 
 impl fmt::Debug for Password {
@@ -135,7 +135,11 @@ impl Password {
             Scheme::ScramSha256 => Some(parse_scram(value).ok_or("malformed SCRAM-SHA-256 value")?),
             _ => None,
         };
-        Ok(Self { scheme, value: value.to_owned(), scram })
+        let cram = match scheme {
+            Scheme::CramMd5 => Some(CramContext::parse(value).ok_or("malformed CRAM-MD5 value")?),
+            _ => None,
+        };
+        Ok(Self { scheme, value: value.to_owned(), scram, cram })
     }
 
     fn verify(&self, password: &[u8]) -> bool {
@@ -155,7 +159,19 @@ impl Password {
                 let derived = ScramKeys::from_password(password, &keys.salt, keys.iterations);
                 constant_time_eq(&derived.stored_key, &keys.stored_key)
             }),
-            Scheme::CramMd5 => false,
+            Scheme::CramMd5 => self
+                .cram
+                .as_ref()
+                .is_some_and(|stored| stored.matches(&CramContext::from_password(password))),
+        }
+    }
+
+    /// The CRAM-MD5 digest of `challenge`, if this password can give it.
+    fn cram_md5(&self, challenge: &[u8]) -> Option<String> {
+        match (&self.cram, self.plaintext()) {
+            (Some(context), _) => Some(context.hmac_hex(challenge)),
+            (None, Some(plain)) => Some(cram_md5_digest(plain, challenge)),
+            (None, None) => None,
         }
     }
 
@@ -289,12 +305,6 @@ impl PasswdFile {
                     continue;
                 }
             };
-            if password.scheme == Scheme::CramMd5 {
-                file.warnings.push(format!(
-                    "line {}: user {name}: CRAM-MD5 hashes cannot be verified; set a new password",
-                    n + 1
-                ));
-            }
             file.order.push(name.to_owned());
             file.users.insert(name.to_owned(), Entry { password, home });
         }
@@ -331,14 +341,14 @@ impl PasswdFile {
 }
 
 impl Authenticator for PasswdFile {
-    /// APOP and CRAM-MD5 are offered when every user has a `PLAIN` password, SCRAM-SHA-256
-    /// when every user has a `PLAIN` or `SCRAM-SHA-256` one: a mechanism is never offered to
-    /// a user who could not use it.
+    /// APOP is offered when every user has a `PLAIN` password, CRAM-MD5 when every user has a
+    /// `PLAIN` or `CRAM-MD5` one, SCRAM-SHA-256 when every user has a `PLAIN` or
+    /// `SCRAM-SHA-256` one: a mechanism is never offered to a user who could not use it.
     fn offers(&self) -> Offers {
         let plain = self.all(|p| p.scheme == Scheme::Plain);
         Offers {
             apop: plain,
-            cram_md5: plain,
+            cram_md5: self.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::CramMd5)),
             scram_sha256: self.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::ScramSha256)),
         }
     }
@@ -360,12 +370,15 @@ impl Authenticator for PasswdFile {
             ),
             AuthRequest::CramMd5 { username, challenge, digest } => (
                 username,
-                self.users.get(username).and_then(|e| e.password.plaintext()).is_some_and(|pw| {
-                    constant_time_eq(
-                        cram_md5_digest(pw, challenge.as_bytes()).as_bytes(),
-                        digest.expose().to_ascii_lowercase().as_bytes(),
-                    )
-                }),
+                self.users
+                    .get(username)
+                    .and_then(|e| e.password.cram_md5(challenge.as_bytes()))
+                    .is_some_and(|expected| {
+                        constant_time_eq(
+                            expected.as_bytes(),
+                            digest.expose().to_ascii_lowercase().as_bytes(),
+                        )
+                    }),
             ),
             AuthRequest::Verified { username, .. } => (username, self.users.contains_key(username)),
             AuthRequest::Bearer { username, .. } => (username, false),
@@ -453,6 +466,40 @@ mod tests {
         assert_eq!(file.offers(), Offers::default());
         assert!(format!("{file:?}").contains("<redacted>"));
         assert!(!format!("{file:?}").contains("pw-plain"));
+    }
+
+    #[test]
+    fn dovecot_doveadm_hashes() {
+        // `doveadm pw -s SCHEME -p secret` (Dovecot 2.3), one line per scheme.
+        let text = "\
+cram:{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56
+scram:{SCRAM-SHA-256}4096,bT1LBoQQM+I7fO/Mz5oIGA==,h7Rv3dob+BGD2ml4iMR4cohFEQ+t/p/S8SCbp74LK3A=,EQIfnW9i36Y07qAY5WiGt9UtBeAVaZ3aWZy6uzDOyLI=
+sha512:{SHA512-CRYPT}$6$GK74ECkarISHQXna$dLVsMWjoRowkRyRyMRVuOvfxx4BwV.ShliImRTx2w3qLCHgtNkjYl57RBc5w1PwXGx0MAsy8FwHaD17xLb0by/
+blf:{BLF-CRYPT}$2y$05$KbOxVjAIdi3PDwYrDp3YJOlMgSb0nLULxIfrucA6wqpR/kMDA9Pwe
+argon2id:{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$6o1SMLAignn9EYh5T7u7/w$f5coaJsDOTZtXZEJkkFxi+oev+KfiS+he/sLu2iipbU
+argon2i:{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$DJAvSvIavpLUf7+9f/AlrQ$x8ARMBL0srKRHx9GaNyVgGK3dRd/Yeq9F72YFEkDMl4
+";
+        let file = PasswdFile::parse(text).unwrap();
+        assert!(file.warnings().is_empty(), "{:?}", file.warnings());
+        for (user, _) in file.users() {
+            assert!(login(&file, user, "secret"), "{user}");
+            assert!(!login(&file, user, "secreT"), "{user}");
+        }
+        let challenge = "<1896.697170952@postoffice.reston.mci.net>";
+        let cram = |user: &str, digest: &str| {
+            file.authenticate(&AuthRequest::CramMd5 {
+                username: user.into(),
+                challenge: challenge.into(),
+                digest: Secret::new(digest.into()),
+            })
+        };
+        assert!(cram("cram", &cram_md5_digest(b"secret", challenge.as_bytes())).is_ok());
+        assert!(cram("cram", &cram_md5_digest(b"other", challenge.as_bytes())).is_err());
+        assert!(cram("sha512", &cram_md5_digest(b"secret", challenge.as_bytes())).is_err());
+        let cram_only = PasswdFile::parse(text.lines().next().unwrap()).unwrap();
+        assert_eq!(cram_only.offers(), Offers { apop: false, cram_md5: true, scram_sha256: false });
+        let scram = file.scram_keys("scram").unwrap();
+        assert_eq!(scram, ScramKeys::from_password(b"secret", &scram.salt, 4096));
     }
 
     #[test]

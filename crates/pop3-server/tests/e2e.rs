@@ -460,3 +460,29 @@ async fn graceful_shutdown_closes_sessions_without_update() {
     // Delivery still works on the same location (the server is only the reader).
     fx.location.deliver(&UserInfo::new("alice"), &mut &b"x\n"[..], &Envelope::default()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_passwords_need_tls_unless_trusted() {
+    // As if the client were remote: loopback not trusted, plaintext not allowed.
+    let fx = fixture(Config { trust_loopback: false, ..quick() }).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    c.cmd("CAPA").await;
+    let capa = String::from_utf8(c.body().await).unwrap();
+    assert!(capa.contains("STLS"), "{capa}");
+    assert!(!capa.lines().any(|l| l == "USER"), "USER not offered without TLS: {capa}");
+    let sasl = capa.lines().find(|l| l.starts_with("SASL")).unwrap_or_default();
+    assert!(!sasl.contains("PLAIN") && !sasl.contains("LOGIN"), "{sasl}");
+    let user = c.cmd("USER alice").await;
+    if user.starts_with("+OK") {
+        assert!(c.cmd("PASS secret").await.starts_with("-ERR"), "PASS refused without TLS");
+    }
+    let blob = base64::engine::general_purpose::STANDARD.encode(b"\0alice\0secret");
+    assert!(c.cmd(&format!("AUTH PLAIN {blob}")).await.starts_with("-ERR"));
+    assert!(c.cmd("STLS").await.starts_with("+OK"));
+    let mut c = c.stls(&fx.cert_der).await;
+    c.cmd("CAPA").await;
+    let capa = String::from_utf8(c.body().await).unwrap();
+    assert!(capa.lines().any(|l| l == "USER"), "USER offered under TLS: {capa}");
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+}

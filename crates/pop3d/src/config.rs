@@ -20,6 +20,9 @@ hostname = "localhost"
 # Accept USER/PASS and AUTH PLAIN/LOGIN on connections that are neither TLS nor loopback.
 # Leave off unless clients truly cannot do TLS: their passwords cross the network in clear.
 allow_plaintext_without_tls = false
+# Treat loopback connections like TLS ones for plaintext passwords. Turn off when a proxy on
+# this host forwards remote clients.
+trust_loopback = true
 # When started as root: bind the listeners, then switch to this user (and its group).
 # run_as = "pop3d"
 
@@ -81,6 +84,7 @@ pub struct ServerSection {
     pub listen_tls: Vec<SocketAddr>,
     pub hostname: String,
     pub allow_plaintext_without_tls: bool,
+    pub trust_loopback: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_as: Option<String>,
 }
@@ -92,6 +96,7 @@ impl Default for ServerSection {
             listen_tls: vec!["127.0.0.1:1995".parse().expect("address")],
             hostname: "localhost".into(),
             allow_plaintext_without_tls: false,
+            trust_loopback: true,
             run_as: None,
         }
     }
@@ -278,6 +283,7 @@ impl Loaded {
         pop3_server::Config {
             hostname: s.hostname.clone(),
             allow_plaintext_without_tls: s.allow_plaintext_without_tls,
+            trust_loopback: s.trust_loopback,
             idle_timeout_authorization: Duration::from_secs(l.idle_timeout_authorization),
             idle_timeout_transaction: Duration::from_secs(l.idle_timeout_transaction),
             auth_failure_delay: Duration::from_millis(l.auth_failure_delay_ms),

@@ -99,3 +99,37 @@ fn serves_and_stops_gracefully() {
     assert!(line(&mut reader).starts_with("-ERR"), "told about the shutdown");
     assert_eq!(daemon.stored("alice").len(), 3, "no UPDATE without QUIT");
 }
+
+#[test]
+fn sighup_reloads_the_certificate() {
+    if !common::peer("curl", "curl") {
+        return;
+    }
+    let daemon = Daemon::start();
+    // A second data dir gives a second self-signed certificate.
+    let other = daemon.dir.path().join("other");
+    common::output_ok(&run(&["user", "list"], &other, b""), "second data dir");
+    let new_cert = other.join("tls/cert.pem");
+    let url = format!("pop3s://alice:secret@localhost:{}/", Daemon::port(&daemon.tls));
+    let resolve = format!("localhost:{}:127.0.0.1", Daemon::port(&daemon.tls));
+    let curl = |cert: &std::path::Path| {
+        std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "30", "--resolve", &resolve, "--cacert"])
+            .arg(cert)
+            .arg(&url)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(curl(&daemon.cert()) && !curl(&new_cert));
+    std::fs::copy(other.join("tls/key.pem"), daemon.data.join("tls/key.pem")).unwrap();
+    std::fs::copy(&new_cert, daemon.data.join("tls/cert.pem")).unwrap();
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !curl(&new_cert) {
+        assert!(std::time::Instant::now() < deadline, "new certificate not served after SIGHUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(daemon.log().contains("TLS certificate reloaded"));
+}
