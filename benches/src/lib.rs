@@ -135,3 +135,6 @@ mod tests {
         assert_eq!(wire.len(), input.len() + 30 + 3);
     }
 }
+
+/// The POP3 load generator behind the `pop3-load` binary.
+pub mod load;
