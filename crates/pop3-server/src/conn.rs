@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pop3_proto::sasl::Mechanism;
 use pop3_proto::server::{
-    AuthRequest, BodyError, BodyFlow, CommitError, Event, Greeting, LoginError, MessageInfo,
+    AuthRequest, BodyError, BodyFlow, CommitError, Event, Greeting, LoginError, MessageInfo, Phase,
     ServerConfig, ServerSession, Snapshot,
 };
 use pop3_storage::{ErrorKind, Maildrop};
@@ -217,19 +217,27 @@ impl Driver {
 
     async fn flush(&mut self) -> io::Result<()> {
         let limit = self.write_timeout();
+        let shutdown = self.shared.shutdown.clone();
+        // A shutdown interrupts a stalled write (a slow reader of a long RETR), except once
+        // the session has reached UPDATE: its final reply is sent in full.
+        let interruptible = !matches!(self.session.phase(), Phase::Update | Phase::Closed);
+        let stalled = || io::Error::new(io::ErrorKind::TimedOut, "client stopped reading");
+        let stopping = || io::Error::other("server shutting down while the client was reading");
         let mut wrote = false;
         while self.session.has_output() {
             let out = self.session.take_output();
-            timeout(limit, self.conn.write_all(&out))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+            tokio::select! {
+                written = timeout(limit, self.conn.write_all(&out)) => written.map_err(|_| stalled())??,
+                () = shutdown.cancelled(), if interruptible => return Err(stopping()),
+            }
             self.bytes_out += out.len() as u64;
             wrote = true;
         }
         if wrote {
-            timeout(limit, self.conn.flush())
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+            tokio::select! {
+                flushed = timeout(limit, self.conn.flush()) => flushed.map_err(|_| stalled())??,
+                () = shutdown.cancelled(), if interruptible => return Err(stopping()),
+            }
         }
         Ok(())
     }

@@ -133,3 +133,31 @@ fn sighup_reloads_the_certificate() {
     }
     assert!(daemon.log().contains("TLS certificate reloaded"));
 }
+
+#[test]
+fn drops_privileges_after_binding() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: drops_privileges_after_binding needs root; NOT RUN");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    common::output_ok(&run(&["user", "list"], &data, b""), "fresh data dir");
+    let config = data.join("pop3d.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("# run_as = \"pop3d\"", "run_as = \"nobody\"")).unwrap();
+    let daemon = Daemon::serve(dir, data);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
+    let nobody = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .map(|l| l.split(':').nth(2).unwrap().to_owned())
+        .unwrap();
+    let ids: Vec<&str> = uid.split_whitespace().skip(1).collect();
+    assert_eq!(ids, vec![nobody.as_str(); 4], "real, effective, saved and fs uid: {uid}");
+    let stream = TcpStream::connect(&daemon.plain).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert!(line(&mut BufReader::new(stream)).starts_with("+OK"), "still serving");
+}
