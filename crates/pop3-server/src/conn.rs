@@ -120,8 +120,15 @@ pub(crate) async fn run(
                 let _ = timeout(Duration::from_secs(5), driver.conn.shutdown()).await;
                 let reason = driver.session.close_reason();
                 match result {
-                    Ok(()) => info!(?reason, bytes_in = driver.bytes_in, bytes_out = driver.bytes_out, "session closed"),
-                    Err(error) => info!(%error, ?reason, bytes_in = driver.bytes_in, bytes_out = driver.bytes_out, "session ended"),
+                    Ok(()) => info!(
+                        ?reason,
+                        lines_in = driver.lines_in,
+                        bytes_in = driver.bytes_in,
+                        bytes_out = driver.bytes_out,
+                        "session closed"
+                    ),
+                    Err(error) => info!(%error, ?reason, lines_in = driver.lines_in,
+                        bytes_in = driver.bytes_in, bytes_out = driver.bytes_out, "session ended"),
                 }
             }
             Ok(None) => {}
@@ -140,6 +147,8 @@ struct Driver {
     maildrop: Option<Box<dyn Maildrop>>,
     bytes_in: u64,
     bytes_out: u64,
+    /// Command and SASL lines received (line ends counted).
+    lines_in: u64,
 }
 
 impl Driver {
@@ -200,7 +209,16 @@ impl Driver {
         let start = Instant::now();
         let session = ServerSession::new(session_config, greeting, Duration::ZERO);
         info!(tls = kind == ListenerKind::ImplicitTls, "session started");
-        Ok(Some(Self { shared, session, conn, start, maildrop: None, bytes_in: 0, bytes_out: 0 }))
+        Ok(Some(Self {
+            shared,
+            session,
+            conn,
+            start,
+            maildrop: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            lines_in: 0,
+        }))
     }
 
     fn now(&self) -> Duration {
@@ -277,6 +295,7 @@ impl Driver {
                         return Ok(());
                     }
                     self.bytes_in += n as u64;
+                    self.lines_in += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
                     let now = self.now();
                     self.session.handle_input(&buf[..n], now);
                 }

@@ -114,6 +114,12 @@ p.quit()
 
 # APOP on a fresh connection (the users file has a PLAIN password, so APOP is offered).
 p = poplib.POP3(plain_host, int(plain_port), timeout=30)
+p.set_debuglevel(0)
+try:
+    p.rpop("alice")
+    raise SystemExit("RPOP accepted")
+except poplib.error_proto:
+    pass
 p.apop("alice", "secret")
 assert p.stat()[0] == 2, p.stat()
 p.quit()
@@ -126,7 +132,7 @@ p.user("alice")
 p.pass_("secret")
 assert p.stat()[0] == 2
 p.dele(1)
-p.sock.close()
+p.close()
 print("poplib: all good")
 "#;
 
