@@ -6,8 +6,11 @@
 //! - `ci`: `gates`, then `test`.
 //! - `fuzz [TARGET] [--runs N]`: run one or every fuzz target (default 20,000 runs each).
 //! - `bench [FILTER]`: run the criterion benches and print the figures with their ratios.
+//! - `loadtest [--quick] [--rounds N] [--duration SECS] [--no-write]`: pop3d and Dovecot side by
+//!   side under `pop3-load`; writes the table into `docs/performance.md`.
 
 mod bench_report;
+mod loadtest;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use std::process::{Command, ExitCode};
 type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
-    "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER]>";
+    "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | loadtest [--quick]>";
 
 /// Fuzz runs per target in CI (the project's minimum).
 const CI_FUZZ_RUNS: u64 = 20_000;
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         Some("ci") => gates().and_then(|()| test()),
         Some("fuzz") => fuzz_command(&args[1..]),
         Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("loadtest") => loadtest::loadtest(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
