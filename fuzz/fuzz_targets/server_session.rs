@@ -38,6 +38,7 @@ fn answer(s: &mut ServerSession, event: Event, u: &mut Unstructured<'_>) -> arbi
                 s.login_rejected(*u.choose(&reasons)?)
             }
         }
+        Event::SaslFailed { .. } => s.login_rejected(LoginError::BadCredentials),
         Event::ScramKeysNeeded { .. } => {
             let keys = bool::arbitrary(u)?.then(|| ScramKeys::from_password(b"pw", b"salt", 1));
             s.scram_keys(keys)

@@ -336,6 +336,9 @@ impl Shared {
                     }
                 }
             }
+            Event::SaslFailed { .. } => {
+                let _ = session.login_rejected(LoginError::BadCredentials);
+            }
             Event::ScramKeysNeeded { username } => {
                 let keys = (username == config.user)
                     .then(|| ScramKeys::from_password(config.password.as_bytes(), b"salt", 4096));

@@ -128,6 +128,7 @@ fn answer(
             }
             session.commit_done(Ok(()))
         }
+        Event::SaslFailed { .. } => session.login_rejected(LoginError::BadCredentials),
         Event::ScramKeysNeeded { username } => {
             let keys = ScramKeys::from_password(b"secret", b"example salt", 4096);
             session.scram_keys(store.contains_key(&username).then_some(keys))

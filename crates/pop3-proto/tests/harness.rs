@@ -150,6 +150,9 @@ impl Pair {
                     self.server.login_accepted(Snapshot::new(infos.collect())).unwrap();
                 }
             }
+            Event::SaslFailed { .. } => {
+                self.server.login_rejected(LoginError::BadCredentials).unwrap()
+            }
             Event::ScramKeysNeeded { username } => {
                 let keys = (username == "alice")
                     .then(|| ScramKeys::from_password(SECRET.as_bytes(), b"salt", 4096));

@@ -496,5 +496,26 @@ fn answers_to_questions_not_asked_are_refused() {
     assert!(h.session.body_data(b"x").is_err());
     assert!(h.session.commit_done(Ok(())).is_err());
     assert!(h.session.tls_established().is_err());
+    assert!(h.session.login_rejected(LoginError::BadCredentials).is_err());
+    assert_eq!(h.session.phase(), Phase::Authorization);
+    h.login(TWO);
+    assert!(h.session.login_rejected(LoginError::InUse).is_err());
+    assert!(h.session.scram_keys(None).is_err());
+    assert_eq!(h.session.phase(), Phase::Transaction, "a stray answer changes nothing");
+}
+
+#[test]
+fn a_sasl_failure_inside_the_session_waits_for_the_embedders_rejection() {
+    let mut h = Harness::plain();
+    // PLAIN with a message that has no NUL separators: the mechanism itself rejects it.
+    assert_eq!(h.send("AUTH PLAIN bm90LXBsYWlu\r\n"), "");
+    assert_eq!(
+        h.event(),
+        Some(Event::SaslFailed { mechanism: pop3_proto::sasl::Mechanism::Plain })
+    );
+    assert_eq!(h.session.phase(), Phase::AuthPending);
+    assert!(h.session.login_accepted(snapshot(TWO)).is_err(), "a failed exchange cannot log in");
+    h.session.login_rejected(LoginError::BadCredentials).unwrap();
+    assert_eq!(h.output(), "-ERR [AUTH] authentication failed\r\n");
     assert_eq!(h.session.phase(), Phase::Authorization);
 }

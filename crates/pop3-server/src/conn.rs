@@ -311,6 +311,11 @@ impl Driver {
         let refused = |_| io::Error::other("the session refused an answer");
         match event {
             Event::Authenticate(request) => self.authenticate(request).await,
+            // A wrong SCRAM proof or a malformed SASL response: the same delay as a bad password.
+            Event::SaslFailed { mechanism } => {
+                info!(%mechanism, "SASL authentication failed");
+                self.reject(LoginError::BadCredentials).await
+            }
             Event::ScramKeysNeeded { username } => {
                 let keys = if valid_username(&username) {
                     let auth = self.shared.authenticator();

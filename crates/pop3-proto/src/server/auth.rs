@@ -155,7 +155,7 @@ impl ServerSession {
             }
             ServerStep::NeedScramKeys { username, .. } => {
                 self.events.push_back(Event::ScramKeysNeeded { username });
-                self.state = State::AuthPending { sasl: Some(server) };
+                self.state = State::AuthPending { sasl: Some(server), failed: false };
             }
             ServerStep::Success { username, authzid } => {
                 self.ask(AuthRequest::Verified { username, authzid }, None);
@@ -163,14 +163,18 @@ impl ServerSession {
             ServerStep::Failure(SaslError::Cancelled) => {
                 self.reply(StatusLine::err("authentication cancelled"));
             }
-            ServerStep::Failure(_) => self.login_failed(),
+            ServerStep::Failure(_) => {
+                // The embedder answers with login_rejected after its failed-login delay.
+                self.events.push_back(Event::SaslFailed { mechanism: server.mechanism() });
+                self.state = State::AuthPending { sasl: None, failed: true };
+            }
         }
     }
 
     /// Raises [`Event::Authenticate`] and waits for the answer.
     fn ask(&mut self, request: AuthRequest, sasl: Option<SaslServer>) {
         self.events.push_back(Event::Authenticate(request));
-        self.state = State::AuthPending { sasl };
+        self.state = State::AuthPending { sasl, failed: false };
     }
 
     /// Counts a failed login, answers `-ERR [AUTH]`, and closes after too many (RFC 3206 §5).
@@ -187,9 +191,9 @@ impl ServerSession {
     }
 
     /// Answers [`Event::Authenticate`]: the credentials are good and the maildrop is locked and
-    /// open. The session enters TRANSACTION (RFC 1939 §5) with this snapshot.
+    /// open. Refused after [`Event::SaslFailed`]. The session enters TRANSACTION (RFC 1939 §5) with this snapshot.
     pub fn login_accepted(&mut self, snapshot: Snapshot) -> Result<(), WrongState> {
-        let State::AuthPending { .. } = self.state else { return Err(WrongState) };
+        let State::AuthPending { failed: false, .. } = self.state else { return Err(WrongState) };
         let (count, size) = snapshot.stat();
         self.state = State::Transaction(Transaction { snapshot, last_accessed: 0, body: None });
         self.reply(StatusLine::ok(format!("maildrop has {count} messages ({size} octets)")));
@@ -197,11 +201,13 @@ impl ServerSession {
         Ok(())
     }
 
-    /// Answers [`Event::Authenticate`]: the login is refused, with the reason that picks the
-    /// response code. Delaying this answer after bad credentials (a few seconds) slows password
-    /// guessing without blocking anyone else; that delay is the embedder's.
+    /// Answers [`Event::Authenticate`] or [`Event::SaslFailed`]: the login is refused, with the
+    /// reason that picks the response code. Delaying this answer after bad credentials (a few
+    /// seconds) slows password guessing without blocking anyone else; that delay is the
+    /// embedder's.
     pub fn login_rejected(&mut self, error: LoginError) -> Result<(), WrongState> {
-        let State::AuthPending { sasl } =
+        let State::AuthPending { .. } = self.state else { return Err(WrongState) };
+        let State::AuthPending { sasl, .. } =
             core::mem::replace(&mut self.state, State::Authorization { user: None })
         else {
             return Err(WrongState);
@@ -232,8 +238,8 @@ impl ServerSession {
 
     /// Answers [`Event::ScramKeysNeeded`]; `None` for an unknown user.
     pub fn scram_keys(&mut self, keys: Option<ScramKeys>) -> Result<(), WrongState> {
-        let State::AuthPending { sasl: Some(_) } = self.state else { return Err(WrongState) };
-        let State::AuthPending { sasl: Some(mut server) } =
+        let State::AuthPending { sasl: Some(_), .. } = self.state else { return Err(WrongState) };
+        let State::AuthPending { sasl: Some(mut server), .. } =
             core::mem::replace(&mut self.state, State::Authorization { user: None })
         else {
             return Err(WrongState);

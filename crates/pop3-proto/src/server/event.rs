@@ -14,6 +14,15 @@ pub enum Event {
     /// Answer with [`login_accepted`](super::ServerSession::login_accepted) or
     /// [`login_rejected`](super::ServerSession::login_rejected).
     Authenticate(AuthRequest),
+    /// A SASL exchange failed inside the session: a wrong SCRAM proof, or a response the
+    /// mechanism could not parse. It counts as wrong credentials, so answer it as one: apply the
+    /// failed-login delay, then call [`login_rejected`](super::ServerSession::login_rejected)
+    /// (`login_accepted` is refused). Without this event, SCRAM guesses would escape the delay
+    /// that slows USER/PASS guessing.
+    SaslFailed {
+        /// The mechanism of the exchange.
+        mechanism: Mechanism,
+    },
     /// SCRAM-SHA-256: look up the user's stored keys. Answer with
     /// [`scram_keys`](super::ServerSession::scram_keys) (`None` for an unknown user: the
     /// exchange goes on and fails at the proof, so user names cannot be probed).

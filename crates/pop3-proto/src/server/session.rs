@@ -38,9 +38,11 @@ pub struct ServerSession {
 pub(super) enum State {
     /// AUTHORIZATION (RFC 1939 §4), with the name of a pending USER.
     Authorization { user: Option<String> },
-    /// Waiting for the embedder to answer [`Event::Authenticate`] or
-    /// [`Event::ScramKeysNeeded`]; a SASL exchange that may go on is kept.
-    AuthPending { sasl: Option<SaslServer> },
+    /// Waiting for the embedder to answer [`Event::Authenticate`],
+    /// [`Event::ScramKeysNeeded`] or [`Event::SaslFailed`]; a SASL exchange that may go on is
+    /// kept. `failed`: the session has already judged the credentials wrong, so only a
+    /// rejection is a valid answer.
+    AuthPending { sasl: Option<SaslServer>, failed: bool },
     /// A SASL exchange (RFC 5034 §4), waiting for the client's next line.
     Sasl { server: SaslServer },
     /// STLS accepted, waiting for the embedder's TLS handshake (RFC 2595 §4).
@@ -68,7 +70,8 @@ pub(super) struct Transaction {
 pub enum Phase {
     /// AUTHORIZATION: before login.
     Authorization,
-    /// Waiting for an answer to [`Event::Authenticate`] or [`Event::ScramKeysNeeded`].
+    /// Waiting for an answer to [`Event::Authenticate`], [`Event::ScramKeysNeeded`] or
+    /// [`Event::SaslFailed`].
     AuthPending,
     /// A SASL exchange is in progress.
     Sasl,
