@@ -121,6 +121,11 @@ fn transaction_commands_answer_from_the_snapshot_and_hide_deleted_messages() {
     assert_eq!(h.send("NOOP\r\n"), "+OK\r\n");
     assert_eq!(h.send("RSET\r\n"), "+OK maildrop has 2 messages (320 octets)\r\n");
     assert_eq!(h.send("STAT\r\n"), "+OK 2 320\r\n");
+    assert_eq!(
+        h.session.commands(),
+        2 + 16,
+        "USER, PASS and every command above, rejected ones too"
+    );
 }
 
 #[test]

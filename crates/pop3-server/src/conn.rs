@@ -122,12 +122,12 @@ pub(crate) async fn run(
                 match result {
                     Ok(()) => info!(
                         ?reason,
-                        lines_in = driver.lines_in,
+                        commands = driver.session.commands(),
                         bytes_in = driver.bytes_in,
                         bytes_out = driver.bytes_out,
                         "session closed"
                     ),
-                    Err(error) => info!(%error, ?reason, lines_in = driver.lines_in,
+                    Err(error) => info!(%error, ?reason, commands = driver.session.commands(),
                         bytes_in = driver.bytes_in, bytes_out = driver.bytes_out, "session ended"),
                 }
             }
@@ -147,8 +147,6 @@ struct Driver {
     maildrop: Option<Box<dyn Maildrop>>,
     bytes_in: u64,
     bytes_out: u64,
-    /// Command and SASL lines received (line ends counted).
-    lines_in: u64,
 }
 
 impl Driver {
@@ -209,16 +207,7 @@ impl Driver {
         let start = Instant::now();
         let session = ServerSession::new(session_config, greeting, Duration::ZERO);
         info!(tls = kind == ListenerKind::ImplicitTls, "session started");
-        Ok(Some(Self {
-            shared,
-            session,
-            conn,
-            start,
-            maildrop: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            lines_in: 0,
-        }))
+        Ok(Some(Self { shared, session, conn, start, maildrop: None, bytes_in: 0, bytes_out: 0 }))
     }
 
     fn now(&self) -> Duration {
@@ -295,7 +284,6 @@ impl Driver {
                         return Ok(());
                     }
                     self.bytes_in += n as u64;
-                    self.lines_in += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
                     let now = self.now();
                     self.session.handle_input(&buf[..n], now);
                 }

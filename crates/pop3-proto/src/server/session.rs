@@ -29,6 +29,8 @@ pub struct ServerSession {
     pub(super) language: usize,
     pub(super) failed_logins: u32,
     pub(super) bad_commands: u32,
+    /// Command lines executed or rejected so far, for the embedder's session log.
+    pub(super) commands: u64,
     pub(super) last_activity: Duration,
     pub(super) close_reason: Option<CloseReason>,
 }
@@ -120,6 +122,7 @@ impl ServerSession {
             language: 0,
             failed_logins: 0,
             bad_commands: 0,
+            commands: 0,
             last_activity: now,
             close_reason: None,
         };
@@ -232,6 +235,12 @@ impl ServerSession {
         }
     }
 
+    /// How many command lines the session has executed or rejected so far (SASL continuation
+    /// lines are not counted): for the embedder's session log.
+    pub fn commands(&self) -> u64 {
+        self.commands
+    }
+
     /// True once TLS is active (implicit, or after STLS).
     pub fn is_tls(&self) -> bool {
         self.tls_active
@@ -260,11 +269,13 @@ impl ServerSession {
         self.input.advance(consumed);
         match outcome {
             Ok(Some(command)) => {
+                self.commands += 1;
                 self.execute(command);
                 true
             }
             Ok(None) => false,
             Err(e) => {
+                self.commands += 1;
                 self.bad_command(&alloc::format!("{e}"));
                 true
             }
