@@ -225,9 +225,9 @@ max_connections_per_ip = 19000
     );
     fs::write(&config, text).map_err(|e| e.to_string())?;
     let log = fs::File::create(d.join("pop3d.log")).map_err(|e| e.to_string())?;
-    // The same descriptor limit for both servers (the hard limit of this machine's shell).
+    // The same descriptor limit for both servers: 65536 (root may raise it), else the hard limit.
     let cmd = format!(
-        "ulimit -n $(ulimit -Hn); exec {} --config {} serve",
+        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec {} --config {} serve",
         quote(&env.pop3d),
         quote(&config)
     );
@@ -299,7 +299,11 @@ service auth {{
     );
     fs::write(&config, text).map_err(|e| e.to_string())?;
     let out = fs::File::create(base.join("dovecot.out")).map_err(|e| e.to_string())?;
-    let cmd = format!("ulimit -n $(ulimit -Hn); exec {} -F -c {}", quote(dovecot), quote(&config));
+    let cmd = format!(
+        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec {} -F -c {}",
+        quote(dovecot),
+        quote(&config)
+    );
     let child = Command::new("sh")
         .args(["-c", &cmd])
         .stdout(Stdio::null())
@@ -450,19 +454,21 @@ pub fn loadtest(args: &[String]) -> Result {
         load: release.join("pop3-load"),
         dovecot,
     };
-    let result = measure(&s, &env);
+    let result = measure(&s, &env).and_then(|doc| {
+        println!("{doc}");
+        if s.write {
+            write_doc(&doc)?;
+            eprintln!("xtask: wrote docs/performance.md");
+        }
+        Ok(())
+    });
     if s.keep {
         eprintln!("xtask: kept {}", dir.display());
     } else {
+        eprintln!("xtask: removing {}", dir.display());
         let _ = fs::remove_dir_all(&dir);
     }
-    let doc = result?;
-    println!("{doc}");
-    if s.write {
-        write_doc(&doc)?;
-        eprintln!("xtask: wrote docs/performance.md");
-    }
-    Ok(())
+    result
 }
 
 fn measure(s: &Settings, env: &Env) -> Result<String> {
@@ -604,6 +610,7 @@ fn render(
         sh("awk '/MemTotal/ {printf \"%.0f GiB\", $2/1048576}' /proc/meminfo").unwrap_or_default();
     let debian = sh("cat /etc/debian_version").unwrap_or_default();
     let rustc = sh("rustc --version | cut -d' ' -f2").unwrap_or_default();
+    let commit = sh("git rev-parse --short HEAD").unwrap_or_default();
     let dovecot = env
         .dovecot
         .as_ref()
@@ -611,20 +618,24 @@ fn render(
         .unwrap_or_else(|| "not installed".into());
     let _ = writeln!(
         out,
-        "### Figures ({date}; {cores} cores {cpu}, {mem}, Debian {debian}, Rust {rustc}, Dovecot {dovecot})\n"
+        "### Figures ({date}, commit {commit}; {cores} cores {cpu}, {mem}, Debian {debian}, Rust {rustc}, \
+         Dovecot {dovecot})\n"
     );
     let _ = writeln!(
         out,
         "Medians of {} round(s), {} s measured per run after 1 s warm-up, pop3d and Dovecot \
          alternating. Rates: logins/s, MB/s of unstuffed message payload, commands/s; CPU: the \
          server's process tree (from /proc) per login, per MB or per 1000 commands; memory: PSS \
-         per held logged-in connection. Ratio: pop3d over Dovecot (rates: higher is better; CPU \
+         per held logged-in connection; load gen. CPU: `pop3-load`'s own CPU seconds in the \
+         window (the machine has cores x duration). Ratio: pop3d over Dovecot (rates: higher is better; CPU \
          and memory: lower is better).\n",
         s.rounds, s.duration
     );
     let tcp_mb = median(tcp.to_vec());
-    out.push_str("| mode | server | rate | p50 ms | p99 ms | CPU | PSS/conn | errors |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str(
+        "| mode | server | rate | p50 ms | p99 ms | server CPU | PSS/conn | load gen. CPU | errors |\n",
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut ratios = String::new();
     for ((_, label), by_server) in results {
         let mut rates = BTreeMap::new();
@@ -643,12 +654,13 @@ fn render(
             let (p50, p99) = (col("p50_us"), col("p99_us"));
             let _ = writeln!(
                 out,
-                "| {label} | {server} | {} | {} | {} | {} | {} | {errors} |",
+                "| {label} | {server} | {} | {} | {} | {} | {} | {} | {errors} |",
                 rate.map_or("-".into(), |r| format!("{r:.1} {unit}")),
                 if is_idle { format!("{} (NOOP)", ms(p50)) } else { ms(p50) },
                 ms(p99),
                 cpu.map_or("-".into(), |c| format!("{c:.3} {cpu_unit}")),
                 kib.map_or("-".into(), |k| format!("{:.1} KiB", k)),
+                col("client_cpu_s").map_or("-".into(), |c| format!("{c:.2} s")),
             );
             if !is_idle {
                 rates.insert(server, rate);
@@ -684,7 +696,7 @@ fn render(
         }
     }
     if let Some(t) = tcp_mb {
-        let _ = writeln!(out, "| loopback TCP limit, 4 streams | - | {t:.1} MB/s | | | | | |");
+        let _ = writeln!(out, "| loopback TCP limit, 4 streams | - | {t:.1} MB/s | | | | | | |");
     }
     let _ = writeln!(out, "\n| mode | pop3d / Dovecot |\n|---|---|");
     out.push_str(&ratios);
@@ -693,7 +705,7 @@ fn render(
             out,
             "\n{} logged-in connections to pop3d held for {} s: {} answered NOOP at the end \
              (p99 {} ms), server PSS {:.1} MiB ({:.1} KiB per connection), set up in {:.1} s, \
-             {} errors.",
+             {} errors{}.",
             b["established"],
             b["measured_s"],
             b["answered"],
@@ -701,7 +713,8 @@ fn render(
             num(b, "pss_held_kib").unwrap_or(0.0) / 1024.0,
             num(b, "kib_per_connection").unwrap_or(0.0),
             num(b, "setup_s").unwrap_or(0.0),
-            b["errors"]
+            b["errors"],
+            b["first_error"].as_str().map(|e| format!(" (first: {e})")).unwrap_or_default()
         );
     }
     let _ = writeln!(
