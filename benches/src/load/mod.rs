@@ -715,15 +715,22 @@ impl Report {
         use std::fmt::Write as _;
         let o = &self.options;
         let mut s = String::new();
+        let timing = if o.mode == Mode::Idle {
+            format!("held {:.1} s", self.measured_s)
+        } else {
+            format!(
+                "{:.1} s measured after {:.1} s warm-up",
+                self.measured_s,
+                o.warmup.as_secs_f64()
+            )
+        };
         let _ = writeln!(
             s,
-            "pop3-load {:?} against {} ({:?}), {} connections, {:.1} s measured after {:.1} s warm-up",
+            "pop3-load {:?} against {} ({:?}), {} connections, {timing}",
             o.mode,
             if o.mode == Mode::Tcp { "in-process loopback sender" } else { &o.target },
             o.tls,
             o.concurrency,
-            self.measured_s,
-            o.warmup.as_secs_f64()
         );
         let (rate, unit) = self.rate();
         let _ = writeln!(s, "  {:<22}{rate:>14.1} {unit}", "rate");
