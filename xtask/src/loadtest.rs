@@ -10,7 +10,8 @@
 //! machine and the exact commands go into `docs/performance.md` between the loadtest markers.
 //!
 //! Options: `--rounds N` (default 2), `--duration SECS` (default 5), `--quick` (1 round of 2 s,
-//! small idle runs, no 10,000-connection run), `--no-write`, `--keep` (keep the temp dir),
+//! small idle runs, no 10,000-connection run), `--no-big-idle`, `--no-write`, `--keep` (keep the
+//! temp dir),
 //! `--skip-build`.
 
 use std::collections::BTreeMap;
