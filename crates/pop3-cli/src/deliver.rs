@@ -109,10 +109,16 @@ impl Deliverer {
             Target::Maildir(dir) => {
                 let base = self.base_name(uid, seen);
                 let new = dir.join("new").join(&base);
+                let tmp = dir.join("tmp").join(&base);
                 if self.in_cur.contains(&base) || new.exists() {
+                    // A run killed between linking into new/ and unlinking tmp/ left its tmp
+                    // file behind; the message is delivered, so the leftover goes.
+                    match std::fs::remove_file(&tmp) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
                     return Ok(Delivery::Present);
                 }
-                let tmp = dir.join("tmp").join(&base);
                 let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
                 Ok(Delivery::Maildir { file, tmp, new, new_dir: dir.join("new") })
             }
