@@ -74,8 +74,10 @@ fn cargo_with(args: &[&str]) -> Command {
 
 /// The whole test suite.
 fn test() -> Result {
-    run(cargo_with(&["test", "--workspace", "--lib", "--bins", "--tests", "--examples"]))?;
-    run(cargo_with(&["test", "--workspace", "--doc"]))
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
+    let all = ["test", "--workspace", "--no-fail-fast", "--lib", "--bins", "--tests", "--examples"];
+    run(cargo_with(&all))?;
+    run(cargo_with(&["test", "--workspace", "--no-fail-fast", "--doc"]))
 }
 
 /// The quality gates, in order of cost.
