@@ -165,5 +165,6 @@ fn bench(filter: Option<&str>) -> Result {
     run(c)?;
     let report = bench_report::render(&root().join("target").join("criterion"))?;
     println!("{report}");
-    Ok(())
+    // The pipeline target as a robust figure (alternating runs, fastest of each side).
+    run(cargo_with(&["bench", "-p", "pop3-benches", "--bench", "pipeline_ratio"]))
 }
