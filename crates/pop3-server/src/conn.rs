@@ -318,6 +318,13 @@ impl Driver {
             }
             Event::RetrieveBody { index, .. } => self.retrieve(index).await,
             Event::StartTls => self.start_tls().await,
+            Event::Commit { deleted } if deleted.is_empty() => {
+                // Nothing to remove: release the maildrop (closing its lock) and answer +OK,
+                // with no storage call that could fail (e.g. out of descriptors).
+                drop(self.maildrop.take());
+                info!(deleted = 0, "committed");
+                self.session.commit_done(Ok(())).map_err(refused)
+            }
             Event::Commit { deleted } => {
                 let maildrop = self.maildrop.take();
                 let count = deleted.len();

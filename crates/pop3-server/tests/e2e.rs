@@ -586,3 +586,89 @@ async fn shutdown_does_not_wait_for_a_slow_reader() {
     assert!(started.elapsed() < STEP);
     assert_eq!(maildir_count(&fx.root, "bob"), 1);
 }
+
+/// A maildrop whose commit always fails (as when descriptors have run out), recording
+/// whether commit was called and whether the maildrop was released (dropped).
+#[derive(Debug)]
+struct FailingCommit {
+    infos: Vec<pop3_storage::MessageInfo>,
+    committed: Arc<std::sync::atomic::AtomicUsize>,
+    released: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl pop3_storage::Maildrop for FailingCommit {
+    fn messages(&self) -> &[pop3_storage::MessageInfo] {
+        &self.infos
+    }
+
+    fn read_message(&self, _index: usize) -> pop3_storage::Result<pop3_storage::MessageReader<'_>> {
+        Ok(pop3_storage::MessageReader::new(Box::new(&b"Subject: x\r\n\r\nbody\r\n"[..])))
+    }
+
+    fn commit(&mut self, _deleted: &[usize]) -> pop3_storage::Result<()> {
+        self.committed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(pop3_storage::Error::Io {
+            op: "open",
+            path: "new".into(),
+            source: std::io::Error::from_raw_os_error(24), // EMFILE
+        })
+    }
+}
+
+impl Drop for FailingCommit {
+    fn drop(&mut self) {
+        self.released.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Default)]
+struct FailingMailboxes {
+    committed: Arc<std::sync::atomic::AtomicUsize>,
+    released: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl pop3_server::Mailboxes for FailingMailboxes {
+    fn open(&self, _user: &UserInfo) -> pop3_storage::Result<Box<dyn pop3_storage::Maildrop>> {
+        Ok(Box::new(FailingCommit {
+            infos: vec![pop3_storage::MessageInfo { size: 21, uidl: "u1".into() }],
+            committed: Arc::clone(&self.committed),
+            released: Arc::clone(&self.released),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_without_deletions_needs_no_storage() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mailboxes = Arc::new(FailingMailboxes::default());
+    let users = PasswdFile::parse("alice:{PLAIN}secret\n").unwrap();
+    let server = Server::new(quick(), mailboxes.clone(), Arc::new(users));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(listener, ListenerKind::Plain).await });
+
+    // Nothing deleted (even after a DELE undone by RSET): +OK, no commit, maildrop released.
+    let mut c = Client::connect(addr).await;
+    c.line().await;
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(c.cmd("RETR 1").await.starts_with("+OK"));
+    c.body().await;
+    assert!(c.cmd("DELE 1").await.starts_with("+OK"));
+    assert!(c.cmd("RSET").await.starts_with("+OK"));
+    let quit = c.cmd("QUIT").await;
+    assert!(quit.starts_with("+OK"), "{quit}");
+    assert!(c.closed().await);
+    assert_eq!(mailboxes.committed.load(SeqCst), 0, "no storage call for an empty commit");
+    assert_eq!(mailboxes.released.load(SeqCst), 1, "the maildrop was released");
+
+    // Something deleted: the failing commit is reported.
+    let mut c = Client::connect(addr).await;
+    c.line().await;
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(c.cmd("DELE 1").await.starts_with("+OK"));
+    let quit = c.cmd("QUIT").await;
+    assert!(quit.starts_with("-ERR [SYS/TEMP]"), "{quit}");
+    assert_eq!(mailboxes.committed.load(SeqCst), 1);
+    server.shutdown().await;
+}
