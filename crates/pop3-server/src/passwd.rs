@@ -217,6 +217,9 @@ pub struct PasswdFile {
     order: Vec<String>,
     warnings: Vec<String>,
     secret: [u8; 32],
+    /// What the users' schemes can serve, computed once per load (see
+    /// [`Authenticator::offers`]).
+    offers: Offers,
 }
 
 /// A users file that cannot be used.
@@ -279,6 +282,7 @@ impl PasswdFile {
             order: Vec::new(),
             warnings: Vec::new(),
             secret,
+            offers: Offers::default(),
         };
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
@@ -308,6 +312,11 @@ impl PasswdFile {
             file.order.push(name.to_owned());
             file.users.insert(name.to_owned(), Entry { password, home });
         }
+        file.offers = Offers {
+            apop: file.all(|p| p.scheme == Scheme::Plain),
+            cram_md5: file.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::CramMd5)),
+            scram_sha256: file.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::ScramSha256)),
+        };
         Ok(file)
     }
 
@@ -344,13 +353,9 @@ impl Authenticator for PasswdFile {
     /// APOP is offered when every user has a `PLAIN` password, CRAM-MD5 when every user has a
     /// `PLAIN` or `CRAM-MD5` one, SCRAM-SHA-256 when every user has a `PLAIN` or
     /// `SCRAM-SHA-256` one: a mechanism is never offered to a user who could not use it.
+    /// Computed once when the file is parsed (a connection only reads it).
     fn offers(&self) -> Offers {
-        let plain = self.all(|p| p.scheme == Scheme::Plain);
-        Offers {
-            apop: plain,
-            cram_md5: self.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::CramMd5)),
-            scram_sha256: self.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::ScramSha256)),
-        }
+        self.offers
     }
 
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
@@ -526,6 +531,32 @@ argon2i:{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$DJAvSvIavpLUf7+9f/AlrQ$x8ARMBL0sr
         assert!(file.authenticate(&password("bb", "y")).is_ok(), "new user after a change");
         std::fs::write(&path, "broken line without password\n").unwrap();
         assert!(file.authenticate(&password("bb", "y")).is_ok(), "last good version kept");
+    }
+
+    #[test]
+    fn offers_follow_the_schemes_after_a_reload() {
+        let all = Offers { apop: true, cram_md5: true, scram_sha256: true };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "a:{PLAIN}x\n").unwrap();
+        let file = ReloadingPasswdFile::load(&path).unwrap();
+        assert_eq!(file.offers(), all);
+        // A user whose hash cannot serve APOP, CRAM-MD5 or SCRAM: none is offered any more.
+        let sha =
+            sha_crypt::sha512_simple("y", &sha_crypt::Sha512Params::new(5000).unwrap()).unwrap();
+        std::fs::write(&path, format!("a:{{PLAIN}}x\nbbb:{{SHA512-CRYPT}}{sha}\n")).unwrap();
+        assert!(file.authenticate(&password("bbb", "y")).is_ok(), "reloaded");
+        assert_eq!(file.offers(), Offers::default());
+        // A CRAM-MD5 context: CRAM-MD5 only.
+        let cram = "{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56";
+        std::fs::write(&path, format!("c:{cram}\n")).unwrap();
+        assert!(file.authenticate(&password("c", "secret")).is_ok(), "reloaded");
+        assert_eq!(file.offers(), Offers { apop: false, cram_md5: true, scram_sha256: false });
+        // Back to plaintext only; an empty file offers nothing.
+        std::fs::write(&path, "a:{PLAIN}x\n").unwrap();
+        assert!(file.authenticate(&password("a", "x")).is_ok());
+        assert_eq!(file.offers(), all);
+        assert_eq!(PasswdFile::parse("# nobody\n").unwrap().offers(), Offers::default());
     }
 
     fn password(user: &str, pw: &str) -> AuthRequest {
