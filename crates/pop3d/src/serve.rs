@@ -34,9 +34,41 @@ fn invocation(loaded: &Loaded, explicit: bool) -> String {
     cmd
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and logs the result: every logged-in
+/// session holds two descriptors (its socket and its maildrop's lock), so the usual soft
+/// limit of 1024 would cap pop3d at about 500 sessions.
+fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let shown = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+    let old = getrlimit(Resource::Nofile);
+    // An unlimited hard limit cannot be the soft one for descriptors (the kernel caps it at
+    // fs.nr_open): ask for 1 Mi then.
+    let wanted = old.maximum.unwrap_or(1 << 20);
+    let (soft, hard) = (shown(old.current), shown(old.maximum));
+    if old.current.is_none_or(|c| c >= wanted) {
+        tracing::info!(soft, hard, "descriptor limit (RLIMIT_NOFILE); two per logged-in session");
+        return;
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: old.maximum }) {
+        Ok(()) => tracing::info!(
+            soft = wanted,
+            was = soft,
+            hard,
+            "descriptor limit (RLIMIT_NOFILE) raised; two per logged-in session"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            soft,
+            hard,
+            "cannot raise the descriptor limit (RLIMIT_NOFILE); two per logged-in session"
+        ),
+    }
+}
+
 pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failure> {
     let level = tracing_level(&loaded.file.log.level).map_err(|e| (exit::CONFIG, e))?;
     init_tracing(&level.to_string().to_lowercase());
+    raise_nofile_limit();
     let users_path = loaded.users_path();
     let users =
         ReloadingPasswdFile::load(&users_path).map_err(|e| (exit::CONFIG, e.to_string()))?;
