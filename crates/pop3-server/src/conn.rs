@@ -26,6 +26,9 @@ use crate::{valid_username, AuthError, ListenerKind, Shared};
 const READ_CHUNK: usize = 4096;
 /// Bytes of a stored message read at once on the blocking pool.
 const BODY_CHUNK: usize = 16 * 1024;
+/// Messages up to this size (their snapshot size) are read whole in one blocking call and fed
+/// to the session at once: no chunk channel, one hop to the blocking pool per `RETR`.
+const SMALL_MESSAGE: u64 = 64 * 1024;
 
 /// The socket, before or after TLS.
 enum Conn {
@@ -422,19 +425,58 @@ impl Driver {
             .map_err(|_| io::Error::other("login_accepted refused"))
     }
 
-    /// Streams one message: a blocking task reads it in chunks into a channel of two, the
-    /// session gets a chunk only when it wants one, so at most a few chunks are in memory.
+    /// Sends one message. A small one (snapshot size up to [`SMALL_MESSAGE`]) is read whole in
+    /// one blocking call; a larger one, or one whose file turns out longer than its size, is
+    /// streamed by [`stream`](Self::stream).
     async fn retrieve(&mut self, index: usize) -> io::Result<()> {
         let refused = |_| io::Error::other("the session refused body data");
         let Some(maildrop) = self.maildrop.take() else {
             return self.session.body_error(BodyError::Io).map_err(refused);
         };
+        let size = maildrop.messages().get(index).map_or(u64::MAX, |m| m.size);
+        if size > SMALL_MESSAGE {
+            return self.stream(maildrop, index).await;
+        }
+        let (maildrop, read) = tokio::task::spawn_blocking(move || {
+            let read = read_small(maildrop.as_ref(), index, size);
+            (maildrop, read)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("reader task: {e}")))?;
+        match read {
+            Ok(Some(body)) => {
+                self.maildrop = Some(maildrop);
+                if !body.is_empty() {
+                    if !self.session.wants_body_data() {
+                        self.flush().await?;
+                    }
+                    self.session.body_data(&body).map_err(refused)?;
+                }
+                self.session.body_end().map_err(refused)
+            }
+            // Longer than its listed size: stream it, as any large message.
+            Ok(None) => self.stream(maildrop, index).await,
+            Err(error) => {
+                self.maildrop = Some(maildrop);
+                self.session.body_error(body_error(&error, index)).map_err(refused)
+            }
+        }
+    }
+
+    /// Streams one message: a blocking task reads it in chunks into a channel of two, the
+    /// session gets a chunk only when it wants one, so at most a few chunks are in memory.
+    /// Chunks come back through a second channel to be read into again (no new, zeroed buffer
+    /// per chunk).
+    async fn stream(&mut self, maildrop: Box<dyn Maildrop>, index: usize) -> io::Result<()> {
+        let refused = |_| io::Error::other("the session refused body data");
         let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, BodyError>>(2);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let reader = tokio::task::spawn_blocking(move || {
             let outcome = match maildrop.read_message(index) {
                 Err(error) => Err(error),
                 Ok(mut reader) => loop {
-                    let mut chunk = vec![0u8; BODY_CHUNK];
+                    let mut chunk = free_rx.try_recv().unwrap_or_default();
+                    chunk.resize(BODY_CHUNK, 0);
                     match reader.read(&mut chunk) {
                         Ok(0) => break Ok(()),
                         Ok(n) => {
@@ -444,23 +486,12 @@ impl Driver {
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            break Err(pop3_storage::Error::Io {
-                                op: "read message",
-                                path: Default::default(),
-                                source: e,
-                            })
-                        }
+                        Err(e) => break Err(read_error(e)),
                     }
                 },
             };
             if let Err(error) = outcome {
-                warn!(%error, index, "cannot read message");
-                let kind = match error {
-                    pop3_storage::Error::MessageGone { .. } => BodyError::Gone,
-                    _ => BodyError::Io,
-                };
-                let _ = tx.blocking_send(Err(kind));
+                let _ = tx.blocking_send(Err(body_error(&error, index)));
             }
             maildrop
         });
@@ -474,7 +505,9 @@ impl Driver {
                             break; // TOP has its lines
                         }
                     }
-                    if self.session.body_data(&chunk).map_err(refused)? == BodyFlow::Done {
+                    let flow = self.session.body_data(&chunk).map_err(refused)?;
+                    let _ = free_tx.send(chunk);
+                    if flow == BodyFlow::Done {
                         break;
                     }
                 }
@@ -511,4 +544,43 @@ impl Driver {
         info!("STLS: TLS established");
         self.session.tls_established().map_err(|_| io::Error::other("tls_established refused"))
     }
+}
+
+fn read_error(source: io::Error) -> pop3_storage::Error {
+    pop3_storage::Error::Io { op: "read message", path: Default::default(), source }
+}
+
+/// Logs why message `index` cannot be read and says what the client is told.
+fn body_error(error: &pop3_storage::Error, index: usize) -> BodyError {
+    warn!(%error, index, "cannot read message");
+    match error {
+        pop3_storage::Error::MessageGone { .. } => BodyError::Gone,
+        _ => BodyError::Io,
+    }
+}
+
+/// Reads message `index`, whose snapshot size is `size` (at most [`SMALL_MESSAGE`]), whole:
+/// `None` if the stored bytes turn out longer than `size` (the caller streams it instead).
+/// The stored form is never longer than the wire size (which counts CRLF line ends).
+fn read_small(
+    maildrop: &dyn Maildrop,
+    index: usize,
+    size: u64,
+) -> Result<Option<Vec<u8>>, pop3_storage::Error> {
+    let mut reader = maildrop.read_message(index)?;
+    // One byte more than expected, to see the end of the file without a second read.
+    let mut body = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX - 1) + 1];
+    let mut filled = 0;
+    while filled < body.len() {
+        match reader.read(&mut body[filled..]) {
+            Ok(0) => {
+                body.truncate(filled);
+                return Ok(Some(body));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(e)),
+        }
+    }
+    Ok(None)
 }

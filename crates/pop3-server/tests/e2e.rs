@@ -672,3 +672,82 @@ async fn quit_without_deletions_needs_no_storage() {
     assert_eq!(mailboxes.committed.load(SeqCst), 1);
     server.shutdown().await;
 }
+
+/// Messages whose listed sizes need not match their contents.
+#[derive(Debug)]
+struct ListedDrop {
+    infos: Vec<pop3_storage::MessageInfo>,
+    bodies: Vec<Vec<u8>>,
+}
+
+impl pop3_storage::Maildrop for ListedDrop {
+    fn messages(&self) -> &[pop3_storage::MessageInfo] {
+        &self.infos
+    }
+
+    fn read_message(&self, index: usize) -> pop3_storage::Result<pop3_storage::MessageReader<'_>> {
+        Ok(pop3_storage::MessageReader::new(Box::new(&self.bodies[index][..])))
+    }
+
+    fn commit(&mut self, _deleted: &[usize]) -> pop3_storage::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct ListedMailboxes(Vec<(u64, Vec<u8>)>);
+
+impl pop3_server::Mailboxes for ListedMailboxes {
+    fn open(&self, _user: &UserInfo) -> pop3_storage::Result<Box<dyn pop3_storage::Maildrop>> {
+        Ok(Box::new(ListedDrop {
+            infos: (0..self.0.len())
+                .map(|i| pop3_storage::MessageInfo { size: self.0[i].0, uidl: format!("u{i}") })
+                .collect(),
+            bodies: self.0.iter().map(|(_, body)| body.clone()).collect(),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retr_whole_small_streamed_large_and_mislisted_messages() {
+    let line = |i: usize| format!("line {i:05} of a message, 32 octets\r\n").into_bytes();
+    let body = |lines: usize| -> Vec<u8> {
+        let mut m = b"Subject: s\r\n\r\n".to_vec();
+        (0..lines).for_each(|i| m.extend(line(i)));
+        m
+    };
+    let exact = |b: Vec<u8>| (b.len() as u64, b);
+    let messages = vec![
+        exact(body(100)),            // small: read in one call
+        exact(Vec::new()),           // empty
+        exact(body(64 * 1024 / 32)), // just over 64 KiB: streamed
+        (10, body(3000)),            // listed as small but longer: streamed after all
+        exact(b"Subject: x\r\n\r\n.dot\r\n".to_vec()),
+    ];
+    let mailboxes = Arc::new(ListedMailboxes(messages.clone()));
+    let users = PasswdFile::parse("alice:{PLAIN}secret\n").unwrap();
+    let server = Server::new(quick(), mailboxes, Arc::new(users));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(listener, ListenerKind::Plain).await });
+    let mut c = Client::connect(addr).await;
+    c.line().await;
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    for (i, (size, stored)) in messages.iter().enumerate() {
+        let reply = c.cmd(&format!("RETR {}", i + 1)).await;
+        assert_eq!(reply, format!("+OK {size} octets"));
+        assert_eq!(c.body().await, *stored, "message {}", i + 1);
+    }
+    assert!(c.cmd("TOP 4 2").await.starts_with("+OK"));
+    assert_eq!(c.body().await, [b"Subject: s\r\n\r\n".to_vec(), line(0), line(1)].concat());
+    // Pipelined: the replies come in order.
+    c.send("RETR 1\r\nRETR 5\r\nNOOP").await;
+    assert!(c.line().await.starts_with("+OK"));
+    assert_eq!(c.body().await, messages[0].1);
+    assert!(c.line().await.starts_with("+OK"));
+    assert_eq!(c.body().await, messages[4].1);
+    assert!(c.line().await.starts_with("+OK"));
+    assert!(c.cmd("QUIT").await.starts_with("+OK"));
+    server.shutdown().await;
+}
