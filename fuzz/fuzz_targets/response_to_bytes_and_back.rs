@@ -222,8 +222,9 @@ fn plain_word(s: &str) -> bool {
     !s.is_empty() && !has_control(s) && !s.contains(' ')
 }
 
+/// RFC 2449 `rchar` less DEL, which the decoder reads as a space (as the encoder does).
 fn is_rchar(b: u8) -> bool {
-    matches!(b, 0x21..=0x2E | 0x30..=0x5C | 0x5E..=0x7F)
+    matches!(b, 0x21..=0x2E | 0x30..=0x5C | 0x5E..=0x7E)
 }
 
 /// RFC 2449 §8 `resp-code` syntax (what the encoder keeps).

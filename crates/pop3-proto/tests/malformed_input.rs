@@ -308,6 +308,26 @@ fn control_characters_in_a_status_line_read_as_spaces() {
     assert_eq!(&wire[..], b"+OK [A]\r\n");
 }
 
+/// Found by the `response_to_bytes_and_back` fuzz target: RFC 2449's `rchar` range ends at DEL,
+/// but DEL in a status line reads as a space, so a code holding it is dropped by the encoder
+/// rather than sent as `[\x7f]` (which would come back as text, not as a code).
+#[test]
+fn a_response_code_holding_del_is_dropped_not_sent() {
+    let mut wire = bytes::BytesMut::new();
+    pop3_proto::StatusLine::ok("")
+        .with_code(pop3_proto::RespCode::Other("\x7f".into()))
+        .encode(&mut wire);
+    assert_eq!(&wire[..], b"+OK\r\n");
+    let mut wire = bytes::BytesMut::new();
+    pop3_proto::StatusLine::ok("hi")
+        .with_code(pop3_proto::RespCode::Other("X\x7fY".into()))
+        .encode(&mut wire);
+    assert_eq!(&wire[..], b"+OK hi\r\n");
+    let d = ResponseDecoder::default().decode(b"+OK [\x7f] hi\r\n", Expect::Status);
+    let line = d.outcome.unwrap().unwrap();
+    assert_eq!(line.status_line().unwrap().code, None);
+}
+
 #[test]
 fn a_malformed_line_inside_a_listing_consumes_the_whole_listing() {
     let input = b"+OK\r\n1 10\r\nbogus\r\n2 20\r\n.\r\n+OK next\r\n";

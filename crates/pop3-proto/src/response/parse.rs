@@ -72,8 +72,11 @@ fn resp_code(i: &[u8]) -> PResult<'_, RespCode<'_>> {
     Ok((rest, known_code(code)))
 }
 
+/// `rchar = %x21-2E / %x30-5C / %x5E-7F` (RFC 2449 §8), less DEL (%x7F): DEL is a control
+/// character, which a status line reads as a space, so a code holding it could never be read
+/// back; the encoder drops such a code instead of sending it.
 fn is_rchar(b: u8) -> bool {
-    matches!(b, 0x21..=0x2E | 0x30..=0x5C | 0x5E..=0x7F)
+    matches!(b, 0x21..=0x2E | 0x30..=0x5C | 0x5E..=0x7E)
 }
 
 /// True if `code` can stand between brackets (used by the encoder to drop a malformed code).
