@@ -125,6 +125,12 @@ impl LineFramer {
         }
     }
 
+    /// Goes back to dropping the rest of an over-long line, for a caller that gives back
+    /// the octets [`skip_rest`](Self::skip_rest) dropped.
+    pub(crate) fn resume_skipping(&mut self) {
+        self.skipping = true;
+    }
+
     /// True while the framer is dropping the rest of an over-long line.
     pub(crate) fn is_skipping(&self) -> bool {
         self.skipping

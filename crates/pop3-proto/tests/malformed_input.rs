@@ -308,6 +308,31 @@ fn control_characters_in_a_status_line_read_as_spaces() {
     assert_eq!(&wire[..], b"+OK [A]\r\n");
 }
 
+/// Found by the `split_invariance` fuzz target: a listing refused (an over-long line inside
+/// it) right after the end of an over-long line that arrived in an earlier read consumes
+/// nothing, as it does when everything arrives in one read; "nothing consumed" is how a
+/// caller tells this fatal error from a skipped line.
+#[test]
+fn a_refused_listing_after_a_skipped_line_consumes_nothing_in_any_chunking() {
+    let limits = pop3_proto::Limits { response_line: 4, ..pop3_proto::Limits::default() };
+    let wire = b"Uvwxyz end\n+OK\nz\n(/abcdef";
+    // Whole: the over-long first line, then the refused listing.
+    let mut decoder = ResponseDecoder::new(limits);
+    let d = decoder.decode(wire, Expect::List);
+    assert_eq!((d.consumed, d.outcome), (11, Err(DecodeError::LineTooLong { limit: 4 })));
+    let d = decoder.decode(&wire[11..], Expect::List);
+    assert_eq!((d.consumed, d.outcome), (0, Err(DecodeError::LineTooLong { limit: 4 })));
+    // Split inside the over-long line: the same outcomes, the refusal still consumes nothing.
+    let mut decoder = ResponseDecoder::new(limits);
+    let d = decoder.decode(&wire[..6], Expect::List);
+    assert_eq!((d.consumed, d.outcome), (6, Err(DecodeError::LineTooLong { limit: 4 })));
+    let d = decoder.decode(&wire[6..], Expect::List);
+    assert_eq!((d.consumed, d.outcome), (0, Err(DecodeError::LineTooLong { limit: 4 })));
+    // Called again, it still skips the rest of the over-long line first.
+    let d = decoder.decode(&wire[6..], Expect::List);
+    assert_eq!(d.consumed, 0);
+}
+
 /// Found by the `response_to_bytes_and_back` fuzz target: RFC 2449's `rchar` range ends at DEL,
 /// but DEL in a status line reads as a space, so a code holding it is dropped by the encoder
 /// rather than sent as `[\x7f]` (which would come back as text, not as a code).

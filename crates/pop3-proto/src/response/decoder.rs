@@ -68,6 +68,13 @@ impl ResponseDecoder {
             return Decoded { consumed: skipped, outcome: Ok(None) };
         }
         let Decoded { consumed, outcome } = self.decode_response(&input[skipped..], expect);
+        if consumed == 0 && outcome.is_err() && skipped > 0 {
+            // A refused listing consumes nothing, not even the end of the over-long line
+            // before it: the skip is undone, so "nothing consumed" marks the fatal errors
+            // whatever the chunking (found by the `split_invariance` fuzz target).
+            self.framer.resume_skipping();
+            return Decoded { consumed: 0, outcome };
+        }
         Decoded { consumed: skipped + consumed, outcome }
     }
 
