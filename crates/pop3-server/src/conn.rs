@@ -236,7 +236,10 @@ impl Driver {
         let mut wrote = false;
         while self.session.has_output() {
             let out = self.session.take_output();
+            // Biased: a write that is ready completes before a shutdown is looked at, so a
+            // reply already on its way is not cut off by a shutdown that arrives meanwhile.
             tokio::select! {
+                biased;
                 written = timeout(limit, self.conn.write_all(&out)) => written.map_err(|_| stalled())??,
                 () = shutdown.cancelled(), if interruptible => return Err(stopping()),
             }
@@ -245,6 +248,7 @@ impl Driver {
         }
         if wrote {
             tokio::select! {
+                biased;
                 flushed = timeout(limit, self.conn.flush()) => flushed.map_err(|_| stalled())??,
                 () = shutdown.cancelled(), if interruptible => return Err(stopping()),
             }
