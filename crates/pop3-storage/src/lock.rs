@@ -1,75 +1,134 @@
-//! Locks: `flock` on a lock file (Maildir), and dotlock + `fcntl` (mbox).
+//! Locks: dotlocks (the Maildir session lock and an mbox's `NAME.lock`) and `fcntl` (mbox).
+//!
+//! A dotlock is a file created with `O_CREAT|O_EXCL` that names its holder; holding it costs
+//! no descriptor (the file is closed once written), which is what lets a server keep one
+//! descriptor per logged-in session. What a file descriptor lock got from the kernel for free,
+//! a dotlock gets from its contents and from a registry in this process:
+//!
+//! * **Other processes.** The file holds `PID`, the host name and the holder's start time
+//!   (`/proc/PID/stat`, clock ticks since boot), one a line. It is stale when, on this host,
+//!   no process has that pid, the process with that pid is a zombie, or it started at another
+//!   time (the pid was reused). A file without a pid (Postfix and mutt write empty mbox
+//!   dotlocks) or one from another host is stale once it is older than 500 s.
+//! * **This process.** Every lock held here is in [`REGISTRY`], by path and by inode. A second
+//!   session asking for a path held here is refused without touching the file; a file naming
+//!   our own pid is ours only if its inode is registered, otherwise it was left by an earlier
+//!   process that had our pid (a restarted container) and is stale.
+//! * **Breaking** a stale lock renames it aside and removes it only if the renamed file is the
+//!   one judged stale (same inode); a live lock that replaced it in between is put back.
+//! * **Release** unlinks the file only if it is still ours (same inode).
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use rustix::fs::{fcntl_lock, flock, FlockOperation};
+use rustix::fs::{fcntl_lock, FlockOperation};
 
 use crate::error::IoContext;
+use crate::util::maildir_hostname;
 use crate::{Error, Result};
 
-/// An exclusive `flock` on a lock file, held for as long as this value lives.
-///
-/// `flock` locks belong to the open file description, so a second open in the same process
-/// conflicts just like one in another process; the kernel drops the lock when the holder
-/// dies, so a lock file left by a dead process is not a lock at all (stale-lock recovery is
-/// automatic). The file is never removed: removing it would let two openers lock two
-/// different inodes.
-#[derive(Debug)]
-pub(crate) struct FlockFile {
-    _file: File,
-}
-
-impl FlockFile {
-    /// Takes the lock without waiting; [`Error::InUse`] if someone holds it.
-    pub(crate) fn acquire(lock_path: &Path, maildrop: &Path) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(lock_path)
-            .ctx("open lock file", lock_path)?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(Error::InUse {
-                    path: maildrop.to_path_buf(),
-                    holder: read_pid(&mut file),
-                })
-            }
-            Err(e) => return Err(Error::io("flock", lock_path, e.into())),
-        }
-        // Informational only (the lock is the flock): who holds it, for error messages.
-        file.set_len(0).ctx("truncate lock file", lock_path)?;
-        file.write_all(format!("{}\n", std::process::id()).as_bytes())
-            .ctx("write lock file", lock_path)?;
-        Ok(Self { _file: file })
-    }
-}
-
-fn read_pid(file: &mut impl Read) -> Option<u32> {
-    let mut s = String::new();
-    file.read_to_string(&mut s).ok()?;
-    s.trim().parse().ok()
-}
-
-/// A dotlock file left without a readable pid is considered stale after this long
+/// A dotlock file without a pid, or from another host, is considered stale after this long
 /// (Postfix's `stale_lock_time` default is 500 s).
 const STALE_DOTLOCK: Duration = Duration::from_secs(500);
 
-/// A `NAME.lock` dotlock, removed on drop.
-///
-/// Created with `O_CREAT|O_EXCL`, so it excludes other openers in this process as well.
-/// It holds our pid; a dotlock whose pid names a dead process on this host, or one
-/// without a pid older than 500 s, is stale and removed.
+/// The dotlocks held by this process.
+struct Registry {
+    /// Lock paths as given to [`DotLock::acquire_file`].
+    paths: BTreeSet<PathBuf>,
+    /// `(device, inode)` of every lock file we created and have not released.
+    files: BTreeSet<(u64, u64)>,
+}
+
+static REGISTRY: Mutex<Registry> =
+    Mutex::new(Registry { paths: BTreeSet::new(), files: BTreeSet::new() });
+
+fn registry() -> MutexGuard<'static, Registry> {
+    // The registry's sets stay consistent across a panic (each update is one insert/remove).
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Our start time in clock ticks since boot (field 22 of `/proc/self/stat`), if known.
+fn own_start() -> Option<u64> {
+    static START: OnceLock<Option<u64>> = OnceLock::new();
+    *START.get_or_init(|| proc_stat("self").and_then(|(_, start)| start))
+}
+
+/// The state letter and start time of a process, from `/proc/<pid>/stat`; `None` if there is
+/// no such file.
+fn proc_stat(pid: &str) -> Option<(u8, Option<u64>)> {
+    let s = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain anything: fields after it
+    // start at the last ')'.
+    let rest = &s[memchr::memrchr(b')', &s)? + 1..];
+    let mut fields = rest.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    // Field 3 is the state; the start time is field 22.
+    let start = fields.nth(18).and_then(|f| std::str::from_utf8(f).ok()?.parse().ok());
+    Some((state, start))
+}
+
+/// Whether the process `pid` that started at `start` (if recorded) still runs on this host.
+fn holder_alive(pid: u32, start: Option<u64>) -> bool {
+    if own_start().is_some() {
+        // /proc works here: it answers for zombies and reused pids too.
+        return match proc_stat(&pid.to_string()) {
+            None => false,
+            Some((b'Z' | b'X' | b'x', _)) => false,
+            Some((_, now)) => start.is_none() || now.is_none() || start == now,
+        };
+    }
+    match rustix::process::Pid::from_raw(pid as i32) {
+        Some(p) => !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH)),
+        None => false,
+    }
+}
+
+/// What a lock file says about its holder.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Stamp {
+    pid: Option<u32>,
+    host: Option<String>,
+    start: Option<u64>,
+}
+
+impl Stamp {
+    fn ours() -> String {
+        let mut s = format!("{}\n{}\n", std::process::id(), maildir_hostname());
+        if let Some(start) = own_start() {
+            s.push_str(&format!("{start}\n"));
+        }
+        s
+    }
+
+    /// Line 1 the pid, line 2 the host, line 3 the start time; each may be missing (a lock
+    /// file holding only a pid is from this host).
+    fn parse(s: &str) -> Self {
+        let mut lines = s.lines().map(str::trim);
+        let pid = lines.next().and_then(|l| l.parse().ok());
+        let host = lines.next().filter(|l| !l.is_empty()).map(str::to_owned);
+        let start = lines.next().and_then(|l| l.parse().ok());
+        Self { pid, host, start }
+    }
+}
+
+/// An existing lock file: whether it is stale, who holds it, which file it is.
+struct Inspected {
+    stale: bool,
+    holder: Option<u32>,
+    id: (u64, u64),
+}
+
+/// A dotlock, held for as long as this value lives and removed on drop.
 #[derive(Debug)]
 pub(crate) struct DotLock {
     path: PathBuf,
+    id: (u64, u64),
 }
 
 impl DotLock {
@@ -79,67 +138,128 @@ impl DotLock {
         PathBuf::from(name)
     }
 
+    /// The mbox convention: `TARGET.lock`, mode 0644.
     pub(crate) fn acquire(target: &Path) -> Result<Self> {
-        let path = Self::path_for(target);
+        Self::acquire_file(&Self::path_for(target), target, 0o644)
+    }
+
+    /// Takes the lock file `lock_path` for `target` without waiting; [`Error::InUse`] (naming
+    /// `target`) if someone holds it.
+    pub(crate) fn acquire_file(lock_path: &Path, target: &Path, mode: u32) -> Result<Self> {
+        let in_use = |holder| Error::InUse { path: target.to_path_buf(), holder };
+        if !registry().paths.insert(lock_path.to_path_buf()) {
+            return Err(in_use(Some(std::process::id())));
+        }
+        // Until a DotLock owns the registration, failure must give the path back.
+        let claim = PathClaim(lock_path);
         // A few rounds: each stale lock we remove may be re-created by a live process.
         for _ in 0..5 {
-            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
+            match OpenOptions::new().write(true).create_new(true).mode(mode).open(lock_path) {
                 Ok(mut f) => {
-                    let lock = Self { path };
-                    f.write_all(format!("{}\n", std::process::id()).as_bytes())
-                        .ctx("write dotlock", &lock.path)?;
+                    let meta = f.metadata().ctx("stat dotlock", lock_path);
+                    let meta = match meta {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let _ = fs::remove_file(lock_path);
+                            return Err(e);
+                        }
+                    };
+                    let id = (meta.dev(), meta.ino());
+                    // Registered before the pid is written: whoever reads our pid from the
+                    // file finds the inode here.
+                    registry().files.insert(id);
+                    std::mem::forget(claim);
+                    let lock = Self { path: lock_path.to_path_buf(), id };
+                    f.write_all(Stamp::ours().as_bytes()).ctx("write dotlock", lock_path)?;
                     return Ok(lock);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let (stale, holder) = Self::is_stale(&path)?;
-                    if !stale {
-                        return Err(Error::InUse { path: target.to_path_buf(), holder });
-                    }
-                    match fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Error::io("remove stale dotlock", &path, e)),
+                    match Self::inspect(lock_path)? {
+                        None => continue, // vanished: try again
+                        Some(found) if !found.stale => return Err(in_use(found.holder)),
+                        Some(found) => Self::break_stale(lock_path, found.id)?,
                     }
                 }
-                Err(e) => return Err(Error::io("create dotlock", &path, e)),
+                Err(e) => return Err(Error::io("create dotlock", lock_path, e)),
             }
         }
-        Err(Error::InUse { path: target.to_path_buf(), holder: None })
+        Err(in_use(None))
     }
 
-    /// Whether the existing dotlock at `path` is stale, and the pid it names.
-    fn is_stale(path: &Path) -> Result<(bool, Option<u32>)> {
-        let mut file = match File::open(path) {
+    /// Reads the existing lock file at `path`; `None` if it vanished.
+    fn inspect(path: &Path) -> Result<Option<Inspected>> {
+        let file = match File::open(path) {
             Ok(f) => f,
-            // Vanished between our create and this open: stale in the sense "retry".
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((true, None)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open dotlock", path, e)),
         };
         let meta = file.metadata().ctx("stat dotlock", path)?;
-        match read_pid(&mut file) {
-            Some(pid) if pid == std::process::id() => Ok((false, Some(pid))),
-            Some(pid) => {
-                let alive = match rustix::process::Pid::from_raw(pid as i32) {
-                    Some(p) => !matches!(
-                        rustix::process::test_kill_process(p),
-                        Err(rustix::io::Errno::SRCH)
-                    ),
-                    None => false,
-                };
-                Ok((!alive, Some(pid)))
-            }
-            None => {
+        let id = (meta.dev(), meta.ino());
+        let mut text = String::new();
+        // A lock file is a few short lines; anything else is not a stamp.
+        let _ = file.take(256).read_to_string(&mut text);
+        let stamp = Stamp::parse(&text);
+        let here = stamp.host.as_deref().is_none_or(|h| h == maildir_hostname());
+        let stale = match stamp.pid {
+            Some(pid) if here && pid == std::process::id() => !registry().files.contains(&id),
+            Some(pid) if here => !holder_alive(pid, stamp.start),
+            _ => {
                 let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(meta.mtime() as u64);
-                let age = SystemTime::now().duration_since(modified).unwrap_or_default();
-                Ok((age > STALE_DOTLOCK, None))
+                SystemTime::now().duration_since(modified).unwrap_or_default() > STALE_DOTLOCK
+            }
+        };
+        Ok(Some(Inspected { stale, holder: stamp.pid, id }))
+    }
+
+    /// Removes the stale lock file `id` at `path`, leaving alone a lock that replaced it.
+    fn break_stale(path: &Path, id: (u64, u64)) -> Result<()> {
+        static ASIDE: AtomicU64 = AtomicU64::new(0);
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(
+            ".stale.{}.{}",
+            std::process::id(),
+            ASIDE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let aside = PathBuf::from(aside);
+        match fs::rename(path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("move stale dotlock aside", path, e)),
+        }
+        let moved = fs::symlink_metadata(&aside).map(|m| (m.dev(), m.ino()));
+        if moved.is_ok_and(|m| m != id) {
+            // A live holder replaced the stale lock between our look and the rename: put its
+            // lock back (link never replaces; if someone took the path meanwhile, they hold it).
+            if let Err(e) = fs::hard_link(&aside, path) {
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    let _ = fs::rename(&aside, path);
+                    return Ok(());
+                }
             }
         }
+        fs::remove_file(&aside).ctx("remove stale dotlock", &aside)
+    }
+}
+
+/// A path entered in the registry by an acquire still in progress.
+struct PathClaim<'a>(&'a Path);
+
+impl Drop for PathClaim<'_> {
+    fn drop(&mut self) {
+        registry().paths.remove(self.0);
     }
 }
 
 impl Drop for DotLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Under the registry lock, so that no acquire in this process sees our pid in a file
+        // whose inode is no longer registered (it would break a lock we still hold).
+        let mut reg = registry();
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+            let _ = fs::remove_file(&self.path);
+        }
+        reg.files.remove(&self.id);
+        reg.paths.remove(&self.path);
     }
 }
 
@@ -162,51 +282,137 @@ pub(crate) fn fcntl_exclusive(file: &File, path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Tests that spawn processes run apart from tests that check lock release: between fork
-    /// and exec a child briefly shares our open file descriptions, and with them our flocks.
-    static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    #[test]
-    fn flock_excludes_a_second_opener_in_process_and_releases_on_drop() {
-        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let lp = dir.path().join("l");
-        let a = FlockFile::acquire(&lp, dir.path()).unwrap();
-        match FlockFile::acquire(&lp, dir.path()) {
-            Err(Error::InUse { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+    fn in_use(r: Result<DotLock>) -> Option<u32> {
+        match r {
+            Err(Error::InUse { holder, .. }) => holder,
             other => panic!("expected InUse, got {other:?}"),
         }
-        drop(a);
-        FlockFile::acquire(&lp, dir.path()).unwrap();
+    }
+
+    fn age(path: &Path, secs: u64) {
+        let old = SystemTime::now() - Duration::from_secs(secs);
+        File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
     }
 
     #[test]
-    fn dotlock_excludes_and_recovers_stale() {
-        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    fn excludes_in_process_holds_no_descriptor_and_releases_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let lp = dir.path().join("l");
+        let a = DotLock::acquire_file(&lp, dir.path(), 0o600).unwrap();
+        // Holding locks costs no descriptors: 200 held locks, far fewer than 200 more open
+        // descriptors (other tests in this process open files meanwhile, briefly).
+        let fds = || fs::read_dir("/proc/self/fd").map(|d| d.count()).ok();
+        let before = fds();
+        let many: Vec<DotLock> = (0..200)
+            .map(|i| DotLock::acquire_file(&dir.path().join(format!("m{i}")), dir.path(), 0o600))
+            .collect::<Result<_>>()
+            .unwrap();
+        if let (Some(b), Some(after)) = (before, fds()) {
+            assert!(after < b + 100, "{b} descriptors before 200 locks, {after} while held");
+        }
+        drop(many);
+        let text = fs::read_to_string(&lp).unwrap();
+        let stamp = Stamp::parse(&text);
+        assert_eq!(stamp.pid, Some(std::process::id()));
+        assert_eq!(stamp.host.as_deref(), Some(maildir_hostname()));
+        assert_eq!(stamp.start, own_start());
+        assert_eq!(in_use(DotLock::acquire_file(&lp, dir.path(), 0o600)), Some(std::process::id()));
+        // The same file under another name (a symlinked directory): the inode registry
+        // recognises our own live lock.
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+        assert!(in_use(DotLock::acquire_file(&alias.join("l"), dir.path(), 0o600)).is_some());
+        assert!(lp.exists(), "the refused acquire left the lock in place");
+        drop(a);
+        assert!(!lp.exists());
+        let b = DotLock::acquire_file(&alias.join("l"), dir.path(), 0o600).unwrap();
+        assert!(DotLock::acquire_file(&lp, dir.path(), 0o600).is_err());
+        drop(b);
+        DotLock::acquire_file(&lp, dir.path(), 0o600).unwrap();
+    }
+
+    #[test]
+    fn our_pid_without_registration_is_a_previous_process_and_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let lp = dir.path().join("l");
+        fs::write(&lp, Stamp::ours()).unwrap();
+        let a = DotLock::acquire_file(&lp, dir.path(), 0o600).unwrap();
+        drop(a);
+        assert!(!lp.exists());
+    }
+
+    #[test]
+    fn release_leaves_a_lock_that_replaced_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let lp = dir.path().join("l");
+        let a = DotLock::acquire_file(&lp, dir.path(), 0o600).unwrap();
+        // Another file renamed over ours (a new inode while ours still exists).
+        fs::write(dir.path().join("other"), "1\n").unwrap();
+        fs::rename(dir.path().join("other"), &lp).unwrap();
+        drop(a);
+        assert_eq!(fs::read_to_string(&lp).unwrap(), "1\n");
+    }
+
+    #[test]
+    fn stale_when_dead_reused_old_or_foreign_and_old() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("mbox");
+        let lp = DotLock::path_for(&target);
         let a = DotLock::acquire(&target).unwrap();
         assert!(matches!(DotLock::acquire(&target), Err(Error::InUse { .. })));
         drop(a);
-        assert!(!DotLock::path_for(&target).exists());
+        assert!(!lp.exists());
         // A dead pid: a child that has exited and been reaped.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
-        fs::write(DotLock::path_for(&target), format!("{dead}\n")).unwrap();
-        let b = DotLock::acquire(&target).unwrap();
-        drop(b);
-        // No pid and fresh: respected (Postfix and mutt write empty dotlocks).
-        fs::write(DotLock::path_for(&target), "").unwrap();
-        assert!(matches!(DotLock::acquire(&target), Err(Error::InUse { .. })));
-        // No pid and old: stale.
-        let old = SystemTime::now() - Duration::from_secs(1000);
-        File::options()
-            .write(true)
-            .open(DotLock::path_for(&target))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        DotLock::acquire(&target).unwrap();
+        fs::write(&lp, format!("{dead}\n")).unwrap();
+        drop(DotLock::acquire(&target).unwrap());
+        // A live process: held; the same pid with another start time: reused, stale.
+        let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = live.id();
+        let start = proc_stat(&pid.to_string()).and_then(|(_, s)| s);
+        fs::write(&lp, format!("{pid}\n{}\n{}\n", maildir_hostname(), start.unwrap_or(0))).unwrap();
+        let held = DotLock::acquire(&target);
+        if let Some(start) = start {
+            fs::write(&lp, format!("{pid}\n{}\n{}\n", maildir_hostname(), start + 1)).unwrap();
+            let reused = DotLock::acquire(&target);
+            drop(reused.expect("a reused pid is stale"));
+        }
+        let _ = live.kill();
+        let _ = live.wait();
+        assert_eq!(in_use(held), Some(pid));
+        // No pid and fresh: respected (Postfix and mutt write empty dotlocks); old: stale.
+        fs::write(&lp, "").unwrap();
+        assert_eq!(in_use(DotLock::acquire(&target)), None);
+        age(&lp, 1000);
+        drop(DotLock::acquire(&target).unwrap());
+        // Another host: its pid means nothing here; respected while fresh, stale when old.
+        fs::write(&lp, format!("{dead}\nelsewhere.example\n")).unwrap();
+        assert_eq!(in_use(DotLock::acquire(&target)), Some(dead));
+        age(&lp, 1000);
+        drop(DotLock::acquire(&target).unwrap());
+        // Nothing left behind by breaking: no aside files.
+        let left: Vec<_> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn breaking_puts_back_a_lock_that_replaced_the_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lp = dir.path().join("l");
+        fs::write(&lp, "").unwrap();
+        let stale = fs::metadata(&lp).map(|m| (m.dev(), m.ino())).unwrap();
+        // Between the look and the break, a live holder replaced the file.
+        fs::write(dir.path().join("new"), "live\n").unwrap();
+        fs::rename(dir.path().join("new"), &lp).unwrap();
+        let live = fs::metadata(&lp).map(|m| (m.dev(), m.ino())).unwrap();
+        assert_ne!(stale, live);
+        DotLock::break_stale(&lp, stale).unwrap();
+        assert_eq!(fs::read_to_string(&lp).unwrap(), "live\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no aside file left");
+        DotLock::break_stale(&lp, live).unwrap();
+        assert!(!lp.exists());
     }
 }

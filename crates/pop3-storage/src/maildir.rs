@@ -15,7 +15,8 @@
 //!   snapshot without listing the directories.
 //! * Order: by the delivery time in `BASE` (leading seconds, then the microseconds of an
 //!   `M<usec>` field), then by `BASE`.
-//! * Locking: an exclusive `flock` on `.pop3-storage.lock` in the Maildir.
+//! * Locking: a dotlock `.pop3-storage.lock` in the Maildir (see `lock.rs`): no descriptor
+//!   is held for the session.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -30,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::dovecot::DovecotUidlist;
 pub use crate::dovecot::UIDLIST_FILE;
 use crate::error::IoContext;
-use crate::lock::FlockFile;
+use crate::lock::DotLock;
 use crate::util::{checksum64, failpoint, fnv64, maildir_hostname, Fnv128};
 use crate::{
     Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, SizeCounter,
@@ -282,7 +283,7 @@ impl Maildir {
     /// was current).
     fn open_inner(&self) -> Result<(MaildirDrop, bool)> {
         self.ensure_dirs()?;
-        let lock = FlockFile::acquire(&self.root.join(LOCK_FILE), &self.root)?;
+        let lock = DotLock::acquire_file(&self.root.join(LOCK_FILE), &self.root, 0o600)?;
         // Before listing: a change after this point gives the directories new stamps.
         let stamps = DirStamps::take(&self.root);
         let mut cache = SizeCache::load(&self.root);
@@ -935,7 +936,7 @@ impl SizeCache {
 pub struct MaildirDrop {
     root: PathBuf,
     options: MaildirOptions,
-    lock: Option<FlockFile>,
+    lock: Option<DotLock>,
     /// The file names of all entries, back to back.
     names: Vec<u8>,
     entries: Vec<Entry>,

@@ -58,10 +58,15 @@ fn maildir_lock_held_by_another_process_and_released_when_it_is_killed() {
     assert!(child.wait_for("LOCKED 3"), "child never took the lock");
     let err = Maildir::new(dir.path()).open().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InUse, "{err}");
+    let child_pid = child.id();
+    assert!(matches!(err, pop3_storage::Error::InUse { holder: Some(p), .. } if p == child_pid));
     child.kill();
-    // The kernel dropped the dead holder's flock; the lock file it left is no obstacle.
-    assert!(dir.path().join(pop3_storage::maildir::LOCK_FILE).exists());
+    // The dead holder's lock file is still there, naming a dead pid: the next open breaks it.
+    let lock = dir.path().join(pop3_storage::maildir::LOCK_FILE);
+    let stamp = std::fs::read_to_string(&lock).unwrap();
+    assert_eq!(stamp.lines().next(), Some(child_pid.to_string().as_str()), "{stamp}");
     assert_eq!(contents(&Maildir::new(dir.path())), msgs, "killed session deleted nothing");
+    assert!(!lock.exists(), "released after the open that broke it");
 }
 
 #[test]

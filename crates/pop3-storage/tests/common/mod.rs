@@ -157,6 +157,11 @@ impl ChildProc {
     }
 
     /// SIGKILL and reap.
+    /// The child's pid.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
