@@ -1,11 +1,24 @@
 //! Local delivery: Maildir (idempotent, named after the account and UIDL), mbox (through
-//! pop3-storage) or an MDA command. Every delivery is durable when `finish` returns.
+//! pop3-storage) or an MDA command.
+//!
+//! Messages are stored with LF line ends, the Unix convention for Maildir, mbox and MDAs (as
+//! mpop, fetchmail and getmail store them): every CRLF the server sent becomes LF; a CR that is
+//! not followed by LF is kept.
+//!
+//! Durability: an mbox or MDA delivery is durable when [`Deliverer::finish`] returns. Maildir
+//! deliveries use group commit: `finish` leaves the message written (not synced) in `tmp/`, and
+//! [`Deliverer::commit`] makes a whole batch durable with one `syncfs(2)`, then links every
+//! file into `new/` and fsyncs `new/` once. A file therefore appears in `new/` only after its
+//! data is on disk, which is what lets a later run trust a name it finds there (see
+//! `docs/client.md`). Per-message fsync is what costs a retriever most; this is one flush per
+//! batch instead of two per message.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -42,6 +55,12 @@ impl Target {
     }
 }
 
+/// When a batch of staged Maildir messages is committed, whichever limit comes first (with
+/// the message count from `--batch`): a bigger batch means fewer flushes, a smaller one less
+/// to download again after a crash.
+const BATCH_BYTES: u64 = 64 << 20;
+const BATCH_AGE: Duration = Duration::from_secs(1);
+
 /// A prepared target for one run.
 #[derive(Debug)]
 pub struct Deliverer {
@@ -50,6 +69,27 @@ pub struct Deliverer {
     in_cur: HashSet<String>,
     host: String,
     account: String,
+    /// Maildir messages written to `tmp/` and not yet durable.
+    staged: Vec<Staged>,
+    staged_bytes: u64,
+    staged_since: Option<Instant>,
+    batch_messages: usize,
+}
+
+/// A Maildir message written to `tmp/`, waiting for [`Deliverer::commit`].
+#[derive(Debug)]
+struct Staged {
+    tmp: PathBuf,
+    new: PathBuf,
+}
+
+/// What [`Deliverer::finish`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Stored durably (or found already stored).
+    Durable,
+    /// Written to a Maildir's `tmp/`; durable after the next [`Deliverer::commit`].
+    Staged,
 }
 
 /// One message being delivered.
@@ -58,16 +98,58 @@ pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present,
     /// Writing a Maildir message to `tmp`.
-    Maildir { file: File, tmp: PathBuf, new: PathBuf, new_dir: PathBuf },
+    Maildir { file: File, tmp: PathBuf, new: PathBuf, lf: ToLf },
     /// Spooling for mbox.
-    Mbox { file: File },
+    Mbox { file: File, lf: ToLf },
     /// Feeding an MDA.
-    Mda { child: Child },
+    Mda { child: Child, lf: ToLf },
+}
+
+/// Streaming CRLF to LF, over any chunking: a CR at the end of a chunk waits for the next.
+#[derive(Debug, Default)]
+pub struct ToLf {
+    pending_cr: bool,
+    out: Vec<u8>,
+}
+
+impl ToLf {
+    /// Converts `data`, returning what can be written now.
+    fn convert(&mut self, data: &[u8]) -> &[u8] {
+        self.out.clear();
+        let mut rest = data;
+        if self.pending_cr {
+            self.pending_cr = false;
+            if rest.first() != Some(&b'\n') {
+                self.out.push(b'\r');
+            }
+        }
+        while let Some(at) = memchr::memchr(b'\r', rest) {
+            self.out.extend_from_slice(&rest[..at]);
+            match rest.get(at + 1) {
+                Some(b'\n') => {}                // CRLF: the LF follows on its own
+                Some(_) => self.out.push(b'\r'), // a lone CR stays
+                None => self.pending_cr = true,  // wait for the next chunk
+            }
+            rest = &rest[at + 1..];
+        }
+        self.out.extend_from_slice(rest);
+        &self.out
+    }
+
+    /// What is left at the end of the message: a final lone CR.
+    fn finish(&mut self) -> &[u8] {
+        self.out.clear();
+        if std::mem::take(&mut self.pending_cr) {
+            self.out.push(b'\r');
+        }
+        &self.out
+    }
 }
 
 impl Deliverer {
-    /// Prepares `target` for `account`, creating a missing Maildir.
-    pub fn new(target: Target, account: &str) -> io::Result<Self> {
+    /// Prepares `target` for `account`, creating a missing Maildir; Maildir batches hold up
+    /// to `batch_messages` messages.
+    pub fn new(target: Target, account: &str, batch_messages: usize) -> io::Result<Self> {
         let mut in_cur = HashSet::new();
         if let Target::Maildir(dir) = &target {
             for sub in ["tmp", "new", "cur"] {
@@ -92,7 +174,16 @@ impl Deliverer {
             .replace('/', "\\057")
             .replace(':', "\\072")
             .replace('.', "_");
-        Ok(Self { target, in_cur, host, account: account.to_owned() })
+        Ok(Self {
+            target,
+            in_cur,
+            host,
+            account: account.to_owned(),
+            staged: Vec::new(),
+            staged_bytes: 0,
+            staged_since: None,
+            batch_messages,
+        })
     }
 
     /// The Maildir base name of a message: stable for one account and UIDL, so a message
@@ -120,12 +211,12 @@ impl Deliverer {
                     return Ok(Delivery::Present);
                 }
                 let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-                Ok(Delivery::Maildir { file, tmp, new, new_dir: dir.join("new") })
+                Ok(Delivery::Maildir { file, tmp, new, lf: ToLf::default() })
             }
             Target::Mbox(path) => {
                 let dir =
                     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                Ok(Delivery::Mbox { file: tempfile_in(dir)? })
+                Ok(Delivery::Mbox { file: tempfile_in(dir)?, lf: ToLf::default() })
             }
             Target::Mda(command) => {
                 let child = Command::new("sh")
@@ -134,43 +225,87 @@ impl Deliverer {
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .spawn()?;
-                Ok(Delivery::Mda { child })
+                Ok(Delivery::Mda { child, lf: ToLf::default() })
             }
         }
     }
 
-    /// Durably finishes a delivery.
-    pub fn finish(&self, delivery: Delivery) -> io::Result<()> {
+    /// Finishes a delivery: an mbox or MDA one durably, a Maildir one by staging it for the
+    /// next [`commit`](Self::commit).
+    pub fn finish(&mut self, mut delivery: Delivery) -> io::Result<Finished> {
+        delivery.flush_line_end()?;
         match delivery {
-            Delivery::Present => Ok(()),
-            Delivery::Maildir { file, tmp, new, new_dir } => {
-                file.sync_all()?;
+            Delivery::Present => Ok(Finished::Durable),
+            Delivery::Maildir { file, tmp, new, .. } => {
+                self.staged_bytes += file.metadata()?.len();
                 drop(file);
-                match std::fs::hard_link(&tmp, &new) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                }
-                std::fs::remove_file(&tmp)?;
-                File::open(&new_dir)?.sync_all()
+                self.staged.push(Staged { tmp, new });
+                self.staged_since.get_or_insert_with(Instant::now);
+                Ok(Finished::Staged)
             }
-            Delivery::Mbox { mut file } => {
+            Delivery::Mbox { mut file, .. } => {
                 let Target::Mbox(path) = &self.target else { unreachable!() };
                 file.rewind()?;
                 pop3_storage::Mbox::new(path)
                     .deliver(&mut file, &pop3_storage::Envelope::default())
-                    .map_err(|e| io::Error::other(e.to_string()))
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                Ok(Finished::Durable)
             }
-            Delivery::Mda { mut child } => {
+            Delivery::Mda { mut child, .. } => {
                 drop(child.stdin.take());
                 let status = child.wait()?;
                 if status.success() {
-                    Ok(())
+                    Ok(Finished::Durable)
                 } else {
                     Err(io::Error::other(format!("the MDA failed: {status}")))
                 }
             }
         }
+    }
+
+    /// True when the staged batch is big or old enough to be committed.
+    pub fn should_commit(&self) -> bool {
+        self.staged.len() >= self.batch_messages
+            || self.staged_bytes >= BATCH_BYTES
+            || self.staged_since.is_some_and(|t| t.elapsed() >= BATCH_AGE)
+    }
+
+    /// Number of staged messages.
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Makes every staged message durable, in order: `syncfs(2)` on the Maildir's file system
+    /// (one flush for the whole batch's data), `link` each `tmp/NAME` to `new/NAME` (never
+    /// replacing) and unlink it, then fsync `new/` once. On error the batch's `tmp/` files
+    /// are removed and nothing counts as delivered: those messages are fetched again.
+    pub fn commit(&mut self) -> io::Result<()> {
+        let staged = std::mem::take(&mut self.staged);
+        self.staged_bytes = 0;
+        self.staged_since = None;
+        let Target::Maildir(dir) = &self.target else { return Ok(()) };
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let result = (|| {
+            // syncfs(2) reports write-back errors since Linux 5.8; it waits for the flush.
+            rustix::fs::syncfs(File::open(dir.join("tmp"))?)?;
+            for s in &staged {
+                match std::fs::hard_link(&s.tmp, &s.new) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+                std::fs::remove_file(&s.tmp)?;
+            }
+            File::open(dir.join("new"))?.sync_all()
+        })();
+        if result.is_err() {
+            for s in &staged {
+                let _ = std::fs::remove_file(&s.tmp);
+            }
+        }
+        result
     }
 }
 
@@ -180,13 +315,27 @@ impl Delivery {
         matches!(self, Self::Present)
     }
 
-    /// Writes a chunk of the message.
+    /// Writes a chunk of the message (CRLF becomes LF).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Self::Present => Ok(()),
-            Self::Maildir { file, .. } | Self::Mbox { file } => file.write_all(data),
-            Self::Mda { child } => match child.stdin.as_mut() {
-                Some(stdin) => stdin.write_all(data),
+            Self::Maildir { file, lf, .. } | Self::Mbox { file, lf } => {
+                file.write_all(lf.convert(data))
+            }
+            Self::Mda { child, lf } => match child.stdin.as_mut() {
+                Some(stdin) => stdin.write_all(lf.convert(data)),
+                None => Err(io::ErrorKind::BrokenPipe.into()),
+            },
+        }
+    }
+
+    /// Writes a CR held back at the end of the last chunk.
+    fn flush_line_end(&mut self) -> io::Result<()> {
+        match self {
+            Self::Present => Ok(()),
+            Self::Maildir { file, lf, .. } | Self::Mbox { file, lf } => file.write_all(lf.finish()),
+            Self::Mda { child, lf } => match child.stdin.as_mut() {
+                Some(stdin) => stdin.write_all(lf.finish()),
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
         }
@@ -198,7 +347,7 @@ impl Delivery {
             Self::Maildir { tmp, .. } => {
                 let _ = std::fs::remove_file(tmp);
             }
-            Self::Mda { mut child } => {
+            Self::Mda { mut child, .. } => {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -221,4 +370,32 @@ fn tempfile_in(dir: &Path) -> io::Result<File> {
         }
     }
     Err(io::Error::other("cannot create a spool file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ToLf;
+
+    fn convert(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut lf = ToLf::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend_from_slice(lf.convert(chunk));
+        }
+        out.extend_from_slice(lf.finish());
+        out
+    }
+
+    #[test]
+    fn crlf_becomes_lf_over_any_chunking() {
+        let wire = b"a\r\nb\rc\r\n\r\nlast\r";
+        let want = b"a\nb\rc\n\nlast\r".to_vec();
+        assert_eq!(convert(&[wire]), want);
+        for cut in 0..=wire.len() {
+            assert_eq!(convert(&[&wire[..cut], &wire[cut..]]), want, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+        assert_eq!(convert(&bytes), want);
+        assert_eq!(convert(&[b"x\r", b"\r", b"\n"]), b"x\r\n");
+    }
 }

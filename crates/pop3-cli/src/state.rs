@@ -104,6 +104,18 @@ impl State {
         self.append(&format!("F {uid}\n"))
     }
 
+    /// Records that every one of `uids` is stored locally, durably, in one write.
+    pub fn fetched_many<'a>(&mut self, uids: impl Iterator<Item = &'a str>) -> io::Result<()> {
+        let mut records = String::new();
+        for uid in uids {
+            if let Some(e) = self.entries.get_mut(uid) {
+                e.fetched = true;
+            }
+            records.push_str(&format!("F {uid}\n"));
+        }
+        self.append(&records)
+    }
+
     /// Forgets the uidls not in `present` (they are gone from the server).
     pub fn forget_missing(&mut self, present: &std::collections::HashSet<&str>) -> io::Result<()> {
         let gone: Vec<String> =

@@ -9,9 +9,9 @@
 //! of the system's Dovecot (service, `/etc/dovecot`) is used or touched.
 //!
 //! Line endings: the seeded files use LF, as MTAs write them; Dovecot serves them with CRLF,
-//! and `pop3` stores messages as the server sent them (dot-unstuffed, CRLF kept; see
-//! docs/client.md). So the expected local copy is the source with every LF turned into CRLF
-//! (and, in an mbox, `From ` lines quoted as `>From `).
+//! and `pop3` stores messages with LF again (docs/client.md). So the expected local copy is
+//! the source, byte for byte (in an mbox with `From ` lines quoted as `>From `); what the
+//! library hands out is the source with every LF turned into CRLF.
 //!
 //! Without Dovecot the tests print `SKIPPED: dovecot not installed` and pass, unless `CI=true`.
 
@@ -411,8 +411,14 @@ fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     v
 }
 
-fn expected(source: &[Vec<u8>]) -> Vec<Vec<u8>> {
+/// What a server sends for `source` (the library hands out exactly this).
+fn wire(source: &[Vec<u8>]) -> Vec<Vec<u8>> {
     sorted(source.iter().map(|m| crlf(m)).collect())
+}
+
+/// What `pop3` stores for `source`: its bytes exactly (the wire's CRLF back to LF).
+fn stored(source: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    sorted(source.to_vec())
 }
 
 fn read_dir_files(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
@@ -453,7 +459,7 @@ fn fetch_maildir_keep_new_mail_then_delete() {
     assert_eq!(code, 0, "{report} {err}");
     assert_eq!((report["messages"].as_u64(), report["fetched"].as_u64()), (Some(4), Some(4)));
     assert_eq!(report["deleted"], 0);
-    assert_eq!(local_maildir(&local), expected(&first), "the source bytes, CRLF");
+    assert_eq!(local_maildir(&local), stored(&first), "the source bytes");
     assert_eq!(dovecot.on_disk(), 4, "kept");
     assert_eq!(dovecot.stat_count(), 4, "kept");
 
@@ -484,14 +490,14 @@ fn fetch_maildir_keep_new_mail_then_delete() {
     assert_eq!(code, 0, "{report} {err}");
     assert_eq!((report["messages"].as_u64(), report["fetched"].as_u64()), (Some(5), Some(1)));
     let all: Vec<Vec<u8>> = first.iter().chain(&late).cloned().collect();
-    assert_eq!(local_maildir(&local), expected(&all), "only the new one was added");
+    assert_eq!(local_maildir(&local), stored(&all), "only the new one was added");
 
     let (code, report, err) = fetch(&["--delete"]);
     assert_eq!(code, 1, "nothing new, but all deleted: {report} {err}");
     assert_eq!((report["fetched"].as_u64(), report["deleted"].as_u64()), (Some(0), Some(5)));
     assert_eq!(dovecot.on_disk(), 0, "Dovecot's Maildir is empty");
     assert_eq!(dovecot.stat_count(), 0, "a fresh session sees no messages");
-    assert_eq!(local_maildir(&local), expected(&all), "the local copies stay");
+    assert_eq!(local_maildir(&local), stored(&all), "the local copies stay");
     assert_eq!(std::fs::read_dir(local.join("tmp")).unwrap().count(), 0);
 }
 
@@ -544,7 +550,7 @@ fn fetch_mbox_and_mda_over_implicit_tls() {
     assert_eq!(code, 0, "{out} {err}");
     assert_eq!(json(&out)["fetched"], 3);
     let got = mbox_messages(&std::fs::read(&mbox).unwrap());
-    let want = sorted(source.iter().map(|m| mboxo(&crlf(m))).collect());
+    let want = sorted(source.iter().map(|m| mboxo(m)).collect());
     assert_eq!(got, want, "mbox: the source bytes, CRLF, From_ lines quoted");
 
     // A separate state: everything is new again for the MDA.
@@ -559,7 +565,7 @@ fn fetch_mbox_and_mda_over_implicit_tls() {
     ));
     assert_eq!(code, 0, "{out} {err}");
     assert_eq!(json(&out)["fetched"], 3);
-    assert_eq!(read_dir_files(&[out_dir]), expected(&source), "MDA: the source bytes, CRLF");
+    assert_eq!(read_dir_files(&[out_dir]), stored(&source), "MDA: the source bytes");
     assert_eq!(dovecot.stat_count(), 3, "kept by default");
 }
 
@@ -668,7 +674,7 @@ fn tls_verification_and_pinning() {
     ));
     assert_eq!(code, 0, "{out} {err}");
     assert_eq!(json(&out)["fetched"], 2);
-    assert_eq!(local_maildir(&local), expected(&messages(0, 2)));
+    assert_eq!(local_maildir(&local), stored(&messages(0, 2)));
 }
 
 /// pop3-client's API: Auto picks SCRAM-SHA-256 (as Dovecot's log confirms), and SCRAM-SHA-256,
@@ -697,7 +703,7 @@ async fn client_mechanisms_and_retrieval() {
         assert_eq!(data.len() as u64, *size, "LIST size is the CRLF size");
         got.push(data);
     }
-    assert_eq!(sorted(got), expected(&source));
+    assert_eq!(sorted(got), wire(&source));
     c.quit().await.unwrap();
     tokio::task::block_in_place(|| dovecot.wait_log("method=SCRAM-SHA-256", 1));
 
@@ -759,12 +765,12 @@ fn odd_messages_and_max_size() {
         (json(&out)["fetched"].as_u64(), json(&out)["skipped_too_large"].as_u64()),
         (Some(4), Some(1))
     );
-    // Dovecot adds CR before a bare LF only, and ends the last line for the terminator.
+    // Dovecot ends the last line for the terminator; CRLF on disk comes back as LF.
     let want = sorted(vec![
-        crlf(&odd[0]),
-        odd[1].clone(),
-        b"Subject: no final newline\r\n\r\nlast line\r\n".to_vec(),
-        crlf(&odd[3]),
+        odd[0].clone(),
+        b"Subject: crlf on disk\n\nalready CRLF\n.\n".to_vec(),
+        b"Subject: no final newline\n\nlast line\n".to_vec(),
+        odd[3].clone(),
     ]);
     assert_eq!(local_maildir(&local), want);
     assert_eq!(dovecot.stat_count(), 5);
