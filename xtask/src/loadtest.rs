@@ -81,10 +81,10 @@ fn settings(args: &[String]) -> Result<Settings> {
 }
 
 /// A server process we started; stopped (by its PID) when dropped.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    term: bool,
+pub(crate) struct Proc {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
+    pub(crate) term: bool,
 }
 
 impl Proc {
@@ -113,12 +113,12 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn wait_listening(port: u16, proc: &mut Proc) -> Result {
+pub(crate) fn wait_listening(port: u16, proc: &mut Proc) -> Result {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -133,7 +133,7 @@ fn wait_listening(port: u16, proc: &mut Proc) -> Result {
     Err(format!("{} does not listen on {addr}", proc.name))
 }
 
-fn sh(cmd: &str) -> Result<String> {
+pub(crate) fn sh(cmd: &str) -> Result<String> {
     let out = Command::new("sh").args(["-c", cmd]).output().map_err(|e| format!("{cmd}: {e}"))?;
     if !out.status.success() {
         return Err(format!("{cmd}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -141,13 +141,13 @@ fn sh(cmd: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn quote(p: &Path) -> String {
+pub(crate) fn quote(p: &Path) -> String {
     format!("'{}'", p.display())
 }
 
 /// Mail text of `len` octets, LF line ends as Maildir files have them, a few lines with a
 /// leading dot (stuffed on the wire).
-fn message(user: usize, n: usize, len: usize) -> Vec<u8> {
+pub(crate) fn message(user: usize, n: usize, len: usize) -> Vec<u8> {
     let mut m = format!(
         "From: Alice <alice@example.org>\nTo: user{user}@example.org\nSubject: message {n}\n\
          Message-ID: <{user}.{n}@loadtest>\nDate: Sun, 22 Nov 2026 10:00:00 +0000\n\n"
@@ -405,7 +405,7 @@ fn cases(s: &Settings, scheme: &'static str) -> Vec<Case> {
     ]
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -732,15 +732,21 @@ fn render(
 }
 
 fn write_doc(generated: &str) -> Result {
+    write_generated(SECTION, BEGIN, END, generated)
+}
+
+/// Replaces the text between `begin` and `end` in `docs/performance.md` with `generated`
+/// (or adds it, under `section`, at the end).
+pub(crate) fn write_generated(section: &str, begin: &str, end: &str, generated: &str) -> Result {
     let path = root().join("docs").join("performance.md");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let block = format!("{BEGIN}\n{generated}{END}\n");
-    let new = match (text.find(BEGIN), text.find(END)) {
+    let block = format!("{begin}\n{generated}{end}\n");
+    let new = match (text.find(begin), text.find(end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{block}{}", &text[..b], &text[e + END.len()..].trim_start_matches('\n'))
+            format!("{}{block}{}", &text[..b], &text[e + end.len()..].trim_start_matches('\n'))
         }
-        _ if text.contains(SECTION) => format!("{}\n{block}", text.trim_end()),
-        _ => format!("{}\n\n{SECTION}\n\n{block}", text.trim_end()),
+        _ if text.contains(section) => format!("{}\n{block}", text.trim_end()),
+        _ => format!("{}\n\n{section}\n\n{block}", text.trim_end()),
     };
     fs::write(&path, new).map_err(|e| format!("{}: {e}", path.display()))
 }

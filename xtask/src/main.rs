@@ -8,8 +8,11 @@
 //! - `bench [FILTER]`: run the criterion benches and print the figures with their ratios.
 //! - `loadtest [--quick] [--rounds N] [--duration SECS] [--no-write]`: pop3d and Dovecot side by
 //!   side under `pop3-load`; writes the table into `docs/performance.md`.
+//! - `fetchbench [--quick] [--messages N] [--size OCTETS] [--rounds N] [--no-write]`: `pop3 fetch`
+//!   against mpop and fetchmail from one Dovecot; writes the table into `docs/performance.md`.
 
 mod bench_report;
+mod fetchbench;
 mod loadtest;
 
 use std::env;
@@ -19,7 +22,7 @@ use std::process::{Command, ExitCode};
 type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
-    "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | loadtest [--quick]>";
+    "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | loadtest [--quick] | fetchbench [--quick]>";
 
 /// Fuzz runs per target in CI (the project's minimum).
 const CI_FUZZ_RUNS: u64 = 20_000;
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz_command(&args[1..]),
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("loadtest") => loadtest::loadtest(&args[1..]),
+        Some("fetchbench") => fetchbench::fetchbench(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
