@@ -3,13 +3,13 @@
 //!
 //! Every retriever fetches every message (`--keep`, fresh state each run) into its own fresh
 //! Maildir, on disk (`/var/tmp`) and on tmpfs (`/dev/shm`), at equal durability: each message
-//! is fsynced before it is recorded as fetched (`pop3`: group commit, one `syncfs` per
-//! batch; mpop: its Maildir delivery; fetchmail: an MDA that writes `tmp/`, runs `sync FILE`
-//! and renames into `new/`). The wire alone is `pop3-client`'s `retrieve_all` example:
-//! pipelined `RETR` of everything, nothing stored. Cases alternate within each round (wire,
-//! pop3, mpop, fetchmail on disk, then the same on tmpfs) so that a noisy machine affects all
-//! of them alike; the table gives medians. Every run is checked: the Maildir must hold
-//! exactly the number of messages on the server.
+//! is fsynced before it is recorded as fetched (`pop3`: group commit, concurrent `fdatasync`
+//! calls per batch; mpop: its Maildir delivery, one fsync per message; fetchmail: an MDA that
+//! writes a `mktemp` file in `tmp/`, runs `sync FILE` and moves it into `new/`). The wire
+//! alone is `pop3-client`'s `retrieve_all` example: pipelined `RETR` of everything, nothing
+//! stored. Cases alternate within each round (wire, pop3, mpop, fetchmail on disk, then the
+//! same on tmpfs) so that a noisy machine affects all of them alike; the table gives medians.
+//! Every run is checked: the Maildir must hold exactly the number of messages on the server.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -243,7 +243,7 @@ fn fetch(s: &Settings, tools: &Tools, who: Who, port: u16, dir: &Path) -> Result
         Who::Fetchmail => {
             let rc = dir.join("fetchmailrc");
             let mda = format!(
-                "/bin/sh -c 'f={md}/tmp/fm.$$; cat > $f && sync $f && mv $f {md}/new/fm.$$'",
+                "/bin/sh -c 'f=$(mktemp {md}/tmp/fm.XXXXXXXXXX) && cat > $f && sync $f && mv $f {md}/new/'",
                 md = md.display()
             );
             let text = format!(

@@ -174,7 +174,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_millis(5 + seed % 60);
+        let delay = Duration::from_micros(2_000 + seed % 40_000);
         // Small batches, so that kills land between commits as well as inside them; PLAIN,
         // as SCRAM's key derivation in a debug build would take most of a short run.
         let args = ["fetch", "-q", "--delete", "--batch", "7", "--auth", "plain", "--to", &to];
