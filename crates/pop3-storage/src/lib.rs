@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 pub use error::{Error, ErrorKind, Result};
 pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions, MaildirStore};
 
-pub use mbox::{Mbox, MboxDrop, MboxStore};
+pub use mbox::{Append, Mbox, MboxDrop, MboxStore};
 pub use memory::{MemoryDrop, MemoryStore};
 pub use size::{rfc1939_size, SizeCounter};
 pub use util::is_valid_uidl;

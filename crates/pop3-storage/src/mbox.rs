@@ -32,6 +32,24 @@ use crate::{
     Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, Store, CHUNK,
 };
 
+/// An append [`Mbox::deliver_many`] is about to make: at `offset` (the mbox's length under
+/// the lock), `len` octets, which `data` reads (the exact bytes, From lines and separators
+/// included).
+pub struct Append<'a> {
+    /// Where the append starts.
+    pub offset: u64,
+    /// How many octets it writes.
+    pub len: u64,
+    /// The octets it writes.
+    pub data: &'a mut dyn Read,
+}
+
+impl std::fmt::Debug for Append<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Append").field("offset", &self.offset).field("len", &self.len).finish()
+    }
+}
+
 /// An mbox file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mbox {
@@ -155,6 +173,29 @@ impl Mbox {
         sync_dir(&self.path)
     }
 
+    /// Under the locks (so after rolling back an interrupted append), feeds `len` octets of
+    /// the mbox from `offset` to `sink`; `false` if the file is shorter than that. A
+    /// retriever uses it to check whether an [`Append`] it recorded took place.
+    pub fn read_range(&self, offset: u64, len: u64, sink: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        let locked = self.lock(false)?;
+        let Some(file) = locked.file.as_ref() else { return Ok(false) };
+        if file.metadata().ctx("stat", &self.path)?.len() < offset.saturating_add(len) {
+            return Ok(false);
+        }
+        let mut buf = vec![0; CHUNK];
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let want = buf.len().min(usize::try_from(end - at).unwrap_or(usize::MAX));
+            let n = file.read_at(&mut buf[..want], at).ctx("read", &self.path)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            sink(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(true)
+    }
+
     /// Locks the mbox (dotlock + fcntl) and takes a snapshot of its messages. A missing file is
     /// an empty maildrop.
     pub fn open(&self) -> Result<MboxDrop> {
@@ -177,6 +218,20 @@ impl Mbox {
     /// Fails with [`Error::InUse`] while a POP3 session holds the mbox, like any
     /// locking MDA (which then retries later).
     pub fn deliver(&self, message: &mut dyn Read, envelope: &Envelope) -> Result<()> {
+        self.deliver_many(&mut [message], envelope, &mut |_| Ok(()))
+    }
+
+    /// Appends several messages under one lock, one journal and one fsync: all of them or,
+    /// after a crash, none (the journal rolls the append back). Before anything is written to
+    /// the mbox, under the locks, `before_append` is given the [`Append`] about to be made:
+    /// a retriever records it durably, so that after a crash it can tell with
+    /// [`Mbox::read_range`] whether the append took place (and not deliver again).
+    pub fn deliver_many(
+        &self,
+        messages: &mut [&mut dyn Read],
+        envelope: &Envelope,
+        before_append: &mut dyn FnMut(&mut Append<'_>) -> Result<()>,
+    ) -> Result<()> {
         let locked = self.lock(true)?;
         let file = locked.file.as_ref().expect("created");
         let orig = file.metadata().ctx("stat", &self.path)?.len();
@@ -217,29 +272,35 @@ impl Mbox {
             .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
             .unwrap_or("MAILER-DAEMON");
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut w = io::BufWriter::with_capacity(CHUNK, &mut spool);
         let head = format!("From {sender} {}\n", asctime_utc(now.as_secs()));
-        w.write_all(sep).and_then(|()| w.write_all(head.as_bytes())).ctx("write", &spool_path)?;
-        let mut quoter = Quoter::default();
+        let mut w = io::BufWriter::with_capacity(CHUNK, &mut spool);
+        w.write_all(sep).ctx("write", &spool_path)?;
         let mut buf = vec![0; CHUNK];
         let mut out = Vec::with_capacity(CHUNK + 64);
-        loop {
-            let n = match message.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read message for", &self.path, e)),
-            };
+        for message in messages.iter_mut() {
+            w.write_all(head.as_bytes()).ctx("write", &spool_path)?;
+            let mut quoter = Quoter::default();
+            loop {
+                let n = match message.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("read message for", &self.path, e)),
+                };
+                out.clear();
+                quoter.feed(&buf[..n], &mut out);
+                w.write_all(&out).ctx("write", &spool_path)?;
+            }
             out.clear();
-            quoter.feed(&buf[..n], &mut out);
+            quoter.finish(&mut out);
+            out.push(b'\n'); // separator
             w.write_all(&out).ctx("write", &spool_path)?;
         }
-        out.clear();
-        quoter.finish(&mut out);
-        out.push(b'\n'); // separator
-        w.write_all(&out).and_then(|()| w.flush()).ctx("write", &spool_path)?;
+        w.flush().ctx("write", &spool_path)?;
         drop(w);
         let total = spool.stream_position().ctx("seek", &spool_path)?;
+        spool.seek(SeekFrom::Start(0)).ctx("seek", &spool_path)?;
+        before_append(&mut Append { offset: orig, len: total, data: &mut spool })?;
 
         let journal = sidecar(&self.path, "append");
         let mut j = OpenOptions::new()

@@ -144,6 +144,49 @@ fn delivery_quotes_and_terminates() {
     }
 }
 
+/// `deliver_many`: one append for several messages, announced before it is made; the
+/// announced bytes are exactly what `read_range` finds afterwards, and a refusal from the hook
+/// leaves the mbox untouched.
+#[test]
+fn delivery_of_a_batch_is_announced_and_can_be_found_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carol");
+    let mbox = Mbox::new(&path);
+    mbox.deliver(&mut &b"Subject: first\n\nbody\n"[..], &Envelope::default()).unwrap();
+    let before = fs::metadata(&path).unwrap().len();
+    let (a, b) = (b"Subject: a\n\nFrom here\n".to_vec(), b"Subject: b\n\nno newline".to_vec());
+    let mut announced = None;
+    mbox.deliver_many(&mut [&mut &a[..], &mut &b[..]], &Envelope::default(), &mut |append| {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(append.data, &mut data).unwrap();
+        assert_eq!(data.len() as u64, append.len);
+        announced = Some((append.offset, data));
+        Ok(())
+    })
+    .unwrap();
+    let (offset, data) = announced.unwrap();
+    assert_eq!(offset, before, "the append starts at the old end");
+    assert_eq!(fs::metadata(&path).unwrap().len(), before + data.len() as u64);
+    let mut found = Vec::new();
+    assert!(mbox
+        .read_range(offset, data.len() as u64, &mut |c| found.extend_from_slice(c))
+        .unwrap());
+    assert_eq!(found, data);
+    assert!(!mbox.read_range(offset, data.len() as u64 + 1, &mut |_| {}).unwrap(), "past the end");
+    let d = mbox.open().unwrap();
+    assert_eq!(d.messages().len(), 3);
+    assert_eq!(read_all(&d, 1), b"Subject: a\n\n>From here\n");
+    assert_eq!(read_all(&d, 2), b"Subject: b\n\nno newline\n");
+    drop(d);
+    // A hook that fails (say, the retriever cannot record the append) stops it.
+    let len = fs::metadata(&path).unwrap().len();
+    let refused = mbox.deliver_many(&mut [&mut &a[..]], &Envelope::default(), &mut |_| {
+        Err(Error::Io { op: "record", path: "state".into(), source: std::io::Error::other("full") })
+    });
+    assert!(refused.is_err());
+    assert_eq!(fs::metadata(&path).unwrap().len(), len);
+}
+
 #[test]
 fn delivery_repairs_a_missing_separator() {
     let dir = tempfile::tempdir().unwrap();
