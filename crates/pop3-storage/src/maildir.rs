@@ -999,12 +999,23 @@ impl Maildrop for MaildirDrop {
 
     fn read_message(&self, index: usize) -> Result<MessageReader<'_>> {
         let e = self.entry(index)?;
-        let Some(path) = self.locate(e)? else {
-            return Err(self.gone(index));
-        };
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(self.gone(index)),
+        // The snapshot's path first (no stat before the open: one lookup per read); only if
+        // it is gone is the message looked for under another name.
+        let path = e.path(&self.root, &self.names);
+        let (path, file) = match File::open(&path) {
+            Ok(f) => (path, f),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let Some(path) = self.locate(e)? else {
+                    return Err(self.gone(index));
+                };
+                match File::open(&path) {
+                    Ok(f) => (path, f),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        return Err(self.gone(index))
+                    }
+                    Err(err) => return Err(Error::io("open", &path, err)),
+                }
+            }
             Err(err) => return Err(Error::io("open", &path, err)),
         };
         if let Some(raw) = e.raw_len {
