@@ -124,14 +124,7 @@ impl Conn {
             return Ok(());
         }
         let out = self.session.take_output();
-        match &mut self.stream {
-            Stream::Plain(s) => s.write_all(&out).await.map_err(io("write")),
-            Stream::Tls(s) => {
-                s.write_all(&out).await.map_err(io("write"))?;
-                s.flush().await.map_err(io("write"))
-            }
-            Stream::Gone => Err("write during STLS".into()),
-        }
+        self.write_raw(&out).await
     }
 
     /// The next event: sends pending commands, reads as needed.
@@ -145,12 +138,7 @@ impl Conn {
                 };
             }
             self.flush().await?;
-            let n = match &mut self.stream {
-                Stream::Plain(s) => s.read(&mut self.buf).await,
-                Stream::Tls(s) => s.read(&mut self.buf).await,
-                Stream::Gone => return Err("read during STLS".into()),
-            }
-            .map_err(io("read"))?;
+            let n = self.read_some().await?;
             if n == 0 {
                 self.session.handle_eof();
                 if self.session.poll_event().is_none() {
@@ -233,6 +221,102 @@ impl Conn {
         }
     }
 
+    /// Writes bytes to the server: the session's output, or pre-encoded commands that bypass
+    /// it (then the session must have nothing pending, and only the other `*_raw` methods
+    /// may follow).
+    async fn write_raw(&mut self, out: &[u8]) -> Result<(), Error> {
+        match &mut self.stream {
+            Stream::Plain(s) => s.write_all(out).await.map_err(io("write")),
+            Stream::Tls(s) => {
+                s.write_all(out).await.map_err(io("write"))?;
+                s.flush().await.map_err(io("write"))
+            }
+            Stream::Gone => Err("write during STLS".into()),
+        }
+    }
+
+    /// Reads what has arrived into the buffer (0 at end of stream).
+    async fn read_some(&mut self) -> Result<usize, Error> {
+        match &mut self.stream {
+            Stream::Plain(s) => s.read(&mut self.buf).await,
+            Stream::Tls(s) => s.read(&mut self.buf).await,
+            Stream::Gone => return Err("read during STLS".into()),
+        }
+        .map_err(io("read"))
+    }
+
+    /// Reads what has arrived into the buffer; fails at end of stream.
+    async fn read_raw(&mut self) -> Result<usize, Error> {
+        let n = self.read_some().await?;
+        if n == 0 {
+            return Err("connection closed by the server".into());
+        }
+        Ok(n)
+    }
+
+    /// Sends `batch` (`replies` pre-encoded single-line commands) and checks that exactly
+    /// `replies` `+OK` lines come back.
+    pub async fn pipelined_raw(&mut self, batch: &[u8], replies: usize) -> Result<(), Error> {
+        self.write_raw(batch).await?;
+        let mut lines = StatusLines::default();
+        while lines.lines < replies {
+            let n = self.read_raw().await?;
+            lines.feed(&self.buf[..n])?;
+        }
+        if lines.lines > replies || !lines.carry.is_empty() {
+            return Err(format!("more than {replies} replies to {replies} commands"));
+        }
+        Ok(())
+    }
+
+    /// `RETR msg`, the reply read without the session: checks `+OK` and returns the
+    /// unstuffed octets of the body.
+    pub async fn retr_raw(&mut self, msg: MsgNum) -> Result<u64, Error> {
+        let mut cmd = [0u8; 24];
+        let len = {
+            let mut w = &mut cmd[..];
+            std::io::Write::write_fmt(&mut w, format_args!("RETR {msg}\r\n"))
+                .map_err(|e| e.to_string())?;
+            24 - w.len()
+        };
+        self.write_raw(&cmd[..len]).await?;
+        let mut status = Vec::new();
+        let mut body = BodyCount::default();
+        let mut in_body = false;
+        loop {
+            let n = self.read_raw().await?;
+            let mut data = &self.buf[..n];
+            if !in_body {
+                let Some(i) = memchr::memchr(b'\n', data) else {
+                    status.extend_from_slice(data);
+                    if status.len() > 1024 {
+                        return Err(format!("RETR {msg}: status line too long"));
+                    }
+                    continue;
+                };
+                status.extend_from_slice(&data[..=i]);
+                StatusLines::check(&status).map_err(|e| format!("RETR {msg}: {e}"))?;
+                in_body = true;
+                data = &data[i + 1..];
+            }
+            if let Some(used) = body.feed(data) {
+                if used != data.len() {
+                    return Err(format!("RETR {msg}: data after the end of the message"));
+                }
+                return Ok(body.octets);
+            }
+        }
+    }
+
+    /// QUIT and its `+OK`, after `*_raw` commands.
+    pub async fn quit_raw(mut self) -> Result<(), Error> {
+        self.pipelined_raw(b"QUIT\r\n", 1).await.map_err(|e| format!("QUIT: {e}"))?;
+        if let Stream::Tls(s) = &mut self.stream {
+            let _ = s.shutdown().await;
+        }
+        Ok(())
+    }
+
     /// NOOP.
     pub async fn noop(&mut self) -> Result<(), Error> {
         let id = self.session.noop().map_err(|e| e.to_string())?;
@@ -280,4 +364,169 @@ pub fn tls_connector(ca_pem: &[u8], resume: bool) -> Result<TlsConnector, Error>
         config.resumption = rustls::client::Resumption::disabled();
     }
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Checks the status lines of pipelined replies as they arrive, in any split: each must be
+/// `+OK`, alone or followed by a space, and end with CRLF.
+#[derive(Debug, Default)]
+pub struct StatusLines {
+    /// The start of a line whose end has not arrived yet.
+    carry: Vec<u8>,
+    /// Complete lines seen.
+    pub lines: usize,
+}
+
+impl StatusLines {
+    fn check(line: &[u8]) -> Result<(), Error> {
+        let ok = line.starts_with(b"+OK")
+            && line.ends_with(b"\r\n")
+            && (line.len() == 5 || line[3] == b' ');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("not +OK: {:?}", String::from_utf8_lossy(line)))
+        }
+    }
+
+    /// Feeds received bytes; fails on the first line that is not `+OK`.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        if !self.carry.is_empty() {
+            let Some(i) = memchr::memchr(b'\n', data) else {
+                self.carry.extend_from_slice(data);
+                return Ok(());
+            };
+            self.carry.extend_from_slice(&data[..=i]);
+            Self::check(&self.carry)?;
+            self.carry.clear();
+            self.lines += 1;
+            data = &data[i + 1..];
+        }
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\n', data) {
+            Self::check(&data[start..=i])?;
+            self.lines += 1;
+            start = i + 1;
+        }
+        self.carry.extend_from_slice(&data[start..]);
+        Ok(())
+    }
+}
+
+/// Reads a multi-line reply's body as it arrives, in any split: counts the unstuffed octets
+/// (a line's leading `.` removed) and finds the `.` CRLF terminator.
+#[derive(Debug, Default)]
+pub struct BodyCount {
+    /// Unstuffed octets so far.
+    pub octets: u64,
+    /// Bytes of the current line seen so far (0: at a line start).
+    line: u64,
+    /// The current line began with `.`.
+    dot: bool,
+    /// The current line is, so far, a prefix of `.` CRLF.
+    term: bool,
+}
+
+impl BodyCount {
+    /// Feeds received bytes; returns how many of them belong to the body (terminator
+    /// included) once the terminator has been seen, `None` while it has not.
+    pub fn feed(&mut self, data: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        while at < data.len() {
+            if self.line == 0 {
+                self.dot = data[at] == b'.';
+                self.term = self.dot;
+            }
+            match memchr::memchr(b'\n', &data[at..]) {
+                None => {
+                    let part = &data[at..];
+                    self.term = self.term && self.line + part.len() as u64 <= 2 && {
+                        let seen = self.line as usize;
+                        part.iter().enumerate().all(|(k, &b)| b == b".\r"[seen + k])
+                    };
+                    self.line += part.len() as u64;
+                    return None;
+                }
+                Some(i) => {
+                    let part = &data[at..=at + i];
+                    let seen = self.line as usize;
+                    let len = self.line + part.len() as u64;
+                    let whole_term = self.term
+                        && len == 3
+                        && part.iter().enumerate().all(|(k, &b)| b == b".\r\n"[seen + k]);
+                    at += i + 1;
+                    self.line = 0;
+                    if whole_term {
+                        return Some(at);
+                    }
+                    self.octets += len - u64::from(self.dot);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way of cutting `data` in up to three pieces.
+    fn splits(data: &[u8]) -> Vec<Vec<&[u8]>> {
+        let mut out = vec![vec![data]];
+        for i in 0..=data.len() {
+            for j in i..=data.len() {
+                out.push(vec![&data[..i], &data[i..j], &data[j..]]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn status_lines_in_any_split() {
+        let good = b"+OK 1 20480\r\n+OK\r\n+OK 2 7\r\n";
+        for pieces in splits(good) {
+            let mut s = StatusLines::default();
+            for p in pieces {
+                s.feed(p).unwrap();
+            }
+            assert_eq!(s.lines, 3);
+            assert!(s.carry.is_empty());
+        }
+        for bad in [&b"+OK 1 2\r\n-ERR no\r\n"[..], b"+OKAY\r\n", b"+OK 1\n", b"OK\r\n"] {
+            for pieces in splits(bad) {
+                let mut s = StatusLines::default();
+                let failed = pieces.iter().any(|p| s.feed(p).is_err());
+                assert!(failed, "{:?} accepted", String::from_utf8_lossy(bad));
+            }
+        }
+    }
+
+    #[test]
+    fn body_count_unstuffs_and_finds_the_end_in_any_split() {
+        // Unstuffed: "a\r\n.b\r\n\r\n.\r\nend\r\n" (17 octets); then the terminator, then
+        // one byte that is not part of the body.
+        let wire = b"a\r\n..b\r\n\r\n..\r\nend\r\n.\r\nX";
+        for pieces in splits(wire) {
+            let mut b = BodyCount::default();
+            let mut consumed = 0;
+            let mut done = None;
+            for p in pieces {
+                if done.is_some() {
+                    break;
+                }
+                done = b.feed(p).map(|used| consumed + used);
+                consumed += p.len();
+            }
+            assert_eq!(done, Some(wire.len() - 1));
+            assert_eq!(b.octets, 17);
+        }
+        // Lines that only look like the terminator are body.
+        let mut b = BodyCount::default();
+        assert_eq!(b.feed(b"..\r\n.x\r\n. \r\n"), None);
+        assert_eq!(b.octets, 3 + 3 + 3);
+        assert_eq!(b.feed(b".\r\n"), Some(3));
+        let mut empty = BodyCount::default();
+        assert_eq!(empty.feed(b".\r\n"), Some(3));
+        assert_eq!(empty.octets, 0);
+    }
 }

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use pop3_proto::MsgNum;
 use rustls::pki_types::ServerName;
 use tokio::time::{timeout, Instant};
 
@@ -432,7 +431,7 @@ async fn session(
                     break;
                 }
                 let t = Instant::now();
-                let got = conn.retr(item.msg).await?;
+                let got = conn.retr_raw(item.msg).await?;
                 if got != item.size {
                     return Err(format!(
                         "RETR {}: {got} octets unstuffed, LIST said {}",
@@ -446,44 +445,45 @@ async fn session(
                     tally.octets += got;
                 }
             }
-            conn.quit().await?;
+            conn.quit_raw().await?;
             if in_window(Instant::now()) {
                 tally.sessions += 1;
             }
         }
         Mode::Pipeline => {
-            if conn.capa().await? {
+            let pipelines = conn.capa().await?;
+            if pipelines {
                 pipelining.fetch_add(1, Ordering::Relaxed);
             }
             let (count, _) = conn.stat().await?;
-            let batch = o.batch.max(1);
+            // RFC 2449: no pipelining unless the server says PIPELINING.
+            let batch = if pipelines { o.batch.max(1) } else { 1 };
+            // Pre-encoded: every command of the cycle `LIST 1` .. `LIST count` (or NOOP),
+            // copied into the batch buffer; the replies are checked as raw lines.
+            let commands: Vec<Vec<u8>> = if count == 0 {
+                vec![b"NOOP\r\n".to_vec()]
+            } else {
+                (1..=count).map(|n| format!("LIST {n}\r\n").into_bytes()).collect()
+            };
+            let mut out = Vec::with_capacity(batch * 16);
             let mut sent = 0u64;
-            let mut next = 0u32;
+            let mut next = 0usize;
             while sent < o.commands && Instant::now() < end {
                 let t = Instant::now();
                 let n = batch.min((o.commands - sent) as usize);
-                let mut ids = Vec::with_capacity(n);
+                out.clear();
                 for _ in 0..n {
-                    let s = conn.session();
-                    let id = if count == 0 {
-                        s.noop()
-                    } else {
-                        next = next % count + 1;
-                        s.list(MsgNum::new(next))
-                    }
-                    .map_err(|e| e.to_string())?;
-                    ids.push(id);
+                    out.extend_from_slice(&commands[next]);
+                    next = (next + 1) % commands.len();
                 }
-                for id in ids {
-                    conn.expect_ok(id).await.map_err(|e| format!("pipelined command: {e}"))?;
-                }
+                conn.pipelined_raw(&out, n).await.map_err(|e| format!("pipelined command: {e}"))?;
                 sent += n as u64;
                 if in_window(Instant::now()) && t >= measure {
                     tally.record(t);
                     tally.commands += n as u64;
                 }
             }
-            conn.quit().await?;
+            conn.quit_raw().await?;
             if in_window(Instant::now()) {
                 tally.sessions += 1;
             }
