@@ -154,36 +154,65 @@ impl DotLock {
         let claim = PathClaim(lock_path);
         // A few rounds: each stale lock we remove may be re-created by a live process.
         for _ in 0..5 {
-            match OpenOptions::new().write(true).create_new(true).mode(mode).open(lock_path) {
-                Ok(mut f) => {
-                    let meta = f.metadata().ctx("stat dotlock", lock_path);
-                    let meta = match meta {
-                        Ok(m) => m,
-                        Err(e) => {
-                            let _ = fs::remove_file(lock_path);
-                            return Err(e);
-                        }
-                    };
-                    let id = (meta.dev(), meta.ino());
-                    // Registered before the pid is written: whoever reads our pid from the
-                    // file finds the inode here.
-                    registry().files.insert(id);
+            // The lock file appears with its stamp already in it: written to a private file
+            // first, then linked to the lock name (atomic; fails if the name exists), as mutt
+            // and liblockfile do. Created empty and then written, a holder killed in between
+            // would leave an empty file, which other programs' conventions make stale only
+            // after 500 s.
+            let (tmp, id) = Self::stamped(lock_path, mode)?;
+            let linked = fs::hard_link(&tmp, lock_path);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {
                     std::mem::forget(claim);
-                    let lock = Self { path: lock_path.to_path_buf(), id };
-                    f.write_all(Stamp::ours().as_bytes()).ctx("write dotlock", lock_path)?;
-                    return Ok(lock);
+                    return Ok(Self { path: lock_path.to_path_buf(), id });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    registry().files.remove(&id);
                     match Self::inspect(lock_path)? {
                         None => continue, // vanished: try again
                         Some(found) if !found.stale => return Err(in_use(found.holder)),
                         Some(found) => Self::break_stale(lock_path, found.id)?,
                     }
                 }
-                Err(e) => return Err(Error::io("create dotlock", lock_path, e)),
+                Err(e) => {
+                    registry().files.remove(&id);
+                    return Err(Error::io("create dotlock", lock_path, e));
+                }
             }
         }
         Err(in_use(None))
+    }
+
+    /// A new private file next to `lock_path` holding our stamp, registered (by inode) before
+    /// it can appear under the lock name: whoever reads our pid there finds the inode here.
+    fn stamped(lock_path: &Path, mode: u32) -> Result<(PathBuf, (u64, u64))> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = lock_path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = lock_path.with_file_name(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .ctx("create dotlock", &tmp)?;
+        let written = f.write_all(Stamp::ours().as_bytes()).and_then(|()| f.metadata());
+        match written {
+            Ok(meta) => {
+                let id = (meta.dev(), meta.ino());
+                registry().files.insert(id);
+                Ok((tmp, id))
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(Error::io("write dotlock", &tmp, e))
+            }
+        }
     }
 
     /// Reads the existing lock file at `path`; `None` if it vanished.
