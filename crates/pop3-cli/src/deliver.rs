@@ -5,11 +5,14 @@
 //! mpop, fetchmail and getmail store them): every CRLF the server sent becomes LF; a CR that is
 //! not followed by LF is kept.
 //!
-//! Durability: an mbox or MDA delivery is durable when [`Deliverer::finish`] returns. Maildir
-//! deliveries use group commit: `finish` leaves the message written (not synced) in `tmp/`, and
-//! [`Deliverer::commit`] makes a whole batch durable with concurrent `fdatasync` calls (which
-//! the file system folds into a few journal commits), then links every file into `new/` and
-//! fsyncs `new/` once. A file therefore appears in `new/` only after its data is on disk,
+//! Durability: an MDA delivery is done when [`Deliverer::finish`] returns (the MDA exited 0).
+//! Maildir and mbox deliveries use group commit: `finish` stages the message, and
+//! [`Deliverer::commit`] makes a whole batch durable. Maildir: each message is written (not
+//! synced) to `tmp/`; the commit runs concurrent `fdatasync` calls (which the file system
+//! folds into a few journal commits), then links every file into `new/` and fsyncs `new/`
+//! once. mbox: each message is spooled; the commit is one locked, journalled, synced append
+//! of the whole batch, announced beforehand (offset, length, SHA-256 of the bytes) so that
+//! after a crash [`mbox_append_present`] can tell whether it happened. A file therefore appears in `new/` only after its data is on disk,
 //! which is what lets a later run trust a name it finds there (see `docs/client.md`).
 //! Per-message fsync, one after the other, is what costs a retriever most.
 
@@ -71,6 +74,8 @@ pub struct Deliverer {
     account: String,
     /// Maildir messages written to `tmp/` and not yet durable.
     staged: Vec<Staged>,
+    /// mbox messages spooled and not yet appended.
+    mbox_staged: Vec<File>,
     staged_bytes: u64,
     staged_since: Option<Instant>,
     batch_messages: usize,
@@ -101,6 +106,9 @@ fn sync_all_files(staged: &[Staged]) -> io::Result<()> {
     })
 }
 
+/// An mbox batch holds at most this many messages (one spool descriptor each).
+const MBOX_BATCH_MESSAGES: usize = 128;
+
 /// A Maildir message written to `tmp/`, waiting for [`Deliverer::commit`].
 #[derive(Debug)]
 struct Staged {
@@ -113,7 +121,8 @@ struct Staged {
 pub enum Finished {
     /// Stored durably (or found already stored).
     Durable,
-    /// Written to a Maildir's `tmp/`; durable after the next [`Deliverer::commit`].
+    /// Written to a Maildir's `tmp/` or an mbox spool; durable after the next
+    /// [`Deliverer::commit`].
     Staged,
 }
 
@@ -205,6 +214,7 @@ impl Deliverer {
             host,
             account: account.to_owned(),
             staged: Vec::new(),
+            mbox_staged: Vec::new(),
             staged_bytes: 0,
             staged_since: None,
             batch_messages,
@@ -268,13 +278,11 @@ impl Deliverer {
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
             }
-            Delivery::Mbox { mut file, .. } => {
-                let Target::Mbox(path) = &self.target else { unreachable!() };
-                file.rewind()?;
-                pop3_storage::Mbox::new(path)
-                    .deliver(&mut file, &pop3_storage::Envelope::default())
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                Ok(Finished::Durable)
+            Delivery::Mbox { file, .. } => {
+                self.staged_bytes += file.metadata()?.len();
+                self.mbox_staged.push(file);
+                self.staged_since.get_or_insert_with(Instant::now);
+                Ok(Finished::Staged)
             }
             Delivery::Mda { mut child, .. } => {
                 drop(child.stdin.take());
@@ -291,24 +299,54 @@ impl Deliverer {
     /// True when the staged batch is big or old enough to be committed.
     pub fn should_commit(&self) -> bool {
         self.staged.len() >= self.batch_messages
+            || self.mbox_staged.len() >= self.batch_messages.min(MBOX_BATCH_MESSAGES)
             || self.staged_bytes >= BATCH_BYTES
             || self.staged_since.is_some_and(|t| t.elapsed() >= BATCH_AGE)
     }
 
     /// Number of staged messages.
     pub fn staged(&self) -> usize {
-        self.staged.len()
+        self.staged.len() + self.mbox_staged.len()
     }
 
-    /// Makes every staged message durable, in order: `fdatasync` every staged file, from
-    /// [`SYNC_THREADS`] threads at once, so that the file system folds them into a few journal
-    /// commits; then `link` each `tmp/NAME` to `new/NAME` (never replacing) and unlink it,
-    /// and fsync `new/` once. On error the batch's `tmp/` files are removed and nothing counts
-    /// as delivered: those messages are fetched again.
-    pub fn commit(&mut self) -> io::Result<()> {
+    /// Makes every staged message durable. Maildir, in order: `fdatasync` every staged file,
+    /// from [`SYNC_THREADS`] threads at once, so that the file system folds them into a few
+    /// journal commits; then `link` each `tmp/NAME` to `new/NAME` (never replacing) and unlink
+    /// it, and fsync `new/` once. On error the batch's `tmp/` files are removed and nothing
+    /// counts as delivered: those messages are fetched again. mbox: one
+    /// [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many) of the batch; `announce` is
+    /// called with the append's offset, length and SHA-256 (hex) before the mbox is touched,
+    /// and must record them durably.
+    pub fn commit(
+        &mut self,
+        announce: &mut dyn FnMut(u64, u64, &str) -> io::Result<()>,
+    ) -> io::Result<()> {
         let staged = std::mem::take(&mut self.staged);
+        let mut spools = std::mem::take(&mut self.mbox_staged);
         self.staged_bytes = 0;
         self.staged_since = None;
+        if let Target::Mbox(path) = &self.target {
+            if spools.is_empty() {
+                return Ok(());
+            }
+            for spool in &mut spools {
+                spool.rewind()?;
+            }
+            let mut readers: Vec<&mut dyn std::io::Read> =
+                spools.iter_mut().map(|f| f as &mut dyn std::io::Read).collect();
+            let mut hook = |append: &mut pop3_storage::Append<'_>| {
+                let digest =
+                    sha256_hex(append.data).and_then(|d| announce(append.offset, append.len, &d));
+                digest.map_err(|source| pop3_storage::Error::Io {
+                    op: "record the append in the state",
+                    path: path.clone(),
+                    source,
+                })
+            };
+            return pop3_storage::Mbox::new(path)
+                .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
+                .map_err(|e| io::Error::other(e.to_string()));
+        }
         let Target::Maildir(dir) = &self.target else { return Ok(()) };
         if staged.is_empty() {
             return Ok(());
@@ -378,6 +416,33 @@ impl Delivery {
             _ => {}
         }
     }
+}
+
+/// SHA-256 of everything `data` reads, in hex.
+fn sha256_hex(data: &mut dyn std::io::Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match data.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// True if the mbox at `path` holds, at `offset`, the `len` octets whose SHA-256 is `digest`:
+/// an announced append that took place (after a crash, an append that did not complete was
+/// rolled back by the mbox's journal before this reads).
+pub fn mbox_append_present(path: &Path, offset: u64, len: u64, digest: &str) -> io::Result<bool> {
+    let mut hasher = Sha256::new();
+    let present = pop3_storage::Mbox::new(path)
+        .read_range(offset, len, &mut |chunk| hasher.update(chunk))
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let found: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(present && found == digest)
 }
 
 /// An unnamed temporary file (removed when closed).

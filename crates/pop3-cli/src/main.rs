@@ -23,7 +23,7 @@ use pop3_client::{
 use serde::Serialize;
 
 use crate::config::Account;
-use crate::deliver::{Deliverer, Finished, Target};
+use crate::deliver::{mbox_append_present, Deliverer, Finished, Target};
 use crate::state::State;
 
 #[derive(Debug, Parser)]
@@ -487,6 +487,13 @@ async fn fetch(
         let present: HashSet<&str> = listing.iter().map(|(_, _, u)| u.as_str()).collect();
         state.forget_missing(&present).map_err(|e| e.to_string())?;
     }
+    // An mbox batch recorded but not confirmed (the last run died during its commit) is looked
+    // for in the mbox: found, its messages count as fetched; else they are fetched again.
+    if let (Target::Mbox(path), false) = (&target, args.dry_run) {
+        state
+            .resolve_pending(|p| mbox_append_present(path, p.offset, p.len, &p.digest))
+            .map_err(|e| format!("checking {}: {e}", path.display()))?;
+    }
     let mut todo = Vec::new();
     for (msg, size, uid) in listing {
         let fetched = state.entries.get(uid).is_some_and(|e| e.fetched);
@@ -639,7 +646,10 @@ fn commit(
         return Ok(());
     }
     let staged = std::mem::take(&mut batch.staged);
-    deliverer.commit().map_err(|e| format!("storing {} messages: {e}", staged.len()))?;
+    let uids = || staged.iter().map(|s| s.0.as_str());
+    deliverer
+        .commit(&mut |offset, len, digest| state.pending_append(offset, len, digest, uids()))
+        .map_err(|e| format!("storing {} messages: {e}", staged.len()))?;
     state
         .fetched_many(staged.iter().map(|s| s.0.as_str()))
         .map_err(|e| format!("saving state: {e}"))?;

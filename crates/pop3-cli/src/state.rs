@@ -7,7 +7,14 @@
 //! S <unix seconds first seen> <uidl>     seen on the server
 //! F <uidl>                               delivered locally and synced
 //! X <uidl>                               gone from the server: forget it
+//! M <offset> <len> <sha256> <uidl>...    an mbox append about to be made (see below)
+//! R                                      every M before this one is resolved
 //! ```
+//!
+//! `M` is synced before a batch is appended to an mbox. If the run dies before the batch's
+//! `F` records, the next run looks in the mbox at that offset: the same octets there mean the
+//! append took place (the uidls get their `F`), anything else that it did not (they are
+//! fetched again). Then it writes `R`.
 //!
 //! Each record is appended and `fdatasync`ed before the next step (for `F`: before the
 //! message may be deleted on the server). A torn last line (no newline) is ignored. The file is
@@ -27,6 +34,19 @@ pub struct Entry {
     pub fetched: bool,
 }
 
+/// An mbox append recorded before it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAppend {
+    /// Where it starts in the mbox.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+    /// SHA-256 of its octets, hex.
+    pub digest: String,
+    /// The messages it holds.
+    pub uids: Vec<String>,
+}
+
 /// The state of one account, locked.
 #[derive(Debug)]
 pub struct State {
@@ -34,6 +54,8 @@ pub struct State {
     _lock: File,
     /// uidl -> entry.
     pub entries: HashMap<String, Entry>,
+    /// mbox appends whose messages are not all recorded as fetched.
+    pub pending: Vec<PendingAppend>,
     /// Whether appends are synced (off for --dry-run, which writes nothing).
     read_only: bool,
 }
@@ -63,17 +85,17 @@ impl State {
                 }
             },
         )?;
-        let entries = match std::fs::read(&path) {
+        let (entries, pending) = match std::fs::read(&path) {
             Ok(data) => parse(&data)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (HashMap::new(), Vec::new()),
             Err(e) => return Err(e),
         };
         let file = if read_only {
             File::open(&path).or_else(|_| File::open("/dev/null"))?
         } else {
-            compact(dir, &path, &entries)?
+            compact(dir, &path, &entries, &pending)?
         };
-        Ok(Self { file, _lock: lock, entries, read_only })
+        Ok(Self { file, _lock: lock, entries, pending, read_only })
     }
 
     fn append(&mut self, records: &str) -> io::Result<()> {
@@ -116,6 +138,42 @@ impl State {
         self.append(&records)
     }
 
+    /// Records, durably, an mbox append about to be made of the messages `uids`.
+    pub fn pending_append<'a>(
+        &mut self,
+        offset: u64,
+        len: u64,
+        digest: &str,
+        uids: impl Iterator<Item = &'a str>,
+    ) -> io::Result<()> {
+        let uids: Vec<String> = uids.map(str::to_owned).collect();
+        let record = format!("M {offset} {len} {digest} {}\n", uids.join(" "));
+        self.append(&record)?;
+        self.pending.push(PendingAppend { offset, len, digest: digest.to_owned(), uids });
+        Ok(())
+    }
+
+    /// Settles the pending mbox appends: those `took_place` confirms get `F` records for their
+    /// messages; the others are dropped (their messages will be fetched again). Returns how
+    /// many messages were found delivered.
+    pub fn resolve_pending(
+        &mut self,
+        mut took_place: impl FnMut(&PendingAppend) -> io::Result<bool>,
+    ) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        let mut found = 0;
+        for pending in std::mem::take(&mut self.pending) {
+            if took_place(&pending)? {
+                found += pending.uids.len();
+                self.fetched_many(pending.uids.iter().map(String::as_str))?;
+            }
+        }
+        self.append("R\n")?;
+        Ok(found)
+    }
+
     /// Forgets the uidls not in `present` (they are gone from the server).
     pub fn forget_missing(&mut self, present: &std::collections::HashSet<&str>) -> io::Result<()> {
         let gone: Vec<String> =
@@ -145,8 +203,11 @@ impl State {
     }
 }
 
-fn parse(data: &[u8]) -> io::Result<HashMap<String, Entry>> {
+type Parsed = (HashMap<String, Entry>, Vec<PendingAppend>);
+
+fn parse(data: &[u8]) -> io::Result<Parsed> {
     let mut entries = HashMap::new();
+    let mut pending = Vec::new();
     let mut first = true;
     // Only whole lines: a record without its newline was torn by a crash.
     for line in data.split_inclusive(|b| *b == b'\n').filter(|l| l.ends_with(b"\n")) {
@@ -172,15 +233,33 @@ fn parse(data: &[u8]) -> io::Result<HashMap<String, Entry>> {
             (Some("X"), Some(uid), None) => {
                 entries.remove(uid);
             }
+            (Some("M"), Some(offset), Some(rest)) => {
+                let mut words = rest.split(' ');
+                let (Some(len), Some(digest)) = (words.next(), words.next()) else { continue };
+                if let (Ok(offset), Ok(len)) = (offset.parse(), len.parse()) {
+                    let uids = words.map(str::to_owned).collect();
+                    pending.push(PendingAppend { offset, len, digest: digest.to_owned(), uids });
+                }
+            }
+            (Some("R"), None, None) => pending.clear(),
             _ => {} // torn or unknown line
         }
     }
-    Ok(entries)
+    // An append whose messages all have their F record needs no more checking.
+    pending.retain(|p: &PendingAppend| {
+        p.uids.iter().any(|u| entries.get(u).is_none_or(|e: &Entry| !e.fetched))
+    });
+    Ok((entries, pending))
 }
 
 /// Rewrites the journal as one record per entry (temp file, fsync, rename, fsync dir) and
 /// returns it open for appending.
-fn compact(dir: &Path, path: &Path, entries: &HashMap<String, Entry>) -> io::Result<File> {
+fn compact(
+    dir: &Path,
+    path: &Path,
+    entries: &HashMap<String, Entry>,
+    pending: &[PendingAppend],
+) -> io::Result<File> {
     let tmp = path.with_extension("state.tmp");
     let mut out = io::BufWriter::new(File::create(&tmp)?);
     writeln!(out, "{MAGIC}")?;
@@ -191,6 +270,9 @@ fn compact(dir: &Path, path: &Path, entries: &HashMap<String, Entry>) -> io::Res
         if e.fetched {
             writeln!(out, "F {uid}")?;
         }
+    }
+    for p in pending {
+        writeln!(out, "M {} {} {} {}", p.offset, p.len, p.digest, p.uids.join(" "))?;
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -225,5 +307,28 @@ mod tests {
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.entries["u2"], Entry { seen: 100, fetched: true });
         assert_eq!(s.entries["u3"], Entry { seen: 100, fetched: false });
+    }
+
+    #[test]
+    fn pending_appends_survive_until_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = State::open(dir.path(), "a", false).unwrap();
+            s.see_all(["u1", "u2", "u3"].into_iter(), 100).unwrap();
+            s.pending_append(0, 10, "aa", ["u1", "u2"].into_iter()).unwrap();
+            s.fetched_many(["u1", "u2"].into_iter()).unwrap();
+            s.pending_append(10, 5, "bb", ["u3"].into_iter()).unwrap();
+        }
+        // Reopened (compacted): the settled append is gone, the other is kept.
+        let mut s = State::open(dir.path(), "a", false).unwrap();
+        assert_eq!(s.pending.len(), 1);
+        assert_eq!((s.pending[0].offset, s.pending[0].uids.clone()), (10, vec!["u3".to_owned()]));
+        let found = s.resolve_pending(|p| Ok(p.digest == "bb")).unwrap();
+        assert_eq!(found, 1);
+        assert!(s.entries["u3"].fetched);
+        drop(s);
+        let s = State::open(dir.path(), "a", false).unwrap();
+        assert!(s.pending.is_empty());
+        assert!(s.entries["u3"].fetched);
     }
 }
