@@ -8,8 +8,9 @@
 //! - `bench [FILTER]`: run the criterion benches and print the figures with their ratios.
 //! - `loadtest [--quick] [--rounds N] [--duration SECS] [--no-write]`: pop3d and Dovecot side by
 //!   side under `pop3-load`; writes the table into `docs/performance.md`.
-//! - `fetchbench [--quick] [--messages N] [--size OCTETS] [--rounds N] [--no-write]`: `pop3 fetch`
-//!   against mpop and fetchmail from one Dovecot; writes the table into `docs/performance.md`.
+//! - `fetchbench [--quick] [--messages N] [--size OCTETS] [--rounds N] [--repeats N]
+//!   [--no-write]`: `pop3 fetch` against mpop and fetchmail from one Dovecot; writes the table
+//!   into `docs/performance.md`.
 
 mod bench_report;
 mod fetchbench;

@@ -68,8 +68,10 @@ const BATCH_AGE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Deliverer {
     target: Target,
-    /// Names of our messages already in the Maildir's cur/ (moved there by a mail reader).
-    in_cur: HashSet<String>,
+    /// Base names of our messages already in the Maildir: in `new/`, or in `cur/` (moved
+    /// there by a mail reader), read once at the start and extended by each commit, so that
+    /// no message costs a lookup of its name.
+    present: HashSet<String>,
     host: String,
     account: String,
     /// Maildir messages written to `tmp/` and not yet durable.
@@ -79,6 +81,9 @@ pub struct Deliverer {
     staged_bytes: u64,
     staged_since: Option<Instant>,
     batch_messages: usize,
+    /// How many staged Maildir files may stay open until their commit; beyond it they are
+    /// closed and opened again to be synced.
+    open_files: usize,
 }
 
 /// How many `fdatasync` calls a commit keeps in flight. One at a time, each new file costs a
@@ -94,7 +99,10 @@ fn sync_all_files(staged: &[Staged]) -> io::Result<()> {
             .map(|k| {
                 scope.spawn(move || -> io::Result<()> {
                     for s in staged.iter().skip(k).step_by(threads) {
-                        File::open(&s.tmp)?.sync_data()?;
+                        match &s.file {
+                            Some(file) => file.sync_data()?,
+                            None => File::open(&s.tmp)?.sync_data()?,
+                        }
                     }
                     Ok(())
                 })
@@ -112,8 +120,28 @@ const MBOX_BATCH_MESSAGES: usize = 128;
 /// A Maildir message written to `tmp/`, waiting for [`Deliverer::commit`].
 #[derive(Debug)]
 struct Staged {
+    /// Still open (saves an open and a close per message), within the descriptor budget.
+    file: Option<File>,
+    base: String,
     tmp: PathBuf,
     new: PathBuf,
+}
+
+/// Raises the soft limit on open files to the hard one (at most 65,536, as many servers and
+/// runtimes do) and returns how many staged files may stay open: half of the limit, less a
+/// reserve for the connection, the state and the libraries.
+fn open_file_budget() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let wanted = limit.maximum.unwrap_or(u64::MAX).min(1 << 16);
+    if limit.current.is_some_and(|current| current < wanted) {
+        limit.current = Some(wanted);
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let current = limit.current.unwrap_or(1 << 16).min(1 << 16);
+    (current.saturating_sub(256) / 2) as usize
 }
 
 /// What [`Deliverer::finish`] did with a message.
@@ -132,9 +160,9 @@ pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present,
     /// Writing a Maildir message to `tmp`.
-    Maildir { file: File, tmp: PathBuf, new: PathBuf, lf: ToLf },
+    Maildir { file: File, base: String, tmp: PathBuf, new: PathBuf, lf: ToLf, written: u64 },
     /// Spooling for mbox.
-    Mbox { file: File, lf: ToLf },
+    Mbox { file: File, lf: ToLf, written: u64 },
     /// Feeding an MDA.
     Mda { child: Child, lf: ToLf },
 }
@@ -184,18 +212,22 @@ impl Deliverer {
     /// Prepares `target` for `account`, creating a missing Maildir; Maildir batches hold up
     /// to `batch_messages` messages.
     pub fn new(target: Target, account: &str, batch_messages: usize) -> io::Result<Self> {
-        let mut in_cur = HashSet::new();
+        let mut present = HashSet::new();
+        let mut open_files = 0;
         if let Target::Maildir(dir) = &target {
             for sub in ["tmp", "new", "cur"] {
                 std::fs::create_dir_all(dir.join(sub))?;
             }
-            for entry in std::fs::read_dir(dir.join("cur"))? {
-                let name = entry?.file_name();
-                let name = name.to_string_lossy();
-                if name.contains(".P3U") {
-                    in_cur.insert(name.split(':').next().unwrap_or_default().to_owned());
+            for sub in ["new", "cur"] {
+                for entry in std::fs::read_dir(dir.join(sub))? {
+                    let name = entry?.file_name();
+                    let name = name.to_string_lossy();
+                    if name.contains(".P3U") {
+                        present.insert(name.split(':').next().unwrap_or_default().to_owned());
+                    }
                 }
             }
+            open_files = open_file_budget();
         }
         if let Target::Mbox(path) = &target {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -210,7 +242,7 @@ impl Deliverer {
             .replace('.', "_");
         Ok(Self {
             target,
-            in_cur,
+            present,
             host,
             account: account.to_owned(),
             staged: Vec::new(),
@@ -218,6 +250,7 @@ impl Deliverer {
             staged_bytes: 0,
             staged_since: None,
             batch_messages,
+            open_files,
         })
     }
 
@@ -236,7 +269,7 @@ impl Deliverer {
                 let base = self.base_name(uid, seen);
                 let new = dir.join("new").join(&base);
                 let tmp = dir.join("tmp").join(&base);
-                if self.in_cur.contains(&base) || new.exists() {
+                if self.present.contains(&base) {
                     // A run killed between linking into new/ and unlinking tmp/ left its tmp
                     // file behind; the message is delivered, so the leftover goes.
                     match std::fs::remove_file(&tmp) {
@@ -246,12 +279,12 @@ impl Deliverer {
                     return Ok(Delivery::Present);
                 }
                 let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-                Ok(Delivery::Maildir { file, tmp, new, lf: ToLf::default() })
+                Ok(Delivery::Maildir { file, base, tmp, new, lf: ToLf::default(), written: 0 })
             }
             Target::Mbox(path) => {
                 let dir =
                     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                Ok(Delivery::Mbox { file: tempfile_in(dir)?, lf: ToLf::default() })
+                Ok(Delivery::Mbox { file: tempfile_in(dir)?, lf: ToLf::default(), written: 0 })
             }
             Target::Mda(command) => {
                 let child = Command::new("sh")
@@ -271,15 +304,15 @@ impl Deliverer {
         delivery.flush_line_end()?;
         match delivery {
             Delivery::Present => Ok(Finished::Durable),
-            Delivery::Maildir { file, tmp, new, .. } => {
-                self.staged_bytes += file.metadata()?.len();
-                drop(file);
-                self.staged.push(Staged { tmp, new });
+            Delivery::Maildir { file, base, tmp, new, written, .. } => {
+                self.staged_bytes += written;
+                let file = (self.staged.len() < self.open_files).then_some(file);
+                self.staged.push(Staged { file, base, tmp, new });
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
             }
-            Delivery::Mbox { file, .. } => {
-                self.staged_bytes += file.metadata()?.len();
+            Delivery::Mbox { file, written, .. } => {
+                self.staged_bytes += written;
                 self.mbox_staged.push(file);
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
@@ -362,9 +395,12 @@ impl Deliverer {
             }
             File::open(dir.join("new"))?.sync_all()
         });
-        if result.is_err() {
-            for s in &staged {
-                let _ = std::fs::remove_file(&s.tmp);
+        match result {
+            Ok(()) => self.present.extend(staged.into_iter().map(|s| s.base)),
+            Err(_) => {
+                for s in &staged {
+                    let _ = std::fs::remove_file(&s.tmp);
+                }
             }
         }
         result
@@ -381,8 +417,10 @@ impl Delivery {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Self::Present => Ok(()),
-            Self::Maildir { file, lf, .. } | Self::Mbox { file, lf } => {
-                file.write_all(lf.convert(data))
+            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written } => {
+                let out = lf.convert(data);
+                *written += out.len() as u64;
+                file.write_all(out)
             }
             Self::Mda { child, lf } => match child.stdin.as_mut() {
                 Some(stdin) => stdin.write_all(lf.convert(data)),
@@ -395,7 +433,11 @@ impl Delivery {
     fn flush_line_end(&mut self) -> io::Result<()> {
         match self {
             Self::Present => Ok(()),
-            Self::Maildir { file, lf, .. } | Self::Mbox { file, lf } => file.write_all(lf.finish()),
+            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written } => {
+                let out = lf.finish();
+                *written += out.len() as u64;
+                file.write_all(out)
+            }
             Self::Mda { child, lf } => match child.stdin.as_mut() {
                 Some(stdin) => stdin.write_all(lf.finish()),
                 None => Err(io::ErrorKind::BrokenPipe.into()),

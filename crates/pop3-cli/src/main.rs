@@ -9,7 +9,7 @@ mod config;
 mod deliver;
 mod state;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -383,6 +383,7 @@ async fn run_account(
     let mut client = connect(common, account).await?;
     let listing = client.list_uidl().await.map_err(|e| e.to_string())?;
     report.messages = listing.len();
+    let (listing, shared) = unambiguous(listing, report);
     report.new = listing
         .iter()
         .filter(|(_, _, uid)| !state.entries.get(uid).is_some_and(|e| e.fetched))
@@ -416,7 +417,9 @@ async fn run_account(
             }
             report.new = 0;
         }
-        Cmd::Fetch(args) => fetch(args, account, &mut client, &mut state, &listing, report).await?,
+        Cmd::Fetch(args) => {
+            fetch(args, account, &mut client, &mut state, &listing, &shared, report).await?
+        }
     }
     client.quit().await.map_err(|e| e.to_string())
 }
@@ -447,12 +450,46 @@ fn header_field(header: &[u8], name: &str) -> String {
     value.unwrap_or_default()
 }
 
+/// The listing without messages whose UIDL the server gives to more than one message (RFC
+/// 1939 section 7 forbids it): such a UIDL cannot say which of them was fetched, so none of
+/// them is fetched, recorded or deleted, and each is reported as an error. Returns the rest
+/// of the listing and the shared UIDLs.
+fn unambiguous(
+    listing: Vec<(MsgNum, u64, String)>,
+    report: &mut Report,
+) -> (Vec<(MsgNum, u64, String)>, HashSet<String>) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for (_, _, uid) in &listing {
+        *count.entry(uid.as_str()).or_default() += 1;
+    }
+    let shared: HashSet<String> =
+        count.into_iter().filter(|&(_, n)| n > 1).map(|(uid, _)| uid.to_owned()).collect();
+    if shared.is_empty() {
+        return (listing, shared);
+    }
+    let listing = listing
+        .into_iter()
+        .filter(|(msg, _, uid)| {
+            let keep = !shared.contains(uid);
+            if !keep {
+                report.errors.push(format!(
+                    "message {msg}: the server gives its UIDL {uid:?} to another message too; \
+                     skipped"
+                ));
+            }
+            keep
+        })
+        .collect();
+    (listing, shared)
+}
+
 async fn fetch(
     args: &FetchArgs,
     account: &Account,
     client: &mut Client,
     state: &mut State,
     listing: &[(MsgNum, u64, String)],
+    shared: &HashSet<String>,
     report: &mut Report,
 ) -> Result<(), String> {
     let policy = if args.delete {
@@ -484,7 +521,12 @@ async fn fetch(
         state
             .see_all(listing.iter().map(|(_, _, u)| u.as_str()), now)
             .map_err(|e| e.to_string())?;
-        let present: HashSet<&str> = listing.iter().map(|(_, _, u)| u.as_str()).collect();
+        // A shared UIDL is still on the server: what the state knows of it is kept.
+        let present: HashSet<&str> = listing
+            .iter()
+            .map(|(_, _, u)| u.as_str())
+            .chain(shared.iter().map(String::as_str))
+            .collect();
         state.forget_missing(&present).map_err(|e| e.to_string())?;
     }
     // An mbox batch recorded but not confirmed (the last run died during its commit) is looked

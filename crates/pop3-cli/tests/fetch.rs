@@ -254,3 +254,32 @@ async fn sigkill_during_an_mbox_fetch_loses_and_duplicates_nothing() {
     assert_eq!(got.len(), expected.len(), "every message exactly once");
     assert_eq!(got, expected);
 }
+
+/// A server that gives one UIDL to two messages (RFC 1939 section 7 forbids it): neither of
+/// them is fetched or deleted, since the state could not tell which one it recorded; the
+/// others are fetched and deleted as usual, and the run reports the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uidl_shared_by_two_messages_is_neither_fetched_nor_deleted() {
+    let home = tempfile::tempdir().unwrap();
+    let maildir = home.path().join("Mail");
+    let to = format!("maildir:{}", maildir.display());
+    let mail = messages(4);
+    let server = server(mail.clone()).await;
+    {
+        let mut mailbox = server.mailbox.lock().unwrap();
+        let shared = mailbox.messages[1].0.clone();
+        mailbox.messages[2].0 = shared;
+    }
+    let (code, out) =
+        run(pop3(&server, home.path(), &["fetch", "--to", &to, "--json"]).arg("--delete"));
+    assert_eq!(code, 4, "an error is reported: {out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["fetched"], 2, "{out}");
+    assert_eq!(report["deleted"], 2, "{out}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{out}");
+    assert!(errors.iter().all(|e| e.as_str().unwrap().contains("UIDL")), "{out}");
+    assert_eq!(maildir_messages(&maildir), stored(&[mail[0].clone(), mail[3].clone()]));
+    let left: Vec<Vec<u8>> = server.messages().into_iter().map(|m| m.1).collect();
+    assert_eq!(left, vec![mail[1].clone(), mail[2].clone()], "both stay on the server");
+}
