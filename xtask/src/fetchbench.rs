@@ -217,6 +217,8 @@ fn fetch(s: &Settings, tools: &Tools, who: Who, port: u16, dir: &Path) -> Result
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(md.join(sub)).map_err(|e| e.to_string())?;
     }
+    // Whatever earlier runs left dirty is written now, not during this run.
+    sh("sync")?;
     let mut cmd = match who {
         Who::Wire => {
             let mut c = Command::new(&tools.retrieve_all);
@@ -321,6 +323,7 @@ fn measure(s: &Settings, tools: &Tools, disk: &Path, ram: &Path) -> Result<Strin
     let mut times = vec![Vec::new(); places.len() * whos.len()];
     let mut commands = Vec::new();
     let mut shortfalls = Vec::new();
+    let mut runs = 0;
     for round in 0..s.rounds {
         for repeat in 0..s.repeats {
             for (p, (place, base)) in places.iter().enumerate() {
@@ -331,7 +334,16 @@ fn measure(s: &Settings, tools: &Tools, disk: &Path, ram: &Path) -> Result<Strin
                     if who == Who::Fetchmail && repeat > 0 {
                         continue; // one per round: a run takes about a minute
                     }
-                    let (secs, shown, shortfall) = fetch(s, tools, who, port, &base.join("run"))?;
+                    // A fresh directory per run, removed only at the end on disk: freeing
+                    // 100 MB there (the file system is mounted with `discard` on some
+                    // machines) slows every fsync for seconds afterwards, whoever runs next.
+                    runs += 1;
+                    let dir = base.join(format!("run{runs}"));
+                    let fetched = fetch(s, tools, who, port, &dir);
+                    if *place == "tmpfs" {
+                        let _ = fs::remove_dir_all(&dir);
+                    }
+                    let (secs, shown, shortfall) = fetched?;
                     let at = format!("round {} pass {}", round + 1, repeat + 1);
                     shortfalls.extend(shortfall.map(|f| format!("{at}, {place}: {f}")));
                     eprintln!("xtask: {at} {place} {}: {secs:.3} s", who.name());

@@ -7,23 +7,29 @@
 //!
 //! Durability: an MDA delivery is done when [`Deliverer::finish`] returns (the MDA exited 0).
 //! Maildir and mbox deliveries use group commit: `finish` stages the message, and
-//! [`Deliverer::commit`] makes a whole batch durable. Maildir: each message is written (not
-//! synced) to `tmp/`; the commit runs concurrent `fdatasync` calls (which the file system
-//! folds into a few journal commits), then links every file into `new/` and fsyncs `new/`
-//! once. mbox: each message is spooled; the commit is one locked, journalled, synced append
-//! of the whole batch, announced beforehand (offset, length, SHA-256 of the bytes) so that
-//! after a crash [`mbox_append_present`] can tell whether it happened. A file therefore appears in `new/` only after its data is on disk,
-//! which is what lets a later run trust a name it finds there (see `docs/client.md`).
-//! Per-message fsync, one after the other, is what costs a retriever most.
+//! [`Deliverer::commit`] makes a whole batch durable. Maildir: each message is written to
+//! `tmp/` and handed to the [`Syncer`], whose threads `fdatasync` it while the next messages
+//! download; the commit waits for the batch's syncs, moves every file into `new/` and fsyncs
+//! `new/` once. A file therefore appears in `new/` only after its data is on disk, which is
+//! what lets a later run trust a name it finds there (see `docs/client.md`). mbox: each
+//! message is spooled; the commit is one locked, journalled, synced append of the whole
+//! batch, announced beforehand (offset, length, SHA-256 of the bytes) so that after a crash
+//! [`mbox_append_present`] can tell whether it happened. Per-message fsync, one after the
+//! other, is what costs a retriever most.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
+
+use crate::syncer::Syncer;
 
 /// Where mail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,67 +87,64 @@ pub struct Deliverer {
     staged_bytes: u64,
     staged_since: Option<Instant>,
     batch_messages: usize,
-    /// How many staged Maildir files may stay open until their commit; beyond it they are
-    /// closed and opened again to be synced.
-    open_files: usize,
+    /// The open Maildir (for a Maildir target).
+    maildir: Option<OpenMaildir>,
 }
 
-/// How many `fdatasync` calls a commit keeps in flight. One at a time, each new file costs a
-/// journal commit and a device flush (what mpop pays per message); calls that wait together
-/// share one commit.
-const SYNC_THREADS: usize = 16;
+/// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
+/// removed by a name relative to them (no walk of the whole path per call), and synced by the
+/// [`Syncer`] while the download goes on.
+#[derive(Debug)]
+struct OpenMaildir {
+    tmp: OwnedFd,
+    new: OwnedFd,
+    syncer: Syncer,
+}
 
-/// `fdatasync` of every staged file, [`SYNC_THREADS`] at a time; the first error wins.
-fn sync_all_files(staged: &[Staged]) -> io::Result<()> {
-    let threads = SYNC_THREADS.min(staged.len());
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|k| {
-                scope.spawn(move || -> io::Result<()> {
-                    for s in staged.iter().skip(k).step_by(threads) {
-                        match &s.file {
-                            Some(file) => file.sync_data()?,
-                            None => File::open(&s.tmp)?.sync_data()?,
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join().unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
-        })
-    })
+impl OpenMaildir {
+    fn open(dir: &Path) -> io::Result<Self> {
+        let open = |sub: &str| -> io::Result<OwnedFd> {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            Ok(rustix::fs::open(dir.join(sub), flags, Mode::empty())?)
+        };
+        Ok(Self { tmp: open("tmp")?, new: open("new")?, syncer: Syncer::new()? })
+    }
+
+    /// Moves `tmp/NAME` to `new/NAME`, never replacing a file there (`RENAME_NOREPLACE`;
+    /// where the file system lacks it, `link` then `unlink`, the classic Maildir way). A
+    /// message already in `new/` counts as moved.
+    fn publish(&self, name: &str) -> io::Result<()> {
+        match rustix::fs::renameat_with(&self.tmp, name, &self.new, name, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) => {}
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                match rustix::fs::linkat(&self.tmp, name, &self.new, name, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.remove(name)
+    }
+
+    /// Removes `tmp/NAME` (gone already is fine).
+    fn remove(&self, name: &str) -> io::Result<()> {
+        match rustix::fs::unlinkat(&self.tmp, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// An mbox batch holds at most this many messages (one spool descriptor each).
 const MBOX_BATCH_MESSAGES: usize = 128;
 
-/// A Maildir message written to `tmp/`, waiting for [`Deliverer::commit`].
+/// A Maildir message written to `tmp/` and handed to the [`Syncer`], waiting for
+/// [`Deliverer::commit`].
 #[derive(Debug)]
 struct Staged {
-    /// Still open (saves an open and a close per message), within the descriptor budget.
-    file: Option<File>,
     base: String,
-    tmp: PathBuf,
-    new: PathBuf,
-}
-
-/// Raises the soft limit on open files to the hard one (at most 65,536, as many servers and
-/// runtimes do) and returns how many staged files may stay open: half of the limit, less a
-/// reserve for the connection, the state and the libraries.
-fn open_file_budget() -> usize {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    let wanted = limit.maximum.unwrap_or(u64::MAX).min(1 << 16);
-    if limit.current.is_some_and(|current| current < wanted) {
-        limit.current = Some(wanted);
-        if setrlimit(Resource::Nofile, limit).is_err() {
-            limit = getrlimit(Resource::Nofile);
-        }
-    }
-    let current = limit.current.unwrap_or(1 << 16).min(1 << 16);
-    (current.saturating_sub(256) / 2) as usize
 }
 
 /// What [`Deliverer::finish`] did with a message.
@@ -159,8 +162,9 @@ pub enum Finished {
 pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present,
-    /// Writing a Maildir message to `tmp`.
-    Maildir { file: File, base: String, tmp: PathBuf, new: PathBuf, lf: ToLf, written: u64 },
+    /// Writing a Maildir message to `tmp/NAME` (`tmp` is the whole path, for
+    /// [`Delivery::abort`]).
+    Maildir { file: File, base: String, tmp: PathBuf, lf: ToLf, written: u64 },
     /// Spooling for mbox.
     Mbox { file: File, lf: ToLf, written: u64 },
     /// Feeding an MDA.
@@ -213,7 +217,7 @@ impl Deliverer {
     /// to `batch_messages` messages.
     pub fn new(target: Target, account: &str, batch_messages: usize) -> io::Result<Self> {
         let mut present = HashSet::new();
-        let mut open_files = 0;
+        let mut maildir = None;
         if let Target::Maildir(dir) = &target {
             for sub in ["tmp", "new", "cur"] {
                 std::fs::create_dir_all(dir.join(sub))?;
@@ -227,7 +231,7 @@ impl Deliverer {
                     }
                 }
             }
-            open_files = open_file_budget();
+            maildir = Some(OpenMaildir::open(dir)?);
         }
         if let Target::Mbox(path) = &target {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -250,7 +254,7 @@ impl Deliverer {
             staged_bytes: 0,
             staged_since: None,
             batch_messages,
-            open_files,
+            maildir,
         })
     }
 
@@ -266,20 +270,24 @@ impl Deliverer {
     pub fn start(&self, uid: &str, seen: u64) -> io::Result<Delivery> {
         match &self.target {
             Target::Maildir(dir) => {
+                let maildir = self.maildir.as_ref().ok_or_else(|| io::Error::other("closed"))?;
                 let base = self.base_name(uid, seen);
-                let new = dir.join("new").join(&base);
-                let tmp = dir.join("tmp").join(&base);
                 if self.present.contains(&base) {
                     // A run killed between linking into new/ and unlinking tmp/ left its tmp
                     // file behind; the message is delivered, so the leftover goes.
-                    match std::fs::remove_file(&tmp) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                        _ => {}
-                    }
+                    maildir.remove(&base)?;
                     return Ok(Delivery::Present);
                 }
-                let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-                Ok(Delivery::Maildir { file, base, tmp, new, lf: ToLf::default(), written: 0 })
+                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+                let fd = rustix::fs::openat(&maildir.tmp, &base, flags, Mode::from(0o666))?;
+                let tmp = dir.join("tmp").join(&base);
+                Ok(Delivery::Maildir {
+                    file: fd.into(),
+                    base,
+                    tmp,
+                    lf: ToLf::default(),
+                    written: 0,
+                })
             }
             Target::Mbox(path) => {
                 let dir =
@@ -304,10 +312,11 @@ impl Deliverer {
         delivery.flush_line_end()?;
         match delivery {
             Delivery::Present => Ok(Finished::Durable),
-            Delivery::Maildir { file, base, tmp, new, written, .. } => {
+            Delivery::Maildir { file, base, written, .. } => {
+                let maildir = self.maildir.as_mut().ok_or_else(|| io::Error::other("closed"))?;
+                maildir.syncer.submit(file)?;
                 self.staged_bytes += written;
-                let file = (self.staged.len() < self.open_files).then_some(file);
-                self.staged.push(Staged { file, base, tmp, new });
+                self.staged.push(Staged { base });
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
             }
@@ -380,26 +389,21 @@ impl Deliverer {
                 .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
                 .map_err(|e| io::Error::other(e.to_string()));
         }
-        let Target::Maildir(dir) = &self.target else { return Ok(()) };
+        let Some(maildir) = self.maildir.as_mut() else { return Ok(()) };
         if staged.is_empty() {
             return Ok(());
         }
-        let result = sync_all_files(&staged).and_then(|()| {
+        let result = maildir.syncer.wait().and_then(|()| {
             for s in &staged {
-                match std::fs::hard_link(&s.tmp, &s.new) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                }
-                std::fs::remove_file(&s.tmp)?;
+                maildir.publish(&s.base)?;
             }
-            File::open(dir.join("new"))?.sync_all()
+            Ok(rustix::fs::fsync(&maildir.new)?)
         });
         match result {
             Ok(()) => self.present.extend(staged.into_iter().map(|s| s.base)),
             Err(_) => {
                 for s in &staged {
-                    let _ = std::fs::remove_file(&s.tmp);
+                    let _ = maildir.remove(&s.base);
                 }
             }
         }

@@ -8,6 +8,7 @@
 mod config;
 mod deliver;
 mod state;
+mod syncer;
 
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;

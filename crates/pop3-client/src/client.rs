@@ -533,9 +533,11 @@ impl Client {
         let mut sent: VecDeque<(RequestId, MsgNum)> = VecDeque::new();
         let mut next = msgs.iter();
         loop {
-            while sent.len() < self.window {
-                let Some(&msg) = next.next() else { break };
-                sent.push_back((self.conn.session.dele(msg)?, msg));
+            if refill_due(sent.len(), self.window) {
+                while sent.len() < self.window {
+                    let Some(&msg) = next.next() else { break };
+                    sent.push_back((self.conn.session.dele(msg)?, msg));
+                }
             }
             let Some((id, msg)) = sent.pop_front() else { return Ok(refused) };
             match self.reply(id, "DELE").await {
@@ -646,6 +648,14 @@ impl AsyncRead for Body<'_> {
     }
 }
 
+/// Whether a pipelined batch with `in_flight` commands awaiting replies should be topped up
+/// to `window`: only once half of it has been answered, so that commands leave in groups (one
+/// write for the client, one read for the server) instead of one write per reply, while the
+/// server always has at least half a window of work queued.
+fn refill_due(in_flight: usize, window: usize) -> bool {
+    in_flight <= window / 2
+}
+
 /// Pipelined `RETR` of many messages ([`Client::retrieve`]): at most the window's worth of
 /// commands is queued ahead; each message comes as a [`Retrieved`].
 #[derive(Debug)]
@@ -668,9 +678,11 @@ impl Retrieval<'_> {
     /// The next message, or `None` when all have been retrieved. Read the body to its end (or
     /// drop it) before asking for the next one.
     pub async fn next(&mut self) -> Result<Option<Retrieved<'_>>> {
-        while self.sent.len() < self.client.window {
-            let Some(msg) = self.todo.pop_front() else { break };
-            self.sent.push_back((self.client.conn.session.retr(msg)?, msg));
+        if refill_due(self.sent.len(), self.client.window) {
+            while self.sent.len() < self.client.window {
+                let Some(msg) = self.todo.pop_front() else { break };
+                self.sent.push_back((self.client.conn.session.retr(msg)?, msg));
+            }
         }
         let Some((id, msg)) = self.sent.pop_front() else { return Ok(None) };
         match self.client.body_start(id, "RETR").await {

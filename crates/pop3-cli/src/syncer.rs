@@ -1,0 +1,136 @@
+//! Background `fdatasync` of delivered Maildir files, overlapping the download.
+//!
+//! A file is handed over as soon as it is written; a few threads sync it (and close it) while
+//! the next messages arrive, so that a batch commit finds its files already durable instead of
+//! syncing them all while the connection waits. Calls that are in flight together share the
+//! file system's journal commits and device flushes; one after the other, each costs a flush
+//! of its own (what mpop pays per message).
+
+use std::fs::File;
+use std::io;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+/// How many `fdatasync` calls are kept in flight.
+const THREADS: usize = 16;
+
+/// Files waiting for a thread: beyond this, [`Syncer::submit`] waits (the disk sets the pace
+/// and open descriptors stay bounded).
+const QUEUE: usize = 4 * THREADS;
+
+/// What the threads have done since the last [`Syncer::wait`].
+#[derive(Debug, Default)]
+struct Progress {
+    done: usize,
+    error: Option<io::Error>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+/// A pool of threads that `fdatasync` and close the files given to it.
+#[derive(Debug)]
+pub struct Syncer {
+    queue: Option<SyncSender<File>>,
+    shared: Arc<Shared>,
+    submitted: usize,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Syncer {
+    /// Starts the threads.
+    pub fn new() -> io::Result<Self> {
+        let (queue, receiver) = sync_channel::<File>(QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared::default());
+        let threads = (0..THREADS)
+            .map(|k| {
+                let (receiver, shared) = (receiver.clone(), shared.clone());
+                std::thread::Builder::new()
+                    .name(format!("fdatasync-{k}"))
+                    .spawn(move || work(&receiver, &shared))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Self { queue: Some(queue), shared, submitted: 0, threads })
+    }
+
+    /// Hands `file` over to be synced and closed; waits while the queue is full.
+    pub fn submit(&mut self, file: File) -> io::Result<()> {
+        let queue = self.queue.as_ref().ok_or_else(|| io::Error::other("syncer stopped"))?;
+        queue.send(file).map_err(|_| io::Error::other("the sync threads stopped"))?;
+        self.submitted += 1;
+        Ok(())
+    }
+
+    /// Waits until every file submitted so far is synced; the first error since the last
+    /// call, if any (the files it concerns are then not known to be durable).
+    pub fn wait(&mut self) -> io::Result<()> {
+        let mut progress = self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        while progress.done < self.submitted {
+            progress = self.shared.changed.wait(progress).unwrap_or_else(PoisonError::into_inner);
+        }
+        progress.done = 0;
+        self.submitted = 0;
+        progress.error.take().map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn work(receiver: &Mutex<Receiver<File>>, shared: &Shared) {
+    loop {
+        let next = receiver.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(file) = next else { return };
+        let result = file.sync_data();
+        drop(file);
+        let mut progress = shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        progress.done += 1;
+        if let Err(e) = result {
+            progress.error.get_or_insert(e);
+        }
+        shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_submitted_file_is_synced_before_wait_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut syncer = Syncer::new().unwrap();
+        for round in 0..3 {
+            for i in 0..200 {
+                let path = dir.path().join(format!("{round}-{i}"));
+                std::fs::write(&path, b"x").unwrap();
+                syncer.submit(File::open(&path).unwrap()).unwrap();
+            }
+            syncer.wait().unwrap();
+            assert_eq!(syncer.submitted, 0);
+            assert_eq!(syncer.shared.progress.lock().unwrap().done, 0, "round {round}");
+        }
+        syncer.wait().unwrap();
+    }
+
+    #[test]
+    fn an_error_is_reported_once_by_the_next_wait() {
+        // fdatasync of a socket fails with EINVAL.
+        let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut syncer = Syncer::new().unwrap();
+        syncer.submit(File::from(std::os::fd::OwnedFd::from(socket))).unwrap();
+        assert!(syncer.wait().is_err());
+        assert!(syncer.wait().is_ok());
+    }
+}
