@@ -91,6 +91,16 @@ pub struct Deliverer {
     maildir: Option<OpenMaildir>,
 }
 
+/// True for a file system held in memory (tmpfs, ramfs), where `fdatasync` has nothing to do.
+fn in_memory(dir: &OwnedFd) -> bool {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    rustix::fs::fstatfs(dir).is_ok_and(|fs| {
+        let kind = fs.f_type as u64;
+        kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+    })
+}
+
 /// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
 /// removed by a name relative to them (no walk of the whole path per call), and synced by the
 /// [`Syncer`] while the download goes on.
@@ -107,7 +117,9 @@ impl OpenMaildir {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
             Ok(rustix::fs::open(dir.join(sub), flags, Mode::empty())?)
         };
-        Ok(Self { tmp: open("tmp")?, new: open("new")?, syncer: Syncer::new()? })
+        let tmp = open("tmp")?;
+        let inline = in_memory(&tmp);
+        Ok(Self { tmp, new: open("new")?, syncer: Syncer::new(inline)? })
     }
 
     /// Moves `tmp/NAME` to `new/NAME`, never replacing a file there (`RENAME_NOREPLACE`;

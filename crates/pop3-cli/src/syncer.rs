@@ -42,8 +42,13 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// Starts the threads.
-    pub fn new() -> io::Result<Self> {
+    /// Starts the threads, or none when `inline` (where a sync costs nothing, as on tmpfs,
+    /// handing a file to a thread costs more than syncing it).
+    pub fn new(inline: bool) -> io::Result<Self> {
+        if inline {
+            let shared = Arc::new(Shared::default());
+            return Ok(Self { queue: None, shared, submitted: 0, threads: Vec::new() });
+        }
         let (queue, receiver) = sync_channel::<File>(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
         let shared = Arc::new(Shared::default());
@@ -60,8 +65,12 @@ impl Syncer {
 
     /// Hands `file` over to be synced and closed; waits while the queue is full.
     pub fn submit(&mut self, file: File) -> io::Result<()> {
-        let queue = self.queue.as_ref().ok_or_else(|| io::Error::other("syncer stopped"))?;
-        queue.send(file).map_err(|_| io::Error::other("the sync threads stopped"))?;
+        match &self.queue {
+            Some(queue) => {
+                queue.send(file).map_err(|_| io::Error::other("the sync threads stopped"))?
+            }
+            None => synced(&self.shared, file.sync_data()),
+        }
         self.submitted += 1;
         Ok(())
     }
@@ -94,13 +103,18 @@ fn work(receiver: &Mutex<Receiver<File>>, shared: &Shared) {
         let Ok(file) = next else { return };
         let result = file.sync_data();
         drop(file);
-        let mut progress = shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
-        progress.done += 1;
-        if let Err(e) = result {
-            progress.error.get_or_insert(e);
-        }
-        shared.changed.notify_all();
+        synced(shared, result);
     }
+}
+
+/// Counts one file as done (with its error, if the first).
+fn synced(shared: &Shared, result: io::Result<()>) {
+    let mut progress = shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
+    progress.done += 1;
+    if let Err(e) = result {
+        progress.error.get_or_insert(e);
+    }
+    shared.changed.notify_all();
 }
 
 #[cfg(test)]
@@ -109,8 +123,14 @@ mod tests {
 
     #[test]
     fn every_submitted_file_is_synced_before_wait_returns() {
+        for inline in [false, true] {
+            submit_and_wait(inline);
+        }
+    }
+
+    fn submit_and_wait(inline: bool) {
         let dir = tempfile::tempdir().unwrap();
-        let mut syncer = Syncer::new().unwrap();
+        let mut syncer = Syncer::new(inline).unwrap();
         for round in 0..3 {
             for i in 0..200 {
                 let path = dir.path().join(format!("{round}-{i}"));
@@ -127,10 +147,12 @@ mod tests {
     #[test]
     fn an_error_is_reported_once_by_the_next_wait() {
         // fdatasync of a socket fails with EINVAL.
-        let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut syncer = Syncer::new().unwrap();
-        syncer.submit(File::from(std::os::fd::OwnedFd::from(socket))).unwrap();
-        assert!(syncer.wait().is_err());
-        assert!(syncer.wait().is_ok());
+        for inline in [false, true] {
+            let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut syncer = Syncer::new(inline).unwrap();
+            syncer.submit(File::from(std::os::fd::OwnedFd::from(socket))).unwrap();
+            assert!(syncer.wait().is_err(), "inline: {inline}");
+            assert!(syncer.wait().is_ok(), "inline: {inline}");
+        }
     }
 }
