@@ -363,10 +363,9 @@ impl Deliverer {
         self.staged.len() + self.mbox_staged.len()
     }
 
-    /// Makes every staged message durable. Maildir, in order: `fdatasync` every staged file,
-    /// from [`SYNC_THREADS`] threads at once, so that the file system folds them into a few
-    /// journal commits; then `link` each `tmp/NAME` to `new/NAME` (never replacing) and unlink
-    /// it, and fsync `new/` once. On error the batch's `tmp/` files are removed and nothing
+    /// Makes every staged message durable. Maildir, in order: wait until the [`Syncer`] has
+    /// synced every staged file, move each `tmp/NAME` to `new/NAME` (never replacing), and
+    /// fsync `new/` once. On error the batch's `tmp/` files are removed and nothing
     /// counts as delivered: those messages are fetched again. mbox: one
     /// [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many) of the batch; `announce` is
     /// called with the append's offset, length and SHA-256 (hex) before the mbox is touched,
