@@ -8,9 +8,8 @@
 //! Durability: an MDA delivery is done when [`Deliverer::finish`] returns (the MDA exited 0).
 //! Maildir and mbox deliveries use group commit: `finish` stages the message, and
 //! [`Deliverer::commit`] makes a whole batch durable. Maildir: each message is written to
-//! `tmp/` and handed to the [`Syncer`], whose threads `fdatasync` it while the next messages
-//! download; the commit waits for the batch's syncs, moves every file into `new/` and fsyncs
-//! `new/` once. A file therefore appears in `new/` only after its data is on disk, which is
+//! `tmp/` and kept open by the [`Syncer`]; the commit `fdatasync`s the batch's files from many
+//! threads at once, moves every file into `new/` and fsyncs `new/` once. A file therefore appears in `new/` only after its data is on disk, which is
 //! what lets a later run trust a name it finds there (see `docs/client.md`). mbox: each
 //! message is spooled; the commit is one locked, journalled, synced append of the whole
 //! batch, announced beforehand (offset, length, SHA-256 of the bytes) so that after a crash
@@ -103,12 +102,14 @@ fn in_memory(dir: &OwnedFd) -> bool {
 
 /// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
 /// removed by a name relative to them (no walk of the whole path per call), and synced by the
-/// [`Syncer`] while the download goes on.
+/// [`Syncer`] when its batch commits.
 #[derive(Debug)]
 struct OpenMaildir {
     tmp: OwnedFd,
     new: OwnedFd,
     syncer: Syncer,
+    /// The most files the syncer may hold open: half of the open-file limit, less a reserve.
+    max_held: usize,
 }
 
 impl OpenMaildir {
@@ -119,7 +120,10 @@ impl OpenMaildir {
         };
         let tmp = open("tmp")?;
         let inline = in_memory(&tmp);
-        Ok(Self { tmp, new: open("new")?, syncer: Syncer::new(inline)? })
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
+        let max_held = (limit.saturating_sub(128) / 2).max(16);
+        Ok(Self { tmp, new: open("new")?, syncer: Syncer::new(inline)?, max_held })
     }
 
     /// Moves `tmp/NAME` to `new/NAME`, never replacing a file there (`RENAME_NOREPLACE`;
@@ -326,7 +330,7 @@ impl Deliverer {
             Delivery::Present => Ok(Finished::Durable),
             Delivery::Maildir { file, base, written, .. } => {
                 let maildir = self.maildir.as_mut().ok_or_else(|| io::Error::other("closed"))?;
-                maildir.syncer.submit(file)?;
+                maildir.syncer.submit(file);
                 self.staged_bytes += written;
                 self.staged.push(Staged { base });
                 self.staged_since.get_or_insert_with(Instant::now);
@@ -353,6 +357,7 @@ impl Deliverer {
     /// True when the staged batch is big or old enough to be committed.
     pub fn should_commit(&self) -> bool {
         self.staged.len() >= self.batch_messages
+            || self.maildir.as_ref().is_some_and(|m| m.syncer.held() >= m.max_held)
             || self.mbox_staged.len() >= self.batch_messages.min(MBOX_BATCH_MESSAGES)
             || self.staged_bytes >= BATCH_BYTES
             || self.staged_since.is_some_and(|t| t.elapsed() >= BATCH_AGE)

@@ -1,10 +1,12 @@
-//! Background `fdatasync` of delivered Maildir files, overlapping the download.
+//! `fdatasync` of a batch of delivered Maildir files, many calls in flight at once.
 //!
-//! A file is handed over as soon as it is written; a few threads sync it (and close it) while
-//! the next messages arrive, so that a batch commit finds its files already durable instead of
-//! syncing them all while the connection waits. Calls that are in flight together share the
-//! file system's journal commits and device flushes; one after the other, each costs a flush
-//! of its own (what mpop pays per message).
+//! Files are held (open) as they are written, and synced together when the batch commits, by
+//! a pool of threads: calls in flight together share the file system's journal commits and
+//! device flushes, and the disk's queue; one after the other, each costs a flush of its own
+//! (what mpop pays per message). Syncing each file as soon as it was written, while the next
+//! ones downloaded, measured slower on disk (the writes then wait behind the syncs: 0.79 s
+//! against 0.72 s for 5,000 messages, and 0.96 s against 0.76 s in two `cargo xtask
+//! fetchbench` runs).
 
 use std::fs::File;
 use std::io;
@@ -15,8 +17,7 @@ use std::thread::JoinHandle;
 /// How many `fdatasync` calls are kept in flight.
 const THREADS: usize = 16;
 
-/// Files waiting for a thread: beyond this, [`Syncer::submit`] waits (the disk sets the pace
-/// and open descriptors stay bounded).
+/// Files handed to the threads and not yet taken by one.
 const QUEUE: usize = 4 * THREADS;
 
 /// What the threads have done since the last [`Syncer::wait`].
@@ -39,6 +40,8 @@ pub struct Syncer {
     shared: Arc<Shared>,
     submitted: usize,
     threads: Vec<JoinHandle<()>>,
+    /// Written and waiting for [`Syncer::wait`].
+    held: Vec<File>,
 }
 
 impl Syncer {
@@ -47,7 +50,8 @@ impl Syncer {
     pub fn new(inline: bool) -> io::Result<Self> {
         if inline {
             let shared = Arc::new(Shared::default());
-            return Ok(Self { queue: None, shared, submitted: 0, threads: Vec::new() });
+            let threads = Vec::new();
+            return Ok(Self { queue: None, shared, submitted: 0, threads, held: Vec::new() });
         }
         let (queue, receiver) = sync_channel::<File>(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -60,24 +64,36 @@ impl Syncer {
                     .spawn(move || work(&receiver, &shared))
             })
             .collect::<io::Result<_>>()?;
-        Ok(Self { queue: Some(queue), shared, submitted: 0, threads })
+        Ok(Self { queue: Some(queue), shared, submitted: 0, threads, held: Vec::new() })
     }
 
-    /// Hands `file` over to be synced and closed; waits while the queue is full.
-    pub fn submit(&mut self, file: File) -> io::Result<()> {
+    /// Takes `file` to be synced and closed by the next [`Syncer::wait`] (inline: now).
+    pub fn submit(&mut self, file: File) {
         match &self.queue {
-            Some(queue) => {
-                queue.send(file).map_err(|_| io::Error::other("the sync threads stopped"))?
-            }
+            Some(_) => self.held.push(file),
             None => synced(&self.shared, file.sync_data()),
         }
         self.submitted += 1;
-        Ok(())
     }
 
-    /// Waits until every file submitted so far is synced; the first error since the last
+    /// Files held, each an open descriptor until the next [`Syncer::wait`].
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Syncs every file submitted so far and waits for it; the first error since the last
     /// call, if any (the files it concerns are then not known to be durable).
     pub fn wait(&mut self) -> io::Result<()> {
+        if let Some(queue) = &self.queue {
+            let all_sent = self.held.drain(..).all(|file| queue.send(file).is_ok());
+            if !all_sent {
+                // Only if every thread is gone (a panic): nothing more will be counted.
+                self.submitted = 0;
+                *self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Progress::default();
+                return Err(io::Error::other("the sync threads stopped"));
+            }
+        }
         let mut progress = self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
         while progress.done < self.submitted {
             progress = self.shared.changed.wait(progress).unwrap_or_else(PoisonError::into_inner);
@@ -135,7 +151,7 @@ mod tests {
             for i in 0..200 {
                 let path = dir.path().join(format!("{round}-{i}"));
                 std::fs::write(&path, b"x").unwrap();
-                syncer.submit(File::open(&path).unwrap()).unwrap();
+                syncer.submit(File::open(&path).unwrap());
             }
             syncer.wait().unwrap();
             assert_eq!(syncer.submitted, 0);
@@ -150,7 +166,7 @@ mod tests {
         for inline in [false, true] {
             let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
             let mut syncer = Syncer::new(inline).unwrap();
-            syncer.submit(File::from(std::os::fd::OwnedFd::from(socket))).unwrap();
+            syncer.submit(File::from(std::os::fd::OwnedFd::from(socket)));
             assert!(syncer.wait().is_err(), "inline: {inline}");
             assert!(syncer.wait().is_ok(), "inline: {inline}");
         }

@@ -283,3 +283,25 @@ async fn a_uidl_shared_by_two_messages_is_neither_fetched_nor_deleted() {
     let left: Vec<Vec<u8>> = server.messages().into_iter().map(|m| m.1).collect();
     assert_eq!(left, vec![mail[1].clone(), mail[2].clone()], "both stay on the server");
 }
+
+/// Under a low open-file limit a Maildir batch commits before its held files would exhaust
+/// the descriptors (here 150 descriptors: at most 16 files held), and every message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_open_file_limit_makes_smaller_batches_and_loses_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let maildir = home.path().join("Mail");
+    let to = format!("maildir:{}", maildir.display());
+    let server = server(messages(200)).await;
+    let direct = pop3(&server, home.path(), &["fetch", "--to", &to, "--json", "--keep"]);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg("ulimit -n 150 && exec \"$0\" \"$@\"").arg(direct.get_program());
+    cmd.args(direct.get_args()).stdin(Stdio::null());
+    for (key, value) in direct.get_envs() {
+        cmd.env(key, value.unwrap());
+    }
+    let (code, out) = run(cmd);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["fetched"], 200, "{out}");
+    assert_eq!(maildir_messages(&maildir), stored(&messages(200)));
+}
