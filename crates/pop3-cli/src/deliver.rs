@@ -9,12 +9,12 @@
 //! Maildir and mbox deliveries use group commit: `finish` stages the message, and
 //! [`Deliverer::commit`] makes a whole batch durable. Maildir: each message is written to
 //! `tmp/` and kept open by the [`Syncer`]; the commit `fdatasync`s the batch's files from many
-//! threads at once, moves every file into `new/` and fsyncs `new/` once. A file therefore appears in `new/` only after its data is on disk, which is
-//! what lets a later run trust a name it finds there (see `docs/client.md`). mbox: each
-//! message is spooled; the commit is one locked, journalled, synced append of the whole
-//! batch, announced beforehand (offset, length, SHA-256 of the bytes) so that after a crash
-//! [`mbox_append_present`] can tell whether it happened. Per-message fsync, one after the
-//! other, is what costs a retriever most.
+//! threads at once, moves every file into `new/` and fsyncs `new/` once. A file therefore
+//! appears in `new/` only after its data is on disk, which is what lets a later run trust a
+//! name it finds there (see `docs/client.md`). mbox: each message is spooled; the commit is one
+//! locked, journalled, synced append of the whole batch, announced beforehand (offset, length,
+//! SHA-256 of the bytes) so that after a crash [`mbox_append_present`] can tell whether it
+//! happened. Per-message fsync, one after the other, is what costs a retriever most.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -90,16 +90,6 @@ pub struct Deliverer {
     maildir: Option<OpenMaildir>,
 }
 
-/// True for a file system held in memory (tmpfs, ramfs), where `fdatasync` has nothing to do.
-fn in_memory(dir: &OwnedFd) -> bool {
-    const TMPFS_MAGIC: u64 = 0x0102_1994;
-    const RAMFS_MAGIC: u64 = 0x8584_58f6;
-    rustix::fs::fstatfs(dir).is_ok_and(|fs| {
-        let kind = fs.f_type as u64;
-        kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
-    })
-}
-
 /// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
 /// removed by a name relative to them (no walk of the whole path per call), and synced by the
 /// [`Syncer`] when its batch commits.
@@ -118,12 +108,10 @@ impl OpenMaildir {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
             Ok(rustix::fs::open(dir.join(sub), flags, Mode::empty())?)
         };
-        let tmp = open("tmp")?;
-        let inline = in_memory(&tmp);
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
         let max_held = (limit.saturating_sub(128) / 2).max(16);
-        Ok(Self { tmp, new: open("new")?, syncer: Syncer::new(inline)?, max_held })
+        Ok(Self { tmp: open("tmp")?, new: open("new")?, syncer: Syncer::default(), max_held })
     }
 
     /// Moves `tmp/NAME` to `new/NAME`, never replacing a file there (`RENAME_NOREPLACE`;
@@ -156,7 +144,7 @@ impl OpenMaildir {
 /// An mbox batch holds at most this many messages (one spool descriptor each).
 const MBOX_BATCH_MESSAGES: usize = 128;
 
-/// A Maildir message written to `tmp/` and handed to the [`Syncer`], waiting for
+/// A Maildir message written to `tmp/` and held by the [`Syncer`], waiting for
 /// [`Deliverer::commit`].
 #[derive(Debug)]
 struct Staged {
@@ -178,9 +166,8 @@ pub enum Finished {
 pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present,
-    /// Writing a Maildir message to `tmp/NAME` (`tmp` is the whole path, for
-    /// [`Delivery::abort`]).
-    Maildir { file: File, base: String, tmp: PathBuf, lf: ToLf, written: u64 },
+    /// Writing a Maildir message to `tmp/NAME`.
+    Maildir { file: File, base: String, lf: ToLf, written: u64 },
     /// Spooling for mbox.
     Mbox { file: File, lf: ToLf, written: u64 },
     /// Feeding an MDA.
@@ -285,7 +272,7 @@ impl Deliverer {
     /// Starts delivering the message `uid`, first seen at `seen`.
     pub fn start(&self, uid: &str, seen: u64) -> io::Result<Delivery> {
         match &self.target {
-            Target::Maildir(dir) => {
+            Target::Maildir(_) => {
                 let maildir = self.maildir.as_ref().ok_or_else(|| io::Error::other("closed"))?;
                 let base = self.base_name(uid, seen);
                 if self.present.contains(&base) {
@@ -296,14 +283,7 @@ impl Deliverer {
                 }
                 let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
                 let fd = rustix::fs::openat(&maildir.tmp, &base, flags, Mode::from(0o666))?;
-                let tmp = dir.join("tmp").join(&base);
-                Ok(Delivery::Maildir {
-                    file: fd.into(),
-                    base,
-                    tmp,
-                    lf: ToLf::default(),
-                    written: 0,
-                })
+                Ok(Delivery::Maildir { file: fd.into(), base, lf: ToLf::default(), written: 0 })
             }
             Target::Mbox(path) => {
                 let dir =
@@ -354,6 +334,20 @@ impl Deliverer {
         }
     }
 
+    /// Abandons a delivery (the download failed): its Maildir file is removed, its MDA killed.
+    pub fn abort(&self, delivery: Delivery) {
+        match (delivery, &self.maildir) {
+            (Delivery::Maildir { base, .. }, Some(maildir)) => {
+                let _ = maildir.remove(&base);
+            }
+            (Delivery::Mda { mut child, .. }, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            _ => {}
+        }
+    }
+
     /// True when the staged batch is big or old enough to be committed.
     pub fn should_commit(&self) -> bool {
         self.staged.len() >= self.batch_messages
@@ -368,8 +362,8 @@ impl Deliverer {
         self.staged.len() + self.mbox_staged.len()
     }
 
-    /// Makes every staged message durable. Maildir, in order: wait until the [`Syncer`] has
-    /// synced every staged file, move each `tmp/NAME` to `new/NAME` (never replacing), and
+    /// Makes every staged message durable. Maildir, in order: let the [`Syncer`] sync every
+    /// staged file, move each `tmp/NAME` to `new/NAME` (never replacing), and
     /// fsync `new/` once. On error the batch's `tmp/` files are removed and nothing
     /// counts as delivered: those messages are fetched again. mbox: one
     /// [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many) of the batch; `announce` is
@@ -462,20 +456,6 @@ impl Delivery {
                 Some(stdin) => stdin.write_all(lf.finish()),
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
-        }
-    }
-
-    /// Abandons a delivery (the download failed).
-    pub fn abort(self) {
-        match self {
-            Self::Maildir { tmp, .. } => {
-                let _ = std::fs::remove_file(tmp);
-            }
-            Self::Mda { mut child, .. } => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            _ => {}
         }
     }
 }

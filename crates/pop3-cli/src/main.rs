@@ -651,13 +651,13 @@ async fn retrieve(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    delivery.abort();
+                    deliverer.abort(delivery);
                     return Err(e.to_string());
                 }
             }
         }
         if let Some(e) = failed {
-            delivery.abort();
+            deliverer.abort(delivery);
             report.errors.push(format!("delivering {uid}: {e}"));
             continue;
         }
