@@ -7,9 +7,11 @@
 //!
 //! Durability: an MDA delivery is done when [`Deliverer::finish`] returns (the MDA exited 0).
 //! Maildir and mbox deliveries use group commit: `finish` stages the message, and
-//! [`Deliverer::commit`] makes a whole batch durable. Maildir: each message is written to
-//! `tmp/` and kept open by the [`Syncer`]; the commit `fdatasync`s the batch's files from many
-//! threads at once, moves every file into `new/` and fsyncs `new/` once. A file therefore
+//! [`Deliverer::commit_behind`] makes a whole batch durable. Maildir: each message is written
+//! to `tmp/` and kept open by the [`Syncer`]; the sealed batch is committed by a thread of its
+//! own while the next one downloads: its files are made durable together (one `syncfs`, or an
+//! `fdatasync` of each from many threads at once), moved into `new/`, and `new/` is fsynced
+//! once. A file therefore
 //! appears in `new/` only after its data is on disk, which is what lets a later run trust a
 //! name it finds there (see `docs/client.md`). mbox: each message is spooled; the commit is one
 //! locked, journalled, synced append of the whole batch, announced beforehand (offset, length,
@@ -19,16 +21,18 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
-use crate::syncer::Syncer;
+use crate::syncer::{make_durable, Syncer};
 
 /// Where mail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,16 +95,46 @@ pub struct Deliverer {
 }
 
 /// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
-/// removed by a name relative to them (no walk of the whole path per call), and synced by the
-/// [`Syncer`] when its batch commits.
+/// removed by a name relative to them (no walk of the whole path per call). Shared with the
+/// thread that commits a sealed batch.
 #[derive(Debug)]
-struct OpenMaildir {
+struct Dirs {
     tmp: OwnedFd,
     new: OwnedFd,
-    syncer: Syncer,
-    /// The most files the syncer may hold open: half of the open-file limit, less a reserve.
-    max_held: usize,
 }
+
+/// An open Maildir: its directories, the files of the batch being written (held by the
+/// [`Syncer`]), and the sealed batch being made durable in the background.
+#[derive(Debug)]
+struct OpenMaildir {
+    dirs: Arc<Dirs>,
+    syncer: Syncer,
+    /// The most files the syncer may hold open: a quarter of the open-file limit, less a
+    /// reserve (the sealed batch in flight holds as many again).
+    max_held: usize,
+    in_flight: Option<InFlight>,
+}
+
+impl InFlight {
+    fn is_finished(&self) -> bool {
+        match self {
+            Self::Thread(handle, _) => handle.is_finished(),
+            Self::Done(_) => true,
+        }
+    }
+}
+
+/// A sealed batch being committed.
+#[derive(Debug)]
+enum InFlight {
+    /// By a thread of its own, for this many messages.
+    Thread(JoinHandle<Sealed>, usize),
+    /// Already, by the caller (no thread could be started).
+    Done(Sealed),
+}
+
+/// A sealed batch's messages and whether the background commit made them durable.
+type Sealed = (Vec<Staged>, io::Result<()>);
 
 impl OpenMaildir {
     fn open(dir: &Path) -> io::Result<Self> {
@@ -110,8 +144,51 @@ impl OpenMaildir {
         };
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
-        let max_held = (limit.saturating_sub(128) / 2).max(16);
-        Ok(Self { tmp: open("tmp")?, new: open("new")?, syncer: Syncer::default(), max_held })
+        let max_held = (limit.saturating_sub(128) / 4).max(8);
+        let dirs = Arc::new(Dirs { tmp: open("tmp")?, new: open("new")? });
+        Ok(Self { dirs, syncer: Syncer::default(), max_held, in_flight: None })
+    }
+
+    /// Waits for the sealed batch in flight, if any: how many messages it holds, the ones
+    /// it committed, and whether they are durable.
+    fn settle(&mut self) -> Option<(usize, Vec<Staged>, io::Result<()>)> {
+        Some(match self.in_flight.take()? {
+            InFlight::Thread(handle, messages) => match handle.join() {
+                Ok((staged, result)) => (staged.len(), staged, result),
+                Err(_) => {
+                    (messages, Vec::new(), Err(io::Error::other("the commit thread panicked")))
+                }
+            },
+            InFlight::Done((staged, result)) => (staged.len(), staged, result),
+        })
+    }
+}
+
+impl Drop for OpenMaildir {
+    /// A batch still in flight is finished (published or its files removed), not abandoned
+    /// half-way when the process exits.
+    fn drop(&mut self) {
+        let _ = self.settle();
+    }
+}
+
+impl Dirs {
+    /// Commits a sealed batch: makes its files durable, moves each `tmp/NAME` to
+    /// `new/NAME` (never replacing) and fsyncs `new/` once. On error the batch's `tmp/` files
+    /// are removed and nothing counts as delivered: those messages are fetched again.
+    fn commit(&self, files: Vec<File>, staged: Vec<Staged>, bytes: u64) -> Sealed {
+        let result = make_durable(files, self.tmp.as_fd(), bytes).and_then(|()| {
+            for s in &staged {
+                self.publish(&s.base)?;
+            }
+            Ok(rustix::fs::fsync(&self.new)?)
+        });
+        if result.is_err() {
+            for s in &staged {
+                let _ = self.remove(&s.base);
+            }
+        }
+        (staged, result)
     }
 
     /// Moves `tmp/NAME` to `new/NAME`, never replacing a file there (`RENAME_NOREPLACE`;
@@ -144,8 +221,8 @@ impl OpenMaildir {
 /// An mbox batch holds at most this many messages (one spool descriptor each).
 const MBOX_BATCH_MESSAGES: usize = 128;
 
-/// A Maildir message written to `tmp/` and held by the [`Syncer`], waiting for
-/// [`Deliverer::commit`].
+/// A Maildir message written to `tmp/` and held by the [`Syncer`], waiting for its batch
+/// to be committed.
 #[derive(Debug)]
 struct Staged {
     base: String,
@@ -278,11 +355,11 @@ impl Deliverer {
                 if self.present.contains(&base) {
                     // A run killed between linking into new/ and unlinking tmp/ left its tmp
                     // file behind; the message is delivered, so the leftover goes.
-                    maildir.remove(&base)?;
+                    maildir.dirs.remove(&base)?;
                     return Ok(Delivery::Present);
                 }
                 let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
-                let fd = rustix::fs::openat(&maildir.tmp, &base, flags, Mode::from(0o666))?;
+                let fd = rustix::fs::openat(&maildir.dirs.tmp, &base, flags, Mode::from(0o666))?;
                 Ok(Delivery::Maildir { file: fd.into(), base, lf: ToLf::default(), written: 0 })
             }
             Target::Mbox(path) => {
@@ -338,7 +415,7 @@ impl Deliverer {
     pub fn abort(&self, delivery: Delivery) {
         match (delivery, &self.maildir) {
             (Delivery::Maildir { base, .. }, Some(maildir)) => {
-                let _ = maildir.remove(&base);
+                let _ = maildir.dirs.remove(&base);
             }
             (Delivery::Mda { mut child, .. }, _) => {
                 let _ = child.kill();
@@ -351,74 +428,107 @@ impl Deliverer {
     /// True when the staged batch is big or old enough to be committed.
     pub fn should_commit(&self) -> bool {
         self.staged.len() >= self.batch_messages
-            || self.maildir.as_ref().is_some_and(|m| m.syncer.held() >= m.max_held)
+            || self.maildir.as_ref().is_some_and(|m| {
+                m.syncer.held() >= m.max_held
+                    || (!self.staged.is_empty()
+                        && m.in_flight.as_ref().is_none_or(InFlight::is_finished))
+            })
             || self.mbox_staged.len() >= self.batch_messages.min(MBOX_BATCH_MESSAGES)
             || self.staged_bytes >= BATCH_BYTES
             || self.staged_since.is_some_and(|t| t.elapsed() >= BATCH_AGE)
     }
 
-    /// Number of staged messages.
-    pub fn staged(&self) -> usize {
-        self.staged.len() + self.mbox_staged.len()
-    }
-
-    /// Makes every staged message durable. Maildir, in order: let the [`Syncer`] sync every
-    /// staged file, move each `tmp/NAME` to `new/NAME` (never replacing), and
-    /// fsync `new/` once. On error the batch's `tmp/` files are removed and nothing
-    /// counts as delivered: those messages are fetched again. mbox: one
-    /// [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many) of the batch; `announce` is
-    /// called with the append's offset, length and SHA-256 (hex) before the mbox is touched,
-    /// and must record them durably.
-    pub fn commit(
+    /// Commits the staged batch, returning what became of the oldest messages not yet
+    /// settled. mbox: one [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many) of the
+    /// batch, settled at once; `announce` is called with the append's offset, length and
+    /// SHA-256 (hex) before the mbox is touched, and must record them durably. Maildir: the
+    /// batch is sealed and committed by a thread of its own (see [`Dirs::commit`]) while the
+    /// next one downloads; what is settled is the batch sealed before it, waited for first.
+    pub fn commit_behind(
         &mut self,
         announce: &mut dyn FnMut(u64, u64, &str) -> io::Result<()>,
-    ) -> io::Result<()> {
+    ) -> Settled {
         let staged = std::mem::take(&mut self.staged);
         let mut spools = std::mem::take(&mut self.mbox_staged);
-        self.staged_bytes = 0;
+        let bytes = std::mem::take(&mut self.staged_bytes);
         self.staged_since = None;
         if let Target::Mbox(path) = &self.target {
-            if spools.is_empty() {
-                return Ok(());
+            let messages = spools.len();
+            if messages == 0 {
+                return Settled::NOTHING;
             }
-            for spool in &mut spools {
-                spool.rewind()?;
-            }
-            let mut readers: Vec<&mut dyn std::io::Read> =
-                spools.iter_mut().map(|f| f as &mut dyn std::io::Read).collect();
-            let mut hook = |append: &mut pop3_storage::Append<'_>| {
-                let digest =
-                    sha256_hex(append.data).and_then(|d| announce(append.offset, append.len, &d));
-                digest.map_err(|source| pop3_storage::Error::Io {
-                    op: "record the append in the state",
-                    path: path.clone(),
-                    source,
-                })
-            };
-            return pop3_storage::Mbox::new(path)
-                .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
-                .map_err(|e| io::Error::other(e.to_string()));
-        }
-        let Some(maildir) = self.maildir.as_mut() else { return Ok(()) };
-        if staged.is_empty() {
-            return Ok(());
-        }
-        let result = maildir.syncer.wait().and_then(|()| {
-            for s in &staged {
-                maildir.publish(&s.base)?;
-            }
-            Ok(rustix::fs::fsync(&maildir.new)?)
-        });
-        match result {
-            Ok(()) => self.present.extend(staged.into_iter().map(|s| s.base)),
-            Err(_) => {
-                for s in &staged {
-                    let _ = maildir.remove(&s.base);
+            let mut append = || -> io::Result<()> {
+                for spool in &mut spools {
+                    spool.rewind()?;
                 }
-            }
+                let mut readers: Vec<&mut dyn std::io::Read> =
+                    spools.iter_mut().map(|f| f as &mut dyn std::io::Read).collect();
+                let mut hook = |append: &mut pop3_storage::Append<'_>| {
+                    let digest = sha256_hex(append.data)
+                        .and_then(|d| announce(append.offset, append.len, &d));
+                    digest.map_err(|source| pop3_storage::Error::Io {
+                        op: "record the append in the state",
+                        path: path.clone(),
+                        source,
+                    })
+                };
+                pop3_storage::Mbox::new(path)
+                    .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
+                    .map_err(|e| io::Error::other(e.to_string()))
+            };
+            return Settled { messages, result: append() };
         }
-        result
+        let settled = self.settle();
+        if let (Some(maildir), false) = (self.maildir.as_mut(), staged.is_empty()) {
+            let files = maildir.syncer.take();
+            let messages = staged.len();
+            // The batch goes to the thread once it runs: if no thread can be had, it is
+            // committed here and now instead.
+            let (sender, receiver) = std::sync::mpsc::channel::<(Vec<File>, Vec<Staged>)>();
+            let dirs = Arc::clone(&maildir.dirs);
+            let work = move || match receiver.recv() {
+                Ok((files, staged)) => dirs.commit(files, staged, bytes),
+                Err(_) => (Vec::new(), Err(io::Error::other("no batch to commit"))),
+            };
+            let spawned = std::thread::Builder::new().name("pop3-commit".into()).spawn(work);
+            maildir.in_flight = Some(match spawned {
+                Ok(handle) => match sender.send((files, staged)) {
+                    Ok(()) => InFlight::Thread(handle, messages),
+                    Err(returned) => {
+                        let (files, staged) = returned.0;
+                        InFlight::Done(maildir.dirs.commit(files, staged, bytes))
+                    }
+                },
+                Err(_) => InFlight::Done(maildir.dirs.commit(files, staged, bytes)),
+            });
+        }
+        settled
     }
+
+    /// Waits for the Maildir batch in flight, if any, and returns what became of it.
+    pub fn settle(&mut self) -> Settled {
+        let Some(maildir) = self.maildir.as_mut() else { return Settled::NOTHING };
+        let Some((messages, staged, result)) = maildir.settle() else { return Settled::NOTHING };
+        if result.is_ok() {
+            self.present.extend(staged.into_iter().map(|s| s.base));
+        }
+        Settled { messages, result }
+    }
+}
+
+/// What a commit settled: the number of the oldest messages staged and not yet settled, and
+/// whether they are durable (if not, none of them counts as delivered).
+#[derive(Debug)]
+pub struct Settled {
+    /// How many messages.
+    pub messages: usize,
+    /// Ok when every one of them is durable.
+    pub result: io::Result<()>,
+}
+
+impl Settled {
+    /// Nothing was waiting.
+    const NOTHING: Self = Self { messages: 0, result: Ok(()) };
 }
 
 impl Delivery {
@@ -505,7 +615,84 @@ fn tempfile_in(dir: &Path) -> io::Result<File> {
 
 #[cfg(test)]
 mod tests {
-    use super::ToLf;
+    use super::{Deliverer, Finished, Target, ToLf};
+    use std::path::Path;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Writes and stages messages `uids` (each body "message UID\r\n").
+    fn stage(deliverer: &mut Deliverer, uids: std::ops::Range<usize>) {
+        for uid in uids {
+            let mut delivery = deliverer.start(&format!("u{uid}"), 1).unwrap();
+            delivery.write(format!("message {uid}\r\n").as_bytes()).unwrap();
+            assert_eq!(deliverer.finish(delivery).unwrap(), Finished::Staged);
+        }
+    }
+
+    #[test]
+    fn a_maildir_batch_is_settled_by_the_next_commit_or_by_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        let mut deliverer = Deliverer::new(Target::Maildir(md.clone()), "acct", 1000).unwrap();
+        let mut announce = |_: u64, _: u64, _: &str| -> std::io::Result<()> { unreachable!() };
+        stage(&mut deliverer, 0..3);
+        // Nothing was in flight: nothing settles; the three are sealed.
+        let first = deliverer.commit_behind(&mut announce);
+        assert_eq!((first.messages, first.result.is_ok()), (0, true));
+        stage(&mut deliverer, 3..5);
+        // The first batch settles (waited for); the next two are sealed.
+        let second = deliverer.commit_behind(&mut announce);
+        assert_eq!((second.messages, second.result.is_ok()), (3, true));
+        assert!(names(&md.join("new")).len() >= 3);
+        let last = deliverer.settle();
+        assert_eq!((last.messages, last.result.is_ok()), (2, true));
+        assert_eq!(deliverer.settle().messages, 0, "nothing left in flight");
+        let new = names(&md.join("new"));
+        assert_eq!(new.len(), 5);
+        assert!(names(&md.join("tmp")).is_empty());
+        let mut bodies: Vec<String> =
+            new.iter().map(|n| std::fs::read_to_string(md.join("new").join(n)).unwrap()).collect();
+        bodies.sort();
+        assert_eq!(bodies, (0..5).map(|u| format!("message {u}\n")).collect::<Vec<_>>());
+        // Settled messages count as present: delivering one again writes nothing.
+        assert!(deliverer.start("u4", 1).unwrap().is_present());
+    }
+
+    #[test]
+    fn a_failed_maildir_commit_settles_its_messages_as_not_durable_and_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        let mut deliverer = Deliverer::new(Target::Maildir(md.clone()), "acct", 1000).unwrap();
+        let mut announce = |_: u64, _: u64, _: &str| -> std::io::Result<()> { unreachable!() };
+        stage(&mut deliverer, 0..4);
+        // new/ is gone (its descriptor stays open): no file can be moved into it.
+        std::fs::remove_dir(md.join("new")).unwrap();
+        assert_eq!(deliverer.commit_behind(&mut announce).messages, 0);
+        let failed = deliverer.settle();
+        assert_eq!(failed.messages, 4);
+        assert!(failed.result.is_err());
+        assert!(names(&md.join("tmp")).is_empty(), "the batch's files are removed");
+        assert!(!deliverer.start("u0", 1).unwrap().is_present(), "not delivered");
+    }
+
+    #[test]
+    fn dropping_the_deliverer_finishes_the_batch_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        let mut deliverer = Deliverer::new(Target::Maildir(md.clone()), "acct", 1000).unwrap();
+        stage(&mut deliverer, 0..50);
+        deliverer.commit_behind(&mut |_, _, _| unreachable!()).result.unwrap();
+        drop(deliverer);
+        assert_eq!(names(&md.join("new")).len(), 50);
+        assert!(names(&md.join("tmp")).is_empty());
+    }
 
     fn convert(chunks: &[&[u8]]) -> Vec<u8> {
         let mut lf = ToLf::default();

@@ -10,7 +10,7 @@ mod deliver;
 mod state;
 mod syncer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ use pop3_client::{
 use serde::Serialize;
 
 use crate::config::Account;
-use crate::deliver::{mbox_append_present, Deliverer, Finished, Target};
+use crate::deliver::{mbox_append_present, Deliverer, Finished, Settled, Target};
 use crate::state::State;
 
 #[derive(Debug, Parser)]
@@ -109,8 +109,9 @@ struct FetchArgs {
     /// Show what would be done; download, store and delete nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Maildir: make messages durable in batches of up to N (one file-system flush per batch
-    /// instead of one fsync per message; a batch is also committed after 1 s or 64 MiB).
+    /// Maildir: make messages durable in batches of at most N (one file-system flush per
+    /// batch instead of one fsync per message), committed while the download goes on; a
+    /// batch is sealed when the one before it is committed, or at N messages, 64 MiB or 1 s.
     /// 1 syncs every message on its own.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
@@ -562,7 +563,7 @@ async fn fetch(
             retrieve(client, &todo, now, state, &mut deliverer, &mut batch, bar.as_ref(), report)
                 .await;
         // Whatever ended the retrieval, what was downloaded is kept.
-        let committed = commit(state, &mut deliverer, &mut batch, report);
+        let committed = commit(state, &mut deliverer, &mut batch, report, true);
         fetched_now.extend(batch.recorded);
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -600,8 +601,9 @@ async fn fetch(
 /// Messages stored in this run: staged in the current Maildir batch, or recorded in the state.
 #[derive(Debug, Default)]
 struct Batch {
-    /// Staged (uidl, octets): durable and recorded at the next commit.
-    staged: Vec<(String, u64)>,
+    /// Staged or being committed (uidl, octets), oldest first: recorded once their commit
+    /// settles.
+    pending: VecDeque<(String, u64)>,
     /// Recorded in the state as stored.
     recorded: Vec<String>,
 }
@@ -668,37 +670,55 @@ async fn retrieve(
                 report.fetched += 1;
                 report.bytes += received;
             }
-            Ok(Finished::Staged) => batch.staged.push((uid.clone(), received)),
+            Ok(Finished::Staged) => batch.pending.push_back((uid.clone(), received)),
             Err(e) => report.errors.push(format!("delivering {uid}: {e}")),
         }
         if deliverer.should_commit() {
-            commit(state, deliverer, batch, report)?;
+            commit(state, deliverer, batch, report, false)?;
         }
     }
     Ok(())
 }
 
-/// Commits the staged Maildir batch, then records it in the state in one synced write.
+/// Commits the staged batch (see [`Deliverer::commit_behind`]) and records the messages it
+/// settled as fetched, in one synced write to the state; with `wait`, also waits for the
+/// batch still in flight, so that every message is settled.
 fn commit(
     state: &mut State,
     deliverer: &mut Deliverer,
     batch: &mut Batch,
     report: &mut Report,
+    wait: bool,
 ) -> Result<(), String> {
-    if deliverer.staged() == 0 {
+    // An mbox batch is never in flight: the messages it appends are all the pending ones.
+    let pending = &batch.pending;
+    let settled = deliverer.commit_behind(&mut |offset, len, digest| {
+        state.pending_append(offset, len, digest, pending.iter().map(|p| p.0.as_str()))
+    });
+    let first = record(state, batch, report, settled);
+    let last = if wait { record(state, batch, report, deliverer.settle()) } else { Ok(()) };
+    first.and(last)
+}
+
+/// Records the oldest pending messages that `settled` covers as fetched, if they are durable.
+fn record(
+    state: &mut State,
+    batch: &mut Batch,
+    report: &mut Report,
+    settled: Settled,
+) -> Result<(), String> {
+    let count = settled.messages.min(batch.pending.len());
+    let done: Vec<(String, u64)> = batch.pending.drain(..count).collect();
+    settled.result.map_err(|e| format!("storing {} messages: {e}", done.len()))?;
+    if done.is_empty() {
         return Ok(());
     }
-    let staged = std::mem::take(&mut batch.staged);
-    let uids = || staged.iter().map(|s| s.0.as_str());
-    deliverer
-        .commit(&mut |offset, len, digest| state.pending_append(offset, len, digest, uids()))
-        .map_err(|e| format!("storing {} messages: {e}", staged.len()))?;
     state
-        .fetched_many(staged.iter().map(|s| s.0.as_str()))
+        .fetched_many(done.iter().map(|s| s.0.as_str()))
         .map_err(|e| format!("saving state: {e}"))?;
-    report.fetched += staged.len();
-    report.bytes += staged.iter().map(|s| s.1).sum::<u64>();
-    batch.recorded.extend(staged.into_iter().map(|s| s.0));
+    report.fetched += done.len();
+    report.bytes += done.iter().map(|s| s.1).sum::<u64>();
+    batch.recorded.extend(done.into_iter().map(|s| s.0));
     Ok(())
 }
 
