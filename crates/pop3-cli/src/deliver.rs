@@ -115,15 +115,6 @@ struct OpenMaildir {
     in_flight: Option<InFlight>,
 }
 
-impl InFlight {
-    fn is_finished(&self) -> bool {
-        match self {
-            Self::Thread(handle, _) => handle.is_finished(),
-            Self::Done(_) => true,
-        }
-    }
-}
-
 /// A sealed batch being committed.
 #[derive(Debug)]
 enum InFlight {
@@ -131,6 +122,16 @@ enum InFlight {
     Thread(JoinHandle<Sealed>, usize),
     /// Already, by the caller (no thread could be started).
     Done(Sealed),
+}
+
+impl InFlight {
+    /// True when waiting for the batch would not block.
+    fn is_finished(&self) -> bool {
+        match self {
+            Self::Thread(handle, _) => handle.is_finished(),
+            Self::Done(_) => true,
+        }
+    }
 }
 
 /// A sealed batch's messages and whether the background commit made them durable.
@@ -233,8 +234,8 @@ struct Staged {
 pub enum Finished {
     /// Stored durably (or found already stored).
     Durable,
-    /// Written to a Maildir's `tmp/` or an mbox spool; durable after the next
-    /// [`Deliverer::commit`].
+    /// Written to a Maildir's `tmp/` or an mbox spool; durable once its batch
+    /// is committed ([`Deliverer::commit_behind`]).
     Staged,
 }
 
@@ -380,7 +381,7 @@ impl Deliverer {
     }
 
     /// Finishes a delivery: an mbox or MDA one durably, a Maildir one by staging it for the
-    /// next [`commit`](Self::commit).
+    /// next [`commit_behind`](Self::commit_behind).
     pub fn finish(&mut self, mut delivery: Delivery) -> io::Result<Finished> {
         delivery.flush_line_end()?;
         match delivery {
