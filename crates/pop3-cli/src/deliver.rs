@@ -8,10 +8,10 @@
 //! Durability: an MDA delivery is done when [`Deliverer::finish`] returns (the MDA exited 0).
 //! Maildir and mbox deliveries use group commit: `finish` stages the message, and
 //! [`Deliverer::commit_behind`] makes a whole batch durable. Maildir: each message is written
-//! to `tmp/` and kept open by the [`Syncer`]; the sealed batch is committed by a thread of its
-//! own while the next one downloads: its files are made durable together (one `syncfs`, or an
-//! `fdatasync` of each from many threads at once), moved into `new/`, and `new/` is fsynced
-//! once. A file therefore
+//! to an unnamed file in `tmp/` (`O_TMPFILE`; where that is missing, to `tmp/NAME`) and kept
+//! open; the sealed batch is committed by a thread of its own while the next one downloads:
+//! its files are made durable together (one `syncfs`, or an `fdatasync` of each from many
+//! threads at once), named in `new/`, and `new/` is fsynced once. A file therefore
 //! appears in `new/` only after its data is on disk, which is what lets a later run trust a
 //! name it finds there (see `docs/client.md`). mbox: each message is spooled; the commit is one
 //! locked, journalled, synced append of the whole batch, announced beforehand (offset, length,
@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
-use crate::syncer::{make_durable, Syncer};
+use crate::syncer::make_durable;
 
 /// Where mail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,13 +103,16 @@ struct Dirs {
     new: OwnedFd,
 }
 
-/// An open Maildir: its directories, the files of the batch being written (held by the
-/// [`Syncer`]), and the sealed batch being made durable in the background.
+/// An open Maildir: its directories, and the sealed batch being made durable in the
+/// background.
 #[derive(Debug)]
 struct OpenMaildir {
     dirs: Arc<Dirs>,
-    syncer: Syncer,
-    /// The most files the syncer may hold open: a quarter of the open-file limit, less a
+    /// Messages are written to unnamed files (`O_TMPFILE` in `tmp/`), named only when their
+    /// batch is published. Where the file system or kernel lacks `O_TMPFILE`, or `/proc` is
+    /// missing (needed to link one without privileges), they are written to `tmp/NAME`.
+    unnamed: bool,
+    /// The most files a batch may hold open: a quarter of the open-file limit, less a
     /// reserve (the sealed batch in flight holds as many again).
     max_held: usize,
     in_flight: Option<InFlight>,
@@ -134,8 +137,8 @@ impl InFlight {
     }
 }
 
-/// A sealed batch's messages and whether the background commit made them durable.
-type Sealed = (Vec<Staged>, io::Result<()>);
+/// A sealed batch's names and whether the background commit made them durable.
+type Sealed = (Vec<String>, io::Result<()>);
 
 impl OpenMaildir {
     fn open(dir: &Path) -> io::Result<Self> {
@@ -147,12 +150,13 @@ impl OpenMaildir {
         let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
         let max_held = (limit.saturating_sub(128) / 4).max(8);
         let dirs = Arc::new(Dirs { tmp: open("tmp")?, new: open("new")? });
-        Ok(Self { dirs, syncer: Syncer::default(), max_held, in_flight: None })
+        let unnamed = dirs.open_unnamed().is_ok() && Path::new("/proc/self/fd").is_dir();
+        Ok(Self { dirs, unnamed, max_held, in_flight: None })
     }
 
-    /// Waits for the sealed batch in flight, if any: how many messages it holds, the ones
-    /// it committed, and whether they are durable.
-    fn settle(&mut self) -> Option<(usize, Vec<Staged>, io::Result<()>)> {
+    /// Waits for the sealed batch in flight, if any: how many messages it holds, their
+    /// names, and whether they are durable.
+    fn settle(&mut self) -> Option<(usize, Vec<String>, io::Result<()>)> {
         Some(match self.in_flight.take()? {
             InFlight::Thread(handle, messages) => match handle.join() {
                 Ok((staged, result)) => (staged.len(), staged, result),
@@ -174,22 +178,54 @@ impl Drop for OpenMaildir {
 }
 
 impl Dirs {
-    /// Commits a sealed batch: makes its files durable, moves each `tmp/NAME` to
-    /// `new/NAME` (never replacing) and fsyncs `new/` once. On error the batch's `tmp/` files
-    /// are removed and nothing counts as delivered: those messages are fetched again.
-    fn commit(&self, files: Vec<File>, staged: Vec<Staged>, bytes: u64) -> Sealed {
-        let result = make_durable(files, self.tmp.as_fd(), bytes).and_then(|()| {
+    /// Commits a sealed batch: makes its files durable, names each `new/NAME` (linking an
+    /// unnamed file, moving `tmp/NAME`; never replacing) and fsyncs `new/` once. On error the
+    /// batch's `tmp/` files are removed and nothing counts as delivered: those messages are
+    /// fetched again.
+    fn commit(&self, staged: Vec<Staged>, bytes: u64) -> Sealed {
+        let files: Vec<&File> = staged.iter().map(|s| &s.file).collect();
+        let result = make_durable(&files, self.tmp.as_fd(), bytes).and_then(|()| {
             for s in &staged {
-                self.publish(&s.base)?;
+                if s.unnamed {
+                    self.link(&s.file, &s.base)?;
+                } else {
+                    self.publish(&s.base)?;
+                }
             }
             Ok(rustix::fs::fsync(&self.new)?)
         });
         if result.is_err() {
-            for s in &staged {
+            for s in staged.iter().filter(|s| !s.unnamed) {
                 let _ = self.remove(&s.base);
             }
         }
-        (staged, result)
+        (staged.into_iter().map(|s| s.base).collect(), result)
+    }
+
+    /// A new unnamed file in `tmp/` (`O_TMPFILE`): it vanishes if the run dies before
+    /// [`Dirs::link`] names it, so a crash leaves nothing behind in `tmp/`.
+    fn open_unnamed(&self) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+        Ok(rustix::fs::openat(&self.tmp, ".", flags, Mode::from(0o666))?.into())
+    }
+
+    /// Names the unnamed `file` `new/NAME`, never replacing a file there (a message already
+    /// there counts as named). Without the privilege `AT_EMPTY_PATH` needs, through
+    /// `/proc/self/fd`, as open(2) describes for `O_TMPFILE`.
+    fn link(&self, file: &File, name: &str) -> io::Result<()> {
+        let linked = rustix::fs::linkat(file, "", &self.new, name, AtFlags::EMPTY_PATH);
+        let linked = match linked {
+            Err(Errno::NOENT | Errno::PERM | Errno::ACCESS) => {
+                let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let (cwd, follow) = (rustix::fs::CWD, AtFlags::SYMLINK_FOLLOW);
+                rustix::fs::linkat(cwd, proc.as_str(), &self.new, name, follow)
+            }
+            other => other,
+        };
+        match linked {
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Moves `tmp/NAME` to `new/NAME`, never replacing a file there (`RENAME_NOREPLACE`;
@@ -222,11 +258,14 @@ impl Dirs {
 /// An mbox batch holds at most this many messages (one spool descriptor each).
 const MBOX_BATCH_MESSAGES: usize = 128;
 
-/// A Maildir message written to `tmp/` and held by the [`Syncer`], waiting for its batch
-/// to be committed.
+/// A Maildir message written (to an unnamed file or to `tmp/NAME`) and kept open, waiting
+/// for its batch to be committed.
 #[derive(Debug)]
 struct Staged {
     base: String,
+    file: File,
+    /// Written to an unnamed file (`O_TMPFILE`), not to `tmp/NAME`.
+    unnamed: bool,
 }
 
 /// What [`Deliverer::finish`] did with a message.
@@ -244,8 +283,8 @@ pub enum Finished {
 pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present,
-    /// Writing a Maildir message to `tmp/NAME`.
-    Maildir { file: File, base: String, lf: ToLf, written: u64 },
+    /// Writing a Maildir message to an unnamed file or to `tmp/NAME`, to be named `NAME`.
+    Maildir { file: File, base: String, unnamed: bool, lf: ToLf, written: u64 },
     /// Spooling for mbox.
     Mbox { file: File, lf: ToLf, written: u64 },
     /// Feeding an MDA.
@@ -359,9 +398,15 @@ impl Deliverer {
                     maildir.dirs.remove(&base)?;
                     return Ok(Delivery::Present);
                 }
-                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
-                let fd = rustix::fs::openat(&maildir.dirs.tmp, &base, flags, Mode::from(0o666))?;
-                Ok(Delivery::Maildir { file: fd.into(), base, lf: ToLf::default(), written: 0 })
+                let (file, unnamed) = if maildir.unnamed {
+                    (maildir.dirs.open_unnamed()?, true)
+                } else {
+                    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+                    let fd =
+                        rustix::fs::openat(&maildir.dirs.tmp, &base, flags, Mode::from(0o666))?;
+                    (fd.into(), false)
+                };
+                Ok(Delivery::Maildir { file, base, unnamed, lf: ToLf::default(), written: 0 })
             }
             Target::Mbox(path) => {
                 let dir =
@@ -386,11 +431,9 @@ impl Deliverer {
         delivery.flush_line_end()?;
         match delivery {
             Delivery::Present => Ok(Finished::Durable),
-            Delivery::Maildir { file, base, written, .. } => {
-                let maildir = self.maildir.as_mut().ok_or_else(|| io::Error::other("closed"))?;
-                maildir.syncer.submit(file);
+            Delivery::Maildir { file, base, unnamed, written, .. } => {
                 self.staged_bytes += written;
-                self.staged.push(Staged { base });
+                self.staged.push(Staged { base, file, unnamed });
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
             }
@@ -415,7 +458,7 @@ impl Deliverer {
     /// Abandons a delivery (the download failed): its Maildir file is removed, its MDA killed.
     pub fn abort(&self, delivery: Delivery) {
         match (delivery, &self.maildir) {
-            (Delivery::Maildir { base, .. }, Some(maildir)) => {
+            (Delivery::Maildir { base, unnamed: false, .. }, Some(maildir)) => {
                 let _ = maildir.dirs.remove(&base);
             }
             (Delivery::Mda { mut child, .. }, _) => {
@@ -430,7 +473,7 @@ impl Deliverer {
     pub fn should_commit(&self) -> bool {
         self.staged.len() >= self.batch_messages
             || self.maildir.as_ref().is_some_and(|m| {
-                m.syncer.held() >= m.max_held
+                self.staged.len() >= m.max_held
                     || (!self.staged.is_empty()
                         && m.in_flight.as_ref().is_none_or(InFlight::is_finished))
             })
@@ -481,26 +524,22 @@ impl Deliverer {
         }
         let settled = self.settle();
         if let (Some(maildir), false) = (self.maildir.as_mut(), staged.is_empty()) {
-            let files = maildir.syncer.take();
             let messages = staged.len();
             // The batch goes to the thread once it runs: if no thread can be had, it is
             // committed here and now instead.
-            let (sender, receiver) = std::sync::mpsc::channel::<(Vec<File>, Vec<Staged>)>();
+            let (sender, receiver) = std::sync::mpsc::channel::<Vec<Staged>>();
             let dirs = Arc::clone(&maildir.dirs);
             let work = move || match receiver.recv() {
-                Ok((files, staged)) => dirs.commit(files, staged, bytes),
+                Ok(staged) => dirs.commit(staged, bytes),
                 Err(_) => (Vec::new(), Err(io::Error::other("no batch to commit"))),
             };
             let spawned = std::thread::Builder::new().name("pop3-commit".into()).spawn(work);
             maildir.in_flight = Some(match spawned {
-                Ok(handle) => match sender.send((files, staged)) {
+                Ok(handle) => match sender.send(staged) {
                     Ok(()) => InFlight::Thread(handle, messages),
-                    Err(returned) => {
-                        let (files, staged) = returned.0;
-                        InFlight::Done(maildir.dirs.commit(files, staged, bytes))
-                    }
+                    Err(returned) => InFlight::Done(maildir.dirs.commit(returned.0, bytes)),
                 },
-                Err(_) => InFlight::Done(maildir.dirs.commit(files, staged, bytes)),
+                Err(_) => InFlight::Done(maildir.dirs.commit(staged, bytes)),
             });
         }
         settled
@@ -511,7 +550,7 @@ impl Deliverer {
         let Some(maildir) = self.maildir.as_mut() else { return Settled::NOTHING };
         let Some((messages, staged, result)) = maildir.settle() else { return Settled::NOTHING };
         if result.is_ok() {
-            self.present.extend(staged.into_iter().map(|s| s.base));
+            self.present.extend(staged);
         }
         Settled { messages, result }
     }
@@ -637,11 +676,26 @@ mod tests {
         }
     }
 
+    /// A Maildir deliverer writing unnamed files (`O_TMPFILE`) or, with `named`, `tmp/NAME`.
+    fn maildir(md: &Path, named: bool) -> Deliverer {
+        let mut deliverer = Deliverer::new(Target::Maildir(md.to_owned()), "acct", 1000).unwrap();
+        let open = deliverer.maildir.as_mut().unwrap();
+        assert!(named || open.unnamed, "O_TMPFILE works in the test's temporary directory");
+        open.unnamed = !named;
+        deliverer
+    }
+
     #[test]
     fn a_maildir_batch_is_settled_by_the_next_commit_or_by_settle() {
+        for named in [false, true] {
+            settled_by_the_next_commit_or_by_settle(named);
+        }
+    }
+
+    fn settled_by_the_next_commit_or_by_settle(named: bool) {
         let dir = tempfile::tempdir().unwrap();
         let md = dir.path().join("Maildir");
-        let mut deliverer = Deliverer::new(Target::Maildir(md.clone()), "acct", 1000).unwrap();
+        let mut deliverer = maildir(&md, named);
         let mut announce = |_: u64, _: u64, _: &str| -> std::io::Result<()> { unreachable!() };
         stage(&mut deliverer, 0..3);
         // Nothing was in flight: nothing settles; the three are sealed.
@@ -668,11 +722,18 @@ mod tests {
 
     #[test]
     fn a_failed_maildir_commit_settles_its_messages_as_not_durable_and_removes_them() {
+        for named in [false, true] {
+            a_failed_commit(named);
+        }
+    }
+
+    fn a_failed_commit(named: bool) {
         let dir = tempfile::tempdir().unwrap();
         let md = dir.path().join("Maildir");
-        let mut deliverer = Deliverer::new(Target::Maildir(md.clone()), "acct", 1000).unwrap();
+        let mut deliverer = maildir(&md, named);
         let mut announce = |_: u64, _: u64, _: &str| -> std::io::Result<()> { unreachable!() };
         stage(&mut deliverer, 0..4);
+        assert_eq!(names(&md.join("tmp")).len(), if named { 4 } else { 0 });
         // new/ is gone (its descriptor stays open): no file can be moved into it.
         std::fs::remove_dir(md.join("new")).unwrap();
         assert_eq!(deliverer.commit_behind(&mut announce).messages, 0);
@@ -687,7 +748,7 @@ mod tests {
     fn dropping_the_deliverer_finishes_the_batch_in_flight() {
         let dir = tempfile::tempdir().unwrap();
         let md = dir.path().join("Maildir");
-        let mut deliverer = Deliverer::new(Target::Maildir(md.clone()), "acct", 1000).unwrap();
+        let mut deliverer = maildir(&md, false);
         stage(&mut deliverer, 0..50);
         deliverer.commit_behind(&mut |_, _, _| unreachable!()).result.unwrap();
         drop(deliverer);

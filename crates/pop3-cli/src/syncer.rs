@@ -1,7 +1,7 @@
 //! Making a batch of delivered Maildir files durable: one `syncfs` of their file system, or an
 //! `fdatasync` of each, many calls in flight at once.
 //!
-//! Files are held (open) as they are written, and synced together when the batch commits.
+//! Files are kept open as they are written, and synced together when their batch commits.
 //! Per-message fsync, one after the other, costs a device flush per message (what mpop
 //! pays). Group commit does better two ways:
 //!
@@ -30,51 +30,28 @@ const THREADS: usize = 16;
 /// Dirty data beyond the batch's own that `syncfs` may write back on the batch's behalf.
 const SYNCFS_SLACK: u64 = 32 << 20;
 
-/// The files of the batch being written, held open until the batch is sealed.
-#[derive(Debug, Default)]
-pub struct Syncer {
-    held: Vec<File>,
-}
-
-impl Syncer {
-    /// Holds `file` until the next [`Syncer::take`].
-    pub fn submit(&mut self, file: File) {
-        self.held.push(file);
-    }
-
-    /// Files held, each an open descriptor.
-    pub fn held(&self) -> usize {
-        self.held.len()
-    }
-
-    /// Hands over the files held (the batch being sealed), for [`make_durable`].
-    pub fn take(&mut self) -> Vec<File> {
-        std::mem::take(&mut self.held)
-    }
-}
-
-/// Makes every one of `files` durable, then closes them: by one `syncfs` of the file system
+/// Makes every one of `files` durable: by one `syncfs` of the file system
 /// `fs` (any descriptor on it, opened before the files were written, so that its write-back
 /// errors are reported) when that is cheap, else by an `fdatasync` of each. `bytes` is what
 /// the batch wrote. The first error, if any, means the batch is not known to be durable.
-pub fn make_durable(files: Vec<File>, fs: BorrowedFd<'_>, bytes: u64) -> io::Result<()> {
+pub fn make_durable(files: &[&File], fs: BorrowedFd<'_>, bytes: u64) -> io::Result<()> {
     if files.is_empty() {
         return Ok(());
     }
     if syncfs_is_cheap(bytes) && rustix::fs::syncfs(fs).is_ok() {
         return Ok(());
     }
-    sync_each(&files)
+    sync_each(files)
 }
 
 /// `fdatasync` of every file, [`THREADS`] calls at a time; the first error, if any.
-fn sync_each(files: &[File]) -> io::Result<()> {
+fn sync_each(files: &[&File]) -> io::Result<()> {
     let threads = THREADS.min(files.len());
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|k| {
                 scope.spawn(move || {
-                    files.iter().skip(k).step_by(threads).try_for_each(File::sync_data)
+                    files.iter().skip(k).step_by(threads).try_for_each(|f| f.sync_data())
                 })
             })
             .collect();
@@ -123,29 +100,24 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
-    fn hold_files(syncer: &mut Syncer, dir: &std::path::Path, round: usize) {
-        for i in 0..200 {
-            let path = dir.join(format!("{round}-{i}"));
-            std::fs::write(&path, b"x").unwrap();
-            syncer.submit(File::open(&path).unwrap());
-        }
-    }
-
     #[test]
-    fn every_held_file_is_handed_over_and_made_durable() {
+    fn every_file_is_made_durable_by_either_way() {
         let dir = tempfile::tempdir().unwrap();
         let fs = File::open(dir.path()).unwrap();
-        let mut syncer = Syncer::default();
         for round in 0..3 {
-            hold_files(&mut syncer, dir.path(), round);
-            assert_eq!(syncer.held(), 200, "round {round}");
-            let files = syncer.take();
-            assert_eq!((files.len(), syncer.held()), (200, 0), "round {round}");
+            let files: Vec<File> = (0..200)
+                .map(|i| {
+                    let path = dir.path().join(format!("{round}-{i}"));
+                    std::fs::write(&path, b"x").unwrap();
+                    File::open(&path).unwrap()
+                })
+                .collect();
+            let files: Vec<&File> = files.iter().collect();
             // One round with a huge batch size (syncfs where the kernel has it), one with
             // none (syncfs only if nothing at all is dirty), one in between.
-            make_durable(files, fs.as_fd(), [u64::MAX / 2, 0, 1 << 20][round]).unwrap();
+            make_durable(&files, fs.as_fd(), [u64::MAX / 2, 0, 1 << 20][round]).unwrap();
         }
-        make_durable(syncer.take(), fs.as_fd(), 0).unwrap();
+        make_durable(&[], fs.as_fd(), 0).unwrap();
     }
 
     #[test]
@@ -155,8 +127,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
         let file = File::open(dir.path().join("f")).unwrap();
-        assert!(sync_each(&[file.try_clone().unwrap()]).is_ok());
-        assert!(sync_each(&[file, File::from(std::os::fd::OwnedFd::from(socket))]).is_err());
+        let socket = File::from(std::os::fd::OwnedFd::from(socket));
+        assert!(sync_each(&[&file]).is_ok());
+        assert!(sync_each(&[&file, &socket]).is_err());
     }
 
     #[test]
