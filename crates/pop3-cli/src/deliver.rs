@@ -32,6 +32,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
+use crate::state::Journal;
 use crate::syncer::make_durable;
 
 /// Where mail goes.
@@ -86,12 +87,15 @@ pub struct Deliverer {
     /// Maildir messages written to `tmp/` and not yet durable.
     staged: Vec<Staged>,
     /// mbox messages spooled and not yet appended.
-    mbox_staged: Vec<File>,
+    /// mbox messages spooled and not yet appended, with their UIDLs.
+    mbox_staged: Vec<(File, String)>,
     staged_bytes: u64,
     staged_since: Option<Instant>,
     batch_messages: usize,
     /// The open Maildir (for a Maildir target).
     maildir: Option<OpenMaildir>,
+    /// Where a committed batch records its messages as fetched.
+    journal: Arc<Journal>,
 }
 
 /// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
@@ -182,7 +186,7 @@ impl Dirs {
     /// unnamed file, moving `tmp/NAME`; never replacing) and fsyncs `new/` once. On error the
     /// batch's `tmp/` files are removed and nothing counts as delivered: those messages are
     /// fetched again.
-    fn commit(&self, staged: Vec<Staged>, bytes: u64) -> Sealed {
+    fn commit(&self, staged: Vec<Staged>, bytes: u64, journal: &Journal) -> Sealed {
         let files: Vec<&File> = staged.iter().map(|s| &s.file).collect();
         let result = make_durable(&files, self.tmp.as_fd(), bytes).and_then(|()| {
             for s in &staged {
@@ -192,7 +196,8 @@ impl Dirs {
                     self.publish(&s.base)?;
                 }
             }
-            Ok(rustix::fs::fsync(&self.new)?)
+            rustix::fs::fsync(&self.new)?;
+            journal.fetched(staged.iter().map(|s| s.uid.as_str()))
         });
         if result.is_err() {
             for s in staged.iter().filter(|s| !s.unnamed) {
@@ -263,6 +268,7 @@ const MBOX_BATCH_MESSAGES: usize = 128;
 #[derive(Debug)]
 struct Staged {
     base: String,
+    uid: String,
     file: File,
     /// Written to an unnamed file (`O_TMPFILE`), not to `tmp/NAME`.
     unnamed: bool,
@@ -284,9 +290,9 @@ pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present,
     /// Writing a Maildir message to an unnamed file or to `tmp/NAME`, to be named `NAME`.
-    Maildir { file: File, base: String, unnamed: bool, lf: ToLf, written: u64 },
+    Maildir { file: File, base: String, uid: String, unnamed: bool, lf: ToLf, written: u64 },
     /// Spooling for mbox.
-    Mbox { file: File, lf: ToLf, written: u64 },
+    Mbox { file: File, uid: String, lf: ToLf, written: u64 },
     /// Feeding an MDA.
     Mda { child: Child, lf: ToLf },
 }
@@ -335,7 +341,12 @@ impl ToLf {
 impl Deliverer {
     /// Prepares `target` for `account`, creating a missing Maildir; Maildir batches hold up
     /// to `batch_messages` messages.
-    pub fn new(target: Target, account: &str, batch_messages: usize) -> io::Result<Self> {
+    pub fn new(
+        target: Target,
+        account: &str,
+        batch_messages: usize,
+        journal: Journal,
+    ) -> io::Result<Self> {
         let mut present = HashSet::new();
         let mut maildir = None;
         if let Target::Maildir(dir) = &target {
@@ -371,6 +382,7 @@ impl Deliverer {
             account: account.to_owned(),
             staged: Vec::new(),
             mbox_staged: Vec::new(),
+            journal: Arc::new(journal),
             staged_bytes: 0,
             staged_since: None,
             batch_messages,
@@ -406,12 +418,14 @@ impl Deliverer {
                         rustix::fs::openat(&maildir.dirs.tmp, &base, flags, Mode::from(0o666))?;
                     (fd.into(), false)
                 };
-                Ok(Delivery::Maildir { file, base, unnamed, lf: ToLf::default(), written: 0 })
+                let uid = uid.to_owned();
+                Ok(Delivery::Maildir { file, base, uid, unnamed, lf: ToLf::default(), written: 0 })
             }
             Target::Mbox(path) => {
                 let dir =
                     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                Ok(Delivery::Mbox { file: tempfile_in(dir)?, lf: ToLf::default(), written: 0 })
+                let (file, uid) = (tempfile_in(dir)?, uid.to_owned());
+                Ok(Delivery::Mbox { file, uid, lf: ToLf::default(), written: 0 })
             }
             Target::Mda(command) => {
                 let child = Command::new("sh")
@@ -431,15 +445,15 @@ impl Deliverer {
         delivery.flush_line_end()?;
         match delivery {
             Delivery::Present => Ok(Finished::Durable),
-            Delivery::Maildir { file, base, unnamed, written, .. } => {
+            Delivery::Maildir { file, base, uid, unnamed, written, .. } => {
                 self.staged_bytes += written;
-                self.staged.push(Staged { base, file, unnamed });
+                self.staged.push(Staged { base, uid, file, unnamed });
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
             }
-            Delivery::Mbox { file, written, .. } => {
+            Delivery::Mbox { file, uid, written, .. } => {
                 self.staged_bytes += written;
-                self.mbox_staged.push(file);
+                self.mbox_staged.push((file, uid));
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
             }
@@ -502,11 +516,11 @@ impl Deliverer {
                 return Settled::NOTHING;
             }
             let mut append = || -> io::Result<()> {
-                for spool in &mut spools {
+                for (spool, _) in &mut spools {
                     spool.rewind()?;
                 }
                 let mut readers: Vec<&mut dyn std::io::Read> =
-                    spools.iter_mut().map(|f| f as &mut dyn std::io::Read).collect();
+                    spools.iter_mut().map(|(f, _)| f as &mut dyn std::io::Read).collect();
                 let mut hook = |append: &mut pop3_storage::Append<'_>| {
                     let digest = sha256_hex(append.data)
                         .and_then(|d| announce(append.offset, append.len, &d));
@@ -518,7 +532,8 @@ impl Deliverer {
                 };
                 pop3_storage::Mbox::new(path)
                     .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
-                    .map_err(|e| io::Error::other(e.to_string()))
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                self.journal.fetched(spools.iter().map(|(_, uid)| uid.as_str()))
             };
             return Settled { messages, result: append() };
         }
@@ -528,18 +543,20 @@ impl Deliverer {
             // The batch goes to the thread once it runs: if no thread can be had, it is
             // committed here and now instead.
             let (sender, receiver) = std::sync::mpsc::channel::<Vec<Staged>>();
-            let dirs = Arc::clone(&maildir.dirs);
+            let (dirs, journal) = (Arc::clone(&maildir.dirs), Arc::clone(&self.journal));
             let work = move || match receiver.recv() {
-                Ok(staged) => dirs.commit(staged, bytes),
+                Ok(staged) => dirs.commit(staged, bytes, &journal),
                 Err(_) => (Vec::new(), Err(io::Error::other("no batch to commit"))),
             };
             let spawned = std::thread::Builder::new().name("pop3-commit".into()).spawn(work);
             maildir.in_flight = Some(match spawned {
                 Ok(handle) => match sender.send(staged) {
                     Ok(()) => InFlight::Thread(handle, messages),
-                    Err(returned) => InFlight::Done(maildir.dirs.commit(returned.0, bytes)),
+                    Err(returned) => {
+                        InFlight::Done(maildir.dirs.commit(returned.0, bytes, &self.journal))
+                    }
                 },
-                Err(_) => InFlight::Done(maildir.dirs.commit(staged, bytes)),
+                Err(_) => InFlight::Done(maildir.dirs.commit(staged, bytes, &self.journal)),
             });
         }
         settled
@@ -581,7 +598,7 @@ impl Delivery {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Self::Present => Ok(()),
-            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written } => {
+            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written, .. } => {
                 let out = lf.convert(data);
                 *written += out.len() as u64;
                 file.write_all(out)
@@ -597,7 +614,7 @@ impl Delivery {
     fn flush_line_end(&mut self) -> io::Result<()> {
         match self {
             Self::Present => Ok(()),
-            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written } => {
+            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written, .. } => {
                 let out = lf.finish();
                 *written += out.len() as u64;
                 file.write_all(out)
@@ -676,9 +693,13 @@ mod tests {
         }
     }
 
-    /// A Maildir deliverer writing unnamed files (`O_TMPFILE`) or, with `named`, `tmp/NAME`.
+    /// A Maildir deliverer writing unnamed files (`O_TMPFILE`) or, with `named`, `tmp/NAME`;
+    /// its state lives in `md`'s parent, under `state/`.
     fn maildir(md: &Path, named: bool) -> Deliverer {
-        let mut deliverer = Deliverer::new(Target::Maildir(md.to_owned()), "acct", 1000).unwrap();
+        let state = crate::state::State::open(&md.with_file_name("state"), "acct", false);
+        let journal = state.unwrap().journal().unwrap();
+        let target = Target::Maildir(md.to_owned());
+        let mut deliverer = Deliverer::new(target, "acct", 1000, journal).unwrap();
         let open = deliverer.maildir.as_mut().unwrap();
         assert!(named || open.unnamed, "O_TMPFILE works in the test's temporary directory");
         open.unnamed = !named;
@@ -718,6 +739,17 @@ mod tests {
         assert_eq!(bodies, (0..5).map(|u| format!("message {u}\n")).collect::<Vec<_>>());
         // Settled messages count as present: delivering one again writes nothing.
         assert!(deliverer.start("u4", 1).unwrap().is_present());
+        // Each settled batch recorded its messages in the state, once each.
+        assert_eq!(recorded(&md), (0..5).map(|u| format!("u{u}")).collect::<Vec<_>>());
+    }
+
+    /// The UIDLs the state next to `md` records as fetched, sorted.
+    fn recorded(md: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(md.with_file_name("state").join("acct.state")).unwrap();
+        let mut uids: Vec<String> =
+            text.lines().filter_map(|l| l.strip_prefix("F ")).map(str::to_owned).collect();
+        uids.sort();
+        uids
     }
 
     #[test]
@@ -742,6 +774,7 @@ mod tests {
         assert!(failed.result.is_err());
         assert!(names(&md.join("tmp")).is_empty(), "the batch's files are removed");
         assert!(!deliverer.start("u0", 1).unwrap().is_present(), "not delivered");
+        assert!(recorded(&md).is_empty(), "nothing recorded");
     }
 
     #[test]

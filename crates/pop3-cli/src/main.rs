@@ -554,7 +554,8 @@ async fn fetch(
     if args.dry_run {
         report.would_fetch = todo.iter().map(|t| t.2.clone()).collect();
     } else if !todo.is_empty() {
-        let mut deliverer = Deliverer::new(target, &account.name, args.batch as usize)
+        let journal = state.journal().map_err(|e| e.to_string())?;
+        let mut deliverer = Deliverer::new(target, &account.name, args.batch as usize, journal)
             .map_err(|e| e.to_string())?;
         let total: u64 = todo.iter().map(|t| t.1).sum();
         let bar = progress(args, todo.len() as u64, total);
@@ -713,9 +714,7 @@ fn record(
     if done.is_empty() {
         return Ok(());
     }
-    state
-        .fetched_many(done.iter().map(|s| s.0.as_str()))
-        .map_err(|e| format!("saving state: {e}"))?;
+    state.mark_fetched(done.iter().map(|s| s.0.as_str()));
     report.fetched += done.len();
     report.bytes += done.iter().map(|s| s.1).sum::<u64>();
     batch.recorded.extend(done.into_iter().map(|s| s.0));

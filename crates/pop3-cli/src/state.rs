@@ -47,6 +47,27 @@ pub struct PendingAppend {
     pub uids: Vec<String>,
 }
 
+/// Appends `F` records to a state's journal (opened for appending, so records written
+/// through it and through the [`State`] never overlap).
+#[derive(Debug)]
+pub struct Journal {
+    /// None for a read-only state (`--dry-run`).
+    file: Option<File>,
+}
+
+impl Journal {
+    /// Records that every one of `uids` is stored locally, durably, in one write.
+    pub fn fetched<'a>(&self, uids: impl Iterator<Item = &'a str>) -> io::Result<()> {
+        let Some(mut file) = self.file.as_ref() else { return Ok(()) };
+        let records: String = uids.map(|uid| format!("F {uid}\n")).collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        file.write_all(records.as_bytes())?;
+        file.sync_data()
+    }
+}
+
 /// The state of one account, locked.
 #[derive(Debug)]
 pub struct State {
@@ -136,6 +157,22 @@ impl State {
             records.push_str(&format!("F {uid}\n"));
         }
         self.append(&records)
+    }
+
+    /// Notes in memory that every one of `uids` is stored locally: their records were
+    /// appended, durably, through a [`Journal`].
+    pub fn mark_fetched<'a>(&mut self, uids: impl Iterator<Item = &'a str>) {
+        for uid in uids {
+            if let Some(e) = self.entries.get_mut(uid) {
+                e.fetched = true;
+            }
+        }
+    }
+
+    /// A handle that appends `F` records from another thread: a batch's commit records its
+    /// messages itself, so the download never waits for the state's sync.
+    pub fn journal(&self) -> io::Result<Journal> {
+        Ok(Journal { file: if self.read_only { None } else { Some(self.file.try_clone()?) } })
     }
 
     /// Records, durably, an mbox append about to be made of the messages `uids`.
@@ -307,6 +344,28 @@ mod tests {
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.entries["u2"], Entry { seen: 100, fetched: true });
         assert_eq!(s.entries["u3"], Entry { seen: 100, fetched: false });
+    }
+
+    #[test]
+    fn records_appended_through_a_journal_from_another_thread_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = State::open(dir.path(), "a", false).unwrap();
+            s.see_all(["u1", "u2", "u3"].into_iter(), 100).unwrap();
+            let journal = s.journal().unwrap();
+            std::thread::spawn(move || journal.fetched(["u1", "u3"].into_iter()).unwrap())
+                .join()
+                .unwrap();
+            s.fetched("u2").unwrap();
+            s.mark_fetched(["u1", "u3"].into_iter());
+            assert!(s.entries.values().all(|e| e.fetched));
+        }
+        let s = State::open(dir.path(), "a", false).unwrap();
+        assert!(["u1", "u2", "u3"].iter().all(|u| s.entries[*u].fetched), "{:?}", s.entries);
+        // A read-only state's journal writes nothing.
+        let r = State::open(dir.path(), "b", true).unwrap();
+        r.journal().unwrap().fetched(["x"].into_iter()).unwrap();
+        assert!(!dir.path().join("b.state").exists());
     }
 
     #[test]
