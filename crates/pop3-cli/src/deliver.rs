@@ -68,9 +68,9 @@ impl Target {
     }
 }
 
-/// When a batch of staged Maildir messages is committed, whichever limit comes first (with
-/// the message count from `--batch`): a bigger batch means fewer flushes, a smaller one less
-/// to download again after a crash.
+/// Limits on a batch of staged messages, whichever comes first (with the message count from
+/// `--batch`; a Maildir batch is also sealed as soon as the one before it is committed): a
+/// bigger batch means fewer flushes, a smaller one less to download again after a crash.
 const BATCH_BYTES: u64 = 64 << 20;
 const BATCH_AGE: Duration = Duration::from_secs(1);
 
@@ -483,7 +483,9 @@ impl Deliverer {
         }
     }
 
-    /// True when the staged batch is big or old enough to be committed.
+    /// True when the staged batch should be committed: it is big or old enough, or (Maildir)
+    /// nothing is being committed, so that a commit is always under way while mail arrives
+    /// and each batch holds what arrived during the one before (group commit).
     pub fn should_commit(&self) -> bool {
         self.staged.len() >= self.batch_messages
             || self.maildir.as_ref().is_some_and(|m| {
