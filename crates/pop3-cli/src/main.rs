@@ -337,9 +337,18 @@ fn prompt(text: &str) -> Result<String, String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// Commands kept in flight when the server pipelines (the library's default is 16). Each
+/// message costs the retriever local work (a file created and written) while the server has
+/// only to send it; a deeper queue lets the server keep sending while the retriever is busy,
+/// instead of idling once it has answered everything asked. Fetching 5,000 messages of 20 KiB
+/// from Dovecot into a Maildir on disk, eight alternating runs each: median 0.81 s with 64,
+/// 0.91 s with 16. The commands are a few octets each, far below any socket buffer.
+const PIPELINE_WINDOW: usize = 64;
+
 async fn connect(common: &CommonArgs, account: &Account) -> Result<Client, String> {
     let mut options = ConnectOptions::new(account.host.clone());
     options.port = account.port;
+    options.pipeline_window = PIPELINE_WINDOW;
     options.tls = if common.no_tls || account.config.no_tls {
         if account.tls == TlsMode::Implicit {
             return Err("--no-tls with a pop3s:// URL".into());
