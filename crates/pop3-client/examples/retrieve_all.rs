@@ -3,10 +3,11 @@
 //! it as the floor for `pop3 fetch`.
 //!
 //! ```sh
-//! POP3_PASSWORD=secret cargo run --release -p pop3-client --example retrieve_all -- 127.0.0.1 110 alice
+//! POP3_PASSWORD=secret cargo run --release -p pop3-client --example retrieve_all -- 127.0.0.1 110 alice [WINDOW]
 //! ```
 //!
-//! Plain TCP (no TLS), USER/PASS or the best SASL mechanism offered. Prints one line:
+//! Plain TCP (no TLS), USER/PASS or the best SASL mechanism offered; WINDOW commands in flight
+//! when the server pipelines (default: the library's). Prints one line:
 //! `messages octets seconds`, where the time runs from the connect to the `QUIT` reply.
 
 use std::time::Instant;
@@ -16,14 +17,23 @@ use pop3_client::{AuthMethod, Client, ConnectOptions, Retrieved, TlsMode};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [host, port, user] = args.as_slice() else {
-        return Err("usage: retrieve_all HOST PORT USER (password in POP3_PASSWORD)".into());
+    let (host, port, user, window) = match args.as_slice() {
+        [host, port, user] => (host, port, user, None),
+        [host, port, user, window] => (host, port, user, Some(window.parse()?)),
+        _ => {
+            return Err(
+                "usage: retrieve_all HOST PORT USER [WINDOW] (password in POP3_PASSWORD)".into()
+            )
+        }
     };
     let password = std::env::var("POP3_PASSWORD").map_err(|_| "POP3_PASSWORD is not set")?;
     let started = Instant::now();
     let mut options = ConnectOptions::new(host.as_str());
     options.port = Some(port.parse()?);
     options.tls = TlsMode::None;
+    if let Some(window) = window {
+        options.pipeline_window = window;
+    }
     let mut client = Client::connect(&options).await?;
     client.login(user, &password, AuthMethod::Auto).await?;
     let listing = client.list().await?;
