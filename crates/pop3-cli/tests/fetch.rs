@@ -284,8 +284,9 @@ async fn a_uidl_shared_by_two_messages_is_neither_fetched_nor_deleted() {
     assert_eq!(left, vec![mail[1].clone(), mail[2].clone()], "both stay on the server");
 }
 
-/// Under a low open-file limit a Maildir batch commits before its held files would exhaust
-/// the descriptors (here 150 descriptors: at most 16 files held), and every message arrives.
+/// Under a low open-file limit a Maildir batch is sealed before its open files would exhaust
+/// the descriptors (here 150 descriptors: at most 8 files per batch, as many again in the
+/// batch being committed), and every message arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_low_open_file_limit_makes_smaller_batches_and_loses_nothing() {
     let home = tempfile::tempdir().unwrap();
