@@ -84,9 +84,8 @@ pub struct Deliverer {
     present: HashSet<String>,
     host: String,
     account: String,
-    /// Maildir messages written to `tmp/` and not yet durable.
+    /// Maildir messages written and not yet sealed into a batch.
     staged: Vec<Staged>,
-    /// mbox messages spooled and not yet appended.
     /// mbox messages spooled and not yet appended, with their UIDLs.
     mbox_staged: Vec<(File, String)>,
     staged_bytes: u64,
@@ -105,6 +104,10 @@ pub struct Deliverer {
 struct Dirs {
     tmp: OwnedFd,
     new: OwnedFd,
+    /// Messages are written to unnamed files (`O_TMPFILE` in `tmp/`), named only when their
+    /// batch is published. Where the file system or kernel lacks `O_TMPFILE`, or `/proc` is
+    /// missing (needed to link one without privileges), they are written to `tmp/NAME`.
+    unnamed: bool,
 }
 
 /// An open Maildir: its directories, and the sealed batch being made durable in the
@@ -112,10 +115,6 @@ struct Dirs {
 #[derive(Debug)]
 struct OpenMaildir {
     dirs: Arc<Dirs>,
-    /// Messages are written to unnamed files (`O_TMPFILE` in `tmp/`), named only when their
-    /// batch is published. Where the file system or kernel lacks `O_TMPFILE`, or `/proc` is
-    /// missing (needed to link one without privileges), they are written to `tmp/NAME`.
-    unnamed: bool,
     /// The most files a batch may hold open: a quarter of the open-file limit, less a
     /// reserve (the sealed batch in flight holds as many again).
     max_held: usize,
@@ -153,9 +152,9 @@ impl OpenMaildir {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
         let max_held = (limit.saturating_sub(128) / 4).max(8);
-        let dirs = Arc::new(Dirs { tmp: open("tmp")?, new: open("new")? });
-        let unnamed = dirs.open_unnamed().is_ok() && Path::new("/proc/self/fd").is_dir();
-        Ok(Self { dirs, unnamed, max_held, in_flight: None })
+        let mut dirs = Dirs { tmp: open("tmp")?, new: open("new")?, unnamed: false };
+        dirs.unnamed = dirs.open_unnamed().is_ok() && Path::new("/proc/self/fd").is_dir();
+        Ok(Self { dirs: Arc::new(dirs), max_held, in_flight: None })
     }
 
     /// Waits for the sealed batch in flight, if any: how many messages it holds, their
@@ -190,7 +189,7 @@ impl Dirs {
         let files: Vec<&File> = staged.iter().map(|s| &s.file).collect();
         let result = make_durable(&files, self.tmp.as_fd(), bytes).and_then(|()| {
             for s in &staged {
-                if s.unnamed {
+                if self.unnamed {
                     self.link(&s.file, &s.base)?;
                 } else {
                     self.publish(&s.base)?;
@@ -199,8 +198,8 @@ impl Dirs {
             rustix::fs::fsync(&self.new)?;
             journal.fetched(staged.iter().map(|s| s.uid.as_str()))
         });
-        if result.is_err() {
-            for s in staged.iter().filter(|s| !s.unnamed) {
+        if result.is_err() && !self.unnamed {
+            for s in &staged {
                 let _ = self.remove(&s.base);
             }
         }
@@ -270,8 +269,6 @@ struct Staged {
     base: String,
     uid: String,
     file: File,
-    /// Written to an unnamed file (`O_TMPFILE`), not to `tmp/NAME`.
-    unnamed: bool,
 }
 
 /// What [`Deliverer::finish`] did with a message.
@@ -290,7 +287,7 @@ pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present,
     /// Writing a Maildir message to an unnamed file or to `tmp/NAME`, to be named `NAME`.
-    Maildir { file: File, base: String, uid: String, unnamed: bool, lf: ToLf, written: u64 },
+    Maildir { file: File, base: String, uid: String, lf: ToLf, written: u64 },
     /// Spooling for mbox.
     Mbox { file: File, uid: String, lf: ToLf, written: u64 },
     /// Feeding an MDA.
@@ -410,16 +407,14 @@ impl Deliverer {
                     maildir.dirs.remove(&base)?;
                     return Ok(Delivery::Present);
                 }
-                let (file, unnamed) = if maildir.unnamed {
-                    (maildir.dirs.open_unnamed()?, true)
+                let file = if maildir.dirs.unnamed {
+                    maildir.dirs.open_unnamed()?
                 } else {
                     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
-                    let fd =
-                        rustix::fs::openat(&maildir.dirs.tmp, &base, flags, Mode::from(0o666))?;
-                    (fd.into(), false)
+                    rustix::fs::openat(&maildir.dirs.tmp, &base, flags, Mode::from(0o666))?.into()
                 };
                 let uid = uid.to_owned();
-                Ok(Delivery::Maildir { file, base, uid, unnamed, lf: ToLf::default(), written: 0 })
+                Ok(Delivery::Maildir { file, base, uid, lf: ToLf::default(), written: 0 })
             }
             Target::Mbox(path) => {
                 let dir =
@@ -445,9 +440,9 @@ impl Deliverer {
         delivery.flush_line_end()?;
         match delivery {
             Delivery::Present => Ok(Finished::Durable),
-            Delivery::Maildir { file, base, uid, unnamed, written, .. } => {
+            Delivery::Maildir { file, base, uid, written, .. } => {
                 self.staged_bytes += written;
-                self.staged.push(Staged { base, uid, file, unnamed });
+                self.staged.push(Staged { base, uid, file });
                 self.staged_since.get_or_insert_with(Instant::now);
                 Ok(Finished::Staged)
             }
@@ -472,7 +467,7 @@ impl Deliverer {
     /// Abandons a delivery (the download failed): its Maildir file is removed, its MDA killed.
     pub fn abort(&self, delivery: Delivery) {
         match (delivery, &self.maildir) {
-            (Delivery::Maildir { base, unnamed: false, .. }, Some(maildir)) => {
+            (Delivery::Maildir { base, .. }, Some(maildir)) if !maildir.dirs.unnamed => {
                 let _ = maildir.dirs.remove(&base);
             }
             (Delivery::Mda { mut child, .. }, _) => {
@@ -675,7 +670,7 @@ fn tempfile_in(dir: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::{Deliverer, Finished, Target, ToLf};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -695,17 +690,26 @@ mod tests {
         }
     }
 
-    /// A Maildir deliverer writing unnamed files (`O_TMPFILE`) or, with `named`, `tmp/NAME`;
-    /// its state lives in `md`'s parent, under `state/`.
-    fn maildir(md: &Path, named: bool) -> Deliverer {
+    /// A Maildir deliverer in a new temporary directory (kept alive by the first element),
+    /// writing unnamed files (`O_TMPFILE`) or, with `named`, `tmp/NAME`; its Maildir is the
+    /// second element, and its state lives next to it, under `state/`.
+    fn maildir(named: bool) -> (tempfile::TempDir, PathBuf, Deliverer) {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
         let state = crate::state::State::open(&md.with_file_name("state"), "acct", false);
         let journal = state.unwrap().journal().unwrap();
-        let target = Target::Maildir(md.to_owned());
+        let target = Target::Maildir(md.clone());
         let mut deliverer = Deliverer::new(target, "acct", 1000, journal).unwrap();
-        let open = deliverer.maildir.as_mut().unwrap();
-        assert!(named || open.unnamed, "O_TMPFILE works in the test's temporary directory");
-        open.unnamed = !named;
-        deliverer
+        let dirs = &mut deliverer.maildir.as_mut().unwrap().dirs;
+        let dirs = std::sync::Arc::get_mut(dirs).unwrap();
+        assert!(named || dirs.unnamed, "O_TMPFILE works in the test's temporary directory");
+        dirs.unnamed = !named;
+        (dir, md, deliverer)
+    }
+
+    /// The `announce` of a Maildir commit: never called (only mbox appends are announced).
+    fn no_announce(_: u64, _: u64, _: &str) -> std::io::Result<()> {
+        unreachable!("a Maildir commit announced an mbox append")
     }
 
     #[test]
@@ -716,10 +720,8 @@ mod tests {
     }
 
     fn settled_by_the_next_commit_or_by_settle(named: bool) {
-        let dir = tempfile::tempdir().unwrap();
-        let md = dir.path().join("Maildir");
-        let mut deliverer = maildir(&md, named);
-        let mut announce = |_: u64, _: u64, _: &str| -> std::io::Result<()> { unreachable!() };
+        let (_dir, md, mut deliverer) = maildir(named);
+        let mut announce = no_announce;
         stage(&mut deliverer, 0..3);
         // Nothing was in flight: nothing settles; the three are sealed.
         let first = deliverer.commit_behind(&mut announce);
@@ -762,10 +764,8 @@ mod tests {
     }
 
     fn a_failed_commit(named: bool) {
-        let dir = tempfile::tempdir().unwrap();
-        let md = dir.path().join("Maildir");
-        let mut deliverer = maildir(&md, named);
-        let mut announce = |_: u64, _: u64, _: &str| -> std::io::Result<()> { unreachable!() };
+        let (_dir, md, mut deliverer) = maildir(named);
+        let mut announce = no_announce;
         stage(&mut deliverer, 0..4);
         assert_eq!(names(&md.join("tmp")).len(), if named { 4 } else { 0 });
         // new/ is gone (its descriptor stays open): no file can be moved into it.
@@ -781,11 +781,9 @@ mod tests {
 
     #[test]
     fn dropping_the_deliverer_finishes_the_batch_in_flight() {
-        let dir = tempfile::tempdir().unwrap();
-        let md = dir.path().join("Maildir");
-        let mut deliverer = maildir(&md, false);
+        let (_dir, md, mut deliverer) = maildir(false);
         stage(&mut deliverer, 0..50);
-        deliverer.commit_behind(&mut |_, _, _| unreachable!()).result.unwrap();
+        deliverer.commit_behind(&mut no_announce).result.unwrap();
         drop(deliverer);
         assert_eq!(names(&md.join("new")).len(), 50);
         assert!(names(&md.join("tmp")).is_empty());

@@ -690,8 +690,8 @@ async fn retrieve(
     Ok(())
 }
 
-/// Commits the staged batch (see [`Deliverer::commit_behind`]) and records the messages it
-/// settled as fetched, in one synced write to the state; with `wait`, also waits for the
+/// Commits the staged batch (see [`Deliverer::commit_behind`]; the commit appends the `F`
+/// records) and notes the messages it settled as fetched; with `wait`, also waits for the
 /// batch still in flight, so that every message is settled.
 fn commit(
     state: &mut State,
@@ -710,7 +710,8 @@ fn commit(
     first.and(last)
 }
 
-/// Records the oldest pending messages that `settled` covers as fetched, if they are durable.
+/// Notes the oldest pending messages that `settled` covers as fetched (in memory and in the
+/// report), if they are durable and recorded.
 fn record(
     state: &mut State,
     batch: &mut Batch,

@@ -58,14 +58,21 @@ pub struct Journal {
 impl Journal {
     /// Records that every one of `uids` is stored locally, durably, in one write.
     pub fn fetched<'a>(&self, uids: impl Iterator<Item = &'a str>) -> io::Result<()> {
-        let Some(mut file) = self.file.as_ref() else { return Ok(()) };
-        let records: String = uids.map(|uid| format!("F {uid}\n")).collect();
-        if records.is_empty() {
-            return Ok(());
-        }
-        file.write_all(records.as_bytes())?;
-        file.sync_data()
+        append_synced(self.file.as_ref(), &fetched_records(uids))
     }
+}
+
+/// The `F` records of `uids`.
+fn fetched_records<'a>(uids: impl Iterator<Item = &'a str>) -> String {
+    uids.map(|uid| format!("F {uid}\n")).collect()
+}
+
+/// Appends `records` to the state file and syncs it (nothing to do without a file, for a
+/// read-only state, or without records).
+fn append_synced(file: Option<&File>, records: &str) -> io::Result<()> {
+    let Some(mut file) = file.filter(|_| !records.is_empty()) else { return Ok(()) };
+    file.write_all(records.as_bytes())?;
+    file.sync_data()
 }
 
 /// The state of one account, locked.
@@ -120,11 +127,7 @@ impl State {
     }
 
     fn append(&mut self, records: &str) -> io::Result<()> {
-        if self.read_only || records.is_empty() {
-            return Ok(());
-        }
-        self.file.write_all(records.as_bytes())?;
-        self.file.sync_data()
+        append_synced(Some(&self.file).filter(|_| !self.read_only), records)
     }
 
     /// Records every uidl not yet known as seen at `now`, durably, in one write.
@@ -141,22 +144,16 @@ impl State {
 
     /// Records that `uid` is stored locally, durably.
     pub fn fetched(&mut self, uid: &str) -> io::Result<()> {
-        if let Some(e) = self.entries.get_mut(uid) {
-            e.fetched = true;
-        }
-        self.append(&format!("F {uid}\n"))
+        self.fetched_many(std::iter::once(uid))
     }
 
     /// Records that every one of `uids` is stored locally, durably, in one write.
-    pub fn fetched_many<'a>(&mut self, uids: impl Iterator<Item = &'a str>) -> io::Result<()> {
-        let mut records = String::new();
-        for uid in uids {
-            if let Some(e) = self.entries.get_mut(uid) {
-                e.fetched = true;
-            }
-            records.push_str(&format!("F {uid}\n"));
-        }
-        self.append(&records)
+    pub fn fetched_many<'a>(
+        &mut self,
+        uids: impl Iterator<Item = &'a str> + Clone,
+    ) -> io::Result<()> {
+        self.mark_fetched(uids.clone());
+        self.append(&fetched_records(uids))
     }
 
     /// Notes in memory that every one of `uids` is stored locally: their records were
