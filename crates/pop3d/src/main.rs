@@ -8,6 +8,7 @@
 
 mod config;
 mod privdrop;
+mod secret;
 mod serve;
 mod users;
 
