@@ -1,4 +1,14 @@
-//! Locks: dotlocks (the Maildir session lock and an mbox's `NAME.lock`) and `fcntl` (mbox).
+//! Locks: `flock` on the Maildir directory (the Maildir session lock), dotlocks (an mbox's
+//! `NAME.lock`) and `fcntl` (mbox).
+//!
+//! The Maildir lock is an exclusive `flock(2)` on the Maildir's own directory, opened read-only:
+//! it needs no new file and no data block, so it is taken on a full file system as on any
+//! other (a dotlock needs both, and a full disk then locked every user out, unable even to
+//! DELE to free space). The kernel excludes other processes and other descriptors of this
+//! process alike, and frees the lock when its holder dies, however it dies. It costs one
+//! descriptor per session. (`flock` on a directory works on local file systems; on NFS, where
+//! Linux maps `flock` to byte-range locks, a directory cannot be locked this way: keep
+//! Maildirs that pop3d serves on a local file system, or on one that supports it.)
 //!
 //! A dotlock is a file created with `O_CREAT|O_EXCL` that names its holder; holding it costs
 //! no descriptor (the file is closed once written), which is what lets a server keep one
@@ -201,7 +211,14 @@ impl DotLock {
             .mode(mode)
             .open(&tmp)
             .ctx("create dotlock", &tmp)?;
-        let written = f.write_all(Stamp::ours().as_bytes()).and_then(|()| f.metadata());
+        let written = match f.write_all(Stamp::ours().as_bytes()) {
+            // A full disk (or quota): an empty lock file needs no data block. Other programs
+            // respect an empty dotlock (Postfix and mutt write them) and judge it stale only
+            // after 500 s; this process knows it by its inode. Locking must not fail for want
+            // of space: a user who cannot log in cannot delete mail to free some.
+            Err(e) if is_no_space(&e) => f.set_len(0).and_then(|()| f.metadata()),
+            other => other.and_then(|()| f.metadata()),
+        };
         match written {
             Ok(meta) => {
                 let id = (meta.dev(), meta.ino());
@@ -270,6 +287,13 @@ impl DotLock {
     }
 }
 
+/// `ENOSPC` or `EDQUOT`.
+fn is_no_space(e: &io::Error) -> bool {
+    let raw = e.raw_os_error();
+    raw == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || raw == Some(rustix::io::Errno::DQUOT.raw_os_error())
+}
+
 /// A path entered in the registry by an acquire still in progress.
 struct PathClaim<'a>(&'a Path);
 
@@ -290,6 +314,44 @@ impl Drop for DotLock {
         reg.files.remove(&self.id);
         reg.paths.remove(&self.path);
     }
+}
+
+/// An exclusive `flock` on a directory, held for as long as this value lives.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _dir: rustix::fd::OwnedFd,
+}
+
+impl DirLock {
+    /// Locks the directory `dir` without waiting; [`Error::InUse`] (naming `dir`, and its
+    /// holder's pid when `/proc/locks` tells) if another descriptor holds it.
+    pub(crate) fn acquire(dir: &Path) -> Result<Self> {
+        use rustix::fs::{flock, OFlags};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(dir, flags, rustix::fs::Mode::empty())
+            .map_err(|e| Error::io("open directory", dir, e.into()))?;
+        match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Self { _dir: fd }),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let holder = rustix::fs::fstat(&fd).ok().and_then(|st| flock_holder(&st));
+                Err(Error::InUse { path: dir.to_path_buf(), holder })
+            }
+            Err(e) => Err(Error::io("lock directory", dir, e.into())),
+        }
+    }
+}
+
+/// The pid holding a `flock` on the file `st`, from `/proc/locks` (Linux; `None` elsewhere
+/// or when it cannot tell). Lines look like `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF`.
+fn flock_holder(st: &rustix::fs::Stat) -> Option<u32> {
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let wanted = format!("{major:02x}:{minor:02x}:{}", st.st_ino);
+    locks.lines().find_map(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let (kind, pid, id) = (fields.next()?, fields.nth(2)?, fields.next()?);
+        (kind == "FLOCK" && id == wanted).then(|| pid.parse().ok()).flatten()
+    })
 }
 
 /// Takes an exclusive `fcntl` (POSIX record) lock on the whole of `file` without waiting.
@@ -425,6 +487,24 @@ mod tests {
         let left: Vec<_> =
             fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_directory_lock_excludes_other_descriptors_and_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = DirLock::acquire(dir.path()).unwrap();
+        match DirLock::acquire(dir.path()) {
+            Err(Error::InUse { holder, .. }) => {
+                if Path::new("/proc/locks").exists() {
+                    assert_eq!(holder, Some(std::process::id()));
+                }
+            }
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        // No file was created for it.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        drop(held);
+        DirLock::acquire(dir.path()).unwrap();
     }
 
     #[test]

@@ -15,8 +15,11 @@
 //!   snapshot without listing the directories.
 //! * Order: by the delivery time in `BASE` (leading seconds, then the microseconds of an
 //!   `M<usec>` field), then by `BASE`.
-//! * Locking: a dotlock `.pop3-storage.lock` in the Maildir (see `lock.rs`): no descriptor
-//!   is held for the session.
+//! * Locking: an exclusive `flock` on the Maildir directory itself (see `lock.rs`): no file is
+//!   created, so a full disk does not keep users from logging in to delete mail.
+//! * Symbolic links in `new/` and `cur/` are not messages: they are not listed, and message
+//!   files are opened with `O_NOFOLLOW`, so a link planted in a Maildir cannot make the
+//!   server read a file outside it.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -31,15 +34,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::dovecot::DovecotUidlist;
 pub use crate::dovecot::UIDLIST_FILE;
 use crate::error::IoContext;
-use crate::lock::DotLock;
+use crate::lock::DirLock;
 use crate::util::{checksum64, failpoint, fnv64, maildir_hostname, Fnv128};
 use crate::{
     Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, SizeCounter,
     Store, CHUNK,
 };
 
-/// The lock file inside the Maildir (a dotfile, so other Maildir readers ignore it).
-pub const LOCK_FILE: &str = ".pop3-storage.lock";
 /// The size (and last snapshot) cache inside the Maildir.
 pub const CACHE_FILE: &str = ".pop3-storage.sizes";
 const CACHE_TMP: &str = ".pop3-storage.sizes.tmp";
@@ -283,7 +284,7 @@ impl Maildir {
     /// was current).
     fn open_inner(&self) -> Result<(MaildirDrop, bool)> {
         self.ensure_dirs()?;
-        let lock = DotLock::acquire_file(&self.root.join(LOCK_FILE), &self.root, 0o600)?;
+        let lock = DirLock::acquire(&self.root)?;
         // Before listing: a change after this point gives the directories new stamps.
         let stamps = DirStamps::take(&self.root);
         let mut cache = SizeCache::load(&self.root);
@@ -493,15 +494,14 @@ fn scan(root: &Path, sub: Sub, out: &mut Listing) -> Result<()> {
         if name.first() == Some(&b'.') {
             continue; // dotfiles, `.` and `..`
         }
-        let kind = item.file_type();
-        let is_file = match kind {
+        let is_file = match item.file_type() {
             FileType::RegularFile => true,
-            FileType::Symlink | FileType::Unknown => {
-                match rustix::fs::statat(&fd, item.file_name(), AtFlags::empty()) {
+            // A file system that does not report types: lstat (a symlink is not a message).
+            FileType::Unknown => {
+                match rustix::fs::statat(&fd, item.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::RegularFile,
-                    // Removed since the listing, or a dangling or unreadable symlink.
+                    // Removed since the listing.
                     Err(Errno::NOENT) => false,
-                    Err(_) if kind == FileType::Symlink => false,
                     Err(e) => {
                         let path = dir.join(OsStr::from_bytes(name));
                         return Err(Error::io("stat", &path, e.into()));
@@ -538,13 +538,9 @@ fn scan_std(root: &Path, sub: Sub, out: &mut Listing) -> Result<()> {
         if name.as_bytes().first() == Some(&b'.') {
             continue;
         }
+        // DirEntry::file_type does not follow symlinks: a link is not a message.
         let ft = item.file_type().ctx("stat", &item.path())?;
-        let is_file = if ft.is_symlink() {
-            fs::metadata(item.path()).is_ok_and(|m| m.is_file())
-        } else {
-            ft.is_file()
-        };
-        if is_file {
+        if ft.is_file() {
             out.push(sub, name.as_bytes());
         }
     }
@@ -562,9 +558,18 @@ fn trashed_info(info: &[u8]) -> bool {
     info.strip_prefix(b":2,").is_some_and(|flags| flags.contains(&b'T'))
 }
 
+/// Opens a message file for reading, refusing a symbolic link (`ELOOP`): one put in place of
+/// a listed message must not lead outside the Maildir.
+fn open_message(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
 /// Reads a message once: (RFC 1939 size, stored length).
 fn measure(path: &Path) -> Result<(u64, u64)> {
-    let mut f = File::open(path).ctx("open", path)?;
+    let mut f = open_message(path).ctx("open", path)?;
     let mut counter = SizeCounter::new();
     let mut buf = vec![0; CHUNK];
     loop {
@@ -936,7 +941,7 @@ impl SizeCache {
 pub struct MaildirDrop {
     root: PathBuf,
     options: MaildirOptions,
-    lock: Option<DotLock>,
+    lock: Option<DirLock>,
     /// The file names of all entries, back to back.
     names: Vec<u8>,
     entries: Vec<Entry>,
@@ -1002,13 +1007,13 @@ impl Maildrop for MaildirDrop {
         // The snapshot's path first (no stat before the open: one lookup per read); only if
         // it is gone is the message looked for under another name.
         let path = e.path(&self.root, &self.names);
-        let (path, file) = match File::open(&path) {
+        let (path, file) = match open_message(&path) {
             Ok(f) => (path, f),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 let Some(path) = self.locate(e)? else {
                     return Err(self.gone(index));
                 };
-                match File::open(&path) {
+                match open_message(&path) {
                     Ok(f) => (path, f),
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
                         return Err(self.gone(index))
@@ -1412,8 +1417,8 @@ mod tests {
         };
         let fast = list(scan);
         assert_eq!(fast, list(scan_std));
-        assert_eq!(fast.len(), 2001);
-        assert!(fast.contains(&b"2.link".to_vec()));
+        assert_eq!(fast.len(), 2000);
+        assert!(!fast.contains(&b"2.link".to_vec()), "a symlink is not a message");
         fs::remove_dir(dir.path().join("new")).unwrap();
         assert_eq!(list(scan), fast, "a missing new/ is empty");
     }

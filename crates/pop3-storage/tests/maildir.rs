@@ -409,3 +409,30 @@ fn dovecot_uidlist_versions_collisions_and_unrecognised_files() {
     fs::remove_dir(&list).unwrap();
     assert_eq!(uidls(&md.open().unwrap()), own);
 }
+
+#[test]
+fn symlinks_never_lead_outside_the_maildir() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let files = fixture(&root);
+    let secret = dir.path().join("secret.txt");
+    fs::write(&secret, b"Subject: not yours\n\nroot's secret\n").unwrap();
+    // A link planted among the messages is not listed.
+    std::os::unix::fs::symlink(&secret, root.join("cur/1700000004.M1P1.evil:2,S")).unwrap();
+    let drop = Maildir::new(&root).open().unwrap();
+    assert_eq!(drop.messages().len(), files.len(), "the symlink is not a message");
+    // A listed message replaced by a link after login: its read fails, the file is not served.
+    let (first, _) = &files[0];
+    fs::remove_file(root.join(first)).unwrap();
+    std::os::unix::fs::symlink(&secret, root.join(first)).unwrap();
+    let read = drop.read_message(0).map(|mut r| {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut out).map(|_| out)
+    });
+    match read {
+        Err(_) | Ok(Err(_)) => {}
+        Ok(Ok(body)) => panic!("served through a symlink: {}", String::from_utf8_lossy(&body)),
+    }
+    // Other messages still read.
+    assert!(!read_all(&drop, 1).is_empty());
+}

@@ -35,9 +35,9 @@ fn invocation(loaded: &Loaded, explicit: bool) -> String {
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and logs the result: every logged-in
-/// session holds its socket (and, with mbox, the locked mbox file; a Maildir's lock is a
-/// dotlock that holds no descriptor), so the usual soft limit of 1024 would cap pop3d at
-/// about 1000 Maildir or 500 mbox sessions.
+/// session holds its socket and the descriptor that carries its maildrop lock (the Maildir
+/// directory, or the mbox file), so the usual soft limit of 1024 would cap pop3d at about
+/// 500 sessions.
 fn raise_nofile_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let shown = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
@@ -47,11 +47,7 @@ fn raise_nofile_limit() {
     let wanted = old.maximum.unwrap_or(1 << 20);
     let (soft, hard) = (shown(old.current), shown(old.maximum));
     if old.current.is_none_or(|c| c >= wanted) {
-        tracing::info!(
-            soft,
-            hard,
-            "descriptor limit (RLIMIT_NOFILE); one per logged-in session, two with mbox"
-        );
+        tracing::info!(soft, hard, "descriptor limit (RLIMIT_NOFILE); two per logged-in session");
         return;
     }
     match setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: old.maximum }) {
@@ -59,13 +55,13 @@ fn raise_nofile_limit() {
             soft = wanted,
             was = soft,
             hard,
-            "descriptor limit (RLIMIT_NOFILE) raised; one per logged-in session, two with mbox"
+            "descriptor limit (RLIMIT_NOFILE) raised; two per logged-in session"
         ),
         Err(error) => tracing::warn!(
             %error,
             soft,
             hard,
-            "cannot raise the descriptor limit (RLIMIT_NOFILE); one per logged-in session, two with mbox"
+            "cannot raise the descriptor limit (RLIMIT_NOFILE); two per logged-in session"
         ),
     }
 }
