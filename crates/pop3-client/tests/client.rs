@@ -55,7 +55,10 @@ async fn body_of(client: &mut Client, n: u32) -> Vec<u8> {
 
 #[tokio::test]
 async fn every_command() {
-    let server = TestServer::start(TestServerConfig::default(), mail()).await.unwrap();
+    // LAST (RFC 1460) is off by default in the server session; an old server that answers it.
+    let mut config = TestServerConfig::default();
+    config.session.last_command = true;
+    let server = TestServer::start(config, mail()).await.unwrap();
     let mut client = Client::connect(&plain_options(&server)).await.unwrap();
     assert!(!client.is_tls());
     assert!(client.greeting_line().unwrap().is_ok());

@@ -71,6 +71,8 @@ impl Pair {
             apop: true,
             sasl_mechanisms: Mechanism::ALL.to_vec(),
             tls_available: true,
+            // The client's `last()` is exercised against a server that still answers LAST.
+            last_command: true,
             ..ServerConfig::default()
         };
         Self::new(config, false)

@@ -472,8 +472,25 @@ fn utf8_and_lang() {
 }
 
 #[test]
-fn last_reports_the_highest_message_retrieved() {
+fn last_is_refused_by_default() {
+    // RFC 1725 removed LAST; a session-local answer (0 at every login) makes fetchmail in
+    // keep mode fetch everything again, so by default it is an unknown command, as in Dovecot.
     let mut h = Harness::plain();
+    assert_eq!(h.send("LAST\r\n"), "-ERR unknown command\r\n");
+    h.login(TWO);
+    assert_eq!(h.send("LAST\r\n"), "-ERR unknown command\r\n");
+    h.send("RETR 2\r\n");
+    h.session.body_end().unwrap();
+    h.output();
+    assert_eq!(h.send("LAST\r\n"), "-ERR unknown command\r\n");
+    assert_eq!(h.send("NOOP\r\n"), "+OK\r\n", "the session goes on");
+}
+
+#[test]
+fn last_when_enabled_reports_the_highest_message_retrieved() {
+    let config =
+        ServerConfig { plaintext_without_tls: true, last_command: true, ..ServerConfig::default() };
+    let mut h = Harness::new(config).0;
     h.login(TWO);
     assert_eq!(h.send("LAST\r\n"), "+OK 0\r\n");
     h.send("RETR 2\r\n");

@@ -5,7 +5,9 @@ use std::io::Read;
 use std::path::{Component, PathBuf};
 use std::sync::Arc;
 
-use pop3_storage::{Envelope, Error, Maildir, Maildrop, Mbox, Store};
+use pop3_storage::{
+    DovecotUidlFormat, Envelope, Error, Maildir, MaildirOptions, Maildrop, Mbox, Store,
+};
 
 use crate::UserInfo;
 
@@ -60,17 +62,30 @@ pub struct MailLocation {
     pub template: String,
     /// Create a missing Maildir (`new/`, `cur/`, `tmp/`) on first use (default true).
     pub create: bool,
+    /// For Maildirs that Dovecot served: its `pop3_uidl_format`, so that the messages of
+    /// its `dovecot-uidlist` keep the UIDLs it served (default Dovecot's, `%08Xu%08Xv`).
+    pub dovecot_uidl_format: DovecotUidlFormat,
 }
 
 impl MailLocation {
     /// Maildirs at `template`, created on first use.
     pub fn maildir(template: impl Into<String>) -> Self {
-        Self { format: MailFormat::Maildir, template: template.into(), create: true }
+        Self {
+            format: MailFormat::Maildir,
+            template: template.into(),
+            create: true,
+            dovecot_uidl_format: DovecotUidlFormat::default(),
+        }
     }
 
     /// mbox files at `template`.
     pub fn mbox(template: impl Into<String>) -> Self {
-        Self { format: MailFormat::Mbox, template: template.into(), create: true }
+        Self {
+            format: MailFormat::Mbox,
+            template: template.into(),
+            create: true,
+            dovecot_uidl_format: DovecotUidlFormat::default(),
+        }
     }
 
     /// The maildrop path for `user`. Fails with [`Error::InvalidUser`] for a name that
@@ -133,7 +148,11 @@ impl Mailboxes for MailLocation {
         let path = self.path_for(user)?;
         match self.format {
             MailFormat::Maildir => {
-                let maildir = Maildir::new(path);
+                let options = MaildirOptions {
+                    dovecot_uidl_format: self.dovecot_uidl_format.clone(),
+                    ..MaildirOptions::default()
+                };
+                let maildir = Maildir::with_options(path, options);
                 if self.create && !maildir.path().join("cur").is_dir() {
                     maildir.create_dirs()?;
                 }

@@ -44,6 +44,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+pub use dovecot::{DovecotUidlFormat, UidlFormatError, DEFAULT_UIDL_FORMAT};
 pub use error::{Error, ErrorKind, Result};
 pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions, MaildirStore};
 

@@ -7,7 +7,7 @@
 //!   is the UIDL: verbatim when it is 1–70 characters in 0x21–0x7E and does not begin with
 //!   `~`, otherwise `~` followed by 32 hex digits of its FNV-1a-128 hash.
 //!   When the Maildir has a Dovecot `dovecot-uidlist`, the messages it lists are served the
-//!   UIDLs Dovecot served (its `P` extension, else `%08Xu%08Xv`: UID and UIDVALIDITY).
+//!   UIDLs Dovecot served (its `P` extension, else [`MaildirOptions::dovecot_uidl_format`]).
 //! * Size: a `,W=<n>` field of `BASE` (the CRLF size Dovecot and our delivery write), else the
 //!   cache `.pop3-storage.sizes`, else the message is read once and the cache updated.
 //! * The cache also holds the last snapshot and the stamps (device, inode, mtime, ctime) of
@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::dovecot::DovecotUidlist;
 pub use crate::dovecot::UIDLIST_FILE;
+use crate::dovecot::{DovecotUidlFormat, DovecotUidlist};
 use crate::error::IoContext;
 use crate::lock::DirLock;
 use crate::util::{checksum64, failpoint, fnv64, maildir_hostname, Fnv128};
@@ -62,17 +62,24 @@ pub enum DeleteMode {
 }
 
 /// Options of a [`Maildir`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaildirOptions {
     /// What commit does with deleted messages.
     pub delete: DeleteMode,
     /// Create `new/`, `cur/` and `tmp/` (mode 0700) on open or delivery if missing.
     pub create: bool,
+    /// The `pop3_uidl_format` Dovecot served this Maildir with, for the messages of its
+    /// `dovecot-uidlist` (default Dovecot's default, `%08Xu%08Xv`).
+    pub dovecot_uidl_format: DovecotUidlFormat,
 }
 
 impl Default for MaildirOptions {
     fn default() -> Self {
-        Self { delete: DeleteMode::Unlink, create: true }
+        Self {
+            delete: DeleteMode::Unlink,
+            create: true,
+            dovecot_uidl_format: DovecotUidlFormat::default(),
+        }
     }
 }
 
@@ -297,7 +304,7 @@ impl Maildir {
         };
         drop(cache);
 
-        let uidlist = DovecotUidlist::load(&self.root)?;
+        let uidlist = DovecotUidlist::load(&self.root, &self.options.dovecot_uidl_format)?;
         let mut infos: Vec<MessageInfo> = Vec::with_capacity(entries.len());
         for (i, (e, &size)) in entries.iter().zip(&sizes).enumerate() {
             let base = e.base(&names);
@@ -328,7 +335,7 @@ impl Maildir {
         }
         let drop = MaildirDrop {
             root: self.root.clone(),
-            options: self.options,
+            options: self.options.clone(),
             lock: Some(lock),
             names,
             entries,
@@ -1104,7 +1111,7 @@ impl MaildirStore {
 
     /// The Maildir of `user`.
     pub fn maildir(&self, user: &str) -> Result<Maildir> {
-        Ok(Maildir::with_options(self.template.path_for(user)?, self.options))
+        Ok(Maildir::with_options(self.template.path_for(user)?, self.options.clone()))
     }
 }
 

@@ -283,8 +283,8 @@ fn dovecot_fixture(root: &Path) -> Vec<(String, Option<String>)> {
     let dovecot_name = |secs: u64, usec: u32, pid: u32, m: &[u8]| {
         format!("{secs}.M{usec}P{pid}.imap,S={},W={}", m.len(), transmitted(m).len())
     };
-    let uidvalidity = 1_700_000_000u32; // 0x6553F100
-    let served = |uid: u32| format!("{uid:08X}{uidvalidity:08X}");
+    let uidvalidity = 1_700_000_000u32; // 0x6553f100; Dovecot prints lower-case hex
+    let served = |uid: u32| format!("{uid:08x}{uidvalidity:08x}");
     let mut files = Vec::new();
     let mut list = format!("3 V{uidvalidity} N7 G3085f01b7f11094c501100008c4a11c1\n");
     // UID 1: read over IMAP, the uidlist still has its name from before that.
@@ -345,8 +345,8 @@ fn dovecot_uidlist_uidls_are_served() {
             None => assert_eq!(uidl, rel.strip_prefix("new/").unwrap()),
         }
     }
-    assert_eq!(got[0], "000000016553F100");
-    assert_eq!(got[2], "000000046553F100");
+    assert_eq!(got[0], "000000016553f100");
+    assert_eq!(got[2], "000000046553f100");
     for (i, (rel, _)) in files.iter().enumerate() {
         let bytes = fs::read(root.join(rel)).unwrap();
         assert_eq!(d.messages()[i].size, transmitted(&bytes).len() as u64, "{rel}");
@@ -384,7 +384,7 @@ fn dovecot_uidlist_versions_collisions_and_unrecognised_files() {
 
     // Version 1 (Dovecot 1.0, Courier-compatible): `<uid> <file name>`.
     fs::write(&list, b"1 1234567890 4\n1 1234567890.1.host\n3 1234567892.3.host:2,\n").unwrap();
-    assert_eq!(uidls(&md.open().unwrap()), ["00000001499602D2", own[1], "00000003499602D2"]);
+    assert_eq!(uidls(&md.open().unwrap()), ["00000001499602d2", own[1], "00000003499602d2"]);
 
     // A P value equal to another message's UIDL: the later message gets a `~` UIDL, so
     // all stay unique.

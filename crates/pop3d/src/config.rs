@@ -44,6 +44,10 @@ format = "maildir"
 location = "mail/%u"
 # Create a missing Maildir on first use.
 create = true
+# Moving from Dovecot: its pop3_uidl_format, so that the messages of each Maildir's
+# dovecot-uidlist keep the UIDLs Dovecot served. %08Xu%08Xv is Dovecot's default; also
+# e.g. "%u%v", "%v.%u", "%f", "%g" (%m is not supported).
+dovecot_uidl_format = "%08Xu%08Xv"
 
 [auth]
 # SASL mechanisms offered, in order of preference: PLAIN, LOGIN, SCRAM-SHA-256, CRAM-MD5;
@@ -173,11 +177,17 @@ pub struct MailSection {
     pub format: Format,
     pub location: String,
     pub create: bool,
+    pub dovecot_uidl_format: String,
 }
 
 impl Default for MailSection {
     fn default() -> Self {
-        Self { format: Format::Maildir, location: "mail/%u".into(), create: true }
+        Self {
+            format: Format::Maildir,
+            location: "mail/%u".into(),
+            create: true,
+            dovecot_uidl_format: pop3_storage::DEFAULT_UIDL_FORMAT.into(),
+        }
     }
 }
 
@@ -344,6 +354,7 @@ impl Loaded {
                 f.mail.location
             ));
         }
+        dovecot_uidl_format(&f.mail)?;
         tracing_level(&f.log.level).map(drop)
     }
 
@@ -385,6 +396,8 @@ impl Loaded {
             Format::Mbox => pop3_server::MailLocation::mbox(template),
         };
         location.create = self.file.mail.create;
+        // `load` refused a format that does not parse.
+        location.dovecot_uidl_format = dovecot_uidl_format(&self.file.mail).unwrap_or_default();
         location
     }
 
@@ -419,6 +432,10 @@ impl Loaded {
             ..pop3_server::Config::default()
         }
     }
+}
+
+fn dovecot_uidl_format(mail: &MailSection) -> Result<pop3_storage::DovecotUidlFormat, String> {
+    mail.dovecot_uidl_format.parse().map_err(|e| format!("[mail] dovecot_uidl_format: {e}"))
 }
 
 pub fn tracing_level(level: &str) -> Result<tracing::Level, String> {
@@ -462,5 +479,8 @@ mod tests {
         let loaded = Loaded::load(&path).unwrap();
         let offers = loaded.server_config().offers;
         assert!(offers.scram_sha256 && offers.apop && !offers.cram_md5);
+        std::fs::write(&path, "[mail]\ndovecot_uidl_format = \"%m\"\n").unwrap();
+        let err = Loaded::load(&path).unwrap_err();
+        assert!(err.contains("dovecot_uidl_format") && err.contains("%m"), "{err}");
     }
 }

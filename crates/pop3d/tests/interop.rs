@@ -269,6 +269,85 @@ fn fetchmail_keep_nokeep_and_stls() {
     assert!(daemon.stored("alice").is_empty(), "nokeep deletes what was fetched");
 }
 
+/// fetchmail's default keep mode (no `uidl`, no `fetchall`) asks `LAST` first and, if the
+/// server answers it, fetches every message above that number. pop3d refuses `LAST` (as
+/// Dovecot does), so fetchmail falls back to UIDL and its id file: every message is delivered
+/// exactly once over several runs, and a message that arrives in between is the only new one.
+#[test]
+fn fetchmail_keep_mode_delivers_each_message_once() {
+    if !peer("fetchmail", "fetchmail") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let extra: Vec<Vec<u8>> = (4..=5)
+        .map(|n| format!("Subject: extra {n}\nMessage-ID: <{n}.extra@example.org>\n\nbody {n}\n"))
+        .map(String::into_bytes)
+        .collect();
+    for m in &extra {
+        let out = common::run(&["deliver", "alice"], &daemon.data, m);
+        output_ok(&out, "pop3d deliver");
+    }
+    let home = daemon.dir.path().join("fetchmail-keep");
+    std::fs::create_dir_all(&home).unwrap();
+    // The MDA appends each message to one file, after a separator line that counts it.
+    let delivered = home.join("delivered");
+    let mda = home.join("mda.sh");
+    std::fs::write(
+        &mda,
+        format!("#!/bin/sh\n{{ echo '=== delivery'; cat; }} >> '{}'\n", delivered.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&mda, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rc = home.join("fetchmailrc");
+    private_file(
+        &rc,
+        &format!(
+            "set no bouncemail\n\
+             poll localhost via 127.0.0.1 protocol pop3 service {port}\n\
+               user \"alice\" there with password \"secret\" is \"alice\" here\n\
+               sslproto 'TLS1.2+' sslcertck sslcertfile \"{cert}\" sslcommonname localhost\n\
+               mda \"{mda}\" keep\n",
+            port = Daemon::port(&daemon.plain),
+            cert = daemon.cert().display(),
+            mda = mda.display(),
+        ),
+    );
+    let deliveries = || {
+        let text = std::fs::read_to_string(&delivered).unwrap_or_default();
+        text.lines().filter(|l| *l == "=== delivery").count()
+    };
+    let fetch = |what: &str| -> usize {
+        let before = deliveries();
+        let out = Command::new("fetchmail")
+            .args(["--nodetach", "--nosyslog", "-v", "-f"])
+            .arg(&rc)
+            .arg("--pidfile")
+            .arg(home.join("pid"))
+            .arg("--idfile")
+            .arg(home.join("ids"))
+            .env("HOME", &home)
+            .env("FETCHMAILHOME", &home)
+            .output()
+            .unwrap();
+        // fetchmail exits 1 when there was no new mail.
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "fetchmail ({what}) failed: {}\n{log}",
+            out.status
+        );
+        deliveries() - before
+    };
+    assert_eq!(fetch("first run"), 5, "the first run delivers every message");
+    assert_eq!(fetch("second run"), 0, "the second run delivers nothing again");
+    let newer = b"Subject: newer\nMessage-ID: <6.extra@example.org>\n\nbody 6\n";
+    output_ok(&common::run(&["deliver", "alice"], &daemon.data, newer), "pop3d deliver");
+    assert_eq!(fetch("third run"), 1, "the third run delivers only the new message");
+    assert_eq!(daemon.stored("alice").len(), 6, "keep deletes nothing");
+}
+
 #[test]
 fn mpop_to_maildir_pipelining_keep_on_and_off() {
     if !peer("mpop", "mpop") {

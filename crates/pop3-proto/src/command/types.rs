@@ -61,8 +61,9 @@ pub enum Command<'a> {
     Utf8,
     /// `LANG [lang-or-wild]` (RFC 6856 §3).
     Lang(LangArg<'a>),
-    /// `LAST` (RFC 1460, removed by RFC 1725): the highest message number accessed. Accepted
-    /// because old clients still send it.
+    /// `LAST` (RFC 1460, removed by RFC 1725): the highest message number accessed. Parsed so
+    /// that a client can send it to an old server; a server session answers it only when
+    /// [`ServerConfig::last_command`](crate::server::ServerConfig::last_command) is on.
     Last,
 }
 

@@ -53,7 +53,11 @@ pub struct ServerConfig {
     pub output_high_water: usize,
     /// Languages for `LANG` (RFC 6856 §3): tag and description; the first is the default.
     pub languages: Vec<(String, String)>,
-    /// Accept the obsolete `LAST` command (RFC 1460) for old clients (default true).
+    /// Accept the obsolete `LAST` command (RFC 1460, removed by RFC 1725) (default false:
+    /// answered `-ERR`, as Dovecot does). The answer counts only this session's retrievals,
+    /// so it is 0 at every login: a client that trusts it, such as fetchmail in its default
+    /// keep mode, takes every message for new and downloads it again. Refused, such clients
+    /// fall back to UIDL.
     pub last_command: bool,
 }
 
@@ -76,7 +80,7 @@ impl Default for ServerConfig {
             idle_timeout_transaction: Duration::from_secs(600),
             output_high_water: 64 * 1024,
             languages: vec![(String::from("en"), String::from("English"))],
-            last_command: true,
+            last_command: false,
         }
     }
 }
