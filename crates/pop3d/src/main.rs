@@ -7,11 +7,12 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod deliver;
 mod privdrop;
 mod serve;
 mod users;
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -29,6 +30,7 @@ pub mod exit {
     pub const OSERR: u8 = 71;
     pub const CANTCREAT: u8 = 73;
     pub const TEMPFAIL: u8 = 75;
+    pub const NOPERM: u8 = 77;
     pub const CONFIG: u8 = 78;
 }
 
@@ -64,8 +66,10 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Deliver one message from standard input (for Postfix's mailbox_command).
-    /// Exit codes: 0 delivered, 67 unknown user, 75 temporary failure (the MTA retries).
+    /// Deliver one message from standard input (for Postfix's pipe transport or
+    /// mailbox_command). Exit codes (sysexits): 0 delivered; permanent, the MTA bounces: 65 empty
+    /// message, 67 unknown user or no maildrop for them, 73 unusable maildrop, 77 permission
+    /// denied; 75 temporary failure or unreadable configuration, the MTA retries.
     Deliver {
         /// The recipient.
         name: String,
@@ -100,7 +104,15 @@ enum UserAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to stdout and succeed; a usage error is EX_USAGE (64),
+            // not clap's 2, which an MTA would not understand.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
     ExitCode::from(match run(cli) {
         Ok(code) => code,
         Err((code, message)) => {
@@ -231,15 +243,11 @@ fn deliver(cli: &Cli, name: &str, sender: Option<String>) -> Result<u8, Failure>
     let (loaded, _) = configuration(cli, false).map_err(|(_, e)| (exit::TEMPFAIL, e))?;
     let users = pop3_server::PasswdFile::load(loaded.users_path())
         .map_err(|e| (exit::TEMPFAIL, e.to_string()))?;
-    let Some(user) = users.user(name) else {
-        return Err((exit::NOUSER, format!("unknown user {name:?}")));
-    };
-    let envelope = pop3_storage::Envelope { sender };
     let mut stdin = std::io::stdin().lock();
-    let mut reader: &mut dyn Read = &mut stdin;
-    match loaded.mail_location().deliver(&user, &mut reader, &envelope) {
-        Ok(()) => Ok(exit::OK),
-        Err(e) => Err((exit::TEMPFAIL, format!("delivery to {name} failed: {e}"))),
+    let outcome = deliver::deliver(&loaded.mail_location(), &users, name, sender, &mut stdin);
+    match outcome.message {
+        Some(message) => Err((outcome.code, message)),
+        None => Ok(outcome.code),
     }
 }
 

@@ -62,6 +62,44 @@ fn fresh_data_dir_users_and_delivery() {
     assert_eq!(run(&["deliver", "carol"], &data, b"x\n").status.code(), Some(75));
 }
 
+/// sysexits(3) for an MTA: permanent failures bounce (64, 65, 67, 73, 77), temporary ones
+/// are retried (75), and nothing is stored for a refused message.
+#[test]
+fn deliver_exit_codes_tell_bounce_from_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    common::output_ok(&run(&["user", "add", "carol", "--password-stdin"], &data, b"x\n"), "add");
+    let new = data.join("mail/carol/new");
+    let count = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+
+    let empty = run(&["deliver", "carol"], &data, b"");
+    assert_eq!(empty.status.code(), Some(65), "EX_DATAERR for an empty message");
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("empty message"));
+    assert_eq!(count(&new), 0, "nothing stored");
+    assert_eq!(run(&["deliver", "nosuchuser"], &data, b"x\n").status.code(), Some(67));
+    assert_eq!(run(&["deliver"], &data, b"x\n").status.code(), Some(64), "EX_USAGE");
+    assert_eq!(run(&["deliver", "carol", "--bogus"], &data, b"x\n").status.code(), Some(64));
+    assert_eq!(run(&["deliver", "carol"], &data, b"x\n").status.code(), Some(0));
+    assert_eq!(count(&new), 1);
+
+    // Under location = "%h/Maildir": a user without a home has no maildrop (permanent, not
+    // a retry forever), and a home that is a file cannot hold one (73).
+    let users = data.join("users");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text.push_str("homeless:{PLAIN}x::::::\n");
+    text.push_str(&format!("filehome:{{PLAIN}}x::::{}::\n", users.display()));
+    std::fs::write(&users, text).unwrap();
+    let config = data.join("pop3d.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("location = \"mail/%u\"", "location = \"%h/Maildir\""))
+        .unwrap();
+    let homeless = run(&["deliver", "homeless"], &data, b"x\n");
+    assert_eq!(homeless.status.code(), Some(67), "{}", String::from_utf8_lossy(&homeless.stderr));
+    assert!(String::from_utf8_lossy(&homeless.stderr).contains("no home directory"));
+    let filehome = run(&["deliver", "filehome"], &data, b"x\n");
+    assert_eq!(filehome.status.code(), Some(73), "{}", String::from_utf8_lossy(&filehome.stderr));
+}
+
 #[test]
 fn global_options_go_anywhere() {
     let dir = tempfile::tempdir().unwrap();
