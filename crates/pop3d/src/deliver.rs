@@ -7,7 +7,9 @@
 //! (full disk, a lock, an I/O error) must not bounce. Postfix maps 64, 65, 67, 73 and 77 to
 //! a bounce and 75 to a retry.
 
-use std::io::{self, Cursor, Read};
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 
 use pop3_server::{MailLocation, PasswdFile, UserInfo};
 use pop3_storage::{Envelope, Error, ErrorKind};
@@ -34,30 +36,102 @@ impl Outcome {
     }
 }
 
-/// Delivers the message on `input` to `name`. An empty message (0 bytes) is refused with 65.
-pub fn deliver(
+/// The exit status for several recipients: one status covers them all, so the worst one
+/// wins. A temporary failure ranks above a permanent one: the MTA then retries every
+/// recipient (a duplicate at worst) rather than bouncing one whose delivery could still
+/// succeed. Among permanent failures the first one is kept.
+pub fn worst(outcomes: &[Outcome]) -> u8 {
+    let rank = |code: u8| match code {
+        exit::OK => 0,
+        exit::TEMPFAIL => 2,
+        _ => 1,
+    };
+    outcomes.iter().map(|o| o.code).fold(exit::OK, |worst, code| {
+        if rank(code) > rank(worst) {
+            code
+        } else {
+            worst
+        }
+    })
+}
+
+/// Delivers the message on `input` to every recipient, in order; one outcome per recipient.
+///
+/// A single recipient is delivered straight from `input`; several are first spooled to an
+/// unlinked temporary file (mode 0600 in `$TMPDIR`) that each delivery reads from the start.
+/// An empty message (0 bytes) is refused with 65 for every recipient.
+pub fn deliver_all(
     location: &MailLocation,
     users: &PasswdFile,
-    name: &str,
+    recipients: &[String],
     sender: Option<String>,
     input: &mut dyn Read,
-) -> Outcome {
+) -> Vec<Outcome> {
+    let all = |outcome: Outcome| vec![outcome; recipients.len()];
     let first = match read_first_chunk(input) {
         Ok(first) => first,
-        Err(e) => return Outcome::failed(exit::TEMPFAIL, format!("reading the message: {e}")),
+        Err(e) => return all(Outcome::failed(exit::TEMPFAIL, format!("reading the message: {e}"))),
     };
     if first.is_empty() {
-        return Outcome::failed(exit::DATAERR, "empty message (0 bytes) refused".into());
+        return all(Outcome::failed(exit::DATAERR, "empty message (0 bytes) refused".into()));
     }
     let envelope = Envelope { sender };
-    let mut message = Cursor::new(first).chain(input);
-    deliver_one(location, users, name, &mut message, &envelope)
+    if let [name] = recipients {
+        let mut message = Cursor::new(first).chain(input);
+        return vec![deliver_one(location, users, name, &mut message, &envelope)];
+    }
+    let mut spool = match spool(&first, input) {
+        Ok(file) => file,
+        Err(e) => {
+            return all(Outcome::failed(exit::TEMPFAIL, format!("spooling the message: {e}")))
+        }
+    };
+    recipients
+        .iter()
+        .map(|name| match spool.rewind() {
+            Ok(()) => deliver_one(location, users, name, &mut spool, &envelope),
+            Err(e) => Outcome::failed(exit::TEMPFAIL, format!("spool: {e}")),
+        })
+        .collect()
 }
 
 fn read_first_chunk(input: &mut dyn Read) -> io::Result<Vec<u8>> {
     let mut first = Vec::with_capacity(FIRST_CHUNK);
     input.take(FIRST_CHUNK as u64).read_to_end(&mut first)?;
     Ok(first)
+}
+
+/// Copies the message into an unlinked temporary file, so nothing is left behind whatever
+/// happens to this process.
+fn spool(first: &[u8], rest: &mut dyn Read) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir();
+    let mut attempt = 0u32;
+    let (path, mut file) = loop {
+        let path = spool_name(&dir, attempt);
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => break (path, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+    };
+    std::fs::remove_file(&path)?;
+    file.write_all(first)?;
+    io::copy(rest, &mut file)?;
+    Ok(file)
+}
+
+fn spool_name(dir: &Path, attempt: u32) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    dir.join(format!("pop3d-deliver.{}.{nanos}.{attempt}", std::process::id()))
 }
 
 fn deliver_one(
@@ -133,5 +207,18 @@ mod tests {
         assert_eq!(classify(&Error::InUse { path: "/x".into(), holder: None }), exit::TEMPFAIL);
         let corrupt = Error::Corrupt { path: "/x".into(), reason: "no From line".into() };
         assert_eq!(classify(&corrupt), exit::CANTCREAT);
+    }
+
+    #[test]
+    fn the_worst_outcome_wins_and_a_retry_beats_a_bounce() {
+        let ok = Outcome::ok();
+        let nouser = Outcome::failed(exit::NOUSER, String::new());
+        let temp = Outcome::failed(exit::TEMPFAIL, String::new());
+        let perm = Outcome::failed(exit::NOPERM, String::new());
+        assert_eq!(worst(&[ok.clone(), ok.clone()]), exit::OK);
+        assert_eq!(worst(&[ok.clone(), nouser.clone()]), exit::NOUSER);
+        assert_eq!(worst(&[nouser.clone(), perm.clone()]), exit::NOUSER);
+        assert_eq!(worst(&[temp.clone(), nouser.clone(), ok]), exit::TEMPFAIL);
+        assert_eq!(worst(&[perm, temp]), exit::TEMPFAIL);
     }
 }

@@ -66,13 +66,15 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Deliver one message from standard input (for Postfix's pipe transport or
-    /// mailbox_command). Exit codes (sysexits): 0 delivered; permanent, the MTA bounces: 65 empty
+    /// Deliver one message from standard input to one or more users (for Postfix's pipe
+    /// transport or mailbox_command). Exit codes (sysexits): 0 delivered; permanent, the MTA bounces: 65 empty
     /// message, 67 unknown user or no maildrop for them, 73 unusable maildrop, 77 permission
     /// denied; 75 temporary failure or unreadable configuration, the MTA retries.
+    /// Several recipients share one exit status, the worst (75 before any permanent code).
     Deliver {
-        /// The recipient.
-        name: String,
+        /// The recipients (user names), each delivered in turn.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
         /// Envelope sender, for mbox From lines.
         #[arg(long, short = 'f', value_name = "ADDRESS")]
         sender: Option<String>,
@@ -195,7 +197,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
-        Some(Command::Deliver { name, sender }) => deliver(&cli, name, sender.clone()),
+        Some(Command::Deliver { names, sender }) => deliver(&cli, names, sender.clone()),
         Some(Command::CheckConfig) => {
             let (loaded, _) = configuration(&cli, false)?;
             check_config(&loaded)
@@ -238,17 +240,22 @@ fn create_maildrop(loaded: &Loaded, user: &pop3_server::UserInfo) -> Result<(), 
     Ok(())
 }
 
-fn deliver(cli: &Cli, name: &str, sender: Option<String>) -> Result<u8, Failure> {
+fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Failure> {
     // An MTA must requeue on a configuration problem, not bounce.
     let (loaded, _) = configuration(cli, false).map_err(|(_, e)| (exit::TEMPFAIL, e))?;
     let users = pop3_server::PasswdFile::load(loaded.users_path())
         .map_err(|e| (exit::TEMPFAIL, e.to_string()))?;
     let mut stdin = std::io::stdin().lock();
-    let outcome = deliver::deliver(&loaded.mail_location(), &users, name, sender, &mut stdin);
-    match outcome.message {
-        Some(message) => Err((outcome.code, message)),
-        None => Ok(outcome.code),
+    let outcomes = deliver::deliver_all(&loaded.mail_location(), &users, names, sender, &mut stdin);
+    // Each message names its recipient; one that concerns all of them is printed once.
+    let mut printed = None;
+    for message in outcomes.iter().filter_map(|o| o.message.as_ref()) {
+        if printed != Some(message) {
+            eprintln!("pop3d: {message}");
+            printed = Some(message);
+        }
     }
+    Ok(deliver::worst(&outcomes))
 }
 
 fn check_config(loaded: &Loaded) -> Result<u8, Failure> {

@@ -100,6 +100,59 @@ fn deliver_exit_codes_tell_bounce_from_retry() {
     assert_eq!(filehome.status.code(), Some(73), "{}", String::from_utf8_lossy(&filehome.stderr));
 }
 
+/// `deliver alice bob` (Postfix with several recipients per delivery): each one gets the
+/// same bytes, the exit status is the worst, and the spool leaves nothing in $TMPDIR.
+#[test]
+fn deliver_to_several_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    for name in ["carol", "dave"] {
+        common::output_ok(&run(&["user", "add", name, "--password-stdin"], &data, b"x\n"), "add");
+    }
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let deliver = |args: &[&str], message: &[u8]| {
+        let mut child = std::process::Command::new(common::BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("deliver")
+            .args(args)
+            .env("TMPDIR", &tmp)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(message).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let stored = |name: &str| -> Vec<Vec<u8>> {
+        let new = data.join("mail").join(name).join("new");
+        let mut files: Vec<_> =
+            std::fs::read_dir(new).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    };
+    // Larger than the first chunk read before spooling.
+    let big = common::messages().concat().repeat(2);
+    assert!(big.len() > 300_000);
+    assert_eq!(deliver(&["carol", "dave"], &big).0, Some(0));
+    assert_eq!(stored("carol"), vec![big.clone()]);
+    assert_eq!(stored("dave"), vec![big.clone()]);
+
+    let (code, err) = deliver(&["carol", "nosuchuser", "dave"], b"Subject: two\n\nx\n");
+    assert_eq!(code, Some(67), "the worst status: {err}");
+    assert!(err.contains("nosuchuser"), "{err}");
+    assert_eq!(stored("carol").len(), 2, "the known recipients still get it");
+    assert_eq!(stored("dave").len(), 2);
+
+    let (code, err) = deliver(&["carol", "dave"], b"");
+    assert_eq!(code, Some(65), "{err}");
+    assert_eq!(err.matches("empty message").count(), 1, "said once: {err}");
+    assert_eq!(stored("carol").len(), 2);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no spool file left behind");
+}
+
 #[test]
 fn global_options_go_anywhere() {
     let dir = tempfile::tempdir().unwrap();
