@@ -43,7 +43,8 @@ struct Cli {
     /// Configuration file [default: DATA_DIR/pop3d.toml].
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory, created with defaults on first use [default: ./pop3d-data].
+    /// Data directory; `serve` and `user` create it with defaults when it has no pop3d.toml
+    /// (`check-config` and `deliver` never do) [default: ./pop3d-data].
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -80,6 +81,7 @@ enum Command {
         sender: Option<String>,
     },
     /// Validate the configuration, users file and certificate; print the effective settings.
+    /// A data dir not created yet is reported with the defaults it will get (exit 0).
     CheckConfig,
 }
 
@@ -199,6 +201,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Some(Command::Deliver { names, sender }) => deliver(&cli, names, sender.clone()),
         Some(Command::CheckConfig) => {
+            if cli.config.is_none() {
+                let data_dir = cli.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+                let path = data_dir.join("pop3d.toml");
+                if !path.exists() {
+                    return check_default(&path);
+                }
+            }
             let (loaded, _) = configuration(&cli, false)?;
             check_config(&loaded)
         }
@@ -274,10 +283,25 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
     println!("# {}: OK ({} users)", loaded.path.display(), users.users().count());
     println!("# paths: users = {}", users_path.display());
-    if let Some((cert, key)) = loaded.tls_paths() {
-        println!("#        tls = {} + {}", cert.display(), key.display());
+    match loaded.tls_paths() {
+        Some((cert, key)) => println!("#        tls = {} + {}", cert.display(), key.display()),
+        None => println!("#        tls = none (no [tls]: no STLS, no POP3S)"),
     }
     println!("#        mail = {}", loaded.mail_location().template);
+    print!("{effective}");
+    Ok(exit::OK)
+}
+
+/// `check-config` on a data dir that does not exist yet: the settings it will be created
+/// with (the commented default), which are valid by construction; nothing is created.
+fn check_default(path: &Path) -> Result<u8, Failure> {
+    let loaded = Loaded::parse(path, config::DEFAULT_CONFIG).map_err(|e| (exit::SOFTWARE, e))?;
+    let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
+    println!(
+        "# {}: does not exist yet; `pop3d serve` creates it with these settings, an empty \
+         users file, mail/ and a self-signed certificate in tls/",
+        path.display()
+    );
     print!("{effective}");
     Ok(exit::OK)
 }

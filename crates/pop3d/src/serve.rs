@@ -181,8 +181,10 @@ fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], se
              mail/ and tls/cert.pem + tls/key.pem (self-signed for localhost)"
         );
     }
-    if !plain.is_empty() {
+    if !plain.is_empty() && loaded.tls_paths().is_some() {
         println!("pop3d: POP3 (with STLS) on {}", plain.join(", "));
+    } else if !plain.is_empty() {
+        println!("pop3d: POP3 (no TLS: no [tls] in the configuration) on {}", plain.join(", "));
     }
     if !secure.is_empty() {
         println!("pop3d: POP3S (implicit TLS) on {}", secure.join(", "));

@@ -153,6 +153,98 @@ fn deliver_to_several_recipients() {
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no spool file left behind");
 }
 
+/// `check-config` on a data dir that does not exist yet reports the defaults it will get
+/// and creates nothing.
+#[test]
+fn check_config_before_the_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("not-yet");
+    let out = run(&["check-config"], &data, b"");
+    common::output_ok(&out, "check-config on a missing data dir");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("does not exist yet"), "{stdout}");
+    assert!(stdout.contains("listen_tls = [\"127.0.0.1:1995\"]"), "{stdout}");
+    assert!(!data.exists(), "check-config creates nothing");
+    // An explicit --config that is missing is an error that names it.
+    let missing = dir.path().join("missing.toml");
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&missing)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+/// No `[tls]` means no TLS: a plain-only server needs no certificate, and the checks the
+/// guide promises (listen_tls without a certificate, cert without key) do fire.
+#[test]
+fn plain_only_server_without_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pop3d.toml");
+    std::fs::write(dir.path().join("users"), "alice:{PLAIN}secret\n").unwrap();
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    let out = check("[server]\nlisten_tls = [\"127.0.0.1:1995\"]\n");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_tls needs [tls] cert and key"), "{err}");
+    let out = check("[tls]\ncert = \"cert.pem\"\n");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set both cert and key"));
+    let out = check("[server]\nlisten = [\"127.0.0.1:0\"]\n");
+    common::output_ok(&out, "check-config of a plain-only server");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tls = none"));
+
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let addr = loop {
+        let announced = line(&mut stdout);
+        assert!(!announced.is_empty(), "pop3d exited before listening");
+        if let Some(addr) =
+            announced.strip_prefix("pop3d: POP3 (no TLS: no [tls] in the configuration) on ")
+        {
+            break addr.trim().to_owned();
+        }
+    };
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    assert!(line(&mut reader).starts_with("+OK"));
+    writer.write_all(b"CAPA\r\n").unwrap();
+    let mut capa = Vec::new();
+    loop {
+        let l = line(&mut reader);
+        if l == ".\r\n" || l.is_empty() {
+            break;
+        }
+        capa.push(l);
+    }
+    assert!(capa[0].starts_with("+OK") && !capa.iter().any(|l| l.starts_with("STLS")), "{capa:?}");
+    writer.write_all(b"USER alice\r\nPASS secret\r\nQUIT\r\n").unwrap();
+    for _ in 0..3 {
+        assert!(line(&mut reader).starts_with("+OK"), "loopback login without TLS");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn global_options_go_anywhere() {
     let dir = tempfile::tempdir().unwrap();
