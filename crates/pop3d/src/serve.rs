@@ -134,11 +134,12 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
                 }
             });
         }
-        announce(&loaded, created, explicit, &plain, &secure);
+        // Handlers first: whoever reads the announcement may signal at once.
         let signal_error = |e: std::io::Error| (exit::OSERR, format!("signal handler: {e}"));
         let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        announce(&loaded, created, explicit, &plain, &secure);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -194,6 +195,11 @@ fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], se
         loaded.users_path().display(),
         loaded.mail_location().template
     );
+    // The hints suit the embedded defaults (a self-signed certificate, local ports): they are
+    // shown on the start that created the data dir, never for an operator's configuration.
+    if !created {
+        return;
+    }
     let cmd = invocation(loaded, explicit);
     let plain_port = plain.first().map(String::as_str).unwrap_or("127.0.0.1:1110");
     println!("Next steps, in another terminal:");

@@ -281,6 +281,21 @@ fn serves_and_stops_gracefully() {
     assert!(status.success(), "{status}");
     assert!(line(&mut reader).starts_with("-ERR"), "told about the shutdown");
     assert_eq!(daemon.stored("alice").len(), 3, "no UPDATE without QUIT");
+    let printed = daemon.printed().join("\n");
+    assert!(!printed.contains("Next steps"), "a data dir that already existed: {printed}");
+}
+
+/// The quick-start hints (`cargo run`, "-k: the certificate is self-signed") are for the
+/// zero-config first start only.
+#[test]
+fn next_steps_only_on_a_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut daemon = Daemon::serve(dir, data);
+    assert!(daemon.stop().success());
+    let printed = daemon.printed().join("\n");
+    assert!(printed.contains("pop3d: created "), "{printed}");
+    assert!(printed.contains("Next steps") && printed.contains("self-signed"), "{printed}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pop3d");
@@ -80,6 +80,13 @@ pub struct Daemon {
     pub tls: String,
     pub data: PathBuf,
     pub dir: tempfile::TempDir,
+    stdout: Stdout,
+}
+
+/// The daemon's standard output, read by a thread.
+struct Stdout {
+    printed: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -111,9 +118,12 @@ impl Daemon {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&printed);
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -129,7 +139,17 @@ impl Daemon {
                 tls = Some(addr.to_owned());
             }
         }
-        Self { child, plain: plain.unwrap(), tls: tls.unwrap(), data, dir }
+        let stdout = Stdout { printed, reader: Some(reader) };
+        Self { child, plain: plain.unwrap(), tls: tls.unwrap(), data, dir, stdout }
+    }
+
+    /// Everything printed on standard output; call after [`stop`](Self::stop), when the
+    /// output is complete.
+    pub fn printed(&mut self) -> Vec<String> {
+        if let Some(reader) = self.stdout.reader.take() {
+            reader.join().unwrap();
+        }
+        self.stdout.printed.lock().unwrap().clone()
     }
 
     pub fn port(addr: &str) -> &str {
