@@ -62,7 +62,8 @@ max_connections = 1000
 max_connections_per_ip = 10
 
 [log]
-# error, warn, info, debug or trace (RUST_LOG overrides it). Passwords are never logged.
+# error, warn, info, debug or trace (`serve --log-level` overrides it; RUST_LOG directives
+# such as pop3_server=debug add detail on top). Passwords are never logged.
 level = "info"
 "#;
 

@@ -61,6 +61,10 @@ enum Command {
         /// Implicit-TLS listener; replaces the configured ones. Repeatable.
         #[arg(long, value_name = "ADDR")]
         listen_tls: Vec<std::net::SocketAddr>,
+        /// Log level for this run instead of [log] level. RUST_LOG directives (e.g.
+        /// pop3_server=debug) add detail on top of it and never hide what it shows.
+        #[arg(long, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
+        log_level: Option<String>,
     },
     /// Manage users in the users file.
     User {
@@ -150,11 +154,16 @@ fn configuration(cli: &Cli, create: bool) -> Result<(Loaded, bool), Failure> {
 fn run(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         None | Some(Command::Serve { .. }) => {
-            let (listen, listen_tls) = match &cli.command {
-                Some(Command::Serve { listen, listen_tls }) => (listen.clone(), listen_tls.clone()),
-                _ => (Vec::new(), Vec::new()),
+            let (listen, listen_tls, log_level) = match &cli.command {
+                Some(Command::Serve { listen, listen_tls, log_level }) => {
+                    (listen.clone(), listen_tls.clone(), log_level.clone())
+                }
+                _ => (Vec::new(), Vec::new(), None),
             };
             let (mut loaded, created) = configuration(&cli, true)?;
+            if let Some(level) = log_level {
+                loaded.file.log.level = level;
+            }
             if !listen.is_empty() {
                 loaded.file.server.listen = listen;
             }

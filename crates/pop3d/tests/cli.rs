@@ -298,6 +298,38 @@ fn next_steps_only_on_a_first_start() {
     assert!(printed.contains("Next steps") && printed.contains("self-signed"), "{printed}");
 }
 
+/// `RUST_LOG` and `--log-level` add detail and never hide pop3d's own INFO lines.
+#[test]
+fn log_settings_add_detail() {
+    let started = |rust_log: &str, options: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        common::output_ok(&run(&["user", "list"], &data, b""), "data dir");
+        let mut daemon = Daemon::serve_with(dir, data, rust_log, options);
+        let stream = TcpStream::connect(&daemon.plain).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        assert!(line(&mut reader).starts_with("+OK"));
+        (&stream).write_all(b"QUIT\r\n").unwrap();
+        assert!(line(&mut reader).starts_with("+OK"));
+        assert!(daemon.stop().success());
+        daemon.log()
+    };
+    // pop3d's own INFO line (the descriptor limit) and the server library's (a session).
+    let pop3d_info = "descriptor limit";
+    let server_info = "session started";
+    let log = started("pop3_server=debug", &[]);
+    assert!(log.contains(pop3d_info) && log.contains(server_info), "{log}");
+    let log = started("warn", &[]);
+    assert!(log.contains(pop3d_info) && log.contains(server_info), "{log}");
+    let log = started("pop3d=debug", &[]);
+    assert!(log.contains("configuration loaded") && log.contains(server_info), "{log}");
+    let log = started("", &["--log-level", "debug"]);
+    assert!(log.contains("configuration loaded") && log.contains(pop3d_info), "{log}");
+    let log = started("", &[]);
+    assert!(log.contains(pop3d_info) && !log.contains("configuration loaded"), "{log}");
+}
+
 #[test]
 fn sighup_reloads_the_certificate() {
     if !common::peer("curl", "curl") {

@@ -106,12 +106,23 @@ impl Daemon {
     }
 
     pub fn serve(dir: tempfile::TempDir, data: PathBuf) -> Self {
+        Self::serve_with(dir, data, "info", &[])
+    }
+
+    /// [`serve`](Self::serve) with this `RUST_LOG` and more `serve` options.
+    pub fn serve_with(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        rust_log: &str,
+        options: &[&str],
+    ) -> Self {
         let log = std::fs::File::create(dir.path().join("pop3d.log")).unwrap();
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(&data)
             .args(["serve", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
+            .args(options)
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
