@@ -178,9 +178,25 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             match action {
                 UserAction::Add { name, password_stdin } => {
                     let password = read_password(*password_stdin)?;
-                    users::add(&users_path, name, &password).map_err(|e| (exit::DATAERR, e))?;
+                    let run_as = loaded.file.server.run_as.as_deref();
+                    // Root creating the users file creates it for the server's user.
+                    let new_owner = match run_as.filter(|_| privdrop::is_root()) {
+                        Some(user) => {
+                            let (uid, gid) =
+                                privdrop::lookup(user).map_err(|e| (exit::CONFIG, e))?;
+                            Some((uid.as_raw(), gid.as_raw()))
+                        }
+                        None => None,
+                    };
+                    users::add(&users_path, name, &password, new_owner)
+                        .map_err(|e| (exit::DATAERR, e))?;
                     let user = pop3_server::UserInfo { name: name.clone(), home: None };
-                    if let Err(e) = create_maildrop(&loaded, &user) {
+                    let created = match run_as {
+                        Some(run_as) => privdrop::drop_for_files(run_as),
+                        None => Ok(()),
+                    }
+                    .and_then(|()| create_maildrop(&loaded, &user));
+                    if let Err(e) = created {
                         eprintln!("pop3d: user {name} added, but: {e}");
                     }
                     report_password(name, &password, *password_stdin, "added");
@@ -263,6 +279,10 @@ fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Fa
     let (loaded, _) = configuration(cli, false).map_err(|(_, e)| (exit::TEMPFAIL, e))?;
     let users = pop3_server::PasswdFile::load(loaded.users_path())
         .map_err(|e| (exit::TEMPFAIL, e.to_string()))?;
+    // Run as root, deliver as the server's user: the Maildir and the message must be its.
+    if let Some(run_as) = &loaded.file.server.run_as {
+        privdrop::drop_for_files(run_as).map_err(|e| (exit::TEMPFAIL, e))?;
+    }
     let mut stdin = std::io::stdin().lock();
     let outcomes = deliver::deliver_all(&loaded.mail_location(), &users, names, sender, &mut stdin);
     // Each message names its recipient; one that concerns all of them is printed once.

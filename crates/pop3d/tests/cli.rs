@@ -366,8 +366,7 @@ fn sighup_reloads_the_certificate() {
 
 #[test]
 fn drops_privileges_after_binding() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: drops_privileges_after_binding needs root; NOT RUN");
+    if !common::root("drops_privileges_after_binding") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -390,4 +389,93 @@ fn drops_privileges_after_binding() {
     let stream = TcpStream::connect(&daemon.plain).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     assert!(line(&mut BufReader::new(stream)).starts_with("+OK"), "still serving");
+}
+
+/// One POP3 login on `addr`: true on `+OK` to PASS; with `retr`, message 1 as sent.
+fn login(addr: &str, user: &str, password: &str, retr: bool) -> (bool, Vec<u8>) {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    assert!(line(&mut reader).starts_with("+OK"));
+    writer.write_all(format!("USER {user}\r\nPASS {password}\r\n").as_bytes()).unwrap();
+    assert!(line(&mut reader).starts_with("+OK"));
+    let reply = line(&mut reader);
+    let mut message = Vec::new();
+    if reply.starts_with("+OK") && retr {
+        writer.write_all(b"RETR 1\r\n").unwrap();
+        let status = line(&mut reader);
+        assert!(status.starts_with("+OK"), "RETR: {status}");
+        loop {
+            let l = line(&mut reader);
+            if l == ".\r\n" || l.is_empty() {
+                break;
+            }
+            message.extend_from_slice(l.as_bytes());
+        }
+    }
+    let _ = writer.write_all(b"QUIT\r\n");
+    (reply.starts_with("+OK"), message)
+}
+
+/// Operator commands run as root keep the files of a server that runs as another user:
+/// the users file keeps its owner (so the running server re-reads it at the next login),
+/// and the Maildirs and messages that `user add` and `deliver` create are the server's.
+#[test]
+fn root_commands_keep_the_server_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !common::root("root_commands_keep_the_server_user") {
+        return;
+    }
+    let (uid, gid) = common::passwd_ids("nobody");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    common::output_ok(&run(&["user", "list"], &data, b""), "fresh data dir");
+    let config = data.join("pop3d.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("# run_as = \"pop3d\"", "run_as = \"nobody\"")
+        .replace("auth_failure_delay_ms = 2000", "auth_failure_delay_ms = 100");
+    std::fs::write(&config, text).unwrap();
+    // What an operator sets up once: a data dir the server's user can traverse, and the users
+    // file and the mail directory its own.
+    for traversable in [dir.path(), &data] {
+        std::fs::set_permissions(traversable, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    for owned in [data.join("users"), data.join("mail")] {
+        std::os::unix::fs::chown(owned, Some(uid), Some(gid)).unwrap();
+    }
+    common::output_ok(
+        &run(&["user", "add", "alice", "--password-stdin"], &data, b"old secret\n"),
+        "user add as root",
+    );
+    let owner = |path: &std::path::Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(owner(&data.join("users")), (uid, gid), "users file owner kept");
+    assert_eq!(owner(&data.join("mail/alice/new")), (uid, gid), "the Maildir is the server's");
+
+    let daemon = Daemon::serve(dir, data.clone());
+    assert!(login(&daemon.plain, "alice", "old secret", false).0);
+    common::output_ok(
+        &run(&["user", "passwd", "alice", "--password-stdin"], &data, b"new secret\n"),
+        "user passwd as root",
+    );
+    assert_eq!(owner(&data.join("users")), (uid, gid), "users file owner kept");
+    assert_eq!(std::fs::metadata(data.join("users")).unwrap().mode() & 0o777, 0o600);
+    assert!(login(&daemon.plain, "alice", "new secret", false).0, "the new password works");
+    assert!(!login(&daemon.plain, "alice", "old secret", false).0, "the old one fails");
+
+    let message = b"Subject: from root\r\n\r\ndelivered by root\r\n";
+    common::output_ok(&run(&["deliver", "alice"], &data, message), "deliver as root");
+    let new: Vec<_> = std::fs::read_dir(data.join("mail/alice/new")).unwrap().collect();
+    assert_eq!(owner(&new[0].as_ref().unwrap().path()), (uid, gid), "the message is the server's");
+    let (ok, retrieved) = login(&daemon.plain, "alice", "new secret", true);
+    assert!(ok);
+    assert_eq!(retrieved, message.to_vec(), "the server reads what root delivered");
+
+    common::output_ok(&run(&["user", "del", "alice"], &data, b""), "user del as root");
+    assert!(!login(&daemon.plain, "alice", "new secret", false).0, "a deleted user is out");
+    assert!(!daemon.log().contains("not reloaded"), "{}", daemon.log());
 }

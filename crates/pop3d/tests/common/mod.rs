@@ -224,6 +224,25 @@ pub fn peer(program: &str, package: &str) -> bool {
     found
 }
 
+/// True if the test runs as root. Otherwise: a loud SKIPPED line, or a panic under CI=true
+/// (CI runs as root).
+pub fn root(test: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} needs root and CI=true");
+        eprintln!("SKIPPED: {test} needs root; NOT RUN");
+    }
+    root
+}
+
+/// The uid and gid of `user` in /etc/passwd.
+pub fn passwd_ids(user: &str) -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd.lines().find(|l| l.split(':').next() == Some(user)).unwrap();
+    let fields: Vec<&str> = line.split(':').collect();
+    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
+}
+
 pub fn output_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
