@@ -43,8 +43,8 @@ struct Cli {
     /// Configuration file [default: DATA_DIR/pop3d.toml].
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory; `serve` and `user` create it with defaults when it has no pop3d.toml
-    /// (`check-config` and `deliver` never do) [default: ./pop3d-data].
+    /// Data directory; `init`, `serve` and `user` create it with defaults when it has no
+    /// pop3d.toml (`check-config` and `deliver` never do) [default: ./pop3d-data].
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -84,6 +84,9 @@ enum Command {
         #[arg(long, short = 'f', value_name = "ADDRESS")]
         sender: Option<String>,
     },
+    /// Write the commented default configuration to --config FILE (for /etc/pop3d), or
+    /// without --config create the data dir as the first start does; never overwrites.
+    Init,
     /// Validate the configuration, users file and certificate; print the effective settings.
     /// A data dir not created yet is reported with the defaults it will get (exit 0).
     CheckConfig,
@@ -188,8 +191,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                         }
                         None => None,
                     };
-                    users::add(&users_path, name, &password, new_owner)
-                        .map_err(|e| (exit::DATAERR, e))?;
+                    users::add(&users_path, name, &password, new_owner)?;
                     let user = pop3_server::UserInfo { name: name.clone(), home: None };
                     let created = match run_as {
                         Some(run_as) => privdrop::drop_for_files(run_as),
@@ -203,12 +205,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 UserAction::Passwd { name, password_stdin } => {
                     let password = read_password(*password_stdin)?;
-                    users::set_password(&users_path, name, &password)
-                        .map_err(|e| (exit::NOUSER, e))?;
+                    users::set_password(&users_path, name, &password)?;
                     report_password(name, &password, *password_stdin, "password changed");
                 }
                 UserAction::Del { name } => {
-                    users::delete(&users_path, name).map_err(|e| (exit::NOUSER, e))?;
+                    users::delete(&users_path, name)?;
                     println!("user {name} removed from {} (mail kept)", users_path.display());
                 }
                 UserAction::List => {
@@ -225,6 +226,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Some(Command::Deliver { names, sender }) => deliver(&cli, names, sender.clone()),
+        Some(Command::Init) => init(&cli),
         Some(Command::CheckConfig) => {
             if cli.config.is_none() {
                 let data_dir = cli.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
@@ -321,14 +323,56 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+/// `pop3d init`: the commented default configuration at `--config FILE`, or a fresh data dir.
+fn init(cli: &Cli) -> Result<u8, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = &cli.config else {
+        let data_dir = cli.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        if data_dir.join("pop3d.toml").exists() {
+            let shown = data_dir.join("pop3d.toml");
+            return Err((exit::CANTCREAT, format!("{}: exists, not overwritten", shown.display())));
+        }
+        init_data_dir(&data_dir).map_err(|e| (exit::CANTCREAT, e))?;
+        println!(
+            "pop3d: created {}/ with pop3d.toml (every setting, commented), users (empty), mail/ \
+             and tls/cert.pem + tls/key.pem (self-signed for localhost)",
+            data_dir.display()
+        );
+        return Ok(exit::OK);
+    };
+    let failed = |e: std::io::Error| (exit::CANTCREAT, format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    (exit::CANTCREAT, format!("{}: exists, not overwritten", path.display()))
+                }
+                _ => failed(e),
+            },
+        )?;
+    std::io::Write::write_all(&mut file, config::DEFAULT_CONFIG.as_bytes()).map_err(failed)?;
+    println!(
+        "pop3d: wrote {} (every setting, commented; relative paths are relative to its \
+         directory). Review [server] listen, listen_tls, hostname and run_as, [tls] cert and key \
+         (no certificate was created), [users] file and [mail] location, then run \
+         `pop3d --config {} check-config`.",
+        path.display(),
+        path.display()
+    );
+    Ok(exit::OK)
+}
+
 /// `check-config` on a data dir that does not exist yet: the settings it will be created
 /// with (the commented default), which are valid by construction; nothing is created.
 fn check_default(path: &Path) -> Result<u8, Failure> {
     let loaded = Loaded::parse(path, config::DEFAULT_CONFIG).map_err(|e| (exit::SOFTWARE, e))?;
     let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
     println!(
-        "# {}: does not exist yet; `pop3d serve` creates it with these settings, an empty \
-         users file, mail/ and a self-signed certificate in tls/",
+        "# {}: does not exist yet; `pop3d init` or `pop3d serve` creates it with these \
+         settings, an empty users file, mail/ and a self-signed certificate in tls/",
         path.display()
     );
     print!("{effective}");

@@ -5,11 +5,18 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::{exit, Failure};
+
+/// A users file that cannot be read or replaced (EX_CANTCREAT).
+fn io(message: String) -> Failure {
+    (exit::CANTCREAT, message)
+}
+
 pub const USERS_HEADER: &str = "\
 # pop3d users, in Dovecot's passwd-file format:
 #   user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
 # Manage with `pop3d user add|passwd|del|list`. Schemes: ARGON2ID (new passwords), ARGON2I,
-# BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, SCRAM-SHA-256, PLAIN.
+# BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, SCRAM-SHA-256, CRAM-MD5, PLAIN.
 ";
 
 /// A random password: 16 characters from a 56-letter alphabet without look-alikes (~93 bits).
@@ -108,21 +115,21 @@ pub fn add(
     name: &str,
     password: &str,
     new_owner: Option<(u32, u32)>,
-) -> Result<(), String> {
-    check_name(name)?;
-    let mut text = read(path)?;
+) -> Result<(), Failure> {
+    check_name(name).map_err(|e| (exit::DATAERR, e))?;
+    let mut text = read(path).map_err(io)?;
     if text.lines().any(|l| is_line_of(l, name)) {
-        return Err(format!("user {name} already exists in {}", path.display()));
+        return Err((exit::DATAERR, format!("user {name} already exists in {}", path.display())));
     }
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(&format!("{name}:{}::::::\n", pop3_server::hash_password(password.as_bytes())));
-    write(path, &text, new_owner)
+    write(path, &text, new_owner).map_err(io)
 }
 
-pub fn set_password(path: &Path, name: &str, password: &str) -> Result<(), String> {
-    let text = read(path)?;
+pub fn set_password(path: &Path, name: &str, password: &str) -> Result<(), Failure> {
+    let text = read(path).map_err(io)?;
     let mut found = false;
     let mut out = String::new();
     for line in text.lines() {
@@ -141,20 +148,20 @@ pub fn set_password(path: &Path, name: &str, password: &str) -> Result<(), Strin
         out.push('\n');
     }
     if !found {
-        return Err(format!("no user {name} in {}", path.display()));
+        return Err((exit::NOUSER, format!("no user {name} in {}", path.display())));
     }
-    write(path, &out, None)
+    write(path, &out, None).map_err(io)
 }
 
-pub fn delete(path: &Path, name: &str) -> Result<(), String> {
-    let text = read(path)?;
+pub fn delete(path: &Path, name: &str) -> Result<(), Failure> {
+    let text = read(path).map_err(io)?;
     let before = text.lines().count();
     let out: String =
         text.lines().filter(|l| !is_line_of(l, name)).flat_map(|l| [l, "\n"]).collect();
     if out.lines().count() == before {
-        return Err(format!("no user {name} in {}", path.display()));
+        return Err((exit::NOUSER, format!("no user {name} in {}", path.display())));
     }
-    write(path, &out, None)
+    write(path, &out, None).map_err(io)
 }
 
 #[cfg(test)]

@@ -245,6 +245,38 @@ fn plain_only_server_without_tls_files() {
     let _ = child.wait();
 }
 
+/// `pop3d init`: the commented default at --config FILE (nothing else), or a fresh data
+/// dir; never overwrites.
+#[test]
+fn init_writes_the_commented_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("etc/pop3d/pop3d.toml");
+    let init = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(common::BIN).args(args).arg("init").output().unwrap()
+    };
+    let out = init(&["--config".as_ref(), config.as_os_str()]);
+    common::output_ok(&out, "init --config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("# pop3d configuration") && text.contains("# run_as = "), "{text}");
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o644);
+    let written: Vec<_> = std::fs::read_dir(config.parent().unwrap()).unwrap().collect();
+    assert_eq!(written.len(), 1, "only the configuration");
+    std::fs::write(&config, "# edited\n").unwrap();
+    let again = init(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(again.status.code(), Some(73), "EX_CANTCREAT");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists, not overwritten"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "# edited\n");
+
+    let data = dir.path().join("data");
+    common::output_ok(&init(&["--data-dir".as_ref(), data.as_os_str()]), "init --data-dir");
+    for file in ["pop3d.toml", "users", "tls/cert.pem", "tls/key.pem", "mail"] {
+        assert!(data.join(file).exists(), "{file}");
+    }
+    common::output_ok(&run(&["check-config"], &data, b""), "check-config after init");
+    assert_eq!(init(&["--data-dir".as_ref(), data.as_os_str()]).status.code(), Some(73));
+}
+
 #[test]
 fn global_options_go_anywhere() {
     let dir = tempfile::tempdir().unwrap();
