@@ -130,7 +130,7 @@ fn deliver_to_several_recipients() {
         let new = data.join("mail").join(name).join("new");
         let mut files: Vec<_> =
             std::fs::read_dir(new).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
+        files.sort_by_key(|p| common::delivery_order(p.file_name().unwrap().to_str().unwrap()));
         files.iter().map(|p| std::fs::read(p).unwrap()).collect()
     };
     // Larger than the first chunk read before spooling.
@@ -510,4 +510,14 @@ fn root_commands_keep_the_server_user() {
     common::output_ok(&run(&["user", "del", "alice"], &data, b""), "user del as root");
     assert!(!login(&daemon.plain, "alice", "new secret", false).0, "a deleted user is out");
     assert!(!daemon.log().contains("not reloaded"), "{}", daemon.log());
+}
+
+/// The tests' delivery order of Maildir names is numeric, as pop3-storage's is: within one
+/// second, `M98765` (fewer digits) comes before `M123456`.
+#[test]
+fn delivery_order_compares_numbers() {
+    let early = common::delivery_order("1796648279.M98765P10Q0.host");
+    let late = common::delivery_order("1796648279.M123456P11Q0.host:2,S");
+    assert!(early < late);
+    assert!(late < common::delivery_order("1796648280.M1P1Q0.host"));
 }

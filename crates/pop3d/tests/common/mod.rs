@@ -171,7 +171,7 @@ impl Daemon {
         self.data.join("tls/cert.pem")
     }
 
-    /// alice's stored messages (file contents), sorted by name = delivery order.
+    /// `user`'s stored messages (file contents), in delivery order.
     pub fn stored(&self, user: &str) -> Vec<Vec<u8>> {
         let mut files = Vec::new();
         for sub in ["new", "cur"] {
@@ -179,7 +179,7 @@ impl Daemon {
                 files.push(entry.unwrap().path());
             }
         }
-        files.sort_by_key(|p| p.file_name().unwrap().to_owned());
+        files.sort_by_key(|p| delivery_order(p.file_name().unwrap().to_str().unwrap()));
         files.iter().map(|p| std::fs::read(p).unwrap()).collect()
     }
 
@@ -207,6 +207,20 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The order of a Maildir name `SECS.M<usec>P<pid>Q<n>.HOST` as `pop3d deliver` writes it:
+/// seconds, then microseconds, as numbers (as strings, `M98765` would sort after `M123456`).
+pub fn delivery_order(name: &str) -> (u64, u64, String) {
+    let mut parts = name.splitn(3, '.');
+    let secs = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let usec = parts
+        .next()
+        .and_then(|p| p.strip_prefix('M'))
+        .and_then(|p| p.split('P').next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0);
+    (secs, usec, name.to_owned())
 }
 
 /// True if `program` is installed. Otherwise: a loud SKIPPED line, or a panic under CI=true
