@@ -48,7 +48,7 @@ async fn fixture() -> Fixture {
     }
     let config = Config {
         auth_failure_delay: Duration::from_millis(10),
-        limits: ConnectionLimits { total: 1000, per_ip: 1000 },
+        limits: ConnectionLimits { total: 1000, per_ip: 1000, per_user_ip: 1000 },
         ..Config::default()
     };
     let server =

@@ -223,6 +223,7 @@ create = false
 [limits]
 max_connections = 19000
 max_connections_per_ip = 19000
+max_connections_per_user_ip = 19000
 "#,
         d = d.display(),
         users = users.display()

@@ -447,9 +447,16 @@ fn auth_plain_with_initial_response_and_with_a_challenge() {
     h.send("AGFsaWNlAHNlY3JldA==\r\n");
     assert!(matches!(h.event(), Some(Event::Authenticate(AuthRequest::Password { .. }))));
 
+    // A cancel is a failed login: the embedder delays it like a wrong password.
     let mut h = Harness::plain();
     h.send("AUTH PLAIN\r\n");
-    assert_eq!(h.send("*\r\n"), "-ERR authentication cancelled\r\n");
+    assert_eq!(h.send("*\r\n"), "");
+    assert_eq!(
+        h.event(),
+        Some(Event::SaslFailed { mechanism: pop3_proto::sasl::Mechanism::Plain, cancelled: true })
+    );
+    h.session.login_rejected(LoginError::BadCredentials).unwrap();
+    assert_eq!(h.output(), "-ERR [AUTH] authentication cancelled\r\n");
     assert_eq!(h.session.phase(), Phase::Authorization);
     assert_eq!(h.send("AUTH PLAIN not!base64\r\n"), "-ERR invalid argument\r\n");
 }
@@ -516,11 +523,106 @@ fn a_sasl_failure_inside_the_session_waits_for_the_embedders_rejection() {
     assert_eq!(h.send("AUTH PLAIN bm90LXBsYWlu\r\n"), "");
     assert_eq!(
         h.event(),
-        Some(Event::SaslFailed { mechanism: pop3_proto::sasl::Mechanism::Plain })
+        Some(Event::SaslFailed { mechanism: pop3_proto::sasl::Mechanism::Plain, cancelled: false })
     );
     assert_eq!(h.session.phase(), Phase::AuthPending);
     assert!(h.session.login_accepted(snapshot(TWO)).is_err(), "a failed exchange cannot log in");
     h.session.login_rejected(LoginError::BadCredentials).unwrap();
     assert_eq!(h.output(), "-ERR [AUTH] authentication failed\r\n");
     assert_eq!(h.session.phase(), Phase::Authorization);
+}
+
+#[test]
+fn partial_lines_do_not_reset_the_idle_timer() {
+    let mut h = Harness::plain();
+    // One byte every 30 s, never a whole line: still idle 60 s after the greeting.
+    h.now = Duration::from_secs(30);
+    h.send("C");
+    assert_eq!(h.session.poll_timeout(), Some(Duration::from_secs(60)));
+    h.now = Duration::from_secs(59);
+    h.send("A");
+    h.session.handle_timeout(Duration::from_secs(60));
+    assert!(h.session.is_closed());
+    assert_eq!(h.session.close_reason(), Some(CloseReason::IdleTimeout));
+    // A completed line is activity.
+    let mut h = Harness::plain();
+    h.now = Duration::from_secs(30);
+    h.send("CA");
+    h.send("PA\r\n");
+    assert_eq!(h.session.poll_timeout(), Some(Duration::from_secs(90)));
+}
+
+#[test]
+fn a_login_deadline_bounds_an_active_client_that_never_logs_in() {
+    let mut h = Harness::plain();
+    // Active all along (a NOOP-like CAPA every 50 s), but no login within 180 s.
+    for t in [50u64, 100, 150] {
+        h.now = Duration::from_secs(t);
+        assert!(h.send("CAPA\r\n").starts_with("+OK"));
+    }
+    assert_eq!(h.session.poll_timeout(), Some(Duration::from_secs(180)), "the deadline, not 210");
+    h.session.handle_timeout(Duration::from_secs(179));
+    assert!(!h.session.is_closed());
+    h.session.handle_timeout(Duration::from_secs(180));
+    assert!(h.session.is_closed());
+    assert_eq!(h.session.close_reason(), Some(CloseReason::LoginDeadline));
+    assert_eq!(h.output(), "-ERR [SYS/TEMP] login took too long, closing\r\n");
+
+    // While the embedder checks a login the deadline waits for its answer; after a
+    // successful login it no longer applies.
+    let mut h = Harness::plain();
+    h.now = Duration::from_secs(170);
+    h.send("USER alice\r\nPASS secret\r\n");
+    assert!(matches!(h.event(), Some(Event::Authenticate(_))));
+    assert_eq!(h.session.poll_timeout(), Some(Duration::from_secs(230)), "idle only");
+    h.session.handle_timeout(Duration::from_secs(200));
+    assert!(!h.session.is_closed(), "busy: the answer comes first");
+    h.session.login_accepted(snapshot(TWO)).unwrap();
+    h.output();
+    h.session.handle_timeout(Duration::from_secs(300));
+    assert!(!h.session.is_closed(), "logged in: only the 10-minute idle timeout is left");
+
+    // Off when the embedder says so.
+    let config = ServerConfig {
+        plaintext_without_tls: true,
+        login_deadline: None,
+        ..ServerConfig::default()
+    };
+    let (h, _) = Harness::new(config);
+    assert_eq!(h.session.poll_timeout(), Some(Duration::from_secs(60)));
+}
+
+#[test]
+fn commands_before_login_have_a_budget() {
+    let mut h = Harness::plain();
+    for _ in 0..30 {
+        assert!(h.send("CAPA\r\n").starts_with("+OK"));
+    }
+    assert_eq!(h.send("CAPA\r\n"), "-ERR too many commands before login, closing\r\n");
+    assert_eq!(h.session.close_reason(), Some(CloseReason::TooManyCommandsBeforeLogin));
+    // SASL lines count too, and the budget ends at login.
+    let mut h = Harness::plain();
+    for _ in 0..14 {
+        assert_eq!(h.send("AUTH LOGIN\r\n"), "+ VXNlcm5hbWU6\r\n");
+        assert_eq!(h.send("*\r\n"), "");
+        assert!(matches!(h.event(), Some(Event::SaslFailed { cancelled: true, .. })));
+        h.session.login_rejected(LoginError::TempFailure).unwrap();
+        h.output();
+    }
+    h.login(TWO);
+    for _ in 0..40 {
+        assert!(h.send("NOOP\r\n").starts_with("+OK"));
+    }
+}
+
+#[test]
+fn an_empty_initial_response_is_the_clients_message() {
+    // RFC 5034 §4: "=" is an empty initial response, not a request for a challenge.
+    let mut h = Harness::plain();
+    assert_eq!(h.send("AUTH PLAIN =\r\n"), "");
+    assert!(matches!(h.event(), Some(Event::SaslFailed { cancelled: false, .. })));
+    h.session.login_rejected(LoginError::BadCredentials).unwrap();
+    assert_eq!(h.output(), "-ERR [AUTH] authentication failed\r\n");
+    // Without one, PLAIN asks for the message.
+    assert_eq!(h.send("AUTH PLAIN\r\n"), "+ \r\n");
 }

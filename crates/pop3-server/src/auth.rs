@@ -31,15 +31,17 @@ pub enum AuthError {
     Temporary(String),
 }
 
-/// Which credential-dependent methods a backend can serve, so that the server offers only
-/// those (CAPA, the APOP greeting timestamp, the SASL list).
+/// Which credential-dependent methods the server offers besides USER/PASS and SASL PLAIN and
+/// LOGIN: the operator's choice. A user whose stored secret cannot serve an offered method
+/// (APOP and CRAM-MD5 need the plaintext, SCRAM-SHA-256 the plaintext or SCRAM keys) fails
+/// that method alone, as with a wrong password, and the backend logs why.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offers {
-    /// APOP: needs the plaintext (or a plaintext-equivalent) secret.
+    /// APOP.
     pub apop: bool,
-    /// SASL CRAM-MD5: needs the plaintext (or a plaintext-equivalent) secret.
+    /// SASL CRAM-MD5.
     pub cram_md5: bool,
-    /// SASL SCRAM-SHA-256: needs SCRAM keys or the plaintext.
+    /// SASL SCRAM-SHA-256.
     pub scram_sha256: bool,
 }
 
@@ -48,15 +50,14 @@ pub struct Offers {
 ///
 /// The user name has already been checked with [`valid_username`](crate::valid_username).
 pub trait Authenticator: Send + Sync + fmt::Debug {
-    /// What this backend can verify beyond plaintext passwords.
-    fn offers(&self) -> Offers;
-
     /// Verifies a login. For [`AuthRequest::Verified`] (SCRAM has already proved the
     /// identity) only looks the user up. Authorization identities other than the user itself
     /// are refused by the server before this is called.
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError>;
 
-    /// SCRAM-SHA-256 keys for `username`, or `None` for an unknown user or one whose scheme
-    /// cannot give them.
+    /// SCRAM-SHA-256 keys for `username`. For an unknown user (or one whose scheme cannot
+    /// give keys) a backend should return decoy keys that are the same on every connection
+    /// (see [`ScramKeys::decoy`]); `None` makes the session draw decoys per connection, which
+    /// tells a prober that the user is unknown.
     fn scram_keys(&self, username: &str) -> Option<ScramKeys>;
 }

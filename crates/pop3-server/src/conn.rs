@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{field, info, warn, Instrument, Span};
 
-use crate::{valid_username, AuthError, ListenerKind, Shared};
+use crate::limits::Slot;
+use crate::workers::Busy;
+use crate::{valid_username, AuthError, Config, ListenerKind, Shared};
 
 /// Bytes read from the socket at once; the session bounds what it buffers beyond this.
 const READ_CHUNK: usize = 4096;
@@ -86,6 +88,31 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// The session settings of every connection, from the server's (built once, in
+/// `Server::new`).
+pub(crate) fn session_config(config: &Config) -> ServerConfig {
+    let mut mechanisms = Vec::new();
+    if config.offers.scram_sha256 {
+        mechanisms.push(Mechanism::ScramSha256);
+    }
+    if config.offers.cram_md5 {
+        mechanisms.push(Mechanism::CramMd5);
+    }
+    mechanisms.extend([Mechanism::Plain, Mechanism::Login]);
+    ServerConfig {
+        implementation: config.implementation.clone(),
+        apop: config.offers.apop,
+        sasl_mechanisms: mechanisms,
+        max_failed_logins: config.max_failed_logins,
+        max_bad_commands: config.max_bad_commands,
+        idle_timeout_authorization: config.idle_timeout_authorization,
+        idle_timeout_transaction: config.idle_timeout_transaction,
+        login_deadline: config.login_deadline,
+        max_commands_before_login: config.max_commands_before_login,
+        ..ServerConfig::default()
+    }
+}
+
 fn random_token() -> String {
     let mut bytes = [0u8; 12];
     ring::rand::SystemRandom::new().fill(&mut bytes).expect("system random number generator");
@@ -108,7 +135,7 @@ pub(crate) async fn run(
         user = field::Empty,
     );
     async move {
-        let Some(_slot) = shared.limits.acquire(peer.ip()) else {
+        let Some(slot) = shared.limits.acquire(peer.ip()) else {
             warn!("connection limit reached, refusing");
             if kind == ListenerKind::Plain {
                 let mut stream = stream;
@@ -117,7 +144,7 @@ pub(crate) async fn run(
             }
             return;
         };
-        match Driver::start(Arc::clone(&shared), stream, peer, kind).await {
+        match Driver::start(Arc::clone(&shared), stream, peer, kind, slot).await {
             Ok(Some(mut driver)) => {
                 let result = driver.drive().await;
                 let _ = timeout(Duration::from_secs(5), driver.conn.shutdown()).await;
@@ -146,6 +173,11 @@ struct Driver {
     shared: Arc<Shared>,
     session: ServerSession,
     conn: Conn,
+    peer: SocketAddr,
+    /// This connection's place in the connection limits.
+    slot: Slot,
+    /// The user of the SCRAM exchange in progress, for the penalty of its failure.
+    sasl_user: Option<String>,
     start: Instant,
     maildrop: Option<Box<dyn Maildrop>>,
     bytes_in: u64,
@@ -158,6 +190,7 @@ impl Driver {
         stream: TcpStream,
         peer: SocketAddr,
         kind: ListenerKind,
+        slot: Slot,
     ) -> io::Result<Option<Self>> {
         let _ = stream.set_nodelay(true);
         let tls = shared.tls();
@@ -178,27 +211,11 @@ impl Driver {
             }
         };
         let config = &shared.config;
-        let offers = shared.authenticator().offers();
-        let mut mechanisms = Vec::new();
-        if offers.scram_sha256 {
-            mechanisms.push(Mechanism::ScramSha256);
-        }
-        if offers.cram_md5 {
-            mechanisms.push(Mechanism::CramMd5);
-        }
-        mechanisms.extend([Mechanism::Plain, Mechanism::Login]);
         let session_config = ServerConfig {
-            implementation: config.implementation.clone(),
             tls_available: kind == ListenerKind::Plain && tls.is_some(),
             plaintext_without_tls: config.allow_plaintext_without_tls
                 || (config.trust_loopback && peer.ip().is_loopback()),
-            apop: offers.apop,
-            sasl_mechanisms: mechanisms,
-            max_failed_logins: config.max_failed_logins,
-            max_bad_commands: config.max_bad_commands,
-            idle_timeout_authorization: config.idle_timeout_authorization,
-            idle_timeout_transaction: config.idle_timeout_transaction,
-            ..ServerConfig::default()
+            ..shared.session_config.clone()
         };
         let nonce = random_token();
         let greeting = Greeting {
@@ -210,7 +227,18 @@ impl Driver {
         let start = Instant::now();
         let session = ServerSession::new(session_config, greeting, Duration::ZERO);
         info!(tls = kind == ListenerKind::ImplicitTls, "session started");
-        Ok(Some(Self { shared, session, conn, start, maildrop: None, bytes_in: 0, bytes_out: 0 }))
+        Ok(Some(Self {
+            shared,
+            session,
+            conn,
+            peer,
+            slot,
+            sasl_user: None,
+            start,
+            maildrop: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        }))
     }
 
     fn now(&self) -> Duration {
@@ -306,22 +334,37 @@ impl Driver {
         let refused = |_| io::Error::other("the session refused an answer");
         match event {
             Event::Authenticate(request) => self.authenticate(request).await,
-            // A wrong SCRAM proof or a malformed SASL response: the same delay as a bad password.
-            Event::SaslFailed { mechanism } => {
-                info!(%mechanism, "SASL authentication failed");
-                self.reject(LoginError::BadCredentials).await
+            // A wrong SCRAM proof, a malformed SASL response or a cancelled exchange: counted
+            // and delayed as a bad password.
+            Event::SaslFailed { mechanism, cancelled } => {
+                let user = self.sasl_user.take();
+                match cancelled {
+                    true => {
+                        info!(%mechanism, user = user.as_deref(), "SASL authentication cancelled")
+                    }
+                    false => {
+                        info!(%mechanism, user = user.as_deref(), "SASL authentication failed")
+                    }
+                }
+                self.failed(user.as_deref()).await
             }
             Event::ScramKeysNeeded { username } => {
+                // The penalty comes before the salt: a guesser waits before each proof.
+                self.penalty_wait(Some(&username)).await?;
+                self.sasl_user = Some(username.clone());
                 let keys = if valid_username(&username) {
                     let auth = self.shared.authenticator();
-                    tokio::task::spawn_blocking(move || auth.scram_keys(&username))
-                        .await
-                        .ok()
-                        .flatten()
+                    self.shared.workers.run(move || auth.scram_keys(&username)).await
                 } else {
-                    None
+                    Ok(None)
                 };
-                self.session.scram_keys(keys).map_err(refused)
+                match keys {
+                    Ok(keys) => self.session.scram_keys(keys).map_err(refused),
+                    Err(Busy) => {
+                        warn!(method = "SCRAM-SHA-256", "password checks are all busy, refusing");
+                        self.reject(LoginError::TempFailure).await
+                    }
+                }
             }
             Event::RetrieveBody { index, .. } => self.retrieve(index).await,
             Event::StartTls => self.start_tls().await,
@@ -354,9 +397,38 @@ impl Driver {
         if error == LoginError::BadCredentials {
             // Only this session waits; the answer (and anything pipelined) comes after.
             self.flush().await?;
-            tokio::time::sleep(self.shared.config.auth_failure_delay).await;
+            self.pause(self.shared.config.auth_failure_delay).await?;
         }
         self.session.login_rejected(error).map_err(|_| io::Error::other("login_rejected refused"))
+    }
+
+    /// Counts a failed login for this client's network (and `user`), then rejects it.
+    async fn failed(&mut self, user: Option<&str>) -> io::Result<()> {
+        self.shared.penalties.failed(self.peer.ip(), user, std::time::Instant::now());
+        self.reject(LoginError::BadCredentials).await
+    }
+
+    /// Waits, before credentials are checked, for as long as earlier failures from this
+    /// client's network or for `user` say (see `penalty.rs`).
+    async fn penalty_wait(&mut self, user: Option<&str>) -> io::Result<()> {
+        let delay = self.shared.penalties.delay(self.peer.ip(), user, std::time::Instant::now());
+        if !delay.is_zero() {
+            info!(user, delay_ms = delay.as_millis() as u64, "earlier failed logins: waiting");
+            self.flush().await?;
+            self.pause(delay).await?;
+        }
+        Ok(())
+    }
+
+    /// Sleeps, unless the server shuts down meanwhile.
+    async fn pause(&mut self, delay: Duration) -> io::Result<()> {
+        let shutdown = self.shared.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => Ok(()),
+            () = shutdown.cancelled() => {
+                Err(io::Error::other("server shutting down during a login"))
+            }
+        }
     }
 
     async fn authenticate(&mut self, request: AuthRequest) -> io::Result<()> {
@@ -373,37 +445,52 @@ impl Driver {
                 (username.clone(), authzid.clone(), "SCRAM-SHA-256")
             }
         };
+        let verified = matches!(request, AuthRequest::Verified { .. });
+        if !verified {
+            // (SCRAM waited before its salt was sent.)
+            self.penalty_wait(Some(&username)).await?;
+        }
+        self.sasl_user = None;
         if !valid_username(&username) {
             warn!(method, "login with an invalid user name refused");
-            return self.reject(LoginError::BadCredentials).await;
+            return self.failed(None).await;
         }
         if authzid.as_deref().is_some_and(|a| !a.is_empty() && a != username) {
             warn!(method, user = %username, "login as another user (authzid) refused");
-            return self.reject(LoginError::BadCredentials).await;
+            return self.failed(Some(&username)).await;
         }
-        // One hop to the blocking pool for both the password check and the maildrop open
-        // (a hop costs a wake-up there and back, a large part of a cheap login).
+        // The check runs on the bounded pool: its memory and CPU do not grow with the number
+        // of clients trying.
         let auth = self.shared.authenticator();
-        let mailboxes = Arc::clone(&self.shared.mailboxes);
-        let outcome = tokio::task::spawn_blocking(move || {
-            let user = auth.authenticate(&request)?;
-            let opened = mailboxes.open(&user);
-            Ok((user, opened))
-        })
-        .await
-        .unwrap_or_else(|e| Err(AuthError::Temporary(e.to_string())));
-        let (user, opened) = match outcome {
-            Ok(found) => found,
-            Err(AuthError::Rejected) => {
+        let checked = self.shared.workers.run(move || auth.authenticate(&request)).await;
+        let user = match checked {
+            Ok(Ok(user)) => user,
+            Ok(Err(AuthError::Rejected)) => {
                 warn!(method, user = %username, "login failed");
-                return self.reject(LoginError::BadCredentials).await;
+                return self.failed(Some(&username)).await;
             }
-            Err(AuthError::Temporary(error)) => {
+            Ok(Err(AuthError::Temporary(error))) => {
                 warn!(method, user = %username, %error, "users backend failed");
                 return self.reject(LoginError::TempFailure).await;
             }
+            Err(Busy) => {
+                warn!(method, user = %username, "password checks are all busy, refusing");
+                return self.reject(LoginError::TempFailure).await;
+            }
         };
+        self.shared.penalties.succeeded(self.peer.ip(), &user.name);
         Span::current().record("user", user.name.as_str());
+        if !self.shared.limits.logged_in(&mut self.slot, &user.name) {
+            warn!(
+                limit = self.shared.config.limits.per_user_ip,
+                "too many sessions for this user from this address"
+            );
+            return self.reject(LoginError::InUse).await;
+        }
+        let mailboxes = Arc::clone(&self.shared.mailboxes);
+        let opened = tokio::task::spawn_blocking(move || mailboxes.open(&user))
+            .await
+            .unwrap_or_else(|e| Err(task_failed("open maildrop", e)));
         let maildrop = match opened {
             Ok(maildrop) => maildrop,
             Err(error) => {
@@ -548,6 +635,11 @@ impl Driver {
         info!("STLS: TLS established");
         self.session.tls_established().map_err(|_| io::Error::other("tls_established refused"))
     }
+}
+
+/// A blocking task that panicked or was cancelled, as a storage error.
+fn task_failed(op: &'static str, error: tokio::task::JoinError) -> pop3_storage::Error {
+    pop3_storage::Error::Io { op, path: Default::default(), source: io::Error::other(error) }
 }
 
 fn read_error(source: io::Error) -> pop3_storage::Error {

@@ -32,7 +32,9 @@ mod crammd5;
 mod limits;
 mod mailbox;
 mod passwd;
+mod penalty;
 pub mod tls;
+mod workers;
 
 use std::fmt;
 use std::io;
@@ -49,6 +51,7 @@ pub use auth::{AuthError, Authenticator, Offers, UserInfo};
 pub use limits::ConnectionLimits;
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};
 pub use passwd::{hash_password, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme};
+pub use penalty::PenaltyLimits;
 
 /// Server-wide settings. `Default` gives the documented, RFC-backed values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +64,27 @@ pub struct Config {
     /// Treat loopback connections like TLS ones for plaintext passwords (default true: nothing
     /// crosses a network). Turn off when a proxy on the same host forwards remote clients.
     pub trust_loopback: bool,
-    /// Idle time allowed before login (default 60 s).
+    /// Idle time allowed before login (default 60 s); only complete lines are activity.
     pub idle_timeout_authorization: Duration,
+    /// Time allowed from connect to a successful login, however busy the client (default
+    /// 180 s); `None` for no limit.
+    pub login_deadline: Option<Duration>,
+    /// Command lines allowed before login (default 30).
+    pub max_commands_before_login: u32,
     /// Idle time allowed after login (default 10 min, the RFC 1939 §3 minimum).
     pub idle_timeout_transaction: Duration,
     /// Pause before answering a failed login (default 2 s); only that session waits.
     pub auth_failure_delay: Duration,
+    /// Failed-login penalties shared by all connections: the wait before an attempt is
+    /// checked grows with the failures of its network and of its user.
+    pub penalties: PenaltyLimits,
+    /// Threads that check passwords and derive SCRAM keys (default 0: one per core).
+    pub auth_workers: usize,
+    /// Checks waiting for one of those threads at most (default 128); a login beyond that is
+    /// answered `-ERR [SYS/TEMP]` at once.
+    pub auth_queue: usize,
+    /// Methods offered besides USER/PASS and SASL PLAIN/LOGIN (default: none).
+    pub offers: Offers,
     /// Bad commands before the connection is closed (default 20).
     pub max_bad_commands: u32,
     /// Failed logins per connection before it is closed (default 3).
@@ -87,8 +105,14 @@ impl Default for Config {
             allow_plaintext_without_tls: false,
             trust_loopback: true,
             idle_timeout_authorization: Duration::from_secs(60),
+            login_deadline: Some(Duration::from_secs(180)),
+            max_commands_before_login: 30,
             idle_timeout_transaction: Duration::from_secs(600),
             auth_failure_delay: Duration::from_secs(2),
+            penalties: PenaltyLimits::default(),
+            auth_workers: 0,
+            auth_queue: 128,
+            offers: Offers::default(),
             max_bad_commands: 20,
             max_failed_logins: 3,
             limits: ConnectionLimits::default(),
@@ -119,6 +143,11 @@ pub(crate) struct Shared {
     auth: RwLock<Arc<dyn Authenticator>>,
     tls: RwLock<Option<TlsAcceptor>>,
     pub(crate) limits: limits::Tracker,
+    pub(crate) penalties: penalty::Penalties,
+    pub(crate) workers: workers::AuthWorkers,
+    /// The session settings every connection starts from (per connection only TLS and
+    /// plaintext permission differ).
+    pub(crate) session_config: pop3_proto::server::ServerConfig,
     pub(crate) shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -151,6 +180,9 @@ impl Server {
         authenticator: Arc<dyn Authenticator>,
     ) -> Self {
         let limits = limits::Tracker::new(config.limits);
+        let penalties = penalty::Penalties::new(config.penalties);
+        let workers = workers::AuthWorkers::new(config.auth_workers, config.auth_queue);
+        let session_config = conn::session_config(&config);
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -158,6 +190,9 @@ impl Server {
                 auth: RwLock::new(authenticator),
                 tls: RwLock::new(None),
                 limits,
+                penalties,
+                workers,
+                session_config,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -186,7 +221,8 @@ impl Server {
     /// TLS configuration its connections are closed at once.
     pub async fn serve(&self, listener: TcpListener, kind: ListenerKind) -> io::Result<()> {
         let local = listener.local_addr()?;
-        tracing::info!(%local, ?kind, "listening");
+        let auth_threads = self.shared.workers.threads();
+        tracing::info!(%local, ?kind, auth_threads, "listening");
         loop {
             let accepted = tokio::select! {
                 () = self.shared.shutdown.cancelled() => break,

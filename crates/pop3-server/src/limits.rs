@@ -1,4 +1,11 @@
-//! Connection limits: in total and per client address.
+//! Connection limits: in total, per client address before login, and per user and address
+//! after login.
+//!
+//! Before login a connection is anonymous, so the cap is per address and generous (an office
+//! behind one NAT address, a webmail host): what keeps an address from hoarding slots is the
+//! login deadline and the command budget of the session, not a tight count. After login the
+//! connection has a name, and the cap is per (user, address), as Dovecot's
+//! `mail_max_userip_connections`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,14 +16,17 @@ use std::sync::{Arc, Mutex};
 pub struct ConnectionLimits {
     /// Sessions in total (default 1000).
     pub total: usize,
-    /// Sessions per client IP address (default 10: a client fetching several accounts, or a
-    /// household behind one NAT address, stays well below it).
+    /// Sessions not yet logged in per client IP address (default 100: 50 clients behind one
+    /// NAT address connecting at once are all greeted).
     pub per_ip: usize,
+    /// Logged-in sessions per user and client IP address (default 10, Dovecot's
+    /// `mail_max_userip_connections`).
+    pub per_user_ip: usize,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self { total: 1000, per_ip: 10 }
+        Self { total: 1000, per_ip: 100, per_user_ip: 10 }
     }
 }
 
@@ -24,6 +34,7 @@ impl Default for ConnectionLimits {
 struct Counts {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    per_user_ip: HashMap<(String, IpAddr), usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,11 +43,24 @@ pub(crate) struct Tracker {
     counts: Arc<Mutex<Counts>>,
 }
 
-/// Held by a session; releases its slot when dropped.
+/// Held by a session; releases what it counts for when dropped.
 #[derive(Debug)]
 pub(crate) struct Slot {
     ip: IpAddr,
+    /// Counted against the per-address cap (until login).
+    anonymous: bool,
+    /// Counted against the per-(user, address) cap (after login).
+    user: Option<String>,
     counts: Arc<Mutex<Counts>>,
+}
+
+fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 impl Tracker {
@@ -44,7 +68,7 @@ impl Tracker {
         Self { limits, counts: Arc::default() }
     }
 
-    /// A slot for a connection from `ip`, or `None` when a limit is reached.
+    /// A slot for a new connection from `ip`, or `None` when a limit is reached.
     pub(crate) fn acquire(&self, ip: IpAddr) -> Option<Slot> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let for_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
@@ -53,7 +77,25 @@ impl Tracker {
         }
         counts.total += 1;
         counts.per_ip.insert(ip, for_ip + 1);
-        Some(Slot { ip, counts: Arc::clone(&self.counts) })
+        Some(Slot { ip, anonymous: true, user: None, counts: Arc::clone(&self.counts) })
+    }
+
+    /// Moves `slot` from the per-address count to `user`'s; false (and nothing changed) when
+    /// `user` already has [`ConnectionLimits::per_user_ip`] sessions from this address.
+    pub(crate) fn logged_in(&self, slot: &mut Slot, user: &str) -> bool {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (user.to_owned(), slot.ip);
+        let n = counts.per_user_ip.get(&key).copied().unwrap_or(0);
+        if n >= self.limits.per_user_ip {
+            return false;
+        }
+        counts.per_user_ip.insert(key, n + 1);
+        if slot.anonymous {
+            decrement(&mut counts.per_ip, &slot.ip);
+            slot.anonymous = false;
+        }
+        slot.user = Some(user.to_owned());
+        true
     }
 }
 
@@ -61,11 +103,11 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.per_ip.remove(&self.ip);
-            }
+        if self.anonymous {
+            decrement(&mut counts.per_ip, &self.ip);
+        }
+        if let Some(user) = self.user.take() {
+            decrement(&mut counts.per_user_ip, &(user, self.ip));
         }
     }
 }
@@ -75,16 +117,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_total_and_per_ip() {
-        let tracker = Tracker::new(ConnectionLimits { total: 3, per_ip: 2 });
+    fn limits_total_per_ip_before_login_and_per_user_ip_after() {
+        let tracker = Tracker::new(ConnectionLimits { total: 4, per_ip: 2, per_user_ip: 1 });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let a1 = tracker.acquire(a).unwrap();
+        let mut a1 = tracker.acquire(a).unwrap();
         let _a2 = tracker.acquire(a).unwrap();
-        assert!(tracker.acquire(a).is_none(), "per-IP limit");
+        assert!(tracker.acquire(a).is_none(), "per-IP limit before login");
+        // A login frees the per-address place, and counts for the user instead.
+        assert!(tracker.logged_in(&mut a1, "alice"));
+        let mut a3 = tracker.acquire(a).unwrap();
+        assert!(!tracker.logged_in(&mut a3, "alice"), "per-(user, IP) limit");
+        assert!(tracker.logged_in(&mut a3, "bob"));
         let _b1 = tracker.acquire(b).unwrap();
         assert!(tracker.acquire(b).is_none(), "total limit");
         drop(a1);
-        assert!(tracker.acquire(a).is_some(), "a slot is released on drop");
+        let mut a4 = tracker.acquire(a).unwrap();
+        assert!(tracker.logged_in(&mut a4, "alice"), "released on drop");
+        let counts = tracker.counts.lock().unwrap();
+        assert_eq!(counts.total, 4);
+        assert_eq!(counts.per_ip.get(&a), Some(&1));
     }
 }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -29,7 +29,7 @@ use pop3_proto::server::AuthRequest;
 use sha2::{Digest, Sha256};
 
 use crate::crammd5::CramContext;
-use crate::{valid_username, AuthError, Authenticator, Offers, UserInfo};
+use crate::{valid_username, AuthError, Authenticator, UserInfo};
 
 /// PBKDF2 iterations for SCRAM keys derived from `PLAIN` passwords (RFC 7677 §4 minimum).
 const SCRAM_ITERATIONS: u32 = 4096;
@@ -153,8 +153,7 @@ impl Password {
                 text.is_ok_and(|p| sha_crypt::sha512_check(p, &self.value).is_ok())
             }
             Scheme::BlfCrypt => bcrypt::verify(password, &self.value).unwrap_or(false),
-            Scheme::Argon2i | Scheme::Argon2id => PasswordHash::new(&self.value)
-                .is_ok_and(|hash| Argon2::default().verify_password(password, &hash).is_ok()),
+            Scheme::Argon2i | Scheme::Argon2id => argon2_verify(&self.value, password),
             Scheme::ScramSha256 => self.scram.as_ref().is_some_and(|keys| {
                 let derived = ScramKeys::from_password(password, &keys.salt, keys.iterations);
                 constant_time_eq(&derived.stored_key, &keys.stored_key)
@@ -178,6 +177,43 @@ impl Password {
     fn plaintext(&self) -> Option<&[u8]> {
         (self.scheme == Scheme::Plain).then_some(self.value.as_bytes())
     }
+}
+
+thread_local! {
+    /// This thread's Argon2 memory, kept between checks: a check allocates nothing once the
+    /// largest `m` in the users file has been seen, and the memory in use is bounded by the
+    /// number of threads that check passwords (the server's bounded pool), not by the number
+    /// of logins in flight. Without it each check allocates (19 MiB by default) and the
+    /// allocator keeps what was freed in per-thread arenas.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Verifies `password` against an Argon2 PHC string (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`)
+/// in this thread's reused memory, comparing in constant time.
+fn argon2_verify(phc: &str, password: &[u8]) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else { return false };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm) else { return false };
+    let version = match hash.version.map(argon2::Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&hash) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    ARGON2_MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        argon
+            .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+            .is_ok()
+            && constant_time_eq(&out, expected.as_bytes())
+    })
 }
 
 /// Dovecot's SCRAM-SHA-256 value: `iterations,base64(salt),base64(StoredKey),base64(ServerKey)`.
@@ -216,10 +252,13 @@ pub struct PasswdFile {
     users: HashMap<String, Entry>,
     order: Vec<String>,
     warnings: Vec<String>,
+    /// Keys the SCRAM salts of `PLAIN` users and the decoys of unknown ones: random per
+    /// load unless set with [`with_secret`](Self::with_secret), which makes both the same
+    /// across reloads and restarts.
     secret: [u8; 32],
-    /// What the users' schemes can serve, computed once per load (see
-    /// [`Authenticator::offers`]).
-    offers: Offers,
+    /// Whether some user has a `PLAIN` password (their SCRAM keys cost a PBKDF2 derivation per
+    /// login, so an unknown user's decoy costs one too).
+    any_plain: bool,
 }
 
 /// A users file that cannot be used.
@@ -282,7 +321,7 @@ impl PasswdFile {
             order: Vec::new(),
             warnings: Vec::new(),
             secret,
-            offers: Offers::default(),
+            any_plain: false,
         };
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
@@ -312,12 +351,17 @@ impl PasswdFile {
             file.order.push(name.to_owned());
             file.users.insert(name.to_owned(), Entry { password, home });
         }
-        file.offers = Offers {
-            apop: file.all(|p| p.scheme == Scheme::Plain),
-            cram_md5: file.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::CramMd5)),
-            scram_sha256: file.all(|p| matches!(p.scheme, Scheme::Plain | Scheme::ScramSha256)),
-        };
+        file.any_plain = file.users.values().any(|e| e.password.scheme == Scheme::Plain);
         Ok(file)
+    }
+
+    /// Sets the server secret that keys SCRAM salts (of `PLAIN` users) and the decoy salts of
+    /// unknown users, so that both stay the same across reloads and restarts: with a random
+    /// secret, an unknown user's salt would change at a restart while a known one's would not.
+    #[must_use]
+    pub fn with_secret(mut self, secret: [u8; 32]) -> Self {
+        self.secret = secret;
+        self
     }
 
     /// The file this was loaded from.
@@ -344,47 +388,101 @@ impl PasswdFile {
         self.users.get(name).map(|e| UserInfo { name: name.to_owned(), home: e.home.clone() })
     }
 
-    fn all(&self, f: impl Fn(&Password) -> bool) -> bool {
-        !self.users.is_empty() && self.users.values().all(|e| f(&e.password))
+    /// The password an unknown user's attempt is checked against, so that it costs what a
+    /// known user's does (no timing difference to enumerate names by): a listed user's,
+    /// picked by a keyed hash of the name (the same scheme mix as real logins), or a fixed
+    /// `{ARGON2ID}` hash with the default parameters in an empty file.
+    fn decoy(&self, name: &str) -> &Password {
+        if self.order.is_empty() {
+            static DECOY: std::sync::OnceLock<Password> = std::sync::OnceLock::new();
+            return DECOY.get_or_init(|| {
+                Password::parse(&hash_password(b"decoy")).expect("a valid ARGON2ID hash")
+            });
+        }
+        let pick = Sha256::new()
+            .chain_update(self.secret)
+            .chain_update(b"decoy user\0")
+            .chain_update(name.as_bytes())
+            .finalize();
+        let pick = u64::from_le_bytes(pick[..8].try_into().expect("8 bytes"));
+        let index = (pick % self.order.len() as u64) as usize;
+        &self.users[&self.order[index]].password
+    }
+
+    /// A user's password if the user is listed; otherwise the decoy is checked (and the
+    /// result thrown away) so that both cost the same.
+    fn verify_password(&self, name: &str, password: &[u8]) -> bool {
+        match self.users.get(name) {
+            Some(entry) => entry.password.verify(password),
+            None => {
+                let _ = std::hint::black_box(self.decoy(name).verify(password));
+                false
+            }
+        }
+    }
+
+    /// SCRAM keys that cannot be told from a real user's: a salt and keys derived from the
+    /// secret and the name (the same on every connection and, with
+    /// [`with_secret`](Self::with_secret), across restarts), with the iteration count real
+    /// users have, and a PBKDF2 derivation when real users cost one.
+    fn decoy_scram_keys(&self, name: &str) -> ScramKeys {
+        let keys = ScramKeys::decoy(&self.secret, name, SCRAM_ITERATIONS);
+        if !self.any_plain {
+            return keys;
+        }
+        let derived = ScramKeys::from_password(&keys.stored_key, &keys.salt, SCRAM_ITERATIONS);
+        ScramKeys { stored_key: derived.stored_key, server_key: derived.server_key, ..keys }
+    }
+
+    /// Logs why a listed user cannot use `mechanism` (the client is told only that the login
+    /// failed, as for a wrong password).
+    fn cannot_serve(&self, name: &str, mechanism: &str) {
+        if let Some(entry) = self.users.get(name) {
+            tracing::warn!(
+                user = name,
+                scheme = entry.password.scheme.name(),
+                mechanism,
+                "login refused: the stored password's scheme cannot serve this mechanism"
+            );
+        }
     }
 }
 
 impl Authenticator for PasswdFile {
-    /// APOP is offered when every user has a `PLAIN` password, CRAM-MD5 when every user has a
-    /// `PLAIN` or `CRAM-MD5` one, SCRAM-SHA-256 when every user has a `PLAIN` or
-    /// `SCRAM-SHA-256` one: a mechanism is never offered to a user who could not use it.
-    /// Computed once when the file is parsed (a connection only reads it).
-    fn offers(&self) -> Offers {
-        self.offers
-    }
-
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
         let (name, ok) = match request {
-            AuthRequest::Password { username, password, .. } => (
-                username,
-                self.users.get(username).is_some_and(|e| e.password.verify(password.expose())),
-            ),
-            AuthRequest::Apop { username, timestamp, digest } => (
-                username,
-                self.users.get(username).and_then(|e| e.password.plaintext()).is_some_and(|pw| {
+            AuthRequest::Password { username, password, .. } => {
+                (username, self.verify_password(username, password.expose()))
+            }
+            AuthRequest::Apop { username, timestamp, digest } => {
+                let plain = self.users.get(username).and_then(|e| e.password.plaintext());
+                if plain.is_none() {
+                    self.cannot_serve(username, "APOP");
+                }
+                let ok = plain.is_some_and(|pw| {
                     constant_time_eq(
                         apop_digest(timestamp, pw).as_bytes(),
                         digest.expose().to_ascii_lowercase().as_bytes(),
                     )
-                }),
-            ),
-            AuthRequest::CramMd5 { username, challenge, digest } => (
-                username,
-                self.users
+                });
+                (username, ok)
+            }
+            AuthRequest::CramMd5 { username, challenge, digest } => {
+                let expected = self
+                    .users
                     .get(username)
-                    .and_then(|e| e.password.cram_md5(challenge.as_bytes()))
-                    .is_some_and(|expected| {
-                        constant_time_eq(
-                            expected.as_bytes(),
-                            digest.expose().to_ascii_lowercase().as_bytes(),
-                        )
-                    }),
-            ),
+                    .and_then(|e| e.password.cram_md5(challenge.as_bytes()));
+                if expected.is_none() {
+                    self.cannot_serve(username, "CRAM-MD5");
+                }
+                let ok = expected.is_some_and(|expected| {
+                    constant_time_eq(
+                        expected.as_bytes(),
+                        digest.expose().to_ascii_lowercase().as_bytes(),
+                    )
+                });
+                (username, ok)
+            }
             AuthRequest::Verified { username, .. } => (username, self.users.contains_key(username)),
             AuthRequest::Bearer { username, .. } => (username, false),
         };
@@ -395,13 +493,21 @@ impl Authenticator for PasswdFile {
         }
     }
 
+    /// The user's keys; decoy keys (see [`decoy_scram_keys`](Self::decoy_scram_keys)) for an
+    /// unknown user, and for a listed user whose scheme cannot give keys (logged), so that
+    /// the exchange looks the same until its final failure.
     fn scram_keys(&self, username: &str) -> Option<ScramKeys> {
-        let entry = self.users.get(username)?;
+        let Some(entry) = self.users.get(username) else {
+            return Some(self.decoy_scram_keys(username));
+        };
         if let Some(keys) = &entry.password.scram {
             return Some(keys.clone());
         }
-        let plain = entry.password.plaintext()?;
-        // A stable salt per user and server start, unknown to clients in advance.
+        let Some(plain) = entry.password.plaintext() else {
+            self.cannot_serve(username, "SCRAM-SHA-256");
+            return Some(self.decoy_scram_keys(username));
+        };
+        // A stable salt per user (and per secret), unknown to clients in advance.
         let salt = Sha256::new()
             .chain_update(self.secret)
             .chain_update(b"scram salt\0")
@@ -465,10 +571,12 @@ mod tests {
         assert_eq!(file.warnings().len(), 1);
         assert_eq!(file.user_info("plain").unwrap().home, Some(PathBuf::from("/home/plain")));
         assert_eq!(file.scram_keys("scram"), Some(scram));
-        assert!(file.scram_keys("argon").is_none());
         assert!(file.scram_keys("plain").is_some());
-        // Mixed schemes: nothing that needs plaintext is offered.
-        assert_eq!(file.offers(), Offers::default());
+        // A scheme that cannot give SCRAM keys gets decoy keys, as an unknown user does: the
+        // exchange fails at the proof.
+        let decoy = file.scram_keys("argon").unwrap();
+        assert_eq!(decoy.iterations, SCRAM_ITERATIONS);
+        assert_ne!(decoy, ScramKeys::from_password(b"pw-argon", &decoy.salt, SCRAM_ITERATIONS));
         assert!(format!("{file:?}").contains("<redacted>"));
         assert!(!format!("{file:?}").contains("pw-plain"));
     }
@@ -501,22 +609,69 @@ argon2i:{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$DJAvSvIavpLUf7+9f/AlrQ$x8ARMBL0sr
         assert!(cram("cram", &cram_md5_digest(b"secret", challenge.as_bytes())).is_ok());
         assert!(cram("cram", &cram_md5_digest(b"other", challenge.as_bytes())).is_err());
         assert!(cram("sha512", &cram_md5_digest(b"secret", challenge.as_bytes())).is_err());
-        let cram_only = PasswdFile::parse(text.lines().next().unwrap()).unwrap();
-        assert_eq!(cram_only.offers(), Offers { apop: false, cram_md5: true, scram_sha256: false });
         let scram = file.scram_keys("scram").unwrap();
         assert_eq!(scram, ScramKeys::from_password(b"secret", &scram.salt, 4096));
     }
 
     #[test]
-    fn offers_follow_schemes() {
-        let plain = PasswdFile::parse("a:{PLAIN}x\nb:{CLEAR}y\n").unwrap();
-        assert_eq!(plain.offers(), Offers { apop: true, cram_md5: true, scram_sha256: true });
-        let apop = AuthRequest::Apop {
-            username: "a".into(),
+    fn apop_and_cram_md5_work_for_the_users_whose_scheme_can_serve_them() {
+        let sha =
+            sha_crypt::sha512_simple("y", &sha_crypt::Sha512Params::new(5000).unwrap()).unwrap();
+        let file = PasswdFile::parse(&format!("a:{{PLAIN}}x\nb:{{SHA512-CRYPT}}{sha}\n")).unwrap();
+        let apop = |user: &str, pw: &[u8]| AuthRequest::Apop {
+            username: user.into(),
             timestamp: "<1@x>".into(),
-            digest: Secret::new(apop_digest("<1@x>", b"x")),
+            digest: Secret::new(apop_digest("<1@x>", pw)),
         };
-        assert!(plain.authenticate(&apop).is_ok());
+        assert!(file.authenticate(&apop("a", b"x")).is_ok(), "a PLAIN user can use APOP");
+        assert!(file.authenticate(&apop("b", b"y")).is_err(), "a hashed one cannot");
+        let cram = |user: &str, pw: &[u8]| AuthRequest::CramMd5 {
+            username: user.into(),
+            challenge: "<1@x>".into(),
+            digest: Secret::new(cram_md5_digest(pw, b"<1@x>")),
+        };
+        assert!(file.authenticate(&cram("a", b"x")).is_ok());
+        assert!(file.authenticate(&cram("b", b"y")).is_err());
+        // And the hashed user still logs in with a password.
+        assert!(file.authenticate(&password("b", "y")).is_ok());
+    }
+
+    #[test]
+    fn unknown_users_get_the_same_scram_salt_every_time_and_across_restarts() {
+        let secret = [7u8; 32];
+        let text = "a:{PLAIN}x\n";
+        let first = PasswdFile::parse(text).unwrap().with_secret(secret);
+        let again = PasswdFile::parse(text).unwrap().with_secret(secret);
+        let nobody = first.scram_keys("nobody").unwrap();
+        assert_eq!(again.scram_keys("nobody").unwrap(), nobody, "a restart: the same salt");
+        assert_eq!(first.scram_keys("nobody").unwrap(), nobody, "a second connection");
+        assert_eq!(nobody.iterations, first.scram_keys("a").unwrap().iterations);
+        assert_eq!(nobody.salt.len(), first.scram_keys("a").unwrap().salt.len());
+        assert_ne!(first.scram_keys("other").unwrap().salt, nobody.salt, "per name");
+        // The known user's salt is stable across restarts too, and a new secret changes both.
+        assert_eq!(first.scram_keys("a"), again.scram_keys("a"));
+        let other = PasswdFile::parse(text).unwrap().with_secret([8u8; 32]);
+        assert_ne!(other.scram_keys("nobody").unwrap().salt, nobody.salt);
+        // Unknown users are refused with every mechanism, after a decoy check.
+        assert!(first.authenticate(&password("nobody", "x")).is_err());
+        assert!(PasswdFile::parse("").unwrap().authenticate(&password("nobody", "x")).is_err());
+    }
+
+    #[test]
+    fn argon2_memory_is_reused_across_checks() {
+        let hash = hash_password(b"pw");
+        let password = Password::parse(&hash).unwrap();
+        assert!(password.verify(b"pw"));
+        let blocks = ARGON2_MEMORY.with_borrow(Vec::len);
+        let first = ARGON2_MEMORY.with_borrow(|m| m.as_ptr());
+        assert!(!password.verify(b"wrong"));
+        assert_eq!(ARGON2_MEMORY.with_borrow(|m| m.as_ptr()), first, "the same memory");
+        assert_eq!(blocks, 19 * 1024, "m = 19 MiB, in 1 KiB blocks");
+        // Dovecot's hashes with other parameters verify in the same memory, grown once.
+        let dovecot = "$argon2id$v=19$m=65536,t=3,p=1$6o1SMLAignn9EYh5T7u7/w$f5coaJsDOTZtXZEJkkFxi+oev+KfiS+he/sLu2iipbU";
+        assert!(argon2_verify(dovecot, b"secret"));
+        assert_eq!(ARGON2_MEMORY.with_borrow(Vec::len), 65536);
+        assert!(!argon2_verify("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$bm9oYXNo", b"secret"));
     }
 
     #[test]
@@ -531,32 +686,6 @@ argon2i:{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$DJAvSvIavpLUf7+9f/AlrQ$x8ARMBL0sr
         assert!(file.authenticate(&password("bb", "y")).is_ok(), "new user after a change");
         std::fs::write(&path, "broken line without password\n").unwrap();
         assert!(file.authenticate(&password("bb", "y")).is_ok(), "last good version kept");
-    }
-
-    #[test]
-    fn offers_follow_the_schemes_after_a_reload() {
-        let all = Offers { apop: true, cram_md5: true, scram_sha256: true };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users");
-        std::fs::write(&path, "a:{PLAIN}x\n").unwrap();
-        let file = ReloadingPasswdFile::load(&path).unwrap();
-        assert_eq!(file.offers(), all);
-        // A user whose hash cannot serve APOP, CRAM-MD5 or SCRAM: none is offered any more.
-        let sha =
-            sha_crypt::sha512_simple("y", &sha_crypt::Sha512Params::new(5000).unwrap()).unwrap();
-        std::fs::write(&path, format!("a:{{PLAIN}}x\nbbb:{{SHA512-CRYPT}}{sha}\n")).unwrap();
-        assert!(file.authenticate(&password("bbb", "y")).is_ok(), "reloaded");
-        assert_eq!(file.offers(), Offers::default());
-        // A CRAM-MD5 context: CRAM-MD5 only.
-        let cram = "{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56";
-        std::fs::write(&path, format!("c:{cram}\n")).unwrap();
-        assert!(file.authenticate(&password("c", "secret")).is_ok(), "reloaded");
-        assert_eq!(file.offers(), Offers { apop: false, cram_md5: true, scram_sha256: false });
-        // Back to plaintext only; an empty file offers nothing.
-        std::fs::write(&path, "a:{PLAIN}x\n").unwrap();
-        assert!(file.authenticate(&password("a", "x")).is_ok());
-        assert_eq!(file.offers(), all);
-        assert_eq!(PasswdFile::parse("# nobody\n").unwrap().offers(), Offers::default());
     }
 
     fn password(user: &str, pw: &str) -> AuthRequest {
@@ -577,8 +706,8 @@ argon2i:{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$DJAvSvIavpLUf7+9f/AlrQ$x8ARMBL0sr
     }
 }
 
-/// A file's modification time and length.
-type Stamp = (std::time::SystemTime, u64);
+/// A file's modification time, length and inode (a rewrite renames a new file into place).
+type Stamp = (std::time::SystemTime, u64, u64);
 
 /// A [`PasswdFile`] that reloads itself when the file changes (its modification time or
 /// length), checked at each login: users added with `pop3d user add` can log in at once,
@@ -587,6 +716,7 @@ type Stamp = (std::time::SystemTime, u64);
 #[derive(Debug)]
 pub struct ReloadingPasswdFile {
     path: PathBuf,
+    secret: Option<[u8; 32]>,
     current: std::sync::RwLock<(Option<Stamp>, std::sync::Arc<PasswdFile>)>,
 }
 
@@ -596,11 +726,22 @@ impl ReloadingPasswdFile {
         let path = path.into();
         let stamp = Self::stamp(&path);
         let file = PasswdFile::load(&path)?;
-        Ok(Self { path, current: std::sync::RwLock::new((stamp, std::sync::Arc::new(file))) })
+        let current = std::sync::RwLock::new((stamp, std::sync::Arc::new(file)));
+        Ok(Self { path, secret: None, current })
+    }
+
+    /// Sets the server secret of every version loaded (see [`PasswdFile::with_secret`]).
+    #[must_use]
+    pub fn with_secret(mut self, secret: [u8; 32]) -> Self {
+        self.secret = Some(secret);
+        let current = self.current.get_mut().unwrap_or_else(|e| e.into_inner());
+        current.1 = std::sync::Arc::new((*current.1).clone().with_secret(secret));
+        self
     }
 
     fn stamp(path: &Path) -> Option<Stamp> {
-        std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())))
     }
 
     /// The file as last loaded.
@@ -620,6 +761,10 @@ impl ReloadingPasswdFile {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         match PasswdFile::load(&self.path) {
             Ok(file) => {
+                let file = match self.secret {
+                    Some(secret) => file.with_secret(secret),
+                    None => file,
+                };
                 tracing::info!(path = %self.path.display(), users = file.users.len(), "users file reloaded");
                 for warning in file.warnings() {
                     tracing::warn!(path = %self.path.display(), "{warning}");
@@ -636,10 +781,6 @@ impl ReloadingPasswdFile {
 }
 
 impl Authenticator for ReloadingPasswdFile {
-    fn offers(&self) -> Offers {
-        self.current().offers()
-    }
-
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
         self.refresh().authenticate(request)
     }

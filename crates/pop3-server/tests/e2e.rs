@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use pop3_proto::sasl::SaslClient;
-use pop3_server::{Config, ListenerKind, MailLocation, PasswdFile, Server, UserInfo};
+use pop3_server::{
+    Config, ListenerKind, MailLocation, Offers, PasswdFile, PenaltyLimits, Server, UserInfo,
+};
 use pop3_storage::Envelope;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -91,8 +93,19 @@ async fn fixture(config: Config) -> Fixture {
     }
 }
 
+/// Short delays and penalties (the tests' clients all come from 127.0.0.1), and every
+/// mechanism offered (the users have PLAIN passwords).
 fn quick() -> Config {
-    Config { auth_failure_delay: Duration::from_millis(300), ..Config::default() }
+    Config {
+        auth_failure_delay: Duration::from_millis(300),
+        penalties: PenaltyLimits {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+            ..PenaltyLimits::default()
+        },
+        offers: Offers { apop: true, cram_md5: true, scram_sha256: true },
+        ..Config::default()
+    }
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -750,4 +763,146 @@ async fn retr_whole_small_streamed_large_and_mislisted_messages() {
     assert!(c.line().await.starts_with("+OK"));
     assert!(c.cmd("QUIT").await.starts_with("+OK"));
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn penalties_grow_across_connections_and_apply_before_the_check() {
+    let config = Config {
+        auth_failure_delay: Duration::from_millis(50),
+        penalties: PenaltyLimits {
+            initial: Duration::from_millis(400),
+            max: Duration::from_millis(1600),
+            ..PenaltyLimits::default()
+        },
+        ..quick()
+    };
+    let fx = fixture(config).await;
+    // Each wrong guess on a new connection: 0, then 400, 800, 1600, 1600 ms of penalty.
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let mut c = Client::connect(fx.plain).await;
+        c.line().await;
+        c.cmd("USER alice").await;
+        let started = Instant::now();
+        assert!(c.cmd("PASS wrong").await.starts_with("-ERR [AUTH]"));
+        waits.push(started.elapsed());
+    }
+    for (i, min) in [0u64, 400, 800, 1600, 1600].into_iter().enumerate() {
+        assert!(waits[i] >= Duration::from_millis(min + 40), "guess {}: {:?}", i + 1, waits);
+    }
+    assert!(waits[4] < Duration::from_millis(1600 + 1500), "capped: {waits:?}");
+    // The right password from the same address waits too (before the check), then logs in,
+    // and its success clears the count (all failures were for alice).
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    let started = Instant::now();
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(started.elapsed() >= Duration::from_millis(1600), "{:?}", started.elapsed());
+    c.cmd("QUIT").await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    let started = Instant::now();
+    assert!(c.login("alice", "secret").await.starts_with("+OK"));
+    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_auth_is_a_failed_login() {
+    let config = Config { auth_failure_delay: Duration::from_millis(700), ..quick() };
+    let fx = fixture(config).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    assert!(c.cmd("AUTH SCRAM-SHA-256").await.starts_with("+ "));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let salt = c.cmd(&b64.encode("n,,n=alice,r=abcdefghijklmnopqrstuvwx")).await;
+    assert!(salt.starts_with("+ "), "{salt}");
+    let started = Instant::now();
+    let reply = c.cmd("*").await;
+    assert_eq!(reply, "-ERR [AUTH] authentication cancelled");
+    assert!(started.elapsed() >= Duration::from_millis(690), "{:?}", started.elapsed());
+    // The third failure (two more cancels) closes the connection.
+    for _ in 0..2 {
+        c.cmd("AUTH PLAIN").await;
+        c.cmd("*").await;
+    }
+    assert!(c.closed().await || c.line().await.contains("too many failed logins"));
+}
+
+/// The salt and iteration count a SCRAM exchange announces for `user`.
+async fn scram_salt(addr: SocketAddr, user: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut c = Client::connect(addr).await;
+    c.line().await;
+    let first = b64.encode(format!("n,,n={user},r=abcdefghijklmnopqrstuvwx"));
+    let reply = c.cmd(&format!("AUTH SCRAM-SHA-256 {first}")).await;
+    let server_first = String::from_utf8(b64.decode(reply.strip_prefix("+ ").unwrap()).unwrap());
+    let server_first = server_first.unwrap();
+    c.cmd("*").await;
+    // r=<nonce>,s=<salt>,i=<count>: the nonce differs per connection, the rest must not.
+    server_first.split_once(",s=").unwrap().1.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_gives_unknown_users_a_stable_salt() {
+    let fx = fixture(quick()).await;
+    let unknown = scram_salt(fx.plain, "nosuchuser").await;
+    assert_eq!(scram_salt(fx.plain, "nosuchuser").await, unknown, "same on every connection");
+    let known = scram_salt(fx.plain, "alice").await;
+    assert_eq!(scram_salt(fx.plain, "alice").await, known);
+    assert_ne!(unknown, known);
+    assert_eq!(unknown.len(), known.len(), "{unknown} vs {known}");
+    assert_eq!(unknown.rsplit_once(",i=").unwrap().1, known.rsplit_once(",i=").unwrap().1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_connections_from_one_address_are_all_greeted_by_default() {
+    let fx = fixture(Config::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        let mut c = Client::connect(fx.plain).await;
+        let greeting = c.line().await;
+        assert!(greeting.starts_with("+OK"), "{greeting}");
+        clients.push(c);
+    }
+    assert_eq!(fx.server.active_sessions(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mechanisms_are_offered_by_configuration_and_refused_per_user() {
+    // Default: USER/PASS, PLAIN and LOGIN only, whatever the users' schemes.
+    let fx = fixture(Config::default()).await;
+    let mut c = Client::connect(fx.plain).await;
+    assert!(!c.line().await.contains('<'), "no APOP timestamp by default");
+    c.cmd("CAPA").await;
+    let capa = String::from_utf8(c.body().await).unwrap();
+    assert!(capa.contains("SASL PLAIN LOGIN\r\n"), "{capa}");
+    // Offered, and a user whose hash cannot serve it fails that mechanism alone.
+    let dir = tempfile::tempdir().unwrap();
+    let location = MailLocation::maildir(format!("{}/%u", dir.path().display()));
+    let hashed = pop3_server::hash_password(b"pw");
+    let users = PasswdFile::parse(&format!("alice:{{PLAIN}}secret\ncarol:{hashed}\n")).unwrap();
+    let server = Server::new(quick(), Arc::new(location), Arc::new(users));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.serve(listener, ListenerKind::Plain).await }
+    });
+    let mut c = Client::connect(addr).await;
+    c.line().await;
+    assert!(cram_md5(&mut c, "carol", "pw").await.starts_with("-ERR [AUTH]"));
+    assert!(cram_md5(&mut c, "alice", "secret").await.starts_with("+OK"));
+    c.cmd("QUIT").await;
+    let mut c = Client::connect(addr).await;
+    c.line().await;
+    assert!(c.login("carol", "pw").await.starts_with("+OK"), "carol logs in with a password");
+}
+
+/// A CRAM-MD5 login (RFC 2195); the final reply.
+async fn cram_md5(c: &mut Client, user: &str, pw: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let reply = c.cmd("AUTH CRAM-MD5").await;
+    let challenge = b64.decode(reply.strip_prefix("+ ").unwrap()).unwrap();
+    let digest = pop3_proto::sasl::cram_md5_digest(pw.as_bytes(), &challenge);
+    c.cmd(&b64.encode(format!("{user} {digest}"))).await
 }

@@ -46,20 +46,50 @@ location = "mail/%u"
 # Create a missing Maildir on first use.
 create = true
 
+[auth]
+# SASL mechanisms offered, in order of preference: PLAIN, LOGIN, SCRAM-SHA-256, CRAM-MD5;
+# "APOP" offers APOP too. USER/PASS is always accepted. SCRAM-SHA-256 needs {PLAIN} or
+# {SCRAM-SHA-256} passwords, CRAM-MD5 {PLAIN} or {CRAM-MD5}, APOP {PLAIN}: a user whose
+# password cannot serve an offered mechanism fails that mechanism alone (logged) and can still
+# log in with the others. Clients pick the strongest offered, so offer only what your users'
+# passwords can serve.
+mechanisms = ["PLAIN", "LOGIN"]
+# A secret (created on first start) that keys SCRAM salts, so that they stay the same across
+# restarts for known and unknown users alike.
+secret_file = "secret"
+
 [limits]
-# Idle time allowed before login, in seconds (RFC 1939 §3 only requires the later one).
+# Idle time allowed before login, in seconds; only complete command lines count as activity.
 idle_timeout_authorization = 60
+# Time allowed from connect to a successful login, in seconds, however active the client.
+login_timeout = 180
+# Command lines accepted before login (a client needs about six).
+max_commands_before_login = 30
 # Idle time allowed after login, in seconds (RFC 1939 §3: at least 600).
 idle_timeout_transaction = 600
 # Pause before answering a failed login, in milliseconds (only that session waits).
 auth_failure_delay_ms = 2000
+# Failed logins are counted per client network (IPv4 address, IPv6 /64) and per user across
+# connections; each later attempt waits before it is checked: 2, 4, 8, then 15 s (capped). A
+# count is forgotten auth_penalty_window seconds after its last failure, and a correct login
+# clears it. At most auth_penalty_entries networks and users are tracked.
+auth_penalty_initial_ms = 2000
+auth_penalty_max_ms = 15000
+auth_penalty_window = 900
+auth_penalty_entries = 100000
+# Threads that check passwords (0: one per core) and checks that may wait for one; beyond
+# that a login gets -ERR [SYS/TEMP] at once. Bounds the memory of Argon2 hashes under attack.
+auth_workers = 0
+auth_queue = 128
 # Unknown, malformed or out-of-state commands before the connection is closed.
 max_bad_commands = 20
 # Failed logins on one connection before it is closed.
 max_failed_logins = 3
-# Simultaneous connections in total and per client IP address.
+# Simultaneous connections in total, per client IP address before login, and per user and
+# client IP address after login.
 max_connections = 1000
-max_connections_per_ip = 10
+max_connections_per_ip = 100
+max_connections_per_user_ip = 10
 
 [log]
 # error, warn, info, debug or trace (`serve --log-level` overrides it; RUST_LOG directives
@@ -75,6 +105,7 @@ pub struct FileConfig {
     pub tls: TlsSection,
     pub users: UsersSection,
     pub mail: MailSection,
+    pub auth: AuthSection,
     pub limits: LimitsSection,
     pub log: LogSection,
 }
@@ -152,27 +183,81 @@ impl Default for MailSection {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    pub mechanisms: Vec<String>,
+    pub secret_file: PathBuf,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self { mechanisms: vec!["PLAIN".into(), "LOGIN".into()], secret_file: "secret".into() }
+    }
+}
+
+impl AuthSection {
+    /// What `mechanisms` offers beyond USER/PASS, PLAIN and LOGIN.
+    pub fn offers(&self) -> Result<pop3_server::Offers, String> {
+        let mut offers = pop3_server::Offers::default();
+        for name in &self.mechanisms {
+            match name.to_ascii_uppercase().as_str() {
+                "PLAIN" | "LOGIN" => {}
+                "SCRAM-SHA-256" => offers.scram_sha256 = true,
+                "CRAM-MD5" => offers.cram_md5 = true,
+                "APOP" => offers.apop = true,
+                _ => {
+                    return Err(format!(
+                        "[auth] mechanisms: unknown {name:?}; use PLAIN, LOGIN, SCRAM-SHA-256, \
+                         CRAM-MD5 or APOP"
+                    ))
+                }
+            }
+        }
+        Ok(offers)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsSection {
     pub idle_timeout_authorization: u64,
+    pub login_timeout: u64,
+    pub max_commands_before_login: u32,
     pub idle_timeout_transaction: u64,
     pub auth_failure_delay_ms: u64,
+    pub auth_penalty_initial_ms: u64,
+    pub auth_penalty_max_ms: u64,
+    pub auth_penalty_window: u64,
+    pub auth_penalty_entries: usize,
+    pub auth_workers: usize,
+    pub auth_queue: usize,
     pub max_bad_commands: u32,
     pub max_failed_logins: u32,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub max_connections_per_user_ip: usize,
 }
 
 impl Default for LimitsSection {
     fn default() -> Self {
         let d = pop3_server::Config::default();
+        let p = d.penalties;
         Self {
             idle_timeout_authorization: d.idle_timeout_authorization.as_secs(),
+            login_timeout: d.login_deadline.map_or(0, |t| t.as_secs()),
+            max_commands_before_login: d.max_commands_before_login,
             idle_timeout_transaction: d.idle_timeout_transaction.as_secs(),
             auth_failure_delay_ms: d.auth_failure_delay.as_millis() as u64,
+            auth_penalty_initial_ms: p.initial.as_millis() as u64,
+            auth_penalty_max_ms: p.max.as_millis() as u64,
+            auth_penalty_window: p.window.as_secs(),
+            auth_penalty_entries: p.max_entries,
+            auth_workers: d.auth_workers,
+            auth_queue: d.auth_queue,
             max_bad_commands: d.max_bad_commands,
             max_failed_logins: d.max_failed_logins,
             max_connections: d.limits.total,
             max_connections_per_ip: d.limits.per_ip,
+            max_connections_per_user_ip: d.limits.per_user_ip,
         }
     }
 }
@@ -232,11 +317,32 @@ impl Loaded {
                 f.limits.idle_timeout_transaction
             ));
         }
-        if f.limits.max_connections == 0 || f.limits.max_connections_per_ip == 0 {
-            return Err(
-                "[limits] max_connections and max_connections_per_ip must be at least 1".into()
-            );
+        let l = &f.limits;
+        if l.max_connections == 0
+            || l.max_connections_per_ip == 0
+            || l.max_connections_per_user_ip == 0
+        {
+            return Err("[limits] max_connections, max_connections_per_ip and \
+                 max_connections_per_user_ip must be at least 1"
+                .into());
         }
+        for (key, value) in [
+            ("idle_timeout_authorization", l.idle_timeout_authorization),
+            ("login_timeout", l.login_timeout),
+            ("max_commands_before_login", u64::from(l.max_commands_before_login)),
+            ("auth_queue", l.auth_queue as u64),
+            ("auth_penalty_entries", l.auth_penalty_entries as u64),
+        ] {
+            if value == 0 {
+                return Err(format!(
+                    "[limits] {key} = 0 would refuse every client before it can log in"
+                ));
+            }
+        }
+        if l.auth_penalty_max_ms < l.auth_penalty_initial_ms {
+            return Err("[limits] auth_penalty_max_ms is below auth_penalty_initial_ms".into());
+        }
+        f.auth.offers()?;
         if !f.mail.location.contains("%u") && !f.mail.location.contains("%h") {
             return Err(format!(
                 "[mail] location = {:?}: needs %u or %h, or every user would share one maildrop",
@@ -253,6 +359,10 @@ impl Loaded {
         } else {
             self.base.join(path)
         }
+    }
+
+    pub fn secret_path(&self) -> PathBuf {
+        self.resolve(&self.file.auth.secret_file)
     }
 
     pub fn users_path(&self) -> PathBuf {
@@ -290,13 +400,26 @@ impl Loaded {
             allow_plaintext_without_tls: s.allow_plaintext_without_tls,
             trust_loopback: s.trust_loopback,
             idle_timeout_authorization: Duration::from_secs(l.idle_timeout_authorization),
+            login_deadline: Some(Duration::from_secs(l.login_timeout)),
+            max_commands_before_login: l.max_commands_before_login,
             idle_timeout_transaction: Duration::from_secs(l.idle_timeout_transaction),
             auth_failure_delay: Duration::from_millis(l.auth_failure_delay_ms),
+            penalties: pop3_server::PenaltyLimits {
+                initial: Duration::from_millis(l.auth_penalty_initial_ms),
+                max: Duration::from_millis(l.auth_penalty_max_ms),
+                window: Duration::from_secs(l.auth_penalty_window),
+                max_entries: l.auth_penalty_entries,
+            },
+            auth_workers: l.auth_workers,
+            auth_queue: l.auth_queue,
+            // Checked by validate().
+            offers: self.file.auth.offers().unwrap_or_default(),
             max_bad_commands: l.max_bad_commands,
             max_failed_logins: l.max_failed_logins,
             limits: pop3_server::ConnectionLimits {
                 total: l.max_connections,
                 per_ip: l.max_connections_per_ip,
+                per_user_ip: l.max_connections_per_user_ip,
             },
             ..pop3_server::Config::default()
         }
@@ -348,5 +471,17 @@ mod tests {
         std::fs::write(&path, "[limits]\nidle_timeout_transaction = 5\n").unwrap();
         let err = Loaded::load(&path).unwrap_err();
         assert!(err.contains("idle_timeout_transaction"), "{err}");
+        for zero in ["idle_timeout_authorization", "login_timeout", "max_commands_before_login"] {
+            std::fs::write(&path, format!("[limits]\n{zero} = 0\n")).unwrap();
+            let err = Loaded::load(&path).unwrap_err();
+            assert!(err.contains(zero), "{err}");
+        }
+        std::fs::write(&path, "[auth]\nmechanisms = [\"PLAIN\", \"DIGEST-MD5\"]\n").unwrap();
+        let err = Loaded::load(&path).unwrap_err();
+        assert!(err.contains("DIGEST-MD5"), "{err}");
+        std::fs::write(&path, "[auth]\nmechanisms = [\"scram-sha-256\", \"APOP\"]\n").unwrap();
+        let loaded = Loaded::load(&path).unwrap();
+        let offers = loaded.server_config().offers;
+        assert!(offers.scram_sha256 && offers.apop && !offers.cram_md5);
     }
 }

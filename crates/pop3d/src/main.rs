@@ -9,6 +9,7 @@
 mod config;
 mod deliver;
 mod privdrop;
+mod secret;
 mod serve;
 mod users;
 

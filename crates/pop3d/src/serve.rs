@@ -100,8 +100,10 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     );
     raise_nofile_limit();
     let users_path = loaded.users_path();
-    let users =
-        ReloadingPasswdFile::load(&users_path).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    let secret = server_secret(&loaded);
+    let users = ReloadingPasswdFile::load(&users_path)
+        .map_err(|e| (exit::CONFIG, e.to_string()))?
+        .with_secret(secret);
     for warning in users.current().warnings() {
         tracing::warn!(path = %users_path.display(), "{warning}");
     }
@@ -181,7 +183,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&server, &loaded),
+                _ = hup.recv() => reload(&server, &loaded, secret),
             }
         }
         tracing::info!(sessions = server.active_sessions(), "shutting down");
@@ -191,13 +193,30 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     })
 }
 
+/// The server secret (see `secret.rs`). If its file cannot be read or created, a secret for
+/// this run only: logins work, but SCRAM salts change at the next restart.
+fn server_secret(loaded: &Loaded) -> [u8; 32] {
+    match crate::secret::load_or_create(&loaded.secret_path()) {
+        Ok(secret) => secret,
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "no server secret file: SCRAM salts will change at the next restart"
+            );
+            let mut secret = [0u8; 32];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
+            secret
+        }
+    }
+}
+
 /// SIGHUP: the users file and the TLS certificate, keeping the old ones on error.
-fn reload(server: &Server, loaded: &Loaded) {
+fn reload(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
     let started = std::time::Instant::now();
     tracing::debug!(sessions = server.active_sessions(), "SIGHUP received");
     match ReloadingPasswdFile::load(loaded.users_path()) {
         Ok(users) => {
-            server.set_authenticator(Arc::new(users));
+            server.set_authenticator(Arc::new(users.with_secret(secret)));
             tracing::info!("SIGHUP: users file reloaded");
         }
         Err(error) => tracing::error!(%error, "SIGHUP: users file not reloaded"),

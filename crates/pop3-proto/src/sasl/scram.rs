@@ -179,6 +179,18 @@ pub(crate) fn attribute(part: Option<&str>, name: u8) -> Result<&str, SaslError>
     }
 }
 
+/// RFC 5802 §5.1: `m` is reserved for mandatory extensions, and "its presence in a client
+/// or a server message MUST cause authentication failure when the attribute is parsed by the
+/// other end", wherever it appears (other unknown attributes are ignored).
+fn reject_mandatory_extension<'a>(
+    mut rest: impl Iterator<Item = &'a str>,
+) -> Result<(), SaslError> {
+    match rest.any(|part| part.starts_with("m=")) {
+        true => Err(SaslError::UnsupportedExtension),
+        false => Ok(()),
+    }
+}
+
 /// The parsed server-first message (RFC 5802 §7 `server-first-message`).
 pub(crate) struct ServerFirst {
     pub nonce: String,
@@ -245,6 +257,7 @@ pub(crate) fn parse_client_first(msg: &str) -> Result<ClientFirst<'_>, SaslError
     if username.is_empty() || !is_valid_nonce(nonce) {
         return Err(SaslError::Malformed);
     }
+    reject_mandatory_extension(parts)?;
     Ok(ClientFirst { gs2_header, bare, authzid, username, nonce })
 }
 
@@ -262,7 +275,8 @@ pub(crate) fn parse_client_final(msg: &str) -> Result<ClientFinal<'_>, SaslError
     let mut parts = without_proof.split(',');
     let channel_binding = attribute(parts.next(), b'c')?;
     let nonce = attribute(parts.next(), b'r')?;
-    // Further attributes are extensions; ignore them (RFC 5802 §5.1).
+    // Further attributes are extensions; ignore them (RFC 5802 §5.1), but for `m`.
+    reject_mandatory_extension(parts)?;
     let proof = BASE64.decode(proof).map_err(|_| SaslError::Malformed)?;
     Ok(ClientFinal { channel_binding, nonce, without_proof, proof })
 }
@@ -336,5 +350,15 @@ mod tests {
         assert_eq!(parse_client_first("n,,n=,r=x").err(), Some(SaslError::Malformed));
         assert_eq!(parse_client_first("x,,n=u,r=x").err(), Some(SaslError::Malformed));
         assert!(parse_client_first("n,,n=u,r=a,b").is_ok(), "extensions are ignored");
+        assert_eq!(
+            parse_client_first("n,,n=u,r=a,m=x").err(),
+            Some(SaslError::UnsupportedExtension),
+            "m= is refused wherever it appears"
+        );
+        assert_eq!(
+            parse_client_final("c=biws,r=a,m=x,p=AAAA").err(),
+            Some(SaslError::UnsupportedExtension)
+        );
+        assert!(parse_client_final("c=biws,r=a,x=y,p=AAAA").is_ok());
     }
 }

@@ -212,10 +212,11 @@ impl SaslServer {
     /// Starts the exchange after `AUTH`. `initial_response` is `None` when the client sent
     /// none and `Some(b"")` for `=` (RFC 5034 §4).
     ///
-    /// For the client-first mechanisms (PLAIN, SCRAM-SHA-256, OAUTHBEARER, XOAUTH2) both
-    /// `None` and an empty initial response ask the client for its message with an empty
-    /// challenge (RFC 4616 §2 for PLAIN; the two-step XOAUTH2 form). LOGIN takes a non-empty
-    /// initial response as the user name; CRAM-MD5 takes none.
+    /// For the client-first mechanisms (PLAIN, SCRAM-SHA-256, OAUTHBEARER, XOAUTH2) `None`
+    /// asks the client for its message with an empty challenge (RFC 4616 §2 for PLAIN; the
+    /// two-step XOAUTH2 form), while an empty initial response (`=`) *is* the client's
+    /// message, an empty one (RFC 5034 §4), which those mechanisms then refuse as malformed.
+    /// LOGIN takes a non-empty initial response as the user name; CRAM-MD5 takes none.
     pub fn start(&mut self, initial_response: Option<&[u8]>) -> ServerStep {
         if !matches!(self.state, State::Initial) {
             return self.fail(SaslError::UnexpectedStep);
@@ -225,7 +226,7 @@ impl SaslServer {
             Mechanism::Plain
             | Mechanism::ScramSha256
             | Mechanism::OAuthBearer
-            | Mechanism::XOAuth2 => match initial {
+            | Mechanism::XOAuth2 => match initial_response {
                 Some(message) => self.client_first(message),
                 None => {
                     self.state = State::AwaitFirst;

@@ -100,20 +100,23 @@ impl ServerSession {
         let consumed = decoded.consumed;
         let outcome = decoded.outcome.map(|r| r.map(SaslResponse::into_owned));
         self.input.advance(consumed);
-        let state = core::mem::replace(&mut self.state, State::Authorization { user: None });
-        let State::Sasl { mut server } = state else {
-            self.state = state;
+        if !matches!(self.state, State::Sasl { .. }) || matches!(outcome, Ok(None)) {
+            return false;
+        }
+        if self.over_login_budget() {
+            return true;
+        }
+        let State::Sasl { mut server } =
+            core::mem::replace(&mut self.state, State::Authorization { user: None })
+        else {
             return false;
         };
         match outcome {
-            Ok(None) => {
-                self.state = State::Sasl { server };
-                return false;
-            }
-            // RFC 5034 §4: "*" cancels the exchange and the server answers -ERR.
-            Ok(Some(SaslResponse::Cancel)) => {
-                self.reply(StatusLine::err("authentication cancelled"));
-            }
+            Ok(None) => {}
+            // RFC 5034 §4: "*" cancels the exchange and the server answers -ERR. It is a failed
+            // login all the same: a client that learnt a SCRAM salt, or probed a name, and then
+            // cancelled must meet the same delay and count as one that guessed wrong.
+            Ok(Some(SaslResponse::Cancel)) => self.sasl_failed(server.mechanism(), true),
             Ok(Some(SaslResponse::Data(data))) => match BASE64.decode(data.expose().as_bytes()) {
                 Ok(bytes) => {
                     let step = server.step(&bytes);
@@ -155,32 +158,36 @@ impl ServerSession {
             }
             ServerStep::NeedScramKeys { username, .. } => {
                 self.events.push_back(Event::ScramKeysNeeded { username });
-                self.state = State::AuthPending { sasl: Some(server), failed: false };
+                self.state =
+                    State::AuthPending { sasl: Some(server), failed: false, cancelled: false };
             }
             ServerStep::Success { username, authzid } => {
                 self.ask(AuthRequest::Verified { username, authzid }, None);
             }
-            ServerStep::Failure(SaslError::Cancelled) => {
-                self.reply(StatusLine::err("authentication cancelled"));
-            }
-            ServerStep::Failure(_) => {
-                // The embedder answers with login_rejected after its failed-login delay.
-                self.events.push_back(Event::SaslFailed { mechanism: server.mechanism() });
-                self.state = State::AuthPending { sasl: None, failed: true };
+            ServerStep::Failure(error) => {
+                self.sasl_failed(server.mechanism(), error == SaslError::Cancelled);
             }
         }
+    }
+
+    /// The exchange failed (or was cancelled): the embedder answers with `login_rejected`
+    /// after its failed-login delay.
+    fn sasl_failed(&mut self, mechanism: Mechanism, cancelled: bool) {
+        self.events.push_back(Event::SaslFailed { mechanism, cancelled });
+        self.state = State::AuthPending { sasl: None, failed: true, cancelled };
     }
 
     /// Raises [`Event::Authenticate`] and waits for the answer.
     fn ask(&mut self, request: AuthRequest, sasl: Option<SaslServer>) {
         self.events.push_back(Event::Authenticate(request));
-        self.state = State::AuthPending { sasl, failed: false };
+        self.state = State::AuthPending { sasl, failed: false, cancelled: false };
     }
 
     /// Counts a failed login, answers `-ERR [AUTH]`, and closes after too many (RFC 3206 §5).
-    fn login_failed(&mut self) {
+    fn login_failed(&mut self, cancelled: bool) {
         self.failed_logins += 1;
-        let line = StatusLine::err("authentication failed").with_code(RespCode::Auth);
+        let text = if cancelled { "authentication cancelled" } else { "authentication failed" };
+        let line = StatusLine::err(text).with_code(RespCode::Auth);
         self.reply(line);
         if self.failed_logins >= self.config.max_failed_logins {
             self.reply(StatusLine::err("too many failed logins, closing"));
@@ -207,7 +214,7 @@ impl ServerSession {
     /// embedder's.
     pub fn login_rejected(&mut self, error: LoginError) -> Result<(), WrongState> {
         let State::AuthPending { .. } = self.state else { return Err(WrongState) };
-        let State::AuthPending { sasl, .. } =
+        let State::AuthPending { sasl, cancelled, .. } =
             core::mem::replace(&mut self.state, State::Authorization { user: None })
         else {
             return Err(WrongState);
@@ -222,7 +229,7 @@ impl ServerSession {
                     self.sasl_step(server, step);
                     return Ok(());
                 }
-                self.login_failed();
+                self.login_failed(cancelled);
                 self.process();
                 return Ok(());
             }

@@ -35,8 +35,16 @@ pub struct ServerConfig {
     /// Bad commands (syntax errors, unknown commands, commands illegal in the state) before
     /// the connection is closed (default 20).
     pub max_bad_commands: u32,
-    /// Idle time allowed before login (default 60 s).
+    /// Idle time allowed before login (default 60 s). Only complete lines count as activity:
+    /// a client that trickles a byte at a time without ending a line is idle.
     pub idle_timeout_authorization: Duration,
+    /// Time allowed from the greeting to a successful login, however active the client is
+    /// (default 180 s, Dovecot's login timeout). `None`: no such limit. A connection that
+    /// never logs in holds a slot only this long.
+    pub login_deadline: Option<Duration>,
+    /// Command lines (SASL responses included) accepted before login (default 30: a client
+    /// needs about six, a few more with failed attempts). The next one closes the connection.
+    pub max_commands_before_login: u32,
     /// Idle time allowed after login (default 10 min, RFC 1939 §3's minimum).
     pub idle_timeout_transaction: Duration,
     /// Output octets above which the session stops producing (back-pressure): no new command
@@ -63,6 +71,8 @@ impl Default for ServerConfig {
             max_failed_logins: 3,
             max_bad_commands: 20,
             idle_timeout_authorization: Duration::from_secs(60),
+            login_deadline: Some(Duration::from_secs(180)),
+            max_commands_before_login: 30,
             idle_timeout_transaction: Duration::from_secs(600),
             output_high_water: 64 * 1024,
             languages: vec![(String::from("en"), String::from("English"))],

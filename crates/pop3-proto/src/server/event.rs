@@ -14,14 +14,17 @@ pub enum Event {
     /// Answer with [`login_accepted`](super::ServerSession::login_accepted) or
     /// [`login_rejected`](super::ServerSession::login_rejected).
     Authenticate(AuthRequest),
-    /// A SASL exchange failed inside the session: a wrong SCRAM proof, or a response the
-    /// mechanism could not parse. It counts as wrong credentials, so answer it as one: apply the
-    /// failed-login delay, then call [`login_rejected`](super::ServerSession::login_rejected)
-    /// (`login_accepted` is refused). Without this event, SCRAM guesses would escape the delay
-    /// that slows USER/PASS guessing.
+    /// A SASL exchange failed inside the session: a wrong SCRAM proof, a response the
+    /// mechanism could not parse, or the client cancelled with `*` (RFC 5034 §4). It counts as
+    /// wrong credentials, so answer it as one: apply the failed-login delay, then call
+    /// [`login_rejected`](super::ServerSession::login_rejected) (`login_accepted` is refused).
+    /// Without this event, SCRAM guesses (or exchanges abandoned once the salt is known) would
+    /// escape the delay that slows USER/PASS guessing.
     SaslFailed {
         /// The mechanism of the exchange.
         mechanism: Mechanism,
+        /// The client cancelled the exchange with `*` rather than failing it.
+        cancelled: bool,
     },
     /// SCRAM-SHA-256: look up the user's stored keys. Answer with
     /// [`scram_keys`](super::ServerSession::scram_keys) (`None` for an unknown user: the
@@ -145,4 +148,9 @@ pub enum CloseReason {
     InputFlood,
     /// A message body failed after part of it was sent; the reply cannot be completed.
     BodyFailed,
+    /// No successful login within [`ServerConfig::login_deadline`](super::ServerConfig::login_deadline).
+    LoginDeadline,
+    /// More command lines before login than
+    /// [`ServerConfig::max_commands_before_login`](super::ServerConfig::max_commands_before_login).
+    TooManyCommandsBeforeLogin,
 }

@@ -12,7 +12,7 @@ use super::config::{Greeting, ServerConfig};
 use super::event::{CloseReason, Event};
 use super::snapshot::Snapshot;
 use crate::sasl::SaslServer;
-use crate::{CommandDecoder, StatusLine};
+use crate::{CommandDecoder, RespCode, StatusLine};
 
 /// One client connection's POP3 server state; see the [module docs](super).
 #[derive(Debug)]
@@ -31,6 +31,11 @@ pub struct ServerSession {
     pub(super) bad_commands: u32,
     /// Command lines executed or rejected so far, for the embedder's session log.
     pub(super) commands: u64,
+    /// Command and SASL lines read before login, against
+    /// [`ServerConfig::max_commands_before_login`].
+    pub(super) lines_before_login: u32,
+    /// When the session started (the greeting), for [`ServerConfig::login_deadline`].
+    pub(super) started: Duration,
     pub(super) last_activity: Duration,
     pub(super) close_reason: Option<CloseReason>,
 }
@@ -43,8 +48,8 @@ pub(super) enum State {
     /// Waiting for the embedder to answer [`Event::Authenticate`],
     /// [`Event::ScramKeysNeeded`] or [`Event::SaslFailed`]; a SASL exchange that may go on is
     /// kept. `failed`: the session has already judged the credentials wrong, so only a
-    /// rejection is a valid answer.
-    AuthPending { sasl: Option<SaslServer>, failed: bool },
+    /// rejection is a valid answer; `cancelled`: the client cancelled the exchange.
+    AuthPending { sasl: Option<SaslServer>, failed: bool, cancelled: bool },
     /// A SASL exchange (RFC 5034 §4), waiting for the client's next line.
     Sasl { server: SaslServer },
     /// STLS accepted, waiting for the embedder's TLS handshake (RFC 2595 §4).
@@ -123,6 +128,8 @@ impl ServerSession {
             failed_logins: 0,
             bad_commands: 0,
             commands: 0,
+            lines_before_login: 0,
+            started: now,
             last_activity: now,
             close_reason: None,
         };
@@ -145,7 +152,11 @@ impl ServerSession {
             State::Closed | State::StlsPending => return,
             _ => {}
         }
-        self.last_activity = now;
+        // Only a completed line is activity (RFC 1939 §3 speaks of commands): a client that
+        // trickles bytes without ever ending a line must not hold its connection forever.
+        if data.contains(&b'\n') {
+            self.last_activity = now;
+        }
         self.input.extend_from_slice(data);
         self.process();
         // What is left is waiting behind a busy session. A client that keeps sending while its
@@ -188,12 +199,26 @@ impl ServerSession {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called (same clock as the
     /// `now` arguments), or `None` once closed. Poll after every call: activity moves it.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        let timeout = match self.state {
+        let idle = match self.state {
             State::Closed => return None,
             State::Transaction(_) | State::Update { .. } => self.config.idle_timeout_transaction,
             _ => self.config.idle_timeout_authorization,
         };
-        Some(self.last_activity + timeout)
+        let idle = self.last_activity + idle;
+        Some(self.login_deadline().map_or(idle, |deadline| deadline.min(idle)))
+    }
+
+    /// The absolute time by which the client must have logged in; `None` once it has, while
+    /// the session waits for the embedder (a login being checked, a TLS handshake: its answer
+    /// comes first, then the deadline applies again), or without a
+    /// [`ServerConfig::login_deadline`].
+    fn login_deadline(&self) -> Option<Duration> {
+        match self.state {
+            State::Authorization { .. } | State::Sasl { .. } => {
+                self.config.login_deadline.map(|d| self.started + d)
+            }
+            _ => None,
+        }
     }
 
     /// Tells the session the time. Past the idle deadline it closes without UPDATE (RFC 1939
@@ -206,6 +231,13 @@ impl ServerSession {
         }
         if self.is_busy() {
             self.last_activity = now;
+            return;
+        }
+        if self.login_deadline().is_some_and(|d| now >= d) {
+            self.reply(
+                StatusLine::err("login took too long, closing").with_code(RespCode::SysTemp),
+            );
+            self.close(CloseReason::LoginDeadline);
             return;
         }
         self.reply(StatusLine::err("autologout: idle for too long"));
@@ -268,18 +300,34 @@ impl ServerSession {
         let outcome = decoded.outcome.map(|c| c.map(crate::Command::into_owned));
         self.input.advance(consumed);
         match outcome {
+            Ok(None) => false,
+            _ if self.over_login_budget() => true,
             Ok(Some(command)) => {
                 self.commands += 1;
                 self.execute(command);
                 true
             }
-            Ok(None) => false,
             Err(e) => {
                 self.commands += 1;
                 self.bad_command(&alloc::format!("{e}"));
                 true
             }
         }
+    }
+
+    /// Counts a line read before login; past the budget, answers and closes (true). CAPA and
+    /// the like are cheap one by one, but a client that never logs in has no use for more.
+    pub(super) fn over_login_budget(&mut self) -> bool {
+        if !matches!(self.state, State::Authorization { .. } | State::Sasl { .. }) {
+            return false;
+        }
+        self.lines_before_login = self.lines_before_login.saturating_add(1);
+        if self.lines_before_login <= self.config.max_commands_before_login {
+            return false;
+        }
+        self.reply(StatusLine::err("too many commands before login, closing"));
+        self.close(CloseReason::TooManyCommandsBeforeLogin);
+        true
     }
 
     /// True while the session waits for something other than the client.

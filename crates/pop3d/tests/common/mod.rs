@@ -90,14 +90,21 @@ struct Stdout {
 }
 
 impl Daemon {
-    /// A data dir with users alice (password `secret`, PLAIN so APOP is offered) and bob, the
-    /// [`messages`] delivered to alice, and a server on random ports.
+    /// A data dir with users alice (password `secret`, PLAIN so that APOP, CRAM-MD5 and
+    /// SCRAM-SHA-256 work; all are offered) and bob, the [`messages`] delivered to alice,
+    /// and a server on random ports.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = run(&["user", "add", "alice", "--password-stdin"], &data, b"secret\n");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(data.join("users"), "alice:{PLAIN}secret\nbob:{PLAIN}builder\n").unwrap();
+        // Every mechanism these PLAIN passwords can serve, so that clients try them all.
+        let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
+        let all = r#"mechanisms = ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN", "APOP"]"#;
+        let config = config.replace(r#"mechanisms = ["PLAIN", "LOGIN"]"#, all);
+        assert!(config.contains(all), "the default config lists the mechanisms");
+        std::fs::write(data.join("pop3d.toml"), config).unwrap();
         for m in messages() {
             let out = run(&["deliver", "alice"], &data, &m);
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
