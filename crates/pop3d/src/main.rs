@@ -62,7 +62,7 @@ enum Command {
         /// Implicit-TLS listener; replaces the configured ones. Repeatable.
         #[arg(long, value_name = "ADDR")]
         listen_tls: Vec<std::net::SocketAddr>,
-        /// Log level for this run instead of [log] level. RUST_LOG directives (e.g.
+        /// Log level for this run instead of `[log] level`. RUST_LOG directives (e.g.
         /// pop3_server=debug) add detail on top of it and never hide what it shows.
         #[arg(long, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
         log_level: Option<String>,
@@ -72,11 +72,13 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Deliver one message from standard input to one or more users (for Postfix's pipe
-    /// transport or mailbox_command). Exit codes (sysexits): 0 delivered; permanent, the MTA bounces: 65 empty
-    /// message, 67 unknown user or no maildrop for them, 73 unusable maildrop, 77 permission
-    /// denied; 75 temporary failure or unreadable configuration, the MTA retries.
-    /// Several recipients share one exit status, the worst (75 before any permanent code).
+    /// Deliver a message from standard input to one or more users (for an MTA).
+    ///
+    /// For Postfix's pipe transport. Exit codes (sysexits): 0 delivered; permanent, the MTA
+    /// bounces: 65 empty message, 67 unknown user or no maildrop for them, 73 unusable
+    /// maildrop, 77 permission denied; 75 temporary failure or unreadable configuration, the
+    /// MTA retries. Several recipients share one exit status, the worst (75 before any
+    /// permanent code).
     Deliver {
         /// The recipients (user names), each delivered in turn.
         #[arg(required = true, value_name = "NAME")]
@@ -85,11 +87,15 @@ enum Command {
         #[arg(long, short = 'f', value_name = "ADDRESS")]
         sender: Option<String>,
     },
-    /// Write the commented default configuration to --config FILE (for /etc/pop3d), or
-    /// without --config create the data dir as the first start does; never overwrites.
+    /// Write the commented default configuration, or create the data dir.
+    ///
+    /// With --config FILE (e.g. /etc/pop3d/pop3d.toml): that file only. Without: the data
+    /// dir, as the first start creates it. Never overwrites (exit 73).
     Init,
     /// Validate the configuration, users file and certificate; print the effective settings.
-    /// A data dir not created yet is reported with the defaults it will get (exit 0).
+    ///
+    /// Creates nothing: a data dir not created yet is reported with the defaults it will get
+    /// (exit 0).
     CheckConfig,
 }
 
