@@ -10,6 +10,8 @@
 //! stored. Cases alternate within each round (wire, pop3, mpop, fetchmail on disk, then the
 //! same on tmpfs) so that a noisy machine affects all of them alike; the table gives medians.
 //! Every run is checked: the Maildir must hold exactly the number of messages on the server.
+//! The table is printed, and with `--write` replaces the text between the fetchbench markers
+//! in `docs/performance.md` (without it the docs are never touched).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,8 @@ struct Settings {
 }
 
 fn settings(args: &[String]) -> Result<Settings> {
-    let mut s = Settings { messages: 5000, size: 20 * 1024, rounds: 3, repeats: 5, write: true };
+    // Writing the docs is opt-in: a quick or local run must not replace the published figures.
+    let mut s = Settings { messages: 5000, size: 20 * 1024, rounds: 3, repeats: 5, write: false };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> Result<usize> {
@@ -50,11 +53,12 @@ fn settings(args: &[String]) -> Result<Settings> {
             "--rounds" => s.rounds = value("--rounds")?.max(1),
             "--repeats" => s.repeats = value("--repeats")?.max(1),
             "--quick" => (s.messages, s.rounds, s.repeats) = (500, 1, 1),
+            "--write" => s.write = true,
             "--no-write" => s.write = false,
             other => {
                 return Err(format!(
                     "fetchbench: unknown argument {other} (--messages N, --size OCTETS, \
-                     --rounds N, --repeats N, --quick, --no-write)"
+                     --rounds N, --repeats N, --quick, --write)"
                 ))
             }
         }
@@ -105,6 +109,8 @@ pub fn fetchbench(args: &[String]) -> Result {
         if s.write {
             write_generated(SECTION, BEGIN, END, &doc)?;
             eprintln!("xtask: wrote docs/performance.md");
+        } else {
+            eprintln!("xtask: docs/performance.md left as it is (--write updates it)");
         }
         Ok(())
     });
@@ -531,4 +537,20 @@ fn bounded(cmd: &Command, limit: Duration) -> Command {
         };
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn writing_the_docs_is_opt_in() {
+        assert!(!settings(&args(&[])).unwrap().write);
+        assert!(!settings(&args(&["--quick"])).unwrap().write);
+        assert!(settings(&args(&["--quick", "--write"])).unwrap().write);
+    }
 }

@@ -7,11 +7,12 @@
 //! the foreground (`dovecot -F -c FILE`): no system service or file is touched. Each mode runs
 //! against pop3d, then Dovecot, then pop3d again ... (A B A B), and the loopback TCP limit is
 //! measured in every round, so that a noisy machine affects every figure alike. The table, the
-//! machine and the exact commands go into `docs/performance.md` between the loadtest markers.
+//! machine and the exact commands are printed, and with `--write` replace the text between the
+//! loadtest markers in `docs/performance.md`.
 //!
 //! Options: `--rounds N` (default 2), `--duration SECS` (default 5), `--quick` (1 round of 2 s,
-//! small idle runs, no 10,000-connection run), `--no-big-idle`, `--no-write`, `--keep` (keep the
-//! temp dir),
+//! small idle runs, no 10,000-connection run), `--no-big-idle`, `--write` (update
+//! `docs/performance.md`; without it the docs are never touched), `--keep` (keep the temp dir),
 //! `--skip-build`.
 
 use std::collections::BTreeMap;
@@ -51,7 +52,8 @@ fn settings(args: &[String]) -> Result<Settings> {
         duration: 5,
         idle_connections: 500,
         big_idle: Some((10_000, 60)),
-        write: true,
+        // Opt-in: a quick or local run must not replace the published figures.
+        write: false,
         keep: false,
         build: true,
     };
@@ -71,6 +73,7 @@ fn settings(args: &[String]) -> Result<Settings> {
                 s.big_idle = None;
             }
             "--no-big-idle" => s.big_idle = None,
+            "--write" => s.write = true,
             "--no-write" => s.write = false,
             "--keep" => s.keep = true,
             "--skip-build" => s.build = false,
@@ -461,6 +464,8 @@ pub fn loadtest(args: &[String]) -> Result {
         if s.write {
             write_doc(&doc)?;
             eprintln!("xtask: wrote docs/performance.md");
+        } else {
+            eprintln!("xtask: docs/performance.md left as it is (--write updates it)");
         }
         Ok(())
     });
@@ -750,4 +755,21 @@ pub(crate) fn write_generated(section: &str, begin: &str, end: &str, generated: 
         _ => format!("{}\n\n{section}\n\n{block}", text.trim_end()),
     };
     fs::write(&path, new).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn writing_the_docs_is_opt_in() {
+        assert!(!settings(&args(&[])).unwrap().write);
+        assert!(!settings(&args(&["--quick"])).unwrap().write);
+        assert!(settings(&args(&["--quick", "--write"])).unwrap().write);
+        assert!(!settings(&args(&["--write", "--no-write"])).unwrap().write);
+    }
 }

@@ -2,15 +2,17 @@
 //!
 //! - `test`: the whole test suite (unit, integration and doc tests of every crate).
 //! - `gates`: the quality gates: fmt, clippy, rustdoc, the `no_std` build of pop3-proto,
-//!   `cargo bench --no-run`, and a fuzz smoke run of every target.
+//!   `cargo bench --no-run`, and a fuzz smoke run of every target (skipped with a loud notice
+//!   when cargo-fuzz is missing, except under `CI=true`, where that fails).
 //! - `ci`: `gates`, then `test`.
 //! - `fuzz [TARGET] [--runs N]`: run one or every fuzz target (default 20,000 runs each).
 //! - `bench [FILTER]`: run the criterion benches and print the figures with their ratios.
-//! - `loadtest [--quick] [--rounds N] [--duration SECS] [--no-write]`: pop3d and Dovecot side by
-//!   side under `pop3-load`; writes the table into `docs/performance.md`.
+//! - `loadtest [--quick] [--rounds N] [--duration SECS] [--write]`: pop3d and Dovecot side by
+//!   side under `pop3-load`; prints the table, and with `--write` puts it into
+//!   `docs/performance.md`.
 //! - `fetchbench [--quick] [--messages N] [--size OCTETS] [--rounds N] [--repeats N]
-//!   [--no-write]`: `pop3 fetch` against mpop and fetchmail from one Dovecot; writes the table
-//!   into `docs/performance.md`.
+//!   [--write]`: `pop3 fetch` against mpop and fetchmail from one Dovecot; prints the table,
+//!   and with `--write` puts it into `docs/performance.md`.
 
 mod bench_report;
 mod fetchbench;
@@ -23,7 +25,13 @@ use std::process::{Command, ExitCode};
 type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
-    "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | loadtest [--quick] | fetchbench [--quick]>";
+    "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | \
+                     loadtest [--quick] [--write] | fetchbench [--quick] [--write]>";
+
+/// How to get cargo-fuzz, for the messages that need it.
+const GET_CARGO_FUZZ: &str = "cargo install --locked cargo-fuzz (it runs on a nightly \
+                              toolchain, `rustup toolchain install nightly`, or on stable with \
+                              RUSTC_BOOTSTRAP=1, which xtask sets when nightly is missing)";
 
 /// Fuzz runs per target in CI (the project's minimum).
 const CI_FUZZ_RUNS: u64 = 20_000;
@@ -95,7 +103,38 @@ fn gates() -> Result {
     // pop3-proto is `no_std` + `alloc` without its default features.
     run(cargo_with(&["build", "-p", "pop3-proto", "--no-default-features"]))?;
     run(cargo_with(&["bench", "--workspace", "--no-run"]))?;
-    fuzz(None, CI_FUZZ_RUNS)
+    match fuzz_gate(has_cargo_fuzz(), env::var("CI").as_deref() == Ok("true")) {
+        FuzzGate::Run => fuzz(None, CI_FUZZ_RUNS),
+        FuzzGate::Fail(why) => Err(why),
+        FuzzGate::Skip(why) => {
+            eprintln!("\n==> SKIPPED: {why}; NOT RUN (CI runs it)");
+            Ok(())
+        }
+    }
+}
+
+/// What `gates` does about the fuzz smoke run.
+#[derive(Debug, PartialEq, Eq)]
+enum FuzzGate {
+    Run,
+    /// Outside CI a newcomer without cargo-fuzz still gets every other gate.
+    Skip(String),
+    /// CI must never pass with a gate missing.
+    Fail(String),
+}
+
+fn fuzz_gate(has_cargo_fuzz: bool, ci: bool) -> FuzzGate {
+    let why =
+        || format!("fuzz smoke run: cargo-fuzz is not installed; to get it: {GET_CARGO_FUZZ}");
+    match (has_cargo_fuzz, ci) {
+        (true, _) => FuzzGate::Run,
+        (false, false) => FuzzGate::Skip(why()),
+        (false, true) => FuzzGate::Fail(format!("{} (CI=true)", why())),
+    }
+}
+
+fn has_cargo_fuzz() -> bool {
+    Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success())
 }
 
 fn fuzz_command(args: &[String]) -> Result {
@@ -118,9 +157,8 @@ fn fuzz_command(args: &[String]) -> Result {
 /// A `cargo fuzz` command: nightly when rustup has it, else stable with `RUSTC_BOOTSTRAP=1`
 /// (cargo-fuzz needs unstable sanitizer flags; the compiler is the same).
 fn cargo_fuzz() -> Result<Command> {
-    let has_fuzz = Command::new("cargo").args(["fuzz", "--version"]).output();
-    if !has_fuzz.is_ok_and(|o| o.status.success()) {
-        return Err("cargo-fuzz is not installed: cargo install --locked cargo-fuzz".to_owned());
+    if !has_cargo_fuzz() {
+        return Err(format!("cargo-fuzz is not installed: {GET_CARGO_FUZZ}"));
     }
     let nightly = Command::new("rustup")
         .args(["run", "nightly", "rustc", "--version"])
@@ -172,4 +210,19 @@ fn bench(filter: Option<&str>) -> Result {
     println!("{report}");
     // The pipeline target as a robust figure (alternating runs, fastest of each side).
     run(cargo_with(&["bench", "-p", "pop3-benches", "--bench", "pipeline_ratio"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_gate_skips_loudly_outside_ci_and_fails_in_it() {
+        assert_eq!(fuzz_gate(true, true), FuzzGate::Run);
+        assert_eq!(fuzz_gate(true, false), FuzzGate::Run);
+        let FuzzGate::Skip(why) = fuzz_gate(false, false) else { panic!("not skipped") };
+        assert!(why.contains("cargo install --locked cargo-fuzz"), "{why}");
+        let FuzzGate::Fail(why) = fuzz_gate(false, true) else { panic!("not failed under CI") };
+        assert!(why.contains("cargo install --locked cargo-fuzz") && why.contains("CI=true"));
+    }
 }

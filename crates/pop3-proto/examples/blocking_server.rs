@@ -2,8 +2,8 @@
 //! maildrop: all of the protocol is pop3-proto's sans-IO `ServerSession`.
 //!
 //! ```sh
-//! cargo run -p pop3-proto --example blocking_server -- 127.0.0.1:1110
-//! curl -s pop3://alice:secret@127.0.0.1:1110/1
+//! cargo run -p pop3-proto --example blocking_server   # 127.0.0.1:2110 (beside pop3d's 1110)
+//! curl -s pop3://alice:secret@127.0.0.1:2110/1
 //! ```
 //! User `alice`, password `secret` (USER/PASS, AUTH PLAIN, LOGIN or SCRAM-SHA-256; plaintext is
 //! allowed because it listens only where you tell it to: use loopback).
@@ -23,11 +23,12 @@ use pop3_proto::server::{ServerConfig, ServerSession, Snapshot};
 type Store = Mutex<HashMap<String, (Vec<(String, Vec<u8>)>, bool)>>;
 
 fn main() -> Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:1110".to_owned());
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:2110".to_owned());
     let note = |n| format!("Subject: note {n}\n\n.dot-led line\nbye\n").into_bytes();
     let inbox = (1..=3).map(|n| (format!("uid-{n}"), note(n))).collect();
     let store: Arc<Store> = Arc::new(Mutex::new(HashMap::from([("alice".into(), (inbox, false))])));
-    let listener = TcpListener::bind(&addr)?;
+    let listener =
+        TcpListener::bind(&addr).map_err(|e| Error::new(e.kind(), format!("{addr}: {e}")))?;
     println!("POP3 on {addr}: user alice, password secret");
     for (n, stream) in listener.incoming().enumerate() {
         let (store, stream) = (Arc::clone(&store), stream?);

@@ -13,7 +13,7 @@ pub const DEFAULT_CONFIG: &str = r#"# pop3d configuration. Relative paths are re
 [server]
 # Plain POP3 listeners (STLS offered when [tls] is set). Port 110 in production.
 listen = ["127.0.0.1:1110"]
-# Implicit-TLS (POP3S) listeners. Port 995 in production.
+# Implicit-TLS (POP3S) listeners; they need [tls]. Port 995 in production.
 listen_tls = ["127.0.0.1:1995"]
 # Host name for the APOP timestamp and the CRAM-MD5 challenge.
 hostname = "localhost"
@@ -29,6 +29,7 @@ trust_loopback = true
 [tls]
 # PEM certificate chain and private key. A fresh data dir gets a self-signed pair for
 # localhost; use your CA's (e.g. Let's Encrypt's fullchain.pem and privkey.pem) in production.
+# Without this section there is no TLS at all (no STLS, listen_tls must be empty).
 cert = "tls/cert.pem"
 key = "tls/key.pem"
 
@@ -95,7 +96,8 @@ max_connections_per_ip = 100
 max_connections_per_user_ip = 10
 
 [log]
-# error, warn, info, debug or trace (RUST_LOG overrides it). Passwords are never logged.
+# error, warn, info, debug or trace (`serve --log-level` overrides it; RUST_LOG directives
+# such as pop3_server=debug add detail on top). Passwords are never logged.
 level = "info"
 "#;
 
@@ -128,7 +130,8 @@ impl Default for ServerSection {
     fn default() -> Self {
         Self {
             listen: vec!["127.0.0.1:1110".parse().expect("address")],
-            listen_tls: vec!["127.0.0.1:1995".parse().expect("address")],
+            // Left out, there is no TLS (see `TlsSection`); the written default sets both.
+            listen_tls: Vec::new(),
             hostname: "localhost".into(),
             allow_plaintext_without_tls: false,
             trust_loopback: true,
@@ -137,19 +140,16 @@ impl Default for ServerSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The certificate and key. Left out, there is no TLS: no STLS, and `listen_tls` must be
+/// empty, so a plain-only server needs no TLS files. A fresh data dir's `pop3d.toml` sets
+/// both to the self-signed pair it creates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
-}
-
-impl Default for TlsSection {
-    fn default() -> Self {
-        Self { cert: Some("tls/cert.pem".into()), key: Some("tls/key.pem".into()) }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,7 +296,12 @@ impl Loaded {
     /// Reads and validates `path`; errors name the file, and TOML errors the line and key.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let file: FileConfig = toml::from_str(&text)
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, String> {
+        let file: FileConfig = toml::from_str(text)
             .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
@@ -449,9 +454,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_commented_default_is_the_default() {
+    fn the_commented_default_is_the_default_with_tls() {
         let parsed: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
-        assert_eq!(parsed, FileConfig::default());
+        let mut expected = FileConfig::default();
+        expected.server.listen_tls = vec!["127.0.0.1:1995".parse().unwrap()];
+        expected.tls =
+            TlsSection { cert: Some("tls/cert.pem".into()), key: Some("tls/key.pem".into()) };
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn left_out_tls_means_none() {
+        let path = Path::new("/etc/pop3d/pop3d.toml");
+        let plain = Loaded::parse(path, "[server]\nlisten = [\"0.0.0.0:110\"]\n").unwrap();
+        assert_eq!(plain.tls_paths(), None);
+        assert!(plain.file.server.listen_tls.is_empty());
+        let err = Loaded::parse(path, "[server]\nlisten_tls = [\"0.0.0.0:995\"]\n").unwrap_err();
+        assert!(err.contains("listen_tls needs [tls] cert and key"), "{err}");
+        let err = Loaded::parse(path, "[tls]\ncert = \"c.pem\"\n").unwrap_err();
+        assert!(err.contains("set both cert and key"), "{err}");
     }
 
     #[test]

@@ -7,12 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod deliver;
 mod privdrop;
 mod secret;
 mod serve;
 mod users;
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ pub mod exit {
     pub const OSERR: u8 = 71;
     pub const CANTCREAT: u8 = 73;
     pub const TEMPFAIL: u8 = 75;
+    pub const NOPERM: u8 = 77;
     pub const CONFIG: u8 = 78;
 }
 
@@ -42,7 +44,8 @@ struct Cli {
     /// Configuration file [default: DATA_DIR/pop3d.toml].
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory, created with defaults on first use [default: ./pop3d-data].
+    /// Data directory; `init`, `serve` and `user` create it with defaults when it has no
+    /// pop3d.toml (`check-config` and `deliver` never do) [default: ./pop3d-data].
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -59,22 +62,40 @@ enum Command {
         /// Implicit-TLS listener; replaces the configured ones. Repeatable.
         #[arg(long, value_name = "ADDR")]
         listen_tls: Vec<std::net::SocketAddr>,
+        /// Log level for this run instead of `[log] level`. RUST_LOG directives (e.g.
+        /// pop3_server=debug) add detail on top of it and never hide what it shows.
+        #[arg(long, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
+        log_level: Option<String>,
     },
     /// Manage users in the users file.
     User {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Deliver one message from standard input (for Postfix's mailbox_command).
-    /// Exit codes: 0 delivered, 67 unknown user, 75 temporary failure (the MTA retries).
+    /// Deliver a message from standard input to one or more users (for an MTA).
+    ///
+    /// For Postfix's pipe transport. Exit codes (sysexits): 0 delivered; permanent, the MTA
+    /// bounces: 65 empty message, 67 unknown user or no maildrop for them, 73 unusable
+    /// maildrop, 77 permission denied; 75 temporary failure or unreadable configuration, the
+    /// MTA retries. Several recipients share one exit status, the worst (75 before any
+    /// permanent code).
     Deliver {
-        /// The recipient.
-        name: String,
+        /// The recipients (user names), each delivered in turn.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
         /// Envelope sender, for mbox From lines.
         #[arg(long, short = 'f', value_name = "ADDRESS")]
         sender: Option<String>,
     },
+    /// Write the commented default configuration, or create the data dir.
+    ///
+    /// With --config FILE (e.g. /etc/pop3d/pop3d.toml): that file only. Without: the data
+    /// dir, as the first start creates it. Never overwrites (exit 73).
+    Init,
     /// Validate the configuration, users file and certificate; print the effective settings.
+    ///
+    /// Creates nothing: a data dir not created yet is reported with the defaults it will get
+    /// (exit 0).
     CheckConfig,
 }
 
@@ -101,7 +122,15 @@ enum UserAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to stdout and succeed; a usage error is EX_USAGE (64),
+            // not clap's 2, which an MTA would not understand.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
     ExitCode::from(match run(cli) {
         Ok(code) => code,
         Err((code, message)) => {
@@ -135,11 +164,16 @@ fn configuration(cli: &Cli, create: bool) -> Result<(Loaded, bool), Failure> {
 fn run(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         None | Some(Command::Serve { .. }) => {
-            let (listen, listen_tls) = match &cli.command {
-                Some(Command::Serve { listen, listen_tls }) => (listen.clone(), listen_tls.clone()),
-                _ => (Vec::new(), Vec::new()),
+            let (listen, listen_tls, log_level) = match &cli.command {
+                Some(Command::Serve { listen, listen_tls, log_level }) => {
+                    (listen.clone(), listen_tls.clone(), log_level.clone())
+                }
+                _ => (Vec::new(), Vec::new(), None),
             };
             let (mut loaded, created) = configuration(&cli, true)?;
+            if let Some(level) = log_level {
+                loaded.file.log.level = level;
+            }
             if !listen.is_empty() {
                 loaded.file.server.listen = listen;
             }
@@ -154,21 +188,35 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             match action {
                 UserAction::Add { name, password_stdin } => {
                     let password = read_password(*password_stdin)?;
-                    users::add(&users_path, name, &password).map_err(|e| (exit::DATAERR, e))?;
+                    let run_as = loaded.file.server.run_as.as_deref();
+                    // Root creating the users file creates it for the server's user.
+                    let new_owner = match run_as.filter(|_| privdrop::is_root()) {
+                        Some(user) => {
+                            let (uid, gid) =
+                                privdrop::lookup(user).map_err(|e| (exit::CONFIG, e))?;
+                            Some((uid.as_raw(), gid.as_raw()))
+                        }
+                        None => None,
+                    };
+                    users::add(&users_path, name, &password, new_owner)?;
                     let user = pop3_server::UserInfo { name: name.clone(), home: None };
-                    if let Err(e) = create_maildrop(&loaded, &user) {
+                    let created = match run_as {
+                        Some(run_as) => privdrop::drop_for_files(run_as),
+                        None => Ok(()),
+                    }
+                    .and_then(|()| create_maildrop(&loaded, &user));
+                    if let Err(e) = created {
                         eprintln!("pop3d: user {name} added, but: {e}");
                     }
                     report_password(name, &password, *password_stdin, "added");
                 }
                 UserAction::Passwd { name, password_stdin } => {
                     let password = read_password(*password_stdin)?;
-                    users::set_password(&users_path, name, &password)
-                        .map_err(|e| (exit::NOUSER, e))?;
+                    users::set_password(&users_path, name, &password)?;
                     report_password(name, &password, *password_stdin, "password changed");
                 }
                 UserAction::Del { name } => {
-                    users::delete(&users_path, name).map_err(|e| (exit::NOUSER, e))?;
+                    users::delete(&users_path, name)?;
                     println!("user {name} removed from {} (mail kept)", users_path.display());
                 }
                 UserAction::List => {
@@ -184,8 +232,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
-        Some(Command::Deliver { name, sender }) => deliver(&cli, name, sender.clone()),
+        Some(Command::Deliver { names, sender }) => deliver(&cli, names, sender.clone()),
+        Some(Command::Init) => init(&cli),
         Some(Command::CheckConfig) => {
+            if cli.config.is_none() {
+                let data_dir = cli.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+                let path = data_dir.join("pop3d.toml");
+                if !path.exists() {
+                    return check_default(&path);
+                }
+            }
             let (loaded, _) = configuration(&cli, false)?;
             check_config(&loaded)
         }
@@ -227,21 +283,26 @@ fn create_maildrop(loaded: &Loaded, user: &pop3_server::UserInfo) -> Result<(), 
     Ok(())
 }
 
-fn deliver(cli: &Cli, name: &str, sender: Option<String>) -> Result<u8, Failure> {
+fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Failure> {
     // An MTA must requeue on a configuration problem, not bounce.
     let (loaded, _) = configuration(cli, false).map_err(|(_, e)| (exit::TEMPFAIL, e))?;
     let users = pop3_server::PasswdFile::load(loaded.users_path())
         .map_err(|e| (exit::TEMPFAIL, e.to_string()))?;
-    let Some(user) = users.user(name) else {
-        return Err((exit::NOUSER, format!("unknown user {name:?}")));
-    };
-    let envelope = pop3_storage::Envelope { sender };
-    let mut stdin = std::io::stdin().lock();
-    let mut reader: &mut dyn Read = &mut stdin;
-    match loaded.mail_location().deliver(&user, &mut reader, &envelope) {
-        Ok(()) => Ok(exit::OK),
-        Err(e) => Err((exit::TEMPFAIL, format!("delivery to {name} failed: {e}"))),
+    // Run as root, deliver as the server's user: the Maildir and the message must be its.
+    if let Some(run_as) = &loaded.file.server.run_as {
+        privdrop::drop_for_files(run_as).map_err(|e| (exit::TEMPFAIL, e))?;
     }
+    let mut stdin = std::io::stdin().lock();
+    let outcomes = deliver::deliver_all(&loaded.mail_location(), &users, names, sender, &mut stdin);
+    // Each message names its recipient; one that concerns all of them is printed once.
+    let mut printed = None;
+    for message in outcomes.iter().filter_map(|o| o.message.as_ref()) {
+        if printed != Some(message) {
+            eprintln!("pop3d: {message}");
+            printed = Some(message);
+        }
+    }
+    Ok(deliver::worst(&outcomes))
 }
 
 fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
@@ -260,10 +321,67 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
     println!("# {}: OK ({} users)", loaded.path.display(), users.users().count());
     println!("# paths: users = {}", users_path.display());
-    if let Some((cert, key)) = loaded.tls_paths() {
-        println!("#        tls = {} + {}", cert.display(), key.display());
+    match loaded.tls_paths() {
+        Some((cert, key)) => println!("#        tls = {} + {}", cert.display(), key.display()),
+        None => println!("#        tls = none (no [tls]: no STLS, no POP3S)"),
     }
     println!("#        mail = {}", loaded.mail_location().template);
+    print!("{effective}");
+    Ok(exit::OK)
+}
+
+/// `pop3d init`: the commented default configuration at `--config FILE`, or a fresh data dir.
+fn init(cli: &Cli) -> Result<u8, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = &cli.config else {
+        let data_dir = cli.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        if data_dir.join("pop3d.toml").exists() {
+            let shown = data_dir.join("pop3d.toml");
+            return Err((exit::CANTCREAT, format!("{}: exists, not overwritten", shown.display())));
+        }
+        init_data_dir(&data_dir).map_err(|e| (exit::CANTCREAT, e))?;
+        println!(
+            "pop3d: created {}/ with pop3d.toml (every setting, commented), users (empty), mail/ \
+             and tls/cert.pem + tls/key.pem (self-signed for localhost)",
+            data_dir.display()
+        );
+        return Ok(exit::OK);
+    };
+    let failed = |e: std::io::Error| (exit::CANTCREAT, format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    (exit::CANTCREAT, format!("{}: exists, not overwritten", path.display()))
+                }
+                _ => failed(e),
+            },
+        )?;
+    std::io::Write::write_all(&mut file, config::DEFAULT_CONFIG.as_bytes()).map_err(failed)?;
+    println!(
+        "pop3d: wrote {} (every setting, commented; relative paths are relative to its \
+         directory). Review [server] listen, listen_tls, hostname and run_as, [tls] cert and key \
+         (no certificate was created), [users] file and [mail] location, then run \
+         `pop3d --config {} check-config`.",
+        path.display(),
+        path.display()
+    );
+    Ok(exit::OK)
+}
+
+/// `check-config` on a data dir that does not exist yet: the settings it will be created
+/// with (the commented default), which are valid by construction; nothing is created.
+fn check_default(path: &Path) -> Result<u8, Failure> {
+    let loaded = Loaded::parse(path, config::DEFAULT_CONFIG).map_err(|e| (exit::SOFTWARE, e))?;
+    let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
+    println!(
+        "# {}: does not exist yet; `pop3d init` or `pop3d serve` creates it with these \
+         settings, an empty users file, mail/ and a self-signed certificate in tls/",
+        path.display()
+    );
     print!("{effective}");
     Ok(exit::OK)
 }

@@ -1,4 +1,5 @@
-//! Dropping root privileges after the listeners are bound.
+//! Dropping root privileges: after the listeners are bound, and before operator commands run
+//! as root create files the server must own.
 //!
 //! Runs while the process has a single thread (before the tokio runtime starts): the
 //! `set_thread_*` system calls then change the credentials of the whole process.
@@ -20,12 +21,32 @@ pub fn lookup(user: &str) -> Result<(Uid, Gid), String> {
     Err(format!("run_as = {user:?}: no such user in /etc/passwd"))
 }
 
+/// True if this process runs as root (and so may switch users or give files away).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// Switches to `user` if running as root; a no-op (with a note) otherwise.
 pub fn drop_to(user: &str) -> Result<(), String> {
-    if !rustix::process::geteuid().is_root() {
+    if !is_root() {
         eprintln!("pop3d: not running as root; run_as = {user:?} ignored");
         return Ok(());
     }
+    switch_to(user)
+}
+
+/// For operator commands (`deliver`, `user add`) run as root: switches to the server's
+/// `run_as` user before they create Maildirs and messages, so that everything they create
+/// belongs to the user the server reads it as. Silently a no-op when not root.
+pub fn drop_for_files(user: &str) -> Result<(), String> {
+    if is_root() {
+        switch_to(user)
+    } else {
+        Ok(())
+    }
+}
+
+fn switch_to(user: &str) -> Result<(), String> {
     let (uid, gid) = lookup(user)?;
     if uid.is_root() {
         return Err(format!("run_as = {user:?} is root"));

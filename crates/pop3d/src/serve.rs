@@ -8,16 +8,35 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{tracing_level, Loaded};
 use crate::{exit, Failure};
 
+/// Logs on standard error: everything at the configured level (`[log] level`, or
+/// `--log-level`), plus whatever `RUST_LOG` enables on top. The two filters are joined with
+/// "or", so `RUST_LOG=pop3_server=debug` adds the server library's detail and never hides
+/// pop3d's own lines (an `EnvFilter` built from `RUST_LOG` alone would turn everything it does
+/// not name off).
 fn init_tracing(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rustls=warn")));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{EnvFilter, FilterExt};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let base = EnvFilter::new(format!("{level},rustls=warn"));
+    let (extra, bad) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match EnvFilter::try_new(&directives) {
+            Ok(filter) => (filter, None),
+            Err(e) => {
+                (EnvFilter::new("off"), Some(format!("RUST_LOG={directives:?} ignored: {e}")))
+            }
+        },
+        _ => (EnvFilter::new("off"), None),
+    };
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter(base.or(extra));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+    if let Some(bad) = bad {
+        tracing::warn!("{bad}");
+    }
 }
 
 /// How to call this binary in printed hints.
@@ -69,6 +88,12 @@ fn raise_nofile_limit() {
 pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failure> {
     let level = tracing_level(&loaded.file.log.level).map_err(|e| (exit::CONFIG, e))?;
     init_tracing(&level.to_string().to_lowercase());
+    tracing::debug!(
+        config = %loaded.path.display(),
+        users = %loaded.users_path().display(),
+        mail = %loaded.mail_location().template,
+        "configuration loaded"
+    );
     raise_nofile_limit();
     let users_path = loaded.users_path();
     let secret = server_secret(&loaded);
@@ -78,11 +103,22 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     for warning in users.current().warnings() {
         tracing::warn!(path = %users_path.display(), "{warning}");
     }
+    tracing::debug!(
+        path = %users_path.display(),
+        users = users.current().users().count(),
+        "users file loaded"
+    );
     let tls = match loaded.tls_paths() {
         Some((cert, key)) => {
-            Some(pop3_server::tls::load(&cert, &key).map_err(|e| (exit::CONFIG, e.to_string()))?)
+            let tls =
+                pop3_server::tls::load(&cert, &key).map_err(|e| (exit::CONFIG, e.to_string()))?;
+            tracing::debug!(cert = %cert.display(), key = %key.display(), "TLS certificate loaded");
+            Some(tls)
         }
-        None => None,
+        None => {
+            tracing::debug!("no [tls]: no STLS, no POP3S");
+            None
+        }
     };
     let server_section = &loaded.file.server;
     if !server_section.listen_tls.is_empty() && tls.is_none() {
@@ -105,6 +141,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     }
     if let Some(user) = &server_section.run_as {
         crate::privdrop::drop_to(user).map_err(|e| (exit::OSERR, e))?;
+        tracing::debug!(run_as = %user, "after binding: run_as applied");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,11 +169,12 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
                 }
             });
         }
-        announce(&loaded, created, explicit, &plain, &secure);
+        // Handlers first: whoever reads the announcement may signal at once.
         let signal_error = |e: std::io::Error| (exit::OSERR, format!("signal handler: {e}"));
         let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        announce(&loaded, created, explicit, &plain, &secure);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -170,6 +208,8 @@ fn server_secret(loaded: &Loaded) -> [u8; 32] {
 
 /// SIGHUP: the users file and the TLS certificate, keeping the old ones on error.
 fn reload(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
+    let started = std::time::Instant::now();
+    tracing::debug!(sessions = server.active_sessions(), "SIGHUP received");
     match ReloadingPasswdFile::load(loaded.users_path()) {
         Ok(users) => {
             server.set_authenticator(Arc::new(users.with_secret(secret)));
@@ -186,6 +226,7 @@ fn reload(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
             Err(error) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded"),
         }
     }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "SIGHUP handled");
 }
 
 fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], secure: &[String]) {
@@ -196,8 +237,10 @@ fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], se
              mail/ and tls/cert.pem + tls/key.pem (self-signed for localhost)"
         );
     }
-    if !plain.is_empty() {
+    if !plain.is_empty() && loaded.tls_paths().is_some() {
         println!("pop3d: POP3 (with STLS) on {}", plain.join(", "));
+    } else if !plain.is_empty() {
+        println!("pop3d: POP3 (no TLS: no [tls] in the configuration) on {}", plain.join(", "));
     }
     if !secure.is_empty() {
         println!("pop3d: POP3S (implicit TLS) on {}", secure.join(", "));
@@ -207,6 +250,11 @@ fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], se
         loaded.users_path().display(),
         loaded.mail_location().template
     );
+    // The hints suit the embedded defaults (a self-signed certificate, local ports): they are
+    // shown on the start that created the data dir, never for an operator's configuration.
+    if !created {
+        return;
+    }
     let cmd = invocation(loaded, explicit);
     let plain_port = plain.first().map(String::as_str).unwrap_or("127.0.0.1:1110");
     println!("Next steps, in another terminal:");

@@ -62,6 +62,221 @@ fn fresh_data_dir_users_and_delivery() {
     assert_eq!(run(&["deliver", "carol"], &data, b"x\n").status.code(), Some(75));
 }
 
+/// sysexits(3) for an MTA: permanent failures bounce (64, 65, 67, 73, 77), temporary ones
+/// are retried (75), and nothing is stored for a refused message.
+#[test]
+fn deliver_exit_codes_tell_bounce_from_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    common::output_ok(&run(&["user", "add", "carol", "--password-stdin"], &data, b"x\n"), "add");
+    let new = data.join("mail/carol/new");
+    let count = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+
+    let empty = run(&["deliver", "carol"], &data, b"");
+    assert_eq!(empty.status.code(), Some(65), "EX_DATAERR for an empty message");
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("empty message"));
+    assert_eq!(count(&new), 0, "nothing stored");
+    assert_eq!(run(&["deliver", "nosuchuser"], &data, b"x\n").status.code(), Some(67));
+    assert_eq!(run(&["deliver"], &data, b"x\n").status.code(), Some(64), "EX_USAGE");
+    assert_eq!(run(&["deliver", "carol", "--bogus"], &data, b"x\n").status.code(), Some(64));
+    assert_eq!(run(&["deliver", "carol"], &data, b"x\n").status.code(), Some(0));
+    assert_eq!(count(&new), 1);
+
+    // Under location = "%h/Maildir": a user without a home has no maildrop (permanent, not
+    // a retry forever), and a home that is a file cannot hold one (73).
+    let users = data.join("users");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text.push_str("homeless:{PLAIN}x::::::\n");
+    text.push_str(&format!("filehome:{{PLAIN}}x::::{}::\n", users.display()));
+    std::fs::write(&users, text).unwrap();
+    let config = data.join("pop3d.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("location = \"mail/%u\"", "location = \"%h/Maildir\""))
+        .unwrap();
+    let homeless = run(&["deliver", "homeless"], &data, b"x\n");
+    assert_eq!(homeless.status.code(), Some(67), "{}", String::from_utf8_lossy(&homeless.stderr));
+    assert!(String::from_utf8_lossy(&homeless.stderr).contains("no home directory"));
+    let filehome = run(&["deliver", "filehome"], &data, b"x\n");
+    assert_eq!(filehome.status.code(), Some(73), "{}", String::from_utf8_lossy(&filehome.stderr));
+}
+
+/// `deliver alice bob` (Postfix with several recipients per delivery): each one gets the
+/// same bytes, the exit status is the worst, and the spool leaves nothing in $TMPDIR.
+#[test]
+fn deliver_to_several_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    for name in ["carol", "dave"] {
+        common::output_ok(&run(&["user", "add", name, "--password-stdin"], &data, b"x\n"), "add");
+    }
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let deliver = |args: &[&str], message: &[u8]| {
+        let mut child = std::process::Command::new(common::BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("deliver")
+            .args(args)
+            .env("TMPDIR", &tmp)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(message).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let stored = |name: &str| -> Vec<Vec<u8>> {
+        let new = data.join("mail").join(name).join("new");
+        let mut files: Vec<_> =
+            std::fs::read_dir(new).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort_by_key(|p| common::delivery_order(p.file_name().unwrap().to_str().unwrap()));
+        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    };
+    // Larger than the first chunk read before spooling.
+    let big = common::messages().concat().repeat(2);
+    assert!(big.len() > 300_000);
+    assert_eq!(deliver(&["carol", "dave"], &big).0, Some(0));
+    assert_eq!(stored("carol"), vec![big.clone()]);
+    assert_eq!(stored("dave"), vec![big.clone()]);
+
+    let (code, err) = deliver(&["carol", "nosuchuser", "dave"], b"Subject: two\n\nx\n");
+    assert_eq!(code, Some(67), "the worst status: {err}");
+    assert!(err.contains("nosuchuser"), "{err}");
+    assert_eq!(stored("carol").len(), 2, "the known recipients still get it");
+    assert_eq!(stored("dave").len(), 2);
+
+    let (code, err) = deliver(&["carol", "dave"], b"");
+    assert_eq!(code, Some(65), "{err}");
+    assert_eq!(err.matches("empty message").count(), 1, "said once: {err}");
+    assert_eq!(stored("carol").len(), 2);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no spool file left behind");
+}
+
+/// `check-config` on a data dir that does not exist yet reports the defaults it will get
+/// and creates nothing.
+#[test]
+fn check_config_before_the_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("not-yet");
+    let out = run(&["check-config"], &data, b"");
+    common::output_ok(&out, "check-config on a missing data dir");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("does not exist yet"), "{stdout}");
+    assert!(stdout.contains("listen_tls = [\"127.0.0.1:1995\"]"), "{stdout}");
+    assert!(!data.exists(), "check-config creates nothing");
+    // An explicit --config that is missing is an error that names it.
+    let missing = dir.path().join("missing.toml");
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&missing)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+/// No `[tls]` means no TLS: a plain-only server needs no certificate, and the checks the
+/// guide promises (listen_tls without a certificate, cert without key) do fire.
+#[test]
+fn plain_only_server_without_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pop3d.toml");
+    std::fs::write(dir.path().join("users"), "alice:{PLAIN}secret\n").unwrap();
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    let out = check("[server]\nlisten_tls = [\"127.0.0.1:1995\"]\n");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_tls needs [tls] cert and key"), "{err}");
+    let out = check("[tls]\ncert = \"cert.pem\"\n");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set both cert and key"));
+    let out = check("[server]\nlisten = [\"127.0.0.1:0\"]\n");
+    common::output_ok(&out, "check-config of a plain-only server");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tls = none"));
+
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let addr = loop {
+        let announced = line(&mut stdout);
+        assert!(!announced.is_empty(), "pop3d exited before listening");
+        if let Some(addr) =
+            announced.strip_prefix("pop3d: POP3 (no TLS: no [tls] in the configuration) on ")
+        {
+            break addr.trim().to_owned();
+        }
+    };
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    assert!(line(&mut reader).starts_with("+OK"));
+    writer.write_all(b"CAPA\r\n").unwrap();
+    let mut capa = Vec::new();
+    loop {
+        let l = line(&mut reader);
+        if l == ".\r\n" || l.is_empty() {
+            break;
+        }
+        capa.push(l);
+    }
+    assert!(capa[0].starts_with("+OK") && !capa.iter().any(|l| l.starts_with("STLS")), "{capa:?}");
+    writer.write_all(b"USER alice\r\nPASS secret\r\nQUIT\r\n").unwrap();
+    for _ in 0..3 {
+        assert!(line(&mut reader).starts_with("+OK"), "loopback login without TLS");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `pop3d init`: the commented default at --config FILE (nothing else), or a fresh data
+/// dir; never overwrites.
+#[test]
+fn init_writes_the_commented_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("etc/pop3d/pop3d.toml");
+    let init = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(common::BIN).args(args).arg("init").output().unwrap()
+    };
+    let out = init(&["--config".as_ref(), config.as_os_str()]);
+    common::output_ok(&out, "init --config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("# pop3d configuration") && text.contains("# run_as = "), "{text}");
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o644);
+    let written: Vec<_> = std::fs::read_dir(config.parent().unwrap()).unwrap().collect();
+    assert_eq!(written.len(), 1, "only the configuration");
+    std::fs::write(&config, "# edited\n").unwrap();
+    let again = init(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(again.status.code(), Some(73), "EX_CANTCREAT");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists, not overwritten"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "# edited\n");
+
+    let data = dir.path().join("data");
+    common::output_ok(&init(&["--data-dir".as_ref(), data.as_os_str()]), "init --data-dir");
+    for file in ["pop3d.toml", "users", "tls/cert.pem", "tls/key.pem", "mail"] {
+        assert!(data.join(file).exists(), "{file}");
+    }
+    common::output_ok(&run(&["check-config"], &data, b""), "check-config after init");
+    assert_eq!(init(&["--data-dir".as_ref(), data.as_os_str()]).status.code(), Some(73));
+}
+
 #[test]
 fn global_options_go_anywhere() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +313,53 @@ fn serves_and_stops_gracefully() {
     assert!(status.success(), "{status}");
     assert!(line(&mut reader).starts_with("-ERR"), "told about the shutdown");
     assert_eq!(daemon.stored("alice").len(), 3, "no UPDATE without QUIT");
+    let printed = daemon.printed().join("\n");
+    assert!(!printed.contains("Next steps"), "a data dir that already existed: {printed}");
+}
+
+/// The quick-start hints (`cargo run`, "-k: the certificate is self-signed") are for the
+/// zero-config first start only.
+#[test]
+fn next_steps_only_on_a_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut daemon = Daemon::serve(dir, data);
+    assert!(daemon.stop().success());
+    let printed = daemon.printed().join("\n");
+    assert!(printed.contains("pop3d: created "), "{printed}");
+    assert!(printed.contains("Next steps") && printed.contains("self-signed"), "{printed}");
+}
+
+/// `RUST_LOG` and `--log-level` add detail and never hide pop3d's own INFO lines.
+#[test]
+fn log_settings_add_detail() {
+    let started = |rust_log: &str, options: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        common::output_ok(&run(&["user", "list"], &data, b""), "data dir");
+        let mut daemon = Daemon::serve_with(dir, data, rust_log, options);
+        let stream = TcpStream::connect(&daemon.plain).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        assert!(line(&mut reader).starts_with("+OK"));
+        (&stream).write_all(b"QUIT\r\n").unwrap();
+        assert!(line(&mut reader).starts_with("+OK"));
+        assert!(daemon.stop().success());
+        daemon.log()
+    };
+    // pop3d's own INFO line (the descriptor limit) and the server library's (a session).
+    let pop3d_info = "descriptor limit";
+    let server_info = "session started";
+    let log = started("pop3_server=debug", &[]);
+    assert!(log.contains(pop3d_info) && log.contains(server_info), "{log}");
+    let log = started("warn", &[]);
+    assert!(log.contains(pop3d_info) && log.contains(server_info), "{log}");
+    let log = started("pop3d=debug", &[]);
+    assert!(log.contains("configuration loaded") && log.contains(server_info), "{log}");
+    let log = started("", &["--log-level", "debug"]);
+    assert!(log.contains("configuration loaded") && log.contains(pop3d_info), "{log}");
+    let log = started("", &[]);
+    assert!(log.contains(pop3d_info) && !log.contains("configuration loaded"), "{log}");
 }
 
 #[test]
@@ -136,8 +398,7 @@ fn sighup_reloads_the_certificate() {
 
 #[test]
 fn drops_privileges_after_binding() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: drops_privileges_after_binding needs root; NOT RUN");
+    if !common::root("drops_privileges_after_binding") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -160,4 +421,103 @@ fn drops_privileges_after_binding() {
     let stream = TcpStream::connect(&daemon.plain).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     assert!(line(&mut BufReader::new(stream)).starts_with("+OK"), "still serving");
+}
+
+/// One POP3 login on `addr`: true on `+OK` to PASS; with `retr`, message 1 as sent.
+fn login(addr: &str, user: &str, password: &str, retr: bool) -> (bool, Vec<u8>) {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    assert!(line(&mut reader).starts_with("+OK"));
+    writer.write_all(format!("USER {user}\r\nPASS {password}\r\n").as_bytes()).unwrap();
+    assert!(line(&mut reader).starts_with("+OK"));
+    let reply = line(&mut reader);
+    let mut message = Vec::new();
+    if reply.starts_with("+OK") && retr {
+        writer.write_all(b"RETR 1\r\n").unwrap();
+        let status = line(&mut reader);
+        assert!(status.starts_with("+OK"), "RETR: {status}");
+        loop {
+            let l = line(&mut reader);
+            if l == ".\r\n" || l.is_empty() {
+                break;
+            }
+            message.extend_from_slice(l.as_bytes());
+        }
+    }
+    let _ = writer.write_all(b"QUIT\r\n");
+    (reply.starts_with("+OK"), message)
+}
+
+/// Operator commands run as root keep the files of a server that runs as another user:
+/// the users file keeps its owner (so the running server re-reads it at the next login),
+/// and the Maildirs and messages that `user add` and `deliver` create are the server's.
+#[test]
+fn root_commands_keep_the_server_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !common::root("root_commands_keep_the_server_user") {
+        return;
+    }
+    let (uid, gid) = common::passwd_ids("nobody");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    common::output_ok(&run(&["user", "list"], &data, b""), "fresh data dir");
+    let config = data.join("pop3d.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("# run_as = \"pop3d\"", "run_as = \"nobody\"")
+        .replace("auth_failure_delay_ms = 2000", "auth_failure_delay_ms = 100");
+    std::fs::write(&config, text).unwrap();
+    // What an operator sets up once: a data dir the server's user can traverse, and the users
+    // file and the mail directory its own.
+    for traversable in [dir.path(), &data] {
+        std::fs::set_permissions(traversable, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    for owned in [data.join("users"), data.join("mail")] {
+        std::os::unix::fs::chown(owned, Some(uid), Some(gid)).unwrap();
+    }
+    common::output_ok(
+        &run(&["user", "add", "alice", "--password-stdin"], &data, b"old secret\n"),
+        "user add as root",
+    );
+    let owner = |path: &std::path::Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(owner(&data.join("users")), (uid, gid), "users file owner kept");
+    assert_eq!(owner(&data.join("mail/alice/new")), (uid, gid), "the Maildir is the server's");
+
+    let daemon = Daemon::serve(dir, data.clone());
+    assert!(login(&daemon.plain, "alice", "old secret", false).0);
+    common::output_ok(
+        &run(&["user", "passwd", "alice", "--password-stdin"], &data, b"new secret\n"),
+        "user passwd as root",
+    );
+    assert_eq!(owner(&data.join("users")), (uid, gid), "users file owner kept");
+    assert_eq!(std::fs::metadata(data.join("users")).unwrap().mode() & 0o777, 0o600);
+    assert!(login(&daemon.plain, "alice", "new secret", false).0, "the new password works");
+    assert!(!login(&daemon.plain, "alice", "old secret", false).0, "the old one fails");
+
+    let message = b"Subject: from root\r\n\r\ndelivered by root\r\n";
+    common::output_ok(&run(&["deliver", "alice"], &data, message), "deliver as root");
+    let new: Vec<_> = std::fs::read_dir(data.join("mail/alice/new")).unwrap().collect();
+    assert_eq!(owner(&new[0].as_ref().unwrap().path()), (uid, gid), "the message is the server's");
+    let (ok, retrieved) = login(&daemon.plain, "alice", "new secret", true);
+    assert!(ok);
+    assert_eq!(retrieved, message.to_vec(), "the server reads what root delivered");
+
+    common::output_ok(&run(&["user", "del", "alice"], &data, b""), "user del as root");
+    assert!(!login(&daemon.plain, "alice", "new secret", false).0, "a deleted user is out");
+    assert!(!daemon.log().contains("not reloaded"), "{}", daemon.log());
+}
+
+/// The tests' delivery order of Maildir names is numeric, as pop3-storage's is: within one
+/// second, `M98765` (fewer digits) comes before `M123456`.
+#[test]
+fn delivery_order_compares_numbers() {
+    let early = common::delivery_order("1796648279.M98765P10Q0.host");
+    let late = common::delivery_order("1796648279.M123456P11Q0.host:2,S");
+    assert!(early < late);
+    assert!(late < common::delivery_order("1796648280.M1P1Q0.host"));
 }

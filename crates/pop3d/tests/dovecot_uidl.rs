@@ -162,7 +162,11 @@ fn migrate(case: &Case) {
     let format = case.pop3d.map(|f| format!("dovecot_uidl_format = {f:?}\n")).unwrap_or_default();
     std::fs::write(
         data.join("pop3d.toml"),
-        format!("[mail]\nlocation = \"{}/home/%u/Maildir\"\n{format}", d.display()),
+        format!(
+            "[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n\
+             [mail]\nlocation = \"{}/home/%u/Maildir\"\n{format}",
+            d.display()
+        ),
     )
     .unwrap();
     let daemon = Daemon::serve(home, data);

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pop3d");
@@ -80,6 +80,13 @@ pub struct Daemon {
     pub tls: String,
     pub data: PathBuf,
     pub dir: tempfile::TempDir,
+    stdout: Stdout,
+}
+
+/// The daemon's standard output, read by a thread.
+struct Stdout {
+    printed: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -106,21 +113,35 @@ impl Daemon {
     }
 
     pub fn serve(dir: tempfile::TempDir, data: PathBuf) -> Self {
+        Self::serve_with(dir, data, "info", &[])
+    }
+
+    /// [`serve`](Self::serve) with this `RUST_LOG` and more `serve` options.
+    pub fn serve_with(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        rust_log: &str,
+        options: &[&str],
+    ) -> Self {
         let log = std::fs::File::create(dir.path().join("pop3d.log")).unwrap();
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(&data)
             .args(["serve", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
+            .args(options)
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&printed);
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -136,7 +157,17 @@ impl Daemon {
                 tls = Some(addr.to_owned());
             }
         }
-        Self { child, plain: plain.unwrap(), tls: tls.unwrap(), data, dir }
+        let stdout = Stdout { printed, reader: Some(reader) };
+        Self { child, plain: plain.unwrap(), tls: tls.unwrap(), data, dir, stdout }
+    }
+
+    /// Everything printed on standard output; call after [`stop`](Self::stop), when the
+    /// output is complete.
+    pub fn printed(&mut self) -> Vec<String> {
+        if let Some(reader) = self.stdout.reader.take() {
+            reader.join().unwrap();
+        }
+        self.stdout.printed.lock().unwrap().clone()
     }
 
     pub fn port(addr: &str) -> &str {
@@ -147,7 +178,7 @@ impl Daemon {
         self.data.join("tls/cert.pem")
     }
 
-    /// alice's stored messages (file contents), sorted by name = delivery order.
+    /// `user`'s stored messages (file contents), in delivery order.
     pub fn stored(&self, user: &str) -> Vec<Vec<u8>> {
         let mut files = Vec::new();
         for sub in ["new", "cur"] {
@@ -155,7 +186,7 @@ impl Daemon {
                 files.push(entry.unwrap().path());
             }
         }
-        files.sort_by_key(|p| p.file_name().unwrap().to_owned());
+        files.sort_by_key(|p| delivery_order(p.file_name().unwrap().to_str().unwrap()));
         files.iter().map(|p| std::fs::read(p).unwrap()).collect()
     }
 
@@ -185,6 +216,20 @@ impl Drop for Daemon {
     }
 }
 
+/// The order of a Maildir name `SECS.M<usec>P<pid>Q<n>.HOST` as `pop3d deliver` writes it:
+/// seconds, then microseconds, as numbers (as strings, `M98765` would sort after `M123456`).
+pub fn delivery_order(name: &str) -> (u64, u64, String) {
+    let mut parts = name.splitn(3, '.');
+    let secs = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let usec = parts
+        .next()
+        .and_then(|p| p.strip_prefix('M'))
+        .and_then(|p| p.split('P').next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0);
+    (secs, usec, name.to_owned())
+}
+
 /// True if `program` is installed. Otherwise: a loud SKIPPED line, or a panic under CI=true
 /// (CI installs every peer, see `.ci/run`).
 pub fn peer(program: &str, package: &str) -> bool {
@@ -198,6 +243,25 @@ pub fn peer(program: &str, package: &str) -> bool {
         eprintln!("SKIPPED: interop test needs `{program}` (apt-get install {package}); NOT RUN");
     }
     found
+}
+
+/// True if the test runs as root. Otherwise: a loud SKIPPED line, or a panic under CI=true
+/// (CI runs as root).
+pub fn root(test: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} needs root and CI=true");
+        eprintln!("SKIPPED: {test} needs root; NOT RUN");
+    }
+    root
+}
+
+/// The uid and gid of `user` in /etc/passwd.
+pub fn passwd_ids(user: &str) -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd.lines().find(|l| l.split(':').next() == Some(user)).unwrap();
+    let fields: Vec<&str> = line.split(':').collect();
+    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
 }
 
 pub fn output_ok(out: &Output, what: &str) {
