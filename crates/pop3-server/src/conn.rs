@@ -21,6 +21,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{field, info, warn, Instrument, Span};
 
 use crate::limits::Slot;
+use crate::penalty::QueueFull;
 use crate::workers::Busy;
 use crate::{valid_username, AuthError, Config, ListenerKind, Shared};
 
@@ -350,7 +351,9 @@ impl Driver {
             }
             Event::ScramKeysNeeded { username } => {
                 // The penalty comes before the salt: a guesser waits before each proof.
-                self.penalty_wait(Some(&username)).await?;
+                if !self.penalty_wait(Some(&username)).await? {
+                    return self.reject(LoginError::TempFailure).await;
+                }
                 self.sasl_user = Some(username.clone());
                 let keys = if valid_username(&username) {
                     let auth = self.shared.authenticator();
@@ -408,16 +411,24 @@ impl Driver {
         self.reject(LoginError::BadCredentials).await
     }
 
-    /// Waits, before credentials are checked, for as long as earlier failures from this
-    /// client's network or for `user` say (see `penalty.rs`).
-    async fn penalty_wait(&mut self, user: Option<&str>) -> io::Result<()> {
-        let delay = self.shared.penalties.delay(self.peer.ip(), user, std::time::Instant::now());
-        if !delay.is_zero() {
-            info!(user, delay_ms = delay.as_millis() as u64, "earlier failed logins: waiting");
-            self.flush().await?;
-            self.pause(delay).await?;
+    /// Waits, before credentials are checked, for this attempt's turn after earlier failures
+    /// from this client's network or for `user` (see `penalty.rs`); false when the network's
+    /// queue is full and the attempt is refused unchecked.
+    async fn penalty_wait(&mut self, user: Option<&str>) -> io::Result<bool> {
+        let now = std::time::Instant::now();
+        match self.shared.penalties.admit(self.peer.ip(), user, now) {
+            Ok(delay) if delay.is_zero() => Ok(true),
+            Ok(delay) => {
+                info!(user, delay_ms = delay.as_millis() as u64, "earlier failed logins: waiting");
+                self.flush().await?;
+                self.pause(delay).await?;
+                Ok(true)
+            }
+            Err(QueueFull) => {
+                warn!(user, "too many failed logins from this network: refused unchecked");
+                Ok(false)
+            }
         }
-        Ok(())
     }
 
     /// Sleeps, unless the server shuts down meanwhile.
@@ -446,9 +457,9 @@ impl Driver {
             }
         };
         let verified = matches!(request, AuthRequest::Verified { .. });
-        if !verified {
-            // (SCRAM waited before its salt was sent.)
-            self.penalty_wait(Some(&username)).await?;
+        // (SCRAM waited before its salt was sent.)
+        if !verified && !self.penalty_wait(Some(&username)).await? {
+            return self.reject(LoginError::TempFailure).await;
         }
         self.sasl_user = None;
         if !valid_username(&username) {

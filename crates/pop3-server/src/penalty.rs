@@ -1,22 +1,26 @@
-//! Failed-login penalties shared by every connection, like Dovecot's anvil.
+//! Failed-login penalties shared by every connection, like Dovecot's anvil, but a rate.
 //!
 //! A fixed delay per failure and "three failures, then close" let an attacker guess at a fixed
-//! rate forever: each new connection starts over. Here failures are counted in one table, per
-//! source network (an IPv4 address, an IPv6 /64: one host's share of a typical allocation) and
-//! per user name, across connections, and every login attempt waits *before* its credentials
-//! are checked for as long as the worse of its two counts says: 2, 4, 8, then 15 s (capped).
-//! Waiting before the check, not after a failure, matters: a client that hangs up early to
-//! learn the answer sooner learns nothing, as the answer is not computed yet.
+//! rate forever: each new connection starts over, and parallel connections multiply the rate.
+//! Here failures are counted in one table, per source network (an IPv4 address, an IPv6 /64:
+//! one host's share of a typical allocation) and per user name, across connections, and the
+//! count sets a pace: 2, 4, 8, then 15 s (capped) between attempts. Every attempt waits
+//! *before* its credentials are checked: a client that hangs up early learns nothing sooner,
+//! as the answer is not computed yet.
 //!
-//! Choices:
+//! - **Per network: a queue.** Attempts from one network are checked one pace apart, however
+//!   many connections carry them: ten connections from one address guess no faster than one.
+//!   An attempt that would wait longer than four paces (60 s by default) is refused unchecked
+//!   (`-ERR [SYS/TEMP]`), so the queue, and what a client behind the same address waits, stay
+//!   bounded.
+//! - **Per user: a delay.** An attempt for a user waits the user's pace, but attempts for the
+//!   same user from different networks are not queued behind each other: an attacker guessing
+//!   a user's password from elsewhere slows the user's own logins by at most the cap (15 s),
+//!   never locks them out, and a correct login clears the user's count.
+//! - **Success** also clears its network's count when all of that network's failures were for
+//!   that same user (a user who mistyped a password); an attacker who owns one account cannot
+//!   wipe out the count earned guessing another.
 //! - **Decay.** An entry is forgotten `window` after its last failure (default 15 min).
-//! - **Success.** A correct login clears its user's count, and its network's count when all of
-//!   that network's failures were for that same user (a user who mistyped a password). An
-//!   attacker who owns one account cannot wipe out the count earned guessing another.
-//! - **Someone else's guessing.** An attacker guessing a user's password from elsewhere raises
-//!   that user's count, so the user's own logins wait too, but only up to the cap: the user is
-//!   slowed, never locked out (a correct password always logs in), and the first success clears
-//!   the count.
 //! - **Bounded.** At most `max_entries` entries; when full, expired entries go first, then the
 //!   eighth that failed longest ago.
 
@@ -76,7 +80,14 @@ struct Entry {
     last: Instant,
     /// For a network: the user its failures were for, while it was only one.
     only_user: Option<u64>,
+    /// For a network: when the next attempt may be checked (the queue's end).
+    next_free: Instant,
 }
+
+/// An attempt from a network whose queue is already longer than four paces: refused without
+/// a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueFull;
 
 /// The shared table.
 #[derive(Debug)]
@@ -112,12 +123,29 @@ impl Penalties {
             .map_or(0, |e| e.failures)
     }
 
-    /// How long an attempt from `ip` (as `user`, when known) waits before it is checked.
-    pub(crate) fn delay(&self, ip: IpAddr, user: Option<&str>, now: Instant) -> Duration {
-        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let network = self.count(&map, Self::network(ip), now);
-        let user = user.map_or(0, |u| self.count(&map, Key::User(self.user_key(u)), now));
-        self.limits.delay(network.max(user))
+    /// Takes this attempt's place in its network's queue: how long it waits before it is
+    /// checked (the later of its network's turn and its user's pace), or [`QueueFull`].
+    pub(crate) fn admit(
+        &self,
+        ip: IpAddr,
+        user: Option<&str>,
+        now: Instant,
+    ) -> Result<Duration, QueueFull> {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let user_wait = self
+            .limits
+            .delay(user.map_or(0, |u| self.count(&map, Key::User(self.user_key(u)), now)));
+        let failures = self.count(&map, Self::network(ip), now);
+        let Some(entry) = map.get_mut(&Self::network(ip)).filter(|_| failures > 0) else {
+            return Ok(user_wait);
+        };
+        let pace = self.limits.delay(failures);
+        let turn = entry.next_free.max(now);
+        if turn.saturating_duration_since(now) > self.limits.max.saturating_mul(4) {
+            return Err(QueueFull);
+        }
+        entry.next_free = turn + pace;
+        Ok(turn.saturating_duration_since(now).max(user_wait))
     }
 
     /// Counts a failed login from `ip` (as `user`, when known).
@@ -127,9 +155,10 @@ impl Penalties {
         self.make_room(&mut map, now);
         let window = self.limits.window;
         let mut bump = |key: Key, only_user: Option<u64>| {
-            let entry = map.entry(key).or_insert(Entry { failures: 0, last: now, only_user });
+            let fresh = Entry { failures: 0, last: now, only_user, next_free: now };
+            let entry = map.entry(key).or_insert(fresh);
             if now.saturating_duration_since(entry.last) >= window {
-                *entry = Entry { failures: 0, last: now, only_user };
+                *entry = fresh;
             }
             if entry.only_user != only_user {
                 entry.only_user = None;
@@ -184,6 +213,16 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    impl Penalties {
+        /// What an attempt would wait, without taking a place in the queue.
+        fn delay(&self, ip: IpAddr, user: Option<&str>, now: Instant) -> Duration {
+            let map = self.entries.lock().unwrap();
+            let network = self.count(&map, Self::network(ip), now);
+            let user = user.map_or(0, |u| self.count(&map, Key::User(self.user_key(u)), now));
+            self.limits.delay(network.max(user))
+        }
     }
 
     #[test]
@@ -251,6 +290,30 @@ mod tests {
         p.failed(other, Some("eve"), t);
         p.succeeded(other, "eve");
         assert_eq!(p.delay(other, None, t), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn attempts_from_one_network_are_queued_one_pace_apart_and_the_queue_is_bounded() {
+        let p = Penalties::new(PenaltyLimits::default());
+        let t = Instant::now();
+        let net = ip("192.0.2.1");
+        // No failures yet: no queue.
+        assert_eq!(p.admit(net, Some("alice"), t), Ok(Duration::ZERO));
+        assert_eq!(p.admit(net, Some("alice"), t), Ok(Duration::ZERO));
+        for _ in 0..4 {
+            p.failed(net, Some("bob"), t);
+        }
+        // Four failures: 15 s apart, however many connections ask at once, for any user.
+        let waits: Vec<_> = (0..5).map(|i| p.admit(net, Some(&format!("u{i}")), t)).collect();
+        let secs = |s: u64| Ok(Duration::from_secs(s));
+        assert_eq!(waits, [secs(0), secs(15), secs(30), secs(45), secs(60)]);
+        assert_eq!(p.admit(net, None, t), Err(QueueFull), "beyond four paces: refused");
+        // Time moves on: the queue drains.
+        assert_eq!(p.admit(net, None, t + Duration::from_secs(70)), secs(5));
+        // Another network is not queued; bob's own pace applies to him everywhere, unqueued.
+        assert_eq!(p.admit(ip("192.0.2.2"), Some("carol"), t), secs(0));
+        assert_eq!(p.admit(ip("192.0.2.2"), Some("bob"), t), secs(15));
+        assert_eq!(p.admit(ip("192.0.2.3"), Some("bob"), t), secs(15));
     }
 
     #[test]
