@@ -13,7 +13,11 @@
 //! - `fetchbench [--quick] [--messages N] [--size OCTETS] [--rounds N] [--repeats N]
 //!   [--write]`: `pop3 fetch` against mpop and fetchmail from one Dovecot; prints the table,
 //!   and with `--write` puts it into `docs/performance.md`.
+//! - `attack [--no-build]`: pop3d (release, default limits) under the attacks of
+//!   `docs/security.md` (login flood, paced guessing, user enumeration, a crowd behind one
+//!   address), with their targets; fails if one is missed. About two and a half minutes.
 
+mod attack;
 mod bench_report;
 mod fetchbench;
 mod loadtest;
@@ -26,7 +30,7 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
     "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | \
-                     loadtest [--quick] [--write] | fetchbench [--quick] [--write]>";
+                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | attack>";
 
 /// How to get cargo-fuzz, for the messages that need it.
 const GET_CARGO_FUZZ: &str = "cargo install --locked cargo-fuzz (it runs on a nightly \
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("loadtest") => loadtest::loadtest(&args[1..]),
         Some("fetchbench") => fetchbench::fetchbench(&args[1..]),
+        Some("attack") => attack::attack(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
