@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use pop3_client::TlsMode;
@@ -73,12 +74,24 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
     }
 }
 
-/// Loads the config file (a missing file is an empty config).
-pub fn load(path: &Path) -> Result<ConfigFile, String> {
+/// Loads the config file. A missing file is an empty config when it is the default one
+/// (accounts can be given as URLs), and an error when it was named (`--config FILE`): a
+/// misspelt name must not pass for a file without accounts.
+pub fn load(path: &Path, named: bool) -> Result<ConfigFile, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !named => Ok(ConfigFile::default()),
+        Err(e) => Err(format!("{}: {}", path.display(), describe(&e))),
+    }
+}
+
+/// An I/O error in the C library's words ("No such file or directory"), without the
+/// " (os error 2)" that Rust appends.
+pub fn describe(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_owned(),
+        _ => text,
     }
 }
 

@@ -30,7 +30,8 @@ use crate::state::State;
 #[derive(Debug, Parser)]
 #[command(name = "pop3", version, about = "Fetch mail over POP3, crash-safe.")]
 struct Cli {
-    /// The config file [default: $XDG_CONFIG_HOME/pop3/config.toml].
+    /// The config file, which must exist [default: $XDG_CONFIG_HOME/pop3/config.toml, which
+    /// may be missing when accounts are given as URLs].
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -175,11 +176,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let config_path = cli.config.clone().unwrap_or_else(config::config_path);
-    let config = match config::load(&config_path) {
+    let config = match config::load(&config_path, cli.config.is_some()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pop3: {e}");
-            return ExitCode::from(4);
+            return ExitCode::from(2);
         }
     };
     let common = match &cli.command {
