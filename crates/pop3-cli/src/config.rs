@@ -143,17 +143,21 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Resolves a command-line account: a URL, or a name from the config.
-pub fn resolve(arg: &str, config: &ConfigFile) -> Result<Account, String> {
+/// `path` is where `config` was read from, named in errors.
+pub fn resolve(arg: &str, config: &ConfigFile, path: &Path) -> Result<Account, String> {
     let (name, account) = if arg.contains("://") {
         (None, AccountConfig { url: arg.to_owned(), ..AccountConfig::default() })
     } else {
         let account = config
             .accounts
             .get(arg)
-            .ok_or_else(|| format!("no account {arg:?} in {}", config_path().display()))?;
+            .ok_or_else(|| format!("no account {arg:?} in {}", path.display()))?;
         (Some(arg.to_owned()), account.clone())
     };
-    let (user, host, port, tls) = parse_url(&account.url)?;
+    let (user, host, port, tls) = parse_url(&account.url).map_err(|e| match &name {
+        Some(name) => format!("{name}: url = {e}"),
+        None => e,
+    })?;
     let name = name.unwrap_or_else(|| {
         let port = port.map(|p| format!(":{p}")).unwrap_or_default();
         format!("{user}@{host}{port}")

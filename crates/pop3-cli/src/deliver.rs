@@ -56,14 +56,16 @@ impl Target {
                 _ => PathBuf::from(p),
             }
         };
-        if let Some(dir) = text.strip_prefix("maildir:") {
-            Ok(Self::Maildir(expand(dir)))
-        } else if let Some(file) = text.strip_prefix("mbox:") {
-            Ok(Self::Mbox(expand(file)))
-        } else if let Some(cmd) = text.strip_prefix("mda:") {
-            Ok(Self::Mda(cmd.to_owned()))
-        } else {
-            Err(format!("--to {text}: expected maildir:DIR, mbox:FILE or mda:COMMAND"))
+        let expected = || format!("{text:?}: expected maildir:DIR, mbox:FILE or mda:COMMAND");
+        let (kind, rest) = text.split_once(':').ok_or_else(expected)?;
+        if rest.is_empty() {
+            return Err(expected());
+        }
+        match kind {
+            "maildir" => Ok(Self::Maildir(expand(rest))),
+            "mbox" => Ok(Self::Mbox(expand(rest))),
+            "mda" => Ok(Self::Mda(rest.to_owned())),
+            _ => Err(expected()),
         }
     }
 }
