@@ -247,7 +247,8 @@ fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
     for e in &report.errors {
         eprintln!("pop3: {}: {e}", report.account);
     }
-    if common.quiet {
+    // A failed account has no summary: its counts would be those of nothing looked at.
+    if common.quiet || report.error.is_some() {
         return;
     }
     match cmd {
@@ -279,7 +280,7 @@ fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
                 println!("would delete {uid}");
             }
         }
-        Cmd::Fetch(_) if report.error.is_none() => println!(
+        Cmd::Fetch(_) => println!(
             "{}: {} new of {} messages, fetched {} ({} octets), deleted {}{}",
             report.account,
             report.new,
@@ -293,7 +294,6 @@ fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
                 String::new()
             }
         ),
-        Cmd::Fetch(_) => {}
     }
 }
 

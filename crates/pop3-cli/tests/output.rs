@@ -1,0 +1,44 @@
+//! What the `pop3` binary prints, account by account, against the in-process test server.
+
+mod common;
+
+use common::{pop3, run};
+use pop3_client::testing::{TestServer, TestServerConfig};
+
+fn url(server: &TestServer) -> String {
+    format!("pop3://alice@127.0.0.1:{}", server.addr().port())
+}
+
+async fn server(subjects: &[&str]) -> TestServer {
+    let mail = subjects
+        .iter()
+        .map(|s| format!("From: <a@example.org>\r\nSubject: {s}\r\n\r\nbody\r\n").into_bytes())
+        .collect();
+    TestServer::start(TestServerConfig::default(), mail).await.unwrap()
+}
+
+/// A `check` that fails (refused connection, refused login) prints its error and no
+/// "0 messages, 0 new" summary; the account that worked still gets its summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_prints_no_summary() {
+    let home = tempfile::tempdir().unwrap();
+    let server = server(&["one"]).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("pop3://alice@127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let out = run(&mut pop3(home.path(), &["check", "--no-tls", &closed]));
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stdout.is_empty(), "no summary: {out:?}");
+    assert!(out.stderr.contains("connection"), "{out:?}");
+
+    let out =
+        run(pop3(home.path(), &["check", "--no-tls", &url(&server)]).env("POP3_PASSWORD", "x"));
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stdout.is_empty(), "no summary: {out:?}");
+
+    let out = run(&mut pop3(home.path(), &["check", "--no-tls", &closed, &url(&server)]));
+    assert_eq!(out.code, 3, "{out:?}");
+    let name = url(&server).replace("pop3://", "");
+    assert_eq!(out.stdout, format!("{name}: 1 messages, 1 new\n"), "{out:?}");
+}
