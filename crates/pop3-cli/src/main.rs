@@ -216,7 +216,7 @@ async fn run(cli: Cli) -> ExitCode {
         }
     }
     let (mut any_new, mut failures) = (false, 0);
-    for settings in &accounts {
+    for (index, settings) in accounts.iter().enumerate() {
         let mut report = Report { account: settings.account.name.clone(), ..Report::default() };
         if let Err(e) = run_account(&cli.command, settings, &mut report).await {
             report.error = Some(e);
@@ -225,7 +225,8 @@ async fn run(cli: Cli) -> ExitCode {
             failures += 1;
         }
         any_new |= report.fetched > 0 || report.new > 0;
-        print_report(&cli.command, common, &report);
+        let position = Position { index, of: accounts.len() };
+        print_report(&cli.command, common, &report, position);
     }
     match (failures, any_new) {
         (0, true) => ExitCode::SUCCESS,
@@ -236,7 +237,14 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
+/// Where an account's report comes in the run: its index among `of` accounts.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    index: usize,
+    of: usize,
+}
+
+fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report, position: Position) {
     if common.json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
         return;
@@ -253,6 +261,11 @@ fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
     }
     match cmd {
         Cmd::List(_) => {
+            // Several listings, one after the other: each under its account's name.
+            if position.of > 1 {
+                let gap = if position.index > 0 { "\n" } else { "" };
+                println!("{gap}{}:", report.account);
+            }
             for l in &report.list {
                 println!(
                     "{:>5} {:>9} {} {}{}  {}  {}",

@@ -42,3 +42,33 @@ async fn a_failed_check_prints_no_summary() {
     let name = url(&server).replace("pop3://", "");
     assert_eq!(out.stdout, format!("{name}: 1 messages, 1 new\n"), "{out:?}");
 }
+
+/// `list` of several accounts puts each listing under a heading naming its account (one
+/// account: the listing alone, as before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_of_several_accounts_has_a_heading_per_account() {
+    let home = tempfile::tempdir().unwrap();
+    let (first, second) = (server(&["first one", "first two"]).await, server(&["second"]).await);
+    let (url1, url2) = (url(&first), url(&second));
+    common::write_config(
+        home.path(),
+        &format!(
+            "[accounts.work]\nurl = \"{url1}\"\nno_tls = true\n\
+             [accounts.home]\nurl = \"{url2}\"\nno_tls = true\n"
+        ),
+    );
+    let out = run(&mut pop3(home.path(), &["list", "work", "home"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    assert_eq!(lines[0], "work:");
+    assert!(lines[1].contains("first one") && lines[2].contains("first two"), "{}", out.stdout);
+    assert_eq!(lines[3], "");
+    assert_eq!(lines[4], "home:");
+    assert!(lines[5].contains("second"), "{}", out.stdout);
+
+    let out = run(&mut pop3(home.path(), &["list", "home"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "no heading for one account: {}", out.stdout);
+    assert!(out.stdout.contains("[new] <a@example.org>  second"), "{}", out.stdout);
+}
