@@ -29,7 +29,7 @@ use crate::state::State;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  new mail was fetched (check: there is new mail; list, rebuild-state: done)
-  1  nothing new
+  1  nothing new (messages skipped by --max-size do not count as new)
   2  usage error: bad arguments, an unknown account, a bad URL or --to, a bad value in the
      config file, or a config file that cannot be read (no server was contacted)
   3  some accounts or messages failed, the others succeeded
@@ -117,7 +117,8 @@ struct FetchArgs {
     /// Fetch every message, also those fetched before.
     #[arg(long)]
     all: bool,
-    /// Skip messages larger than N octets.
+    /// Skip messages larger than N octets: they stay on the server, and do not count as new
+    /// (neither in the counts nor for the exit code).
     #[arg(long, value_name = "N")]
     max_size: Option<u64>,
     /// Show what would be done; download, store and delete nothing.
@@ -402,9 +403,13 @@ async fn run_account(cmd: &Cmd, settings: &Settings, report: &mut Report) -> Res
     let listing = client.list_uidl().await.map_err(|e| e.to_string())?;
     report.messages = listing.len();
     let (listing, shared) = unambiguous(listing, report);
+    // New: not fetched before, and not too large to be fetched at all (a message skipped by
+    // the size limit would otherwise make every run report new mail).
     report.new = listing
         .iter()
-        .filter(|(_, _, uid)| !state.entries.get(uid).is_some_and(|e| e.fetched))
+        .filter(|(_, size, uid)| {
+            !state.entries.get(uid).is_some_and(|e| e.fetched) && !settings.too_large(*size)
+        })
         .count();
     match cmd {
         Cmd::Check(_) => {}
@@ -541,7 +546,7 @@ async fn fetch(
         if fetched && !args.all {
             continue;
         }
-        if args.max_size.is_some_and(|max| *size > max) {
+        if settings.too_large(*size) {
             report.skipped_too_large += 1;
             continue;
         }

@@ -57,6 +57,8 @@ pub struct Settings {
     pub password_command: Option<String>,
     /// Longest wait without progress.
     pub timeout: Duration,
+    /// Messages larger than this (octets) are not fetched, and not counted as new.
+    pub max_size: Option<u64>,
     /// What `fetch` does (`None` for the other commands).
     pub fetch: Option<Fetch>,
 }
@@ -98,9 +100,9 @@ impl Settings {
             })?,
             None => AuthMethod::Auto,
         };
-        let fetch = match cmd {
-            Cmd::Fetch(args) => Some(Fetch::new(args, &account)?),
-            _ => None,
+        let (fetch, max_size) = match cmd {
+            Cmd::Fetch(args) => (Some(Fetch::new(args, &account)?), args.max_size),
+            _ => (None, None),
         };
         Ok(Self {
             tls,
@@ -113,9 +115,17 @@ impl Settings {
                 .clone()
                 .or_else(|| config.password_command.clone()),
             timeout: Duration::from_secs(common.timeout.max(1)),
+            max_size,
             fetch,
             account,
         })
+    }
+}
+
+impl Settings {
+    /// True for a message too large to be fetched.
+    pub fn too_large(&self, size: u64) -> bool {
+        self.max_size.is_some_and(|max| size > max)
     }
 }
 

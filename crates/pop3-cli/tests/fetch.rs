@@ -306,3 +306,34 @@ async fn a_low_open_file_limit_makes_smaller_batches_and_loses_nothing() {
     assert_eq!(report["fetched"], 200, "{out}");
     assert_eq!(maildir_messages(&maildir), stored(&messages(200)));
 }
+
+/// A message skipped by `--max-size` is not new mail: the run that skips it, and every later
+/// one, exits 1 (nothing new) and counts it as skipped, not as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_skipped_by_max_size_is_not_new_mail() {
+    let home = tempfile::tempdir().unwrap();
+    let to = format!("maildir:{}", home.path().join("Mail").display());
+    let mut mail = messages(2);
+    mail.push(format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(5000)).into_bytes());
+    let server = server(mail).await;
+    let fetch = ["fetch", "--json", "--max-size", "1000", "--to", &to];
+    let (code, out) = run(pop3(&server, home.path(), &fetch));
+    assert_eq!(code, 0, "two small ones fetched: {out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((report["new"].as_u64(), report["fetched"].as_u64()), (Some(2), Some(2)), "{out}");
+    assert_eq!(report["skipped_too_large"], 1, "{out}");
+    for _ in 0..2 {
+        let (code, out) = run(pop3(&server, home.path(), &fetch));
+        assert_eq!(code, 1, "only the skipped one is left: nothing new: {out}");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            (report["new"].as_u64(), report["skipped_too_large"].as_u64()),
+            (Some(0), Some(1))
+        );
+    }
+    // Without the limit it is new, and fetched.
+    let (code, out) = run(pop3(&server, home.path(), &["fetch", "--json", "--to", &to]));
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((report["new"].as_u64(), report["fetched"].as_u64()), (Some(1), Some(1)), "{out}");
+}
