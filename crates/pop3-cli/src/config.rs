@@ -9,7 +9,12 @@
 //! policy = "keep"                            # keep | delete | keep-days:N
 //! tls_ca = "/etc/ssl/my-ca.pem"
 //! tls_fingerprint = "AB:CD:..."
+//! max_size = 10000000                        # octets; larger messages are skipped
+//! timeout = 60                               # seconds without progress
+//! batch = 1024                               # Maildir: messages per durable batch
 //! ```
+//!
+//! The command line overrides the config file, option by option.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -43,6 +48,12 @@ pub struct AccountConfig {
     pub no_tls: bool,
     #[serde(default)]
     pub insecure: bool,
+    /// `--max-size`: octets.
+    pub max_size: Option<u64>,
+    /// `--timeout`: seconds.
+    pub timeout: Option<u64>,
+    /// `--batch`: messages.
+    pub batch: Option<u32>,
 }
 
 /// A resolved account.

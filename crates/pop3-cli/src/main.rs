@@ -38,6 +38,11 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "pop3", version, about = "Fetch mail over POP3, crash-safe.")]
 #[command(after_help = EXIT_CODES)]
+#[command(long_about = "Fetch mail over POP3, crash-safe.\n\n\
+    Accounts come from the config file or are given as URLs. Every option of an account \
+    (--to, --keep/--delete/--keep-days as `policy`, --max-size, --timeout, --batch, --auth, \
+    --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command) can also be set \
+    in its config entry; the command line overrides the config file.")]
 struct Cli {
     /// The config file, which must exist [default: $XDG_CONFIG_HOME/pop3/config.toml, which
     /// may be missing when accounts are given as URLs].
@@ -87,9 +92,9 @@ struct CommonArgs {
     /// xoauth2.
     #[arg(long)]
     auth: Option<String>,
-    /// Seconds without progress before giving up.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
+    /// Seconds without progress before giving up [default: 60].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
     /// Print one JSON object per account on standard output.
     #[arg(long)]
     json: bool,
@@ -127,9 +132,9 @@ struct FetchArgs {
     /// Maildir: make messages durable in batches of at most N (one file-system flush per
     /// batch instead of one fsync per message), committed while the download goes on; a
     /// batch is sealed when the one before it is committed, or at N messages, 64 MiB or 1 s.
-    /// 1 syncs every message on its own.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    batch: u32,
+    /// 1 syncs every message on its own [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
 }
 
 /// What happened to one account, printed as JSON with --json.
@@ -557,7 +562,7 @@ async fn fetch(
         report.would_fetch = todo.iter().map(|t| t.2.clone()).collect();
     } else if !todo.is_empty() {
         let journal = state.journal().map_err(|e| e.to_string())?;
-        let mut deliverer = Deliverer::new(target, &account.name, args.batch as usize, journal)
+        let mut deliverer = Deliverer::new(target, &account.name, fetch.batch as usize, journal)
             .map_err(|e| e.to_string())?;
         let total: u64 = todo.iter().map(|t| t.1).sum();
         let bar = progress(args, todo.len() as u64, total);

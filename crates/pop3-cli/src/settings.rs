@@ -12,6 +12,11 @@ use crate::config::Account;
 use crate::deliver::Target;
 use crate::{Cmd, CommonArgs, FetchArgs};
 
+/// Seconds without progress before giving up, unless set.
+const DEFAULT_TIMEOUT: u64 = 60;
+/// Maildir messages per durable batch, unless set.
+const DEFAULT_BATCH: u32 = 1024;
+
 /// When messages are deleted on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -70,6 +75,8 @@ pub struct Fetch {
     pub target: Target,
     /// When messages are deleted on the server.
     pub policy: Policy,
+    /// Maildir messages per durable batch.
+    pub batch: u32,
 }
 
 impl Settings {
@@ -104,6 +111,12 @@ impl Settings {
             Cmd::Fetch(args) => (Some(Fetch::new(args, &account)?), args.max_size),
             _ => (None, None),
         };
+        // `check` and `list` have no --max-size, but the account's limit says what is new.
+        let max_size = max_size.or(config.max_size);
+        let timeout = common.timeout.or(config.timeout).unwrap_or(DEFAULT_TIMEOUT);
+        if timeout == 0 {
+            return Err("timeout = 0: expected at least 1 (seconds)".into());
+        }
         Ok(Self {
             tls,
             tls_ca: common.tls_ca.clone().or_else(|| config.tls_ca.clone()),
@@ -114,7 +127,7 @@ impl Settings {
                 .password_command
                 .clone()
                 .or_else(|| config.password_command.clone()),
-            timeout: Duration::from_secs(common.timeout.max(1)),
+            timeout: Duration::from_secs(timeout),
             max_size,
             fetch,
             account,
@@ -146,7 +159,11 @@ impl Fetch {
             (None, Some(to)) => Target::parse(to).map_err(|e| format!("to = {e}"))?,
             (None, None) => Target::parse("maildir:~/Maildir")?,
         };
-        Ok(Self { target, policy })
+        let batch = args.batch.or(config.batch).unwrap_or(DEFAULT_BATCH);
+        if batch == 0 {
+            return Err("batch = 0: expected at least 1 (messages)".into());
+        }
+        Ok(Self { target, policy, batch })
     }
 }
 
