@@ -12,6 +12,7 @@
 //! max_size = 10000000                        # octets; larger messages are skipped
 //! timeout = 60                               # seconds without progress
 //! batch = 1024                               # Maildir: messages per durable batch
+//! use_umask = false                          # true: files 0666, dirs 0777 less the umask
 //! ```
 //!
 //! The command line overrides the config file, option by option.
@@ -54,6 +55,9 @@ pub struct AccountConfig {
     pub timeout: Option<u64>,
     /// `--batch`: messages.
     pub batch: Option<u32>,
+    /// `--use-umask`.
+    #[serde(default)]
+    pub use_umask: bool,
 }
 
 /// A resolved account.

@@ -41,8 +41,8 @@ Exit codes:
 #[command(long_about = "Fetch mail over POP3, crash-safe.\n\n\
     Accounts come from the config file or are given as URLs. Every option of an account \
     (--to, --keep/--delete/--keep-days as `policy`, --max-size, --timeout, --batch, --auth, \
-    --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command) can also be set \
-    in its config entry; the command line overrides the config file.")]
+    --use-umask, --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command) can \
+    also be set in its config entry; the command line overrides the config file.")]
 struct Cli {
     /// The config file, which must exist [default: $XDG_CONFIG_HOME/pop3/config.toml, which
     /// may be missing when accounts are given as URLs].
@@ -135,6 +135,10 @@ struct FetchArgs {
     /// 1 syncs every message on its own [default: 1024].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     batch: Option<u32>,
+    /// Create Maildir directories and message files as the umask allows (0777 and 0666 less
+    /// the umask) instead of private to the user (0700 and 0600, the default).
+    #[arg(long)]
+    use_umask: bool,
 }
 
 /// What happened to one account, printed as JSON with --json.
@@ -562,7 +566,8 @@ async fn fetch(
         report.would_fetch = todo.iter().map(|t| t.2.clone()).collect();
     } else if !todo.is_empty() {
         let journal = state.journal().map_err(|e| e.to_string())?;
-        let mut deliverer = Deliverer::new(target, &account.name, fetch.batch as usize, journal)
+        let batch = fetch.batch as usize;
+        let mut deliverer = Deliverer::new(target, &account.name, batch, journal, fetch.modes)
             .map_err(|e| e.to_string())?;
         let total: u64 = todo.iter().map(|t| t.1).sum();
         let bar = progress(args, todo.len() as u64, total);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use pop3_client::{parse_fingerprint, AuthMethod, TlsMode};
 
 use crate::config::Account;
-use crate::deliver::Target;
+use crate::deliver::{Modes, Target};
 use crate::{Cmd, CommonArgs, FetchArgs};
 
 /// Seconds without progress before giving up, unless set.
@@ -77,6 +77,8 @@ pub struct Fetch {
     pub policy: Policy,
     /// Maildir messages per durable batch.
     pub batch: u32,
+    /// The permissions of created Maildir files and directories.
+    pub modes: Modes,
 }
 
 impl Settings {
@@ -163,7 +165,8 @@ impl Fetch {
         if batch == 0 {
             return Err("batch = 0: expected at least 1 (messages)".into());
         }
-        Ok(Self { target, policy, batch })
+        let modes = if args.use_umask || config.use_umask { Modes::UMASK } else { Modes::PRIVATE };
+        Ok(Self { target, policy, batch, modes })
     }
 }
 

@@ -337,3 +337,41 @@ async fn a_message_skipped_by_max_size_is_not_new_mail() {
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!((report["new"].as_u64(), report["fetched"].as_u64()), (Some(1), Some(1)), "{out}");
 }
+
+/// `cmd` run by a shell that sets `umask` first.
+fn with_umask(umask: &str, direct: &Command) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!("umask {umask} && exec \"$0\" \"$@\"")).arg(direct.get_program());
+    cmd.args(direct.get_args()).stdin(Stdio::null());
+    for (key, value) in direct.get_envs() {
+        cmd.env(key, value.unwrap());
+    }
+    cmd
+}
+
+/// Fetched mail is private under the usual umask 022: the Maildir's directories 0700, its
+/// message files 0600 (the server side's modes); `--use-umask` gives 0755 and 0644.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_mail_is_private_unless_the_umask_is_asked_for() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let home = tempfile::tempdir().unwrap();
+    let server = server(messages(3)).await;
+    for (extra, dirs, files) in [(None, 0o700, 0o600), (Some("--use-umask"), 0o755, 0o644)] {
+        let maildir = home.path().join(format!("Mail{}", extra.unwrap_or("")));
+        let to = format!("maildir:{}", maildir.display());
+        let mut direct = pop3(&server, home.path(), &["fetch", "-q", "--all", "--to", &to]);
+        direct.args(extra);
+        let (code, out) = run(with_umask("022", &direct));
+        assert_eq!(code, 0, "{out}");
+        for sub in ["", "tmp", "new", "cur"] {
+            assert_eq!(mode(&maildir.join(sub)), dirs, "{extra:?} {sub}/");
+        }
+        let new: Vec<PathBuf> =
+            std::fs::read_dir(maildir.join("new")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(new.len(), 3);
+        for file in new {
+            assert_eq!(mode(&file), files, "{extra:?} {}", file.display());
+        }
+    }
+}
