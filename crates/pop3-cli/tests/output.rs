@@ -72,3 +72,41 @@ async fn list_of_several_accounts_has_a_heading_per_account() {
     assert_eq!(out.stdout.lines().count(), 1, "no heading for one account: {}", out.stdout);
     assert!(out.stdout.contains("[new] <a@example.org>  second"), "{}", out.stdout);
 }
+
+/// An IPv6 address in brackets (RFC 3986) in a URL given on the command line and in the
+/// config file: plain, and over STLS verified against the certificate's address `::1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_literals_in_urls() {
+    if !common::have_ipv6_loopback() {
+        return;
+    }
+    use pop3_client::testing::TestCa;
+    let home = tempfile::tempdir().unwrap();
+    let mail = vec![b"Subject: v6\r\n\r\nover IPv6\r\n".to_vec()];
+    let plain =
+        TestServer::start_on("[::1]:0", TestServerConfig::default(), mail.clone()).await.unwrap();
+    let url = format!("pop3://alice@[::1]:{}", plain.addr().port());
+    let out = run(&mut pop3(home.path(), &["check", "--no-tls", &url]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("alice@[::1]:{}: 1 messages, 1 new\n", plain.addr().port()));
+
+    let ca = TestCa::generate();
+    let ca_file = home.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let config = TestServerConfig { tls: ca.server_tls(), ..TestServerConfig::default() };
+    let tls = TestServer::start_on("[::1]:0", config, mail).await.unwrap();
+    let maildir = home.path().join("Mail");
+    common::write_config(
+        home.path(),
+        &format!(
+            "[accounts.v6]\nurl = \"pop3://alice@[::1]:{}\"\ntls_ca = \"{}\"\nto = \"maildir:{}\"\n",
+            tls.addr().port(),
+            ca_file.display(),
+            maildir.display()
+        ),
+    );
+    let out = run(&mut pop3(home.path(), &["fetch", "v6"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let new: Vec<_> = std::fs::read_dir(maildir.join("new")).unwrap().collect();
+    assert_eq!(new.len(), 1);
+}

@@ -102,7 +102,16 @@ impl Drop for TestServer {
 impl TestServer {
     /// Starts on 127.0.0.1 with a free port, holding `messages`.
     pub async fn start(config: TestServerConfig, messages: Vec<Vec<u8>>) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0", config, messages).await
+    }
+
+    /// Starts on `addr` (`"[::1]:0"`: the IPv6 loopback, a free port), holding `messages`.
+    pub async fn start_on(
+        addr: &str,
+        config: TestServerConfig,
+        messages: Vec<Vec<u8>>,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let mut mailbox = Mailbox::default();
         for m in messages {
@@ -399,8 +408,8 @@ impl ServerStream {
     }
 }
 
-/// A test certificate authority and a server certificate it issued for `localhost` and
-/// `127.0.0.1`, generated at run time (nothing secret is ever committed).
+/// A test certificate authority and a server certificate it issued for `localhost`,
+/// `127.0.0.1` and `::1`, generated at run time (nothing secret is ever committed).
 #[derive(Debug)]
 pub struct TestCa {
     /// The CA certificate, DER.
@@ -427,8 +436,8 @@ impl TestCa {
         let ca_key = KeyPair::generate().expect("key");
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
         let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("params");
+        let names = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec();
+        let params = CertificateParams::new(names).expect("params");
         let cert = params.signed_by(&key, &ca).expect("certificate");
         Self {
             ca_der: ca.der().to_vec(),

@@ -164,7 +164,8 @@ pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
 /// The name the certificate is checked against.
 pub(crate) fn server_name(host: &str, options: &TlsOptions) -> Result<ServerName<'static>> {
     let name = options.server_name.as_deref().unwrap_or(host);
-    let name = name.trim_start_matches('[').trim_end_matches(']');
+    // An IPv6 literal as a URL writes it, `[::1]`, names the address `::1`.
+    let name = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
     ServerName::try_from(name.to_owned())
         .map_err(|e| Error::TlsConfig(format!("invalid server name {name:?}: {e}")))
 }

@@ -349,3 +349,48 @@ async fn a_silent_server_times_out() {
     assert!(started.elapsed() < Duration::from_secs(3));
     hold.abort();
 }
+
+/// True if this machine has an IPv6 loopback; otherwise says loudly that the test is
+/// skipped (and fails under CI=true, where it must run).
+fn have_ipv6_loopback() -> bool {
+    match std::net::TcpListener::bind("[::1]:0") {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "no IPv6 loopback ([::1]: {e}), and CI=true"
+            );
+            eprintln!("SKIPPED: no IPv6 loopback on this machine ([::1]: {e})");
+            false
+        }
+    }
+}
+
+/// An IPv6 address as host, with the brackets a URL gives it or without: plain, and with TLS
+/// verified against the certificate's IP address `::1`.
+#[tokio::test]
+async fn ipv6_literals_with_or_without_brackets() {
+    if !have_ipv6_loopback() {
+        return;
+    }
+    let server =
+        TestServer::start_on("[::1]:0", TestServerConfig::default(), mail()).await.unwrap();
+    for host in ["[::1]", "::1"] {
+        let mut options = plain_options(&server);
+        options.host = host.into();
+        let mut client = Client::connect(&options).await.unwrap();
+        assert_eq!(client.host(), "::1");
+        client.login("alice", "secret", AuthMethod::UserPass).await.unwrap();
+        assert_eq!(body_of(&mut client, 3).await, mail()[2]);
+        client.quit().await.unwrap();
+    }
+    let ca = TestCa::generate();
+    let config = TestServerConfig { tls: ca.server_tls(), ..TestServerConfig::default() };
+    let server = TestServer::start_on("[::1]:0", config, mail()).await.unwrap();
+    let mut options = tls_options(&server, &ca, TlsMode::Stls);
+    options.host = "[::1]".into();
+    let mut client = Client::connect(&options).await.unwrap();
+    assert!(client.is_tls());
+    client.login("alice", "secret", AuthMethod::Auto).await.unwrap();
+    client.quit().await.unwrap();
+}
