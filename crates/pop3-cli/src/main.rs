@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pop3_client::{AuthMethod, Client, ConnectOptions, MsgNum, Retrieved};
+use pop3_client::{AuthMethod, Client, ConnectOptions, MsgNum, Retrieved, TlsMode};
 use serde::Serialize;
 
 use crate::deliver::{mbox_append_present, Deliverer, Finished, Settled, Target};
@@ -396,9 +396,32 @@ async fn connect(settings: &Settings) -> Result<Client, String> {
     let method = settings.auth;
     let bearer = matches!(method, AuthMethod::OAuthBearer | AuthMethod::XOAuth2);
     let secret = secret(settings, bearer)?;
-    let mut client = Client::connect(&options).await.map_err(|e| e.to_string())?;
+    let mut client = Client::connect(&options).await.map_err(|e| connect_error(&e, settings))?;
     client.login(&account.user, &secret, method).await.map_err(|e| e.to_string())?;
     Ok(client)
+}
+
+/// A failed connection's error; for a certificate whose issuer is not trusted (a self-signed
+/// one, often), with the ways to trust it and the command that shows its fingerprint.
+fn connect_error(e: &pop3_client::Error, settings: &Settings) -> String {
+    if !e.is_unknown_issuer() {
+        return e.to_string();
+    }
+    let account = &settings.account;
+    let port = account.port.unwrap_or_else(|| settings.tls.default_port());
+    let host = match account.host.contains(':') {
+        true => format!("[{}]", account.host),
+        false => account.host.clone(),
+    };
+    let starttls = if settings.tls == TlsMode::Stls { " -starttls pop3" } else { "" };
+    format!(
+        "{e}\n  The server's certificate is not issued by a CA this system trusts. If it is the \
+         server's own (a self-signed one, say), trust it with --tls-ca FILE (the certificate, or \
+         the CA that issued it, in PEM), or pin it with --tls-fingerprint SHA256 (tls_ca or \
+         tls_fingerprint in the config file). Its SHA-256 fingerprint, to compare with the one \
+         the server's administrator gives:\n    openssl s_client -connect {host}:{port}{starttls} \
+         </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+    )
 }
 
 async fn run_account(cmd: &Cmd, settings: &Settings, report: &mut Report) -> Result<(), String> {
