@@ -375,3 +375,37 @@ async fn fetched_mail_is_private_unless_the_umask_is_asked_for() {
         }
     }
 }
+
+/// mbox output is mboxrd: `From ` and `>From ` lines are stored with one more `>`, and the
+/// mbox read back (with pop3-storage, as pop3d serves it) gives every message as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbox_output_is_mboxrd_and_reads_back_unchanged() {
+    use pop3_storage::{Maildrop, Mbox};
+    let home = tempfile::tempdir().unwrap();
+    let mail = vec![
+        b"Subject: quoting\r\n\r\nFrom x\r\n>From quoted\r\n>>From twice\r\n>Fro\r\n".to_vec(),
+        b">From a first line\r\n\r\nbody\r\n".to_vec(),
+    ];
+    let server = server(mail.clone()).await;
+    let path = home.path().join("inbox");
+    let to = format!("mbox:{}", path.display());
+    let (code, out) = run(pop3(&server, home.path(), &["fetch", "-q", "--to", &to]));
+    assert_eq!(code, 0, "{out}");
+    let raw = std::fs::read_to_string(&path).unwrap();
+    for line in
+        ["\n>From x\n", "\n>>From quoted\n", "\n>>>From twice\n", "\n>Fro\n", "\n>>From a first"]
+    {
+        assert!(raw.contains(line), "{line:?} not in {raw}");
+    }
+    let mbox = Mbox::new(&path).open().unwrap();
+    let got: Vec<Vec<u8>> = (0..mbox.messages().len())
+        .map(|i| {
+            let mut m = Vec::new();
+            std::io::Read::read_to_end(&mut mbox.read_message(i).unwrap(), &mut m).unwrap();
+            m
+        })
+        .collect();
+    let mut got = got;
+    got.sort();
+    assert_eq!(got, stored(&mail), "the round trip gives the messages back");
+}
