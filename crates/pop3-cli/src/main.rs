@@ -409,9 +409,10 @@ fn connect_error(e: &pop3_client::Error, settings: &Settings) -> String {
     }
     let account = &settings.account;
     let port = account.port.unwrap_or_else(|| settings.tls.default_port());
-    let host = match account.host.contains(':') {
-        true => format!("[{}]", account.host),
-        false => account.host.clone(),
+    let host = if account.host.contains(':') {
+        format!("[{}]", account.host) // an IPv6 address, as openssl wants it
+    } else {
+        account.host.clone()
     };
     let starttls = if settings.tls == TlsMode::Stls { " -starttls pop3" } else { "" };
     format!(
