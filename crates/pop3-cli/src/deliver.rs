@@ -56,15 +56,40 @@ impl Target {
                 _ => PathBuf::from(p),
             }
         };
-        if let Some(dir) = text.strip_prefix("maildir:") {
-            Ok(Self::Maildir(expand(dir)))
-        } else if let Some(file) = text.strip_prefix("mbox:") {
-            Ok(Self::Mbox(expand(file)))
-        } else if let Some(cmd) = text.strip_prefix("mda:") {
-            Ok(Self::Mda(cmd.to_owned()))
-        } else {
-            Err(format!("--to {text}: expected maildir:DIR, mbox:FILE or mda:COMMAND"))
+        let expected = || format!("{text:?}: expected maildir:DIR, mbox:FILE or mda:COMMAND");
+        let (kind, rest) = text.split_once(':').ok_or_else(expected)?;
+        if rest.is_empty() {
+            return Err(expected());
         }
+        match kind {
+            "maildir" => Ok(Self::Maildir(expand(rest))),
+            "mbox" => Ok(Self::Mbox(expand(rest))),
+            "mda" => Ok(Self::Mda(rest.to_owned())),
+            _ => Err(expected()),
+        }
+    }
+}
+
+/// The permissions of what a delivery creates: directories (a Maildir's, an mbox's parent)
+/// and Maildir message files. The umask applies on top, as always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    dir: u32,
+    file: u32,
+}
+
+impl Modes {
+    /// Mail is private: directories 0700, files 0600, as the server side stores it.
+    pub const PRIVATE: Self = Self { dir: 0o700, file: 0o600 };
+    /// As the umask allows (0777 and 0666 less the umask), as most MDAs create files: for
+    /// a user who shares mail through group permissions on purpose.
+    pub const UMASK: Self = Self { dir: 0o777, file: 0o666 };
+
+    /// Creates `dir` and any missing parent with the directory mode; existing ones keep
+    /// theirs.
+    fn create_dir_all(self, dir: &Path) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(self.dir).create(dir)
     }
 }
 
@@ -108,6 +133,8 @@ struct Dirs {
     /// batch is published. Where the file system or kernel lacks `O_TMPFILE`, or `/proc` is
     /// missing (needed to link one without privileges), they are written to `tmp/NAME`.
     unnamed: bool,
+    /// The mode message files are created with.
+    file_mode: Mode,
 }
 
 /// An open Maildir: its directories, and the sealed batch being made durable in the
@@ -144,7 +171,7 @@ impl InFlight {
 type Sealed = (Vec<String>, io::Result<()>);
 
 impl OpenMaildir {
-    fn open(dir: &Path) -> io::Result<Self> {
+    fn open(dir: &Path, modes: Modes) -> io::Result<Self> {
         let open = |sub: &str| -> io::Result<OwnedFd> {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
             Ok(rustix::fs::open(dir.join(sub), flags, Mode::empty())?)
@@ -152,7 +179,8 @@ impl OpenMaildir {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
         let max_held = (limit.saturating_sub(128) / 4).max(8);
-        let mut dirs = Dirs { tmp: open("tmp")?, new: open("new")?, unnamed: false };
+        let file_mode = Mode::from(modes.file);
+        let mut dirs = Dirs { tmp: open("tmp")?, new: open("new")?, unnamed: false, file_mode };
         dirs.unnamed = dirs.open_unnamed().is_ok() && Path::new("/proc/self/fd").is_dir();
         Ok(Self { dirs: Arc::new(dirs), max_held, in_flight: None })
     }
@@ -210,7 +238,7 @@ impl Dirs {
     /// [`Dirs::link`] names it, so a crash leaves nothing behind in `tmp/`.
     fn open_unnamed(&self) -> io::Result<File> {
         let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
-        Ok(rustix::fs::openat(&self.tmp, ".", flags, Mode::from(0o666))?.into())
+        Ok(rustix::fs::openat(&self.tmp, ".", flags, self.file_mode)?.into())
     }
 
     /// Names the unnamed `file` `new/NAME`, never replacing a file there (a message already
@@ -336,19 +364,21 @@ impl ToLf {
 }
 
 impl Deliverer {
-    /// Prepares `target` for `account`, creating a missing Maildir; Maildir batches hold up
-    /// to `batch_messages` messages.
+    /// Prepares `target` for `account`, creating a missing Maildir (or an mbox's missing
+    /// directory) and message files with `modes`; Maildir batches hold up to
+    /// `batch_messages` messages.
     pub fn new(
         target: Target,
         account: &str,
         batch_messages: usize,
         journal: Journal,
+        modes: Modes,
     ) -> io::Result<Self> {
         let mut present = HashSet::new();
         let mut maildir = None;
         if let Target::Maildir(dir) = &target {
             for sub in ["tmp", "new", "cur"] {
-                std::fs::create_dir_all(dir.join(sub))?;
+                modes.create_dir_all(&dir.join(sub))?;
             }
             for sub in ["new", "cur"] {
                 for entry in std::fs::read_dir(dir.join(sub))? {
@@ -359,11 +389,11 @@ impl Deliverer {
                     }
                 }
             }
-            maildir = Some(OpenMaildir::open(dir)?);
+            maildir = Some(OpenMaildir::open(dir, modes)?);
         }
         if let Target::Mbox(path) = &target {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)?;
+                modes.create_dir_all(parent)?;
             }
         }
         let host = rustix::system::uname()
@@ -411,7 +441,8 @@ impl Deliverer {
                     maildir.dirs.open_unnamed()?
                 } else {
                     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
-                    rustix::fs::openat(&maildir.dirs.tmp, &base, flags, Mode::from(0o666))?.into()
+                    let mode = maildir.dirs.file_mode;
+                    rustix::fs::openat(&maildir.dirs.tmp, &base, flags, mode)?.into()
                 };
                 let uid = uid.to_owned();
                 Ok(Delivery::Maildir { file, base, uid, lf: ToLf::default(), written: 0 })
@@ -651,11 +682,15 @@ pub fn mbox_append_present(path: &Path, offset: u64, len: u64, digest: &str) -> 
     Ok(present && found == digest)
 }
 
-/// An unnamed temporary file (removed when closed).
+/// An unnamed temporary file (removed when closed), readable by its owner only for the
+/// moment it has a name.
 fn tempfile_in(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     for attempt in 0..100u32 {
         let name = dir.join(format!(".pop3-spool.{}.{attempt}", std::process::id()));
-        match OpenOptions::new().read(true).write(true).create_new(true).open(&name) {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create_new(true).mode(0o600);
+        match options.open(&name) {
             Ok(file) => {
                 std::fs::remove_file(&name)?;
                 return Ok(file);
@@ -669,7 +704,7 @@ fn tempfile_in(dir: &Path) -> io::Result<File> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Deliverer, Finished, Target, ToLf};
+    use super::{Deliverer, Finished, Modes, Target, ToLf};
     use std::path::{Path, PathBuf};
 
     fn names(dir: &Path) -> Vec<String> {
@@ -699,7 +734,7 @@ mod tests {
         let state = crate::state::State::open(&md.with_file_name("state"), "acct", false);
         let journal = state.unwrap().journal().unwrap();
         let target = Target::Maildir(md.clone());
-        let mut deliverer = Deliverer::new(target, "acct", 1000, journal).unwrap();
+        let mut deliverer = Deliverer::new(target, "acct", 1000, journal, Modes::PRIVATE).unwrap();
         let dirs = &mut deliverer.maildir.as_mut().unwrap().dirs;
         let dirs = std::sync::Arc::get_mut(dirs).unwrap();
         assert!(named || dirs.unnamed, "O_TMPFILE works in the test's temporary directory");
@@ -745,6 +780,26 @@ mod tests {
         assert!(deliverer.start("u4", 1).unwrap().is_present());
         // Each settled batch recorded its messages in the state, once each.
         assert_eq!(recorded(&md), (0..5).map(|u| format!("u{u}")).collect::<Vec<_>>());
+    }
+
+    /// Whatever the umask, a Maildir the retriever creates and the messages it writes there
+    /// (unnamed files and `tmp/NAME` alike) are its user's alone.
+    #[test]
+    fn maildir_directories_and_messages_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for named in [false, true] {
+            let (_dir, md, mut deliverer) = maildir(named);
+            stage(&mut deliverer, 0..2);
+            deliverer.commit_behind(&mut no_announce).result.unwrap();
+            deliverer.settle().result.unwrap();
+            for sub in ["", "tmp", "new", "cur"] {
+                assert_eq!(mode(&md.join(sub)) & 0o077, 0, "{sub}/ named={named}");
+            }
+            for name in names(&md.join("new")) {
+                assert_eq!(mode(&md.join("new").join(name)) & 0o077, 0, "named={named}");
+            }
+        }
     }
 
     /// The UIDLs the state next to `md` records as fetched, sorted.

@@ -2,11 +2,11 @@
 //! the server, with per-account UIDL state so that a message is never lost and never
 //! delivered twice. See `docs/client.md`.
 //!
-//! Exit codes: 0 new mail was fetched (or the command succeeded), 1 nothing new, 2 usage
-//! error, 3 partial failure (some accounts or messages failed), 4 error.
+//! Exit codes: see [`EXIT_CODES`].
 
 mod config;
 mod deliver;
+mod settings;
 mod state;
 mod syncer;
 
@@ -14,23 +14,38 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pop3_client::{
-    parse_fingerprint, AuthMethod, Client, ConnectOptions, MsgNum, Retrieved, TlsMode,
-};
+use pop3_client::{AuthMethod, Client, ConnectOptions, MsgNum, Retrieved, TlsMode};
 use serde::Serialize;
 
-use crate::config::Account;
 use crate::deliver::{mbox_append_present, Deliverer, Finished, Settled, Target};
+use crate::settings::{Policy, Settings};
 use crate::state::State;
+
+/// The exit codes, as `--help` prints them (and `docs/client.md` lists them).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  new mail was fetched (check: there is new mail; list, rebuild-state: done)
+  1  nothing new (messages skipped by --max-size do not count as new)
+  2  usage error: bad arguments, an unknown account, a bad URL or --to, a bad value in the
+     config file, or a config file that cannot be read (no server was contacted)
+  3  some accounts or messages failed, the others succeeded
+  4  every account failed (connection, TLS, login, server or local error)";
 
 #[derive(Debug, Parser)]
 #[command(name = "pop3", version, about = "Fetch mail over POP3, crash-safe.")]
+#[command(after_help = EXIT_CODES)]
+#[command(long_about = "Fetch mail over POP3, crash-safe.\n\n\
+    Accounts come from the config file or are given as URLs. Every option of an account \
+    (--to, --keep/--delete/--keep-days as `policy`, --max-size, --timeout, --batch, --auth, \
+    --use-umask, --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command) can \
+    also be set in its config entry; the command line overrides the config file.")]
 struct Cli {
-    /// The config file [default: $XDG_CONFIG_HOME/pop3/config.toml].
+    /// The config file, which must exist [default: $XDG_CONFIG_HOME/pop3/config.toml, which
+    /// may be missing when accounts are given as URLs].
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -40,12 +55,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Download new mail (by default only messages not fetched before).
+    #[command(after_help = EXIT_CODES)]
     Fetch(FetchArgs),
     /// List the messages on the server: number, size, UIDL, From, Subject, Date.
+    #[command(after_help = EXIT_CODES)]
     List(CommonArgs),
     /// Count the messages and the new ones, without downloading.
+    #[command(after_help = EXIT_CODES)]
     Check(CommonArgs),
     /// Record everything on the server as already fetched, without downloading it.
+    #[command(after_help = EXIT_CODES)]
     RebuildState(CommonArgs),
 }
 
@@ -73,9 +92,9 @@ struct CommonArgs {
     /// xoauth2.
     #[arg(long)]
     auth: Option<String>,
-    /// Seconds without progress before giving up.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
+    /// Seconds without progress before giving up [default: 60].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
     /// Print one JSON object per account on standard output.
     #[arg(long)]
     json: bool,
@@ -103,7 +122,8 @@ struct FetchArgs {
     /// Fetch every message, also those fetched before.
     #[arg(long)]
     all: bool,
-    /// Skip messages larger than N octets.
+    /// Skip messages larger than N octets: they stay on the server, and do not count as new
+    /// (neither in the counts nor for the exit code).
     #[arg(long, value_name = "N")]
     max_size: Option<u64>,
     /// Show what would be done; download, store and delete nothing.
@@ -112,16 +132,13 @@ struct FetchArgs {
     /// Maildir: make messages durable in batches of at most N (one file-system flush per
     /// batch instead of one fsync per message), committed while the download goes on; a
     /// batch is sealed when the one before it is committed, or at N messages, 64 MiB or 1 s.
-    /// 1 syncs every message on its own.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    batch: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Policy {
-    Keep,
-    Delete,
-    KeepDays(u64),
+    /// 1 syncs every message on its own [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
+    /// Create Maildir directories and message files as the umask allows (0777 and 0666 less
+    /// the umask) instead of private to the user (0700 and 0600, the default).
+    #[arg(long)]
+    use_umask: bool,
 }
 
 /// What happened to one account, printed as JSON with --json.
@@ -175,17 +192,14 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let config_path = cli.config.clone().unwrap_or_else(config::config_path);
-    let config = match config::load(&config_path) {
+    let config = match config::load(&config_path, cli.config.is_some()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pop3: {e}");
-            return ExitCode::from(4);
+            return ExitCode::from(2);
         }
     };
-    let common = match &cli.command {
-        Cmd::Fetch(f) => &f.common,
-        Cmd::List(c) | Cmd::Check(c) | Cmd::RebuildState(c) => c,
-    };
+    let common = cli.command.common();
     let names: Vec<String> = if common.accounts.is_empty() {
         config.accounts.keys().cloned().collect()
     } else {
@@ -195,35 +209,52 @@ async fn run(cli: Cli) -> ExitCode {
         eprintln!("pop3: no account given and none in {}", config_path.display());
         return ExitCode::from(2);
     }
-    let (mut any_new, mut failures) = (false, 0);
+    // Every account and its settings are checked before any server is contacted: a mistake
+    // on the command line or in the config file is a usage error, not a failed account.
+    let mut accounts = Vec::with_capacity(names.len());
     for name in &names {
-        let mut report = Report { account: name.clone(), ..Report::default() };
-        let result = match config::resolve(name, &config) {
-            Ok(account) => {
-                report.account = account.name.clone();
-                run_account(&cli.command, common, &account, &mut report).await
+        let settings = config::resolve(name, &config, &config_path).and_then(|account| {
+            let name = account.name.clone();
+            Settings::new(&cli.command, account).map_err(|e| format!("{name}: {e}"))
+        });
+        match settings {
+            Ok(settings) => accounts.push(settings),
+            Err(e) => {
+                eprintln!("pop3: {e}");
+                return ExitCode::from(2);
             }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
+        }
+    }
+    let (mut any_new, mut failures) = (false, 0);
+    for (index, settings) in accounts.iter().enumerate() {
+        let mut report = Report { account: settings.account.name.clone(), ..Report::default() };
+        if let Err(e) = run_account(&cli.command, settings, &mut report).await {
             report.error = Some(e);
         }
         if report.error.is_some() || !report.errors.is_empty() {
             failures += 1;
         }
         any_new |= report.fetched > 0 || report.new > 0;
-        print_report(&cli.command, common, &report);
+        let position = Position { index, of: accounts.len() };
+        print_report(&cli.command, common, &report, position);
     }
     match (failures, any_new) {
         (0, true) => ExitCode::SUCCESS,
         (0, false) if matches!(cli.command, Cmd::Fetch(_) | Cmd::Check(_)) => ExitCode::from(1),
         (0, false) => ExitCode::SUCCESS,
-        (n, _) if n == names.len() => ExitCode::from(4),
+        (n, _) if n == accounts.len() => ExitCode::from(4),
         _ => ExitCode::from(3),
     }
 }
 
-fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
+/// Where an account's report comes in the run: its index among `of` accounts.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    index: usize,
+    of: usize,
+}
+
+fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report, position: Position) {
     if common.json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
         return;
@@ -234,11 +265,17 @@ fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
     for e in &report.errors {
         eprintln!("pop3: {}: {e}", report.account);
     }
-    if common.quiet {
+    // A failed account has no summary: its counts would be those of nothing looked at.
+    if common.quiet || report.error.is_some() {
         return;
     }
     match cmd {
         Cmd::List(_) => {
+            // Several listings, one after the other: each under its account's name.
+            if position.of > 1 {
+                let gap = if position.index > 0 { "\n" } else { "" };
+                println!("{gap}{}:", report.account);
+            }
             for l in &report.list {
                 println!(
                     "{:>5} {:>9} {} {}{}  {}  {}",
@@ -266,7 +303,7 @@ fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
                 println!("would delete {uid}");
             }
         }
-        Cmd::Fetch(_) if report.error.is_none() => println!(
+        Cmd::Fetch(_) => println!(
             "{}: {} new of {} messages, fetched {} ({} octets), deleted {}{}",
             report.account,
             report.new,
@@ -280,16 +317,16 @@ fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report) {
                 String::new()
             }
         ),
-        Cmd::Fetch(_) => {}
     }
 }
 
-/// The password (or token) for `account`.
-fn secret(common: &CommonArgs, account: &Account, bearer: bool) -> Result<String, String> {
+/// The password (or token) for the account.
+fn secret(settings: &Settings, bearer: bool) -> Result<String, String> {
+    let account = &settings.account;
     let command = if bearer {
         account.config.token_command.clone()
     } else {
-        common.password_command.clone().or_else(|| account.config.password_command.clone())
+        settings.password_command.clone()
     };
     if !bearer {
         if let Ok(p) = std::env::var("POP3_PASSWORD") {
@@ -345,59 +382,67 @@ fn prompt(text: &str) -> Result<String, String> {
 /// 0.91 s with 16. The commands are a few octets each, far below any socket buffer.
 const PIPELINE_WINDOW: usize = 64;
 
-async fn connect(common: &CommonArgs, account: &Account) -> Result<Client, String> {
+async fn connect(settings: &Settings) -> Result<Client, String> {
+    let account = &settings.account;
     let mut options = ConnectOptions::new(account.host.clone());
     options.port = account.port;
     options.pipeline_window = PIPELINE_WINDOW;
-    options.tls = if common.no_tls || account.config.no_tls {
-        if account.tls == TlsMode::Implicit {
-            return Err("--no-tls with a pop3s:// URL".into());
-        }
-        TlsMode::None
-    } else {
-        account.tls
-    };
-    options.timeout = Duration::from_secs(common.timeout.max(1));
+    options.tls = settings.tls;
+    options.timeout = settings.timeout;
     options.connect_timeout = options.timeout;
-    options.tls_options.extra_ca_file =
-        common.tls_ca.clone().or_else(|| account.config.tls_ca.clone());
-    if let Some(fp) = common.tls_fingerprint.as_ref().or(account.config.tls_fingerprint.as_ref()) {
-        let pin = parse_fingerprint(fp).ok_or_else(|| format!("bad fingerprint {fp:?}"))?;
-        options.tls_options.pinned_sha256 = vec![pin];
-    }
-    options.tls_options.danger_accept_invalid_certs = common.insecure || account.config.insecure;
-    let method_name = common.auth.clone().or_else(|| account.config.auth.clone());
-    let method = match method_name {
-        Some(name) => {
-            AuthMethod::from_name(&name).ok_or_else(|| format!("unknown auth {name:?}"))?
-        }
-        None => AuthMethod::Auto,
-    };
+    options.tls_options.extra_ca_file = settings.tls_ca.clone();
+    options.tls_options.pinned_sha256 = settings.pin.into_iter().collect();
+    options.tls_options.danger_accept_invalid_certs = settings.insecure;
+    let method = settings.auth;
     let bearer = matches!(method, AuthMethod::OAuthBearer | AuthMethod::XOAuth2);
-    let secret = secret(common, account, bearer)?;
-    let mut client = Client::connect(&options).await.map_err(|e| e.to_string())?;
+    let secret = secret(settings, bearer)?;
+    let mut client = Client::connect(&options).await.map_err(|e| connect_error(&e, settings))?;
     client.login(&account.user, &secret, method).await.map_err(|e| e.to_string())?;
     Ok(client)
 }
 
-async fn run_account(
-    cmd: &Cmd,
-    common: &CommonArgs,
-    account: &Account,
-    report: &mut Report,
-) -> Result<(), String> {
+/// A failed connection's error; for a certificate whose issuer is not trusted (a self-signed
+/// one, often), with the ways to trust it and the command that shows its fingerprint.
+fn connect_error(e: &pop3_client::Error, settings: &Settings) -> String {
+    if !e.is_unknown_issuer() {
+        return e.to_string();
+    }
+    let account = &settings.account;
+    let port = account.port.unwrap_or_else(|| settings.tls.default_port());
+    let host = if account.host.contains(':') {
+        format!("[{}]", account.host) // an IPv6 address, as openssl wants it
+    } else {
+        account.host.clone()
+    };
+    let starttls = if settings.tls == TlsMode::Stls { " -starttls pop3" } else { "" };
+    format!(
+        "{e}\n  The server's certificate is not issued by a CA this system trusts. If it is the \
+         server's own (a self-signed one, say), trust it with --tls-ca FILE (the certificate, or \
+         the CA that issued it, in PEM), or pin it with --tls-fingerprint SHA256 (tls_ca or \
+         tls_fingerprint in the config file). Its SHA-256 fingerprint, to compare with the one \
+         the server's administrator gives:\n    openssl s_client -connect {host}:{port}{starttls} \
+         </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+    )
+}
+
+async fn run_account(cmd: &Cmd, settings: &Settings, report: &mut Report) -> Result<(), String> {
+    let account = &settings.account;
     let read_only =
         matches!(cmd, Cmd::List(_) | Cmd::Check(_)) || matches!(cmd, Cmd::Fetch(f) if f.dry_run);
     let state_dir = config::state_dir();
     let mut state = State::open(&state_dir, &config::file_name(&account.name), read_only)
         .map_err(|e| format!("state in {}: {e}", state_dir.display()))?;
-    let mut client = connect(common, account).await?;
+    let mut client = connect(settings).await?;
     let listing = client.list_uidl().await.map_err(|e| e.to_string())?;
     report.messages = listing.len();
     let (listing, shared) = unambiguous(listing, report);
+    // New: not fetched before, and not too large to be fetched at all (a message skipped by
+    // the size limit would otherwise make every run report new mail).
     report.new = listing
         .iter()
-        .filter(|(_, _, uid)| !state.entries.get(uid).is_some_and(|e| e.fetched))
+        .filter(|(_, size, uid)| {
+            !state.entries.get(uid).is_some_and(|e| e.fetched) && !settings.too_large(*size)
+        })
         .count();
     match cmd {
         Cmd::Check(_) => {}
@@ -429,7 +474,7 @@ async fn run_account(
             report.new = 0;
         }
         Cmd::Fetch(args) => {
-            fetch(args, account, &mut client, &mut state, &listing, &shared, report).await?
+            fetch(args, settings, &mut client, &mut state, &listing, &shared, report).await?
         }
     }
     client.quit().await.map_err(|e| e.to_string())
@@ -496,35 +541,16 @@ fn unambiguous(
 
 async fn fetch(
     args: &FetchArgs,
-    account: &Account,
+    settings: &Settings,
     client: &mut Client,
     state: &mut State,
     listing: &[(MsgNum, u64, String)],
     shared: &HashSet<String>,
     report: &mut Report,
 ) -> Result<(), String> {
-    let policy = if args.delete {
-        Policy::Delete
-    } else if let Some(days) = args.keep_days {
-        Policy::KeepDays(days)
-    } else if args.keep {
-        Policy::Keep
-    } else {
-        match account.config.policy.as_deref() {
-            None | Some("keep") => Policy::Keep,
-            Some("delete") => Policy::Delete,
-            Some(p) => match p.strip_prefix("keep-days:").and_then(|n| n.parse().ok()) {
-                Some(days) => Policy::KeepDays(days),
-                None => return Err(format!("unknown policy {p:?}")),
-            },
-        }
-    };
-    let target = args
-        .to
-        .clone()
-        .or_else(|| account.config.to.clone())
-        .unwrap_or_else(|| "maildir:~/Maildir".into());
-    let target = Target::parse(&target)?;
+    let account = &settings.account;
+    let fetch = settings.fetch.as_ref().ok_or("no fetch settings")?;
+    let (policy, target) = (fetch.policy, fetch.target.clone());
     let now = now();
     // Seen times first, in one durable write: they name the Maildir files, so a message
     // delivered before a crash gets the same name when fetched again.
@@ -553,7 +579,7 @@ async fn fetch(
         if fetched && !args.all {
             continue;
         }
-        if args.max_size.is_some_and(|max| *size > max) {
+        if settings.too_large(*size) {
             report.skipped_too_large += 1;
             continue;
         }
@@ -564,7 +590,8 @@ async fn fetch(
         report.would_fetch = todo.iter().map(|t| t.2.clone()).collect();
     } else if !todo.is_empty() {
         let journal = state.journal().map_err(|e| e.to_string())?;
-        let mut deliverer = Deliverer::new(target, &account.name, args.batch as usize, journal)
+        let batch = fetch.batch as usize;
+        let mut deliverer = Deliverer::new(target, &account.name, batch, journal, fetch.modes)
             .map_err(|e| e.to_string())?;
         let total: u64 = todo.iter().map(|t| t.1).sum();
         let bar = progress(args, todo.len() as u64, total);

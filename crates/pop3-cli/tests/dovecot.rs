@@ -10,7 +10,7 @@
 //!
 //! Line endings: the seeded files use LF, as MTAs write them; Dovecot serves them with CRLF,
 //! and `pop3` stores messages with LF again (docs/client.md). So the expected local copy is
-//! the source, byte for byte (in an mbox with `From ` lines quoted as `>From `); what the
+//! the source, byte for byte (in an mbox quoted as mboxrd: `>*From ` lines get a `>`); what the
 //! library hands out is the source with every LF turned into CRLF.
 //!
 //! Without Dovecot the tests print `SKIPPED: dovecot not installed` and pass, unless `CI=true`.
@@ -373,15 +373,15 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// Source messages as an MTA writes them (LF), with dot lines, a `From ` line and one large
-/// message (several socket reads).
+/// Source messages as an MTA writes them (LF), with dot lines, `From ` and `>From ` lines and
+/// one large message (several socket reads).
 fn messages(first: usize, n: usize) -> Vec<Vec<u8>> {
     (first..first + n)
         .map(|i| {
             let mut m = format!(
                 "From: Sender {i} <s{i}@example.org>\nTo: {USER}@example.org\nSubject: message {i}\n\
                  Message-ID: <{i}@interop.example>\n\nbody of {i}\n.\n..two dots\n.leading dot\n\
-                 From here on, a From_ line.\n"
+                 From here on, a From_ line.\n>From a quoted one.\n"
             );
             if i % 3 == 1 {
                 for line in 0..4000 {
@@ -520,14 +520,14 @@ fn mbox_messages(mbox: &[u8]) -> Vec<Vec<u8>> {
     sorted(out)
 }
 
-/// mboxo quoting of `From ` lines.
-fn mboxo(message: &[u8]) -> Vec<u8> {
+/// mboxrd quoting: one more `>` on every line matching `>*From `.
+fn mboxrd(message: &[u8]) -> Vec<u8> {
     let text = String::from_utf8(message.to_vec()).unwrap();
-    let quoted: Vec<String> = text
-        .split_inclusive('\n')
-        .map(|l| if l.starts_with("From ") { format!(">{l}") } else { l.to_owned() })
-        .collect();
-    quoted.concat().into_bytes()
+    let quote = |l: &str| match l.trim_start_matches('>').starts_with("From ") {
+        true => format!(">{l}"),
+        false => l.to_owned(),
+    };
+    text.split_inclusive('\n').map(quote).collect::<String>().into_bytes()
 }
 
 /// `pop3 fetch` over implicit TLS (verified) into an mbox and into an MDA command.
@@ -550,8 +550,8 @@ fn fetch_mbox_and_mda_over_implicit_tls() {
     assert_eq!(code, 0, "{out} {err}");
     assert_eq!(json(&out)["fetched"], 3);
     let got = mbox_messages(&std::fs::read(&mbox).unwrap());
-    let want = sorted(source.iter().map(|m| mboxo(m)).collect());
-    assert_eq!(got, want, "mbox: the source bytes, CRLF, From_ lines quoted");
+    let want = sorted(source.iter().map(|m| mboxrd(m)).collect());
+    assert_eq!(got, want, "mbox: the source bytes, CRLF, quoted as mboxrd");
 
     // A separate state: everything is new again for the MDA.
     let home = tempfile::tempdir().unwrap();

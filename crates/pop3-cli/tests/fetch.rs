@@ -306,3 +306,106 @@ async fn a_low_open_file_limit_makes_smaller_batches_and_loses_nothing() {
     assert_eq!(report["fetched"], 200, "{out}");
     assert_eq!(maildir_messages(&maildir), stored(&messages(200)));
 }
+
+/// A message skipped by `--max-size` is not new mail: the run that skips it, and every later
+/// one, exits 1 (nothing new) and counts it as skipped, not as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_skipped_by_max_size_is_not_new_mail() {
+    let home = tempfile::tempdir().unwrap();
+    let to = format!("maildir:{}", home.path().join("Mail").display());
+    let mut mail = messages(2);
+    mail.push(format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(5000)).into_bytes());
+    let server = server(mail).await;
+    let fetch = ["fetch", "--json", "--max-size", "1000", "--to", &to];
+    let (code, out) = run(pop3(&server, home.path(), &fetch));
+    assert_eq!(code, 0, "two small ones fetched: {out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((report["new"].as_u64(), report["fetched"].as_u64()), (Some(2), Some(2)), "{out}");
+    assert_eq!(report["skipped_too_large"], 1, "{out}");
+    for _ in 0..2 {
+        let (code, out) = run(pop3(&server, home.path(), &fetch));
+        assert_eq!(code, 1, "only the skipped one is left: nothing new: {out}");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            (report["new"].as_u64(), report["skipped_too_large"].as_u64()),
+            (Some(0), Some(1))
+        );
+    }
+    // Without the limit it is new, and fetched.
+    let (code, out) = run(pop3(&server, home.path(), &["fetch", "--json", "--to", &to]));
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((report["new"].as_u64(), report["fetched"].as_u64()), (Some(1), Some(1)), "{out}");
+}
+
+/// `cmd` run by a shell that sets `umask` first.
+fn with_umask(umask: &str, direct: &Command) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!("umask {umask} && exec \"$0\" \"$@\"")).arg(direct.get_program());
+    cmd.args(direct.get_args()).stdin(Stdio::null());
+    for (key, value) in direct.get_envs() {
+        cmd.env(key, value.unwrap());
+    }
+    cmd
+}
+
+/// Fetched mail is private under the usual umask 022: the Maildir's directories 0700, its
+/// message files 0600 (the server side's modes); `--use-umask` gives 0755 and 0644.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_mail_is_private_unless_the_umask_is_asked_for() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let home = tempfile::tempdir().unwrap();
+    let server = server(messages(3)).await;
+    for (extra, dirs, files) in [(None, 0o700, 0o600), (Some("--use-umask"), 0o755, 0o644)] {
+        let maildir = home.path().join(format!("Mail{}", extra.unwrap_or("")));
+        let to = format!("maildir:{}", maildir.display());
+        let mut direct = pop3(&server, home.path(), &["fetch", "-q", "--all", "--to", &to]);
+        direct.args(extra);
+        let (code, out) = run(with_umask("022", &direct));
+        assert_eq!(code, 0, "{out}");
+        for sub in ["", "tmp", "new", "cur"] {
+            assert_eq!(mode(&maildir.join(sub)), dirs, "{extra:?} {sub}/");
+        }
+        let new: Vec<PathBuf> =
+            std::fs::read_dir(maildir.join("new")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(new.len(), 3);
+        for file in new {
+            assert_eq!(mode(&file), files, "{extra:?} {}", file.display());
+        }
+    }
+}
+
+/// mbox output is mboxrd: `From ` and `>From ` lines are stored with one more `>`, and the
+/// mbox read back (with pop3-storage, as pop3d serves it) gives every message as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbox_output_is_mboxrd_and_reads_back_unchanged() {
+    use pop3_storage::{Maildrop, Mbox};
+    let home = tempfile::tempdir().unwrap();
+    let mail = vec![
+        b"Subject: quoting\r\n\r\nFrom x\r\n>From quoted\r\n>>From twice\r\n>Fro\r\n".to_vec(),
+        b">From a first line\r\n\r\nbody\r\n".to_vec(),
+    ];
+    let server = server(mail.clone()).await;
+    let path = home.path().join("inbox");
+    let to = format!("mbox:{}", path.display());
+    let (code, out) = run(pop3(&server, home.path(), &["fetch", "-q", "--to", &to]));
+    assert_eq!(code, 0, "{out}");
+    let raw = std::fs::read_to_string(&path).unwrap();
+    for line in
+        ["\n>From x\n", "\n>>From quoted\n", "\n>>>From twice\n", "\n>Fro\n", "\n>>From a first"]
+    {
+        assert!(raw.contains(line), "{line:?} not in {raw}");
+    }
+    let mbox = Mbox::new(&path).open().unwrap();
+    let got: Vec<Vec<u8>> = (0..mbox.messages().len())
+        .map(|i| {
+            let mut m = Vec::new();
+            std::io::Read::read_to_end(&mut mbox.read_message(i).unwrap(), &mut m).unwrap();
+            m
+        })
+        .collect();
+    let mut got = got;
+    got.sort();
+    assert_eq!(got, stored(&mail), "the round trip gives the messages back");
+}

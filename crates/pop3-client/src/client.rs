@@ -21,7 +21,8 @@ use crate::{Error, Result};
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Host name or IP address.
+    /// Host name or IP address; an IPv6 address with or without the brackets a URL puts
+    /// around it (`[::1]` or `::1`, RFC 3986 section 3.2.2).
     pub host: String,
     /// TCP port; `None` for the mode's default (110 or 995).
     pub port: Option<u16>,
@@ -138,6 +139,12 @@ pub struct Client {
     window: usize,
 }
 
+/// `host` without the brackets of an IPv6 literal (`[::1]` is `::1`): what name resolution
+/// and certificate names take.
+fn unbracketed(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
 /// A fresh random string for SCRAM nonces.
 fn nonce() -> String {
     use ring::rand::{SecureRandom, SystemRandom};
@@ -161,20 +168,18 @@ impl Client {
     /// Connects, reads the greeting, asks `CAPA`, and sets up TLS as `options.tls` says.
     pub async fn connect(options: &ConnectOptions) -> Result<Self> {
         let port = options.port();
+        let host = unbracketed(&options.host);
         let tls_config = match options.tls {
             TlsMode::None => None,
             _ => Some(client_config(&options.tls_options)?),
         };
-        let tcp = tokio::time::timeout(
-            options.connect_timeout,
-            TcpStream::connect((options.host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| Error::Timeout { what: "the TCP connection" })??;
+        let tcp = tokio::time::timeout(options.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| Error::Timeout { what: "the TCP connection" })??;
         let _ = tcp.set_nodelay(true);
         let stream = match (&tls_config, options.tls) {
             (Some(config), TlsMode::Implicit) => {
-                let name = server_name(&options.host, &options.tls_options)?;
+                let name = server_name(host, &options.tls_options)?;
                 let tls = tokio::time::timeout(
                     options.connect_timeout,
                     TlsConnector::from(config.clone()).connect(name, tcp),
@@ -192,7 +197,7 @@ impl Client {
         let session = ClientSession::new(config);
         let mut client = Client {
             conn: Conn::new(session, stream, options.timeout),
-            host: options.host.clone(),
+            host: host.to_owned(),
             port,
             window,
         };
@@ -279,7 +284,7 @@ impl Client {
         }
     }
 
-    /// The host connected to.
+    /// The host connected to (an IPv6 address without brackets).
     pub fn host(&self) -> &str {
         &self.host
     }

@@ -113,6 +113,17 @@ impl Error {
         }
     }
 
+    /// True when the TLS handshake failed because the server's certificate was not issued by
+    /// a trusted CA (and is not itself trusted or pinned): what trusting its CA, or pinning
+    /// it, would fix.
+    pub fn is_unknown_issuer(&self) -> bool {
+        let Self::Tls(e) = self else { return false };
+        matches!(
+            e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))
+        )
+    }
+
     /// True for a login refused because of the credentials (`[AUTH]`, or `-ERR` to a login
     /// command without a code) or a failed SASL exchange.
     pub fn is_auth(&self) -> bool {

@@ -46,6 +46,7 @@ mod error;
 #[doc(hidden)]
 pub mod testing;
 mod tls;
+mod x509;
 
 pub use client::{AuthMethod, Body, Client, ConnectOptions, Retrieval, Retrieved, Stat};
 pub use error::{Error, ErrorCode, Result};

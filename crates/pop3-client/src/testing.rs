@@ -102,7 +102,16 @@ impl Drop for TestServer {
 impl TestServer {
     /// Starts on 127.0.0.1 with a free port, holding `messages`.
     pub async fn start(config: TestServerConfig, messages: Vec<Vec<u8>>) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0", config, messages).await
+    }
+
+    /// Starts on `addr` (`"[::1]:0"`: the IPv6 loopback, a free port), holding `messages`.
+    pub async fn start_on(
+        addr: &str,
+        config: TestServerConfig,
+        messages: Vec<Vec<u8>>,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let mut mailbox = Mailbox::default();
         for m in messages {
@@ -399,8 +408,8 @@ impl ServerStream {
     }
 }
 
-/// A test certificate authority and a server certificate it issued for `localhost` and
-/// `127.0.0.1`, generated at run time (nothing secret is ever committed).
+/// A test certificate authority and a server certificate it issued for `localhost`,
+/// `127.0.0.1` and `::1`, generated at run time (nothing secret is ever committed).
 #[derive(Debug)]
 pub struct TestCa {
     /// The CA certificate, DER.
@@ -427,8 +436,8 @@ impl TestCa {
         let ca_key = KeyPair::generate().expect("key");
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
         let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("params");
+        let names = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec();
+        let params = CertificateParams::new(names).expect("params");
         let cert = params.signed_by(&key, &ca).expect("certificate");
         Self {
             ca_der: ca.der().to_vec(),
@@ -441,6 +450,57 @@ impl TestCa {
     }
 
     /// The chain and key as [`TestServerConfig::tls`] wants them.
+    pub fn server_tls(&self) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
+        Some((vec![self.cert_der.clone()], self.key_der.clone()))
+    }
+}
+
+/// When a [`SelfSigned`] certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// From 1975 to 4096 (rcgen's default).
+    Now,
+    /// During 2000 only.
+    Expired,
+    /// From 2090 on.
+    NotYet,
+}
+
+/// A self-signed certificate made the way `openssl req -x509` makes one: its own issuer, and
+/// `CA:TRUE`; generated at run time.
+#[derive(Debug)]
+pub struct SelfSigned {
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The key, PKCS#8 DER.
+    pub key_der: Vec<u8>,
+}
+
+impl SelfSigned {
+    /// A certificate for `common_name` and `subject_alt_names` (none: the common name alone,
+    /// as `openssl req -x509 -subj /CN=NAME` without `-addext subjectAltName=...` makes it).
+    pub fn generate(common_name: &str, subject_alt_names: &[&str], validity: Validity) -> Self {
+        use rcgen::{date_time_ymd, BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let names: Vec<String> = subject_alt_names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        match validity {
+            Validity::Now => {}
+            Validity::Expired => {
+                params.not_before = date_time_ymd(2000, 1, 1);
+                params.not_after = date_time_ymd(2001, 1, 1);
+            }
+            Validity::NotYet => params.not_before = date_time_ymd(2090, 1, 1),
+        }
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("certificate");
+        Self { cert_der: cert.der().to_vec(), cert_pem: cert.pem(), key_der: key.serialize_der() }
+    }
+
+    /// The certificate and key as [`TestServerConfig::tls`] wants them.
     pub fn server_tls(&self) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
         Some((vec![self.cert_der.clone()], self.key_der.clone()))
     }

@@ -2,9 +2,10 @@
 //! every method, the TLS modes with a test CA, pinning, pipelining on and off, every login
 //! mechanism, typed errors and timeouts.
 
+use std::path::Path;
 use std::time::Duration;
 
-use pop3_client::testing::{TestCa, TestServer, TestServerConfig};
+use pop3_client::testing::{SelfSigned, TestCa, TestServer, TestServerConfig, Validity};
 use pop3_client::{
     fingerprint_sha256, AuthMethod, Capability, Client, ConnectOptions, Error, ErrorCode, MsgNum,
     Retrieved, TlsMode, TlsOptions,
@@ -351,4 +352,185 @@ async fn a_silent_server_times_out() {
     assert!(matches!(err, Error::Timeout { what: "the greeting" }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
     hold.abort();
+}
+
+/// True if this machine has an IPv6 loopback; otherwise says loudly that the test is
+/// skipped (and fails under CI=true, where it must run).
+fn have_ipv6_loopback() -> bool {
+    match std::net::TcpListener::bind("[::1]:0") {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "no IPv6 loopback ([::1]: {e}), and CI=true"
+            );
+            eprintln!("SKIPPED: no IPv6 loopback on this machine ([::1]: {e})");
+            false
+        }
+    }
+}
+
+/// An IPv6 address as host, with the brackets a URL gives it or without: plain, and with TLS
+/// verified against the certificate's IP address `::1`.
+#[tokio::test]
+async fn ipv6_literals_with_or_without_brackets() {
+    if !have_ipv6_loopback() {
+        return;
+    }
+    let server =
+        TestServer::start_on("[::1]:0", TestServerConfig::default(), mail()).await.unwrap();
+    for host in ["[::1]", "::1"] {
+        let mut options = plain_options(&server);
+        options.host = host.into();
+        let mut client = Client::connect(&options).await.unwrap();
+        assert_eq!(client.host(), "::1");
+        client.login("alice", "secret", AuthMethod::UserPass).await.unwrap();
+        assert_eq!(body_of(&mut client, 3).await, mail()[2]);
+        client.quit().await.unwrap();
+    }
+    let ca = TestCa::generate();
+    let config = TestServerConfig { tls: ca.server_tls(), ..TestServerConfig::default() };
+    let server = TestServer::start_on("[::1]:0", config, mail()).await.unwrap();
+    let mut options = tls_options(&server, &ca, TlsMode::Stls);
+    options.host = "[::1]".into();
+    let mut client = Client::connect(&options).await.unwrap();
+    assert!(client.is_tls());
+    client.login("alice", "secret", AuthMethod::Auto).await.unwrap();
+    client.quit().await.unwrap();
+}
+
+/// A server presenting a self-signed certificate as `openssl req -x509` makes it (`CA:TRUE`,
+/// which webpki alone refuses as the server's own, `CaUsedAsEndEntity`).
+async fn self_signed_server(cert: &SelfSigned, mode: TlsMode) -> TestServer {
+    let config = TestServerConfig {
+        tls: cert.server_tls(),
+        implicit_tls: mode == TlsMode::Implicit,
+        ..TestServerConfig::default()
+    };
+    TestServer::start(config, mail()).await.unwrap()
+}
+
+/// Options trusting exactly `cert` (from a PEM file, as `--tls-ca` gives it).
+fn trusting(server: &TestServer, cert: &SelfSigned, mode: TlsMode, dir: &Path) -> ConnectOptions {
+    let file = dir.join("trusted.pem");
+    std::fs::write(&file, &cert.cert_pem).unwrap();
+    let mut options = plain_options(server);
+    options.tls = mode;
+    options.tls_options =
+        TlsOptions { system_roots: false, extra_ca_file: Some(file), ..TlsOptions::default() };
+    options
+}
+
+/// The handshake error's certificate problem.
+fn certificate_error(err: &Error) -> Option<rustls::CertificateError> {
+    let Error::Tls(e) = err else { return None };
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(c) => Some(c.clone()),
+        _ => None,
+    }
+}
+
+/// A trusted self-signed `CA:TRUE` certificate is accepted as the server's own, over STLS
+/// and implicit TLS, by its subjectAltNames or (without any) its commonName; its name and
+/// validity are still checked; untrusted, it is an unknown issuer.
+#[tokio::test]
+async fn a_trusted_self_signed_ca_certificate_is_accepted_as_the_servers_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = SelfSigned::generate("pop.test", &["localhost", "127.0.0.1"], Validity::Now);
+    for mode in [TlsMode::Stls, TlsMode::Implicit] {
+        let server = self_signed_server(&cert, mode).await;
+        let mut client =
+            Client::connect(&trusting(&server, &cert, mode, dir.path())).await.unwrap();
+        assert!(client.is_tls());
+        client.login("alice", "secret", AuthMethod::Auto).await.unwrap();
+        assert_eq!(body_of(&mut client, 1).await, mail()[0]);
+        client.quit().await.unwrap();
+        // By name too.
+        let mut options = trusting(&server, &cert, mode, dir.path());
+        options.host = "localhost".into();
+        Client::connect(&options).await.unwrap();
+        // A name the certificate does not give.
+        options.tls_options.server_name = Some("pop.example.org".into());
+        let err = Client::connect(&options).await.unwrap_err();
+        assert!(wrong_name(&err), "{err}");
+        // Not trusted: an unknown issuer, which the error says.
+        let mut options = trusting(&server, &cert, mode, dir.path());
+        options.tls_options.extra_ca_file = None;
+        options.tls_options.extra_ca_der = vec![TestCa::generate().ca_der];
+        let err = Client::connect(&options).await.unwrap_err();
+        assert!(err.is_unknown_issuer(), "{err}");
+    }
+
+    // Expired, or not valid yet: refused although trusted.
+    for (validity, want) in [
+        (Validity::Expired, rustls::CertificateError::Expired),
+        (Validity::NotYet, rustls::CertificateError::NotValidYet),
+    ] {
+        let cert = SelfSigned::generate("pop.test", &["localhost", "127.0.0.1"], validity);
+        let server = self_signed_server(&cert, TlsMode::Implicit).await;
+        let options = trusting(&server, &cert, TlsMode::Implicit, dir.path());
+        let err = Client::connect(&options).await.unwrap_err();
+        assert_eq!(certificate_error(&err), Some(want), "{validity:?}: {err}");
+        assert!(!err.is_unknown_issuer());
+    }
+
+    // No subjectAltName: the commonName names the server, exactly.
+    let cert = SelfSigned::generate("localhost", &[], Validity::Now);
+    let server = self_signed_server(&cert, TlsMode::Implicit).await;
+    let mut options = trusting(&server, &cert, TlsMode::Implicit, dir.path());
+    options.host = "localhost".into();
+    Client::connect(&options).await.unwrap();
+    options.host = "127.0.0.1".into();
+    let err = Client::connect(&options).await.unwrap_err();
+    assert!(wrong_name(&err), "{err}");
+}
+
+/// True if the handshake failed because the certificate does not name the server.
+fn wrong_name(err: &Error) -> bool {
+    matches!(
+        certificate_error(err),
+        Some(
+            rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. }
+        )
+    )
+}
+
+/// The same with a certificate made by the real `openssl req -x509` (CA:TRUE by default, no
+/// subjectAltName unless asked): what curl, Python, Perl, mpop and fetchmail accept.
+#[tokio::test]
+async fn a_certificate_made_by_openssl_req_x509_is_accepted_when_trusted() {
+    let Ok(version) = std::process::Command::new("openssl").arg("version").output() else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "openssl missing, and CI=true");
+        eprintln!("SKIPPED: openssl not installed (apt-get install openssl)");
+        return;
+    };
+    assert!(version.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-subj", "/CN=localhost", "-days", "2", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use rustls::pki_types::pem::PemObject;
+    let cert_der = rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap().to_vec();
+    let key_der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(&key).unwrap();
+    let config = TestServerConfig {
+        tls: Some((vec![cert_der], key_der.secret_pkcs8_der().to_vec())),
+        ..TestServerConfig::default()
+    };
+    let server = TestServer::start(config, mail()).await.unwrap();
+    let mut options = plain_options(&server);
+    options.host = "localhost".into();
+    options.tls = TlsMode::Stls;
+    options.tls_options =
+        TlsOptions { system_roots: false, extra_ca_file: Some(cert), ..TlsOptions::default() };
+    let mut client = Client::connect(&options).await.unwrap();
+    client.login("alice", "secret", AuthMethod::Auto).await.unwrap();
+    assert_eq!(body_of(&mut client, 2).await, mail()[1]);
 }

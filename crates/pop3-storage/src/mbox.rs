@@ -2,21 +2,24 @@
 //!
 //! * **Reading.** A message starts at a line beginning with `From ` that is the first line of
 //!   the file or follows an empty line; that `From ` line is not part of the message, and the
-//!   empty line before the next `From ` line (the separator) is not either. Nothing is
-//!   unquoted: a `>From ` line is served as stored. This is correct for mboxo (where the
-//!   quoting cannot be undone) and leaves mboxrd's extra `>` visible, the same choice
-//!   Dovecot and qpopper make; see `docs/storage.md`. A file that has anything but empty
-//!   lines before its first `From ` line is refused ([`Error::Corrupt`]).
+//!   empty line before the next `From ` line (the separator) is not either. Messages are
+//!   read as mboxrd (RFC 4155 appendix A): every line matching `>+From ` is served with one
+//!   `>` less, which gives back exactly what delivery quoted, and undoes the quoting of
+//!   mboxo writers such as Postfix for `From ` lines (see `docs/storage.md` for the one
+//!   line mboxo cannot give back). Sizes count what is served. A file that has anything but
+//!   empty lines before its first `From ` line is refused ([`Error::Corrupt`]).
 //! * **UIDL.** 32 hex digits of FNV-1a-128 over the `From ` line, the header section and the
-//!   message size; a second identical message gets `-2`, a third `-3`, and so on.
+//!   size of the message as stored (before unquoting, so UIDLs did not change when reading
+//!   became mboxrd); a second identical message gets `-2`, a third `-3`, and so on.
 //! * **Locking.** A `NAME.lock` dotlock, then an `fcntl` write lock on the file, as Postfix
 //!   (`mailbox_delivery_lock = fcntl, dotlock`) and mutt do. Both are held until commit or drop.
 //! * **Commit** writes the kept messages and anything appended since the snapshot to
 //!   `.NAME.pop3-storage.tmp`, fsyncs it, renames it over the mbox and fsyncs the directory:
 //!   a crash leaves either the old or the new file.
-//! * **Delivery** appends `From sender date`, the message with lines beginning `From `
-//!   quoted as `>From ` (mboxo, like Postfix's local(8)), a final newline if missing, and an
-//!   empty separator line. A journal `.NAME.pop3-storage.append` makes an interrupted append
+//! * **Delivery** appends `From sender date`, the message quoted as mboxrd (every line
+//!   matching `>*From ` gets one more `>`, so `>From ` is stored `>>From ` and read back
+//!   as it was; what mpop, mutt and getmail write), a final newline if missing, and an empty
+//!   separator line. A journal `.NAME.pop3-storage.append` makes an interrupted append
 //!   roll back on the next locked access.
 
 use std::fs::{self, File, OpenOptions};
@@ -351,53 +354,94 @@ impl Mbox {
     }
 }
 
-/// mboxo quoting of `From ` at the start of a line, streaming.
-#[derive(Debug)]
-struct Quoter {
-    at_line_start: bool,
-    pending: Vec<u8>,
-    last: Option<u8>,
+/// `From ` after any number of `>` at the start of a line: the lines mboxrd quotes.
+const FROM: &[u8] = b"From ";
+
+/// The start of one line, octet by octet, against mboxrd's pattern `>*From `.
+#[derive(Debug, Default, Clone, Copy)]
+struct LineStart {
+    /// `>` octets at the start of the line so far.
+    quotes: u64,
+    /// Octets of `From ` matched after them.
+    matched: usize,
+    /// Whether the line matches `>*From `, once known.
+    from: Option<bool>,
 }
 
-impl Default for Quoter {
-    fn default() -> Self {
-        Self { at_line_start: true, pending: Vec::with_capacity(5), last: None }
+impl LineStart {
+    /// Looks at the next octets of the line, while `from` is unknown. Returns how many it
+    /// took: all of `data` if still undecided, up to the space of `From ` on a match, and up
+    /// to (not including) the octet that rules a match out.
+    fn feed(&mut self, data: &[u8]) -> usize {
+        for (i, &b) in data.iter().enumerate() {
+            if self.matched == 0 && b == b'>' {
+                self.quotes += 1;
+            } else if b == FROM[self.matched] {
+                self.matched += 1;
+                if self.matched == FROM.len() {
+                    self.from = Some(true);
+                    return i + 1;
+                }
+            } else {
+                self.from = Some(false);
+                return i;
+            }
+        }
+        data.len()
+    }
+
+    /// True for a line that mboxrd quoting wrote: `>+From `.
+    fn is_quoted_from(&self) -> bool {
+        self.from == Some(true) && self.quotes > 0
     }
 }
 
-impl Quoter {
+/// Which way [`Quoting`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Writing: every line matching `>*From ` gets one more `>`.
+    Quote,
+    /// Reading: every line matching `>+From ` loses one `>`.
+    Unquote,
+}
+
+/// mboxrd's quoting of message lines (RFC 4155 appendix A), streaming over any split of the
+/// input. Only the start of a line is held back while it is undecided: the `From ` octets
+/// matched so far, and when unquoting the line's first `>` (the `>` octets are all alike, so
+/// the one dropped or added may as well be the last of them).
+#[derive(Debug)]
+struct Quoting {
+    direction: Direction,
+    /// The start of the current line, while it is being decided.
+    line: Option<LineStart>,
+}
+
+impl Quoting {
+    fn new(direction: Direction) -> Self {
+        Self { direction, line: Some(LineStart::default()) }
+    }
+
     fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        if let Some(&b) = input.last() {
-            self.last = Some(b);
-        }
         while !input.is_empty() {
-            if self.at_line_start {
-                // Collect up to 5 octets of the line (or fewer, up to its LF) to decide.
-                while self.pending.len() < 5 && !input.is_empty() {
-                    let b = input[0];
-                    input = &input[1..];
-                    self.pending.push(b);
-                    if b == b'\n' {
-                        break;
-                    }
+            if let Some(line) = self.line.as_mut() {
+                let before = line.quotes;
+                let taken = line.feed(input);
+                let quotes = line.quotes - before;
+                // Unquoting keeps the line's first `>` back until the line is decided.
+                let held = u64::from(self.direction == Direction::Unquote && before == 0);
+                out.extend(std::iter::repeat_n(b'>', quotes.saturating_sub(held) as usize));
+                input = &input[taken..];
+                let line = *line;
+                if line.from.is_some() {
+                    self.decided(line, out);
                 }
-                let decided = self.pending.len() == 5 || self.pending.last() == Some(&b'\n');
-                if !decided {
-                    return;
-                }
-                if self.pending == b"From " {
-                    out.push(b'>');
-                }
-                out.extend_from_slice(&self.pending);
-                self.at_line_start = self.pending.last() == Some(&b'\n');
-                self.pending.clear();
                 continue;
             }
             match memchr::memchr(b'\n', input) {
                 Some(i) => {
                     out.extend_from_slice(&input[..=i]);
                     input = &input[i + 1..];
-                    self.at_line_start = true;
+                    self.line = Some(LineStart::default());
                 }
                 None => {
                     out.extend_from_slice(input);
@@ -407,13 +451,102 @@ impl Quoter {
         }
     }
 
+    /// Writes what was held back of a decided line start.
+    fn decided(&mut self, line: LineStart, out: &mut Vec<u8>) {
+        let from = line.from == Some(true);
+        match self.direction {
+            Direction::Quote if from => out.push(b'>'),
+            Direction::Unquote if line.quotes > 0 && !from => out.push(b'>'),
+            _ => {}
+        }
+        out.extend_from_slice(&FROM[..line.matched]);
+        self.line = None;
+    }
+
+    /// Writes what is still held back at the end of the input.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Some(mut line) = self.line.take() {
+            line.from = Some(false);
+            self.decided(line, out);
+        }
+    }
+}
+
+/// A message being written to an mbox: quoted, and ended with a newline if it lacks one.
+#[derive(Debug)]
+struct Quoter {
+    quoting: Quoting,
+    last: Option<u8>,
+}
+
+impl Default for Quoter {
+    fn default() -> Self {
+        Self { quoting: Quoting::new(Direction::Quote), last: None }
+    }
+}
+
+impl Quoter {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if let Some(&b) = input.last() {
+            self.last = Some(b);
+        }
+        self.quoting.feed(input, out);
+    }
+
     /// Flushes and ends the message with a newline if it lacks one.
     fn finish(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.pending);
-        self.pending.clear();
+        self.quoting.finish(out);
         if !matches!(self.last, None | Some(b'\n')) {
             out.push(b'\n');
         }
+    }
+}
+
+/// A stored message read back: unquoted.
+struct Unquoter<R> {
+    inner: R,
+    quoting: Quoting,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// How much of `output` was read.
+    at: usize,
+    done: bool,
+}
+
+impl<R: Read> Unquoter<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            quoting: Quoting::new(Direction::Unquote),
+            input: vec![0; CHUNK],
+            output: Vec::with_capacity(CHUNK + FROM.len() + 1),
+            at: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Unquoter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.output.len() && !self.done {
+            self.output.clear();
+            self.at = 0;
+            let n = match self.inner.read(&mut self.input) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.quoting.finish(&mut self.output);
+                self.done = true;
+            } else {
+                self.quoting.feed(&self.input[..n], &mut self.output);
+            }
+        }
+        let n = buf.len().min(self.output.len() - self.at);
+        buf[..n].copy_from_slice(&self.output[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -429,6 +562,8 @@ struct Current {
     /// (start, contribution, empty) of its last complete line.
     last_line: Option<(u64, u64, bool)>,
     completion: u64,
+    /// Its `>+From ` lines, each served with one `>` less.
+    unquoted: u64,
 }
 
 fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
@@ -446,17 +581,20 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
     let mut line_last: Option<u8> = None; // last octet of the line so far
     let mut candidate = true; // first line of the file, or after an empty line
     let mut cand_hash = Fnv128::new();
+    let mut line_start_kind = LineStart::default(); // is the line `>+From `?
 
     let finish = |cur: Current, region_end: u64, done: &mut Vec<(Loc, u64, Fnv128)>| {
-        let (body_end, size) = match cur.last_line {
+        let (body_end, stored) = match cur.last_line {
             Some((start, contrib, true)) => (start, cur.acc - contrib),
             _ => (region_end, cur.acc + cur.completion),
         };
+        // The UIDL hashes the size of the message as stored, before unquoting, as it always
+        // did: UIDLs stay those served before reading unquoted.
         let mut hash = cur.hash;
-        hash.update(&size.to_le_bytes());
+        hash.update(&stored.to_le_bytes());
         done.push((
             Loc { from_start: cur.from_start, body_start: cur.body_start, body_end },
-            size,
+            stored - cur.unquoted,
             hash,
         ));
     };
@@ -476,9 +614,13 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
             if line_len == 0 {
                 line_start = offset + i as u64;
                 prefix.clear();
+                line_start_kind = LineStart::default();
                 if candidate {
                     cand_hash = Fnv128::new();
                 }
+            }
+            if line_start_kind.from.is_none() {
+                line_start_kind.feed(seg);
             }
             if prefix.len() < 5 {
                 let take = (5 - prefix.len()).min(seg.len());
@@ -515,10 +657,12 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
                     acc: 0,
                     last_line: None,
                     completion: 0,
+                    unquoted: 0,
                 });
             } else if let Some(c) = cur.as_mut() {
                 let contrib = line_len + u64::from(!cr);
                 c.acc += contrib;
+                c.unquoted += u64::from(line_start_kind.is_quoted_from());
                 c.last_line = Some((line_start, contrib, empty));
                 if empty {
                     c.in_headers = false;
@@ -540,6 +684,7 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
                 c.acc += line_len;
                 c.completion = if line_last == Some(b'\r') { 1 } else { 2 };
                 c.last_line = None;
+                c.unquoted += u64::from(line_start_kind.is_quoted_from());
             }
             None => return Err(corrupt("mbox does not begin with a \"From \" line")),
         }
@@ -662,7 +807,8 @@ impl Maildrop for MboxDrop {
         self.live()?;
         let loc = self.locs.get(index).ok_or(Error::NoSuchMessage(index))?;
         let file = self.file.as_ref().ok_or(Error::NoSuchMessage(index))?;
-        Ok(MessageReader::region(file, loc.body_start, loc.body_end))
+        let stored = MessageReader::region(file, loc.body_start, loc.body_end);
+        Ok(MessageReader::new(Box::new(Unquoter::new(stored))))
     }
 
     fn commit(&mut self, deleted: &[usize]) -> Result<()> {
@@ -725,17 +871,103 @@ mod tests {
         out
     }
 
+    /// Unquotes what `inner` reads.
+    fn unquote(inner: impl Read) -> Vec<u8> {
+        let mut out = Vec::new();
+        Unquoter::new(inner).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    const PLAIN: &[u8] =
+        b"From x\nFrom\n>From y\n>>From z\n>\n>>\n>Fro\nFro\nab From c\n>>>From \nFrom ";
+    const QUOTED: &[u8] =
+        b">From x\nFrom\n>>From y\n>>>From z\n>\n>>\n>Fro\nFro\nab From c\n>>>>From \n>From \n";
+
     #[test]
-    fn quoting_any_split() {
-        let input: &[u8] = b"From x\nFrom\n>From y\nFro\nFrom z\nab From c\nFrom ";
-        let want: &[u8] = b">From x\nFrom\n>From y\nFro\n>From z\nab From c\n>From \n";
-        for i in 0..=input.len() {
-            let (a, b) = input.split_at(i);
-            assert_eq!(quote(&[a, b]), want, "split at {i}");
+    fn mboxrd_quoting_over_any_split() {
+        for i in 0..=PLAIN.len() {
+            let (a, b) = PLAIN.split_at(i);
+            assert_eq!(quote(&[a, b]), QUOTED, "split at {i}");
         }
-        let one: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(quote(&one), want);
+        let octets: Vec<&[u8]> = PLAIN.chunks(1).collect();
+        assert_eq!(quote(&octets), QUOTED);
         assert_eq!(quote(&[b"x"]), b"x\n");
         assert_eq!(quote(&[]), b"");
+    }
+
+    #[test]
+    fn mboxrd_unquoting_over_any_split_gives_the_message_back() {
+        let want = [PLAIN, b"\n"].concat();
+        for i in 0..=QUOTED.len() {
+            let (a, b) = QUOTED.split_at(i);
+            assert_eq!(unquote(a.chain(b)), want, "split at {i}");
+        }
+        assert_eq!(unquote(OneAtATime(QUOTED)), want);
+        // A quoted line cut short at the end stays as it is; so does a bare `From ` line.
+        assert_eq!(unquote(&b"a\n>Fr"[..]), b"a\n>Fr");
+        assert_eq!(unquote(&b">\nFrom x\n>"[..]), b">\nFrom x\n>");
+    }
+
+    /// Reads one octet per call.
+    struct OneAtATime<'a>(&'a [u8]);
+
+    impl Read for OneAtATime<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((&b, rest)), Some(slot)) => {
+                    *slot = b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    /// What is delivered is read back as it was: `>From ` and `>>From ` lines included,
+    /// with sizes that count what is served.
+    #[test]
+    fn delivered_messages_read_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = Mbox::new(dir.path().join("m"));
+        let messages: [&[u8]; 4] = [
+            b"Subject: a\n\nFrom the start\n>From quoted\n>>From twice\n",
+            b"Subject: b\r\n\r\n>From crlf\r\nFrom x\r\n",
+            b"Subject: c\n\n>From no newline",
+            b">From header-like first line\n\nbody\n",
+        ];
+        for m in messages {
+            mbox.deliver(&mut &m[..], &Envelope::default()).unwrap();
+        }
+        let d = mbox.open().unwrap();
+        assert_eq!(d.messages().len(), messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let mut got = Vec::new();
+            d.read_message(i).unwrap().read_to_end(&mut got).unwrap();
+            let mut want = m.to_vec();
+            if !want.ends_with(b"\n") {
+                want.push(b'\n');
+            }
+            assert_eq!(got, want, "message {i}");
+            let crlf = String::from_utf8(want).unwrap().replace("\r\n", "\n").replace('\n', "\r\n");
+            assert_eq!(d.messages()[i].size, crlf.len() as u64, "size {i}");
+        }
+    }
+
+    /// Reading unquoted changes the size a quoted message is served with, not its UIDL: that
+    /// still hashes the size of the message as stored, as before mboxrd reading.
+    #[test]
+    fn uidls_hash_the_size_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let from_line = "From a@b Tue Nov 14 22:13:20 2023\n";
+        fs::write(&path, format!("{from_line}Subject: q\n\n>From quoted\n")).unwrap();
+        let d = Mbox::new(&path).open().unwrap();
+        // Served: "Subject: q", "", "From quoted", each with CRLF.
+        assert_eq!(d.messages()[0].size, 12 + 2 + 13);
+        let mut hash = Fnv128::new();
+        hash.update(format!("{from_line}Subject: q\n\n").as_bytes());
+        hash.update(&(12u64 + 2 + 14).to_le_bytes());
+        assert_eq!(d.messages()[0].uidl, hash.hex());
     }
 }

@@ -10,12 +10,13 @@ use common::{message, read_all, transmitted};
 use pop3_storage::{is_valid_uidl, Envelope, Error, ErrorKind, Maildrop, Mbox};
 
 /// Postfix-style mbox: `From ` lines with two spaces, `>From ` quoting, blank separators.
-/// Returns the mbox bytes and the messages as a POP3 client must receive them.
+/// Returns the mbox bytes and the messages as a POP3 client must receive them: unquoted as
+/// mboxrd reads them, one `>` less on each `>+From ` line.
 fn fixture() -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut file = Vec::new();
     let mut expected = Vec::new();
     let bodies: Vec<Vec<u8>> = vec![
-        b"Subject: one\n\nHello\n>From the quoted line stays quoted\nFrom inside a paragraph\n.\n"
+        b"Subject: one\n\nHello\n>From a quoted line\n>>From one quoted twice\nFrom inside\n.\n"
             .to_vec(),
         b"Subject: two\n\nBody with a blank line\n\nand a second paragraph\n".to_vec(),
         b"Subject: crlf\r\n\r\nWindows\r\nline ends\r\n".to_vec(),
@@ -29,7 +30,7 @@ fn fixture() -> (Vec<u8>, Vec<Vec<u8>>) {
         );
         file.extend_from_slice(b);
         file.push(b'\n');
-        expected.push(b.clone());
+        expected.push(unquoted(b));
     }
     // Last message without a trailing newline or separator (a sloppy writer).
     file.extend_from_slice(
@@ -37,6 +38,18 @@ fn fixture() -> (Vec<u8>, Vec<Vec<u8>>) {
     );
     expected.push(b"Subject: last\n\nno newline".to_vec());
     (file, expected)
+}
+
+/// One `>` less on each line matching `>+From ` (mboxrd).
+fn unquoted(stored: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(stored.to_vec()).unwrap();
+    let lines = text.split_inclusive('\n');
+    let unquote =
+        |l: &str| match l.trim_start_matches('>').starts_with("From ") && l.starts_with('>') {
+            true => l[1..].to_owned(),
+            false => l.to_owned(),
+        };
+    lines.map(unquote).collect::<String>().into_bytes()
 }
 
 fn write_fixture(path: &Path) -> Vec<Vec<u8>> {
@@ -130,12 +143,9 @@ fn delivery_quotes_and_terminates() {
     let d = mbox.open().unwrap();
     assert_eq!(d.messages().len(), 3);
     for (i, m) in msgs.iter().enumerate() {
-        // What mboxo reading gives back: "From " lines quoted, a final newline added.
-        let text = String::from_utf8(m.clone()).unwrap();
-        let mut want: String = text
-            .split_inclusive('\n')
-            .map(|l| if l.starts_with("From ") { format!(">{l}") } else { l.to_owned() })
-            .collect();
+        // mboxrd quoting undone by mboxrd reading: the message as delivered, with a final
+        // newline added.
+        let mut want = String::from_utf8(m.clone()).unwrap();
         if !want.ends_with('\n') {
             want.push('\n');
         }
@@ -175,7 +185,7 @@ fn delivery_of_a_batch_is_announced_and_can_be_found_again() {
     assert!(!mbox.read_range(offset, data.len() as u64 + 1, &mut |_| {}).unwrap(), "past the end");
     let d = mbox.open().unwrap();
     assert_eq!(d.messages().len(), 3);
-    assert_eq!(read_all(&d, 1), b"Subject: a\n\n>From here\n");
+    assert_eq!(read_all(&d, 1), b"Subject: a\n\nFrom here\n");
     assert_eq!(read_all(&d, 2), b"Subject: b\n\nno newline\n");
     drop(d);
     // A hook that fails (say, the retriever cannot record the append) stops it.

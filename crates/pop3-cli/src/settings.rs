@@ -1,0 +1,195 @@
+//! What one run does with one account: the command line over the account's entry in the
+//! config file over the defaults. Everything is checked here, before any server is
+//! contacted, so that a mistake in either is a usage error (exit 2) and not a failure found
+//! half-way through a run of several accounts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pop3_client::{parse_fingerprint, AuthMethod, TlsMode};
+
+use crate::config::Account;
+use crate::deliver::{Modes, Target};
+use crate::{Cmd, CommonArgs, FetchArgs};
+
+/// Seconds without progress before giving up, unless set.
+const DEFAULT_TIMEOUT: u64 = 60;
+/// Maildir messages per durable batch, unless set.
+const DEFAULT_BATCH: u32 = 1024;
+
+/// When messages are deleted on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Never.
+    Keep,
+    /// Once stored locally.
+    Delete,
+    /// This many days after they were first seen, once stored locally.
+    KeepDays(u64),
+}
+
+impl Policy {
+    /// Parses `keep`, `delete` or `keep-days:N`, as the config file writes them.
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "keep" => Ok(Self::Keep),
+            "delete" => Ok(Self::Delete),
+            _ => text
+                .strip_prefix("keep-days:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::KeepDays)
+                .ok_or_else(|| format!("policy {text:?}: expected keep, delete or keep-days:N")),
+        }
+    }
+}
+
+/// The settings of one account for one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The account: where to connect and who logs in.
+    pub account: Account,
+    /// Plain, STLS or implicit TLS.
+    pub tls: TlsMode,
+    /// Extra trusted certificates.
+    pub tls_ca: Option<PathBuf>,
+    /// The only certificate accepted, by SHA-256 fingerprint.
+    pub pin: Option<[u8; 32]>,
+    /// No certificate verification at all.
+    pub insecure: bool,
+    /// The login method.
+    pub auth: AuthMethod,
+    /// The command printing the password.
+    pub password_command: Option<String>,
+    /// Longest wait without progress.
+    pub timeout: Duration,
+    /// Messages larger than this (octets) are not fetched, and not counted as new.
+    pub max_size: Option<u64>,
+    /// What `fetch` does (`None` for the other commands).
+    pub fetch: Option<Fetch>,
+}
+
+/// The settings of `fetch`.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    /// Where mail goes.
+    pub target: Target,
+    /// When messages are deleted on the server.
+    pub policy: Policy,
+    /// Maildir messages per durable batch.
+    pub batch: u32,
+    /// The permissions of created Maildir files and directories.
+    pub modes: Modes,
+}
+
+impl Settings {
+    /// The settings of `account` for `cmd`.
+    pub fn new(cmd: &Cmd, account: Account) -> Result<Self, String> {
+        let common = cmd.common();
+        let config = &account.config;
+        let tls = if common.no_tls || config.no_tls {
+            if account.tls == TlsMode::Implicit {
+                return Err(format!("{}: --no-tls with a pop3s:// URL", account.name));
+            }
+            TlsMode::None
+        } else {
+            account.tls
+        };
+        let pin = match common.tls_fingerprint.as_ref().or(config.tls_fingerprint.as_ref()) {
+            Some(fp) => Some(parse_fingerprint(fp).ok_or_else(|| {
+                format!("bad fingerprint {fp:?}: expected 64 hex digits (SHA-256), colons allowed")
+            })?),
+            None => None,
+        };
+        let auth = match common.auth.as_ref().or(config.auth.as_ref()) {
+            Some(name) => AuthMethod::from_name(name).ok_or_else(|| {
+                format!(
+                    "unknown auth {name:?}: expected auto, scram-sha-256, plain, login, \
+                     cram-md5, user, apop, oauthbearer or xoauth2"
+                )
+            })?,
+            None => AuthMethod::Auto,
+        };
+        let (fetch, max_size) = match cmd {
+            Cmd::Fetch(args) => (Some(Fetch::new(args, &account)?), args.max_size),
+            _ => (None, None),
+        };
+        // `check` and `list` have no --max-size, but the account's limit says what is new.
+        let max_size = max_size.or(config.max_size);
+        let timeout = common.timeout.or(config.timeout).unwrap_or(DEFAULT_TIMEOUT);
+        if timeout == 0 {
+            return Err("timeout = 0: expected at least 1 (seconds)".into());
+        }
+        Ok(Self {
+            tls,
+            tls_ca: common.tls_ca.clone().or_else(|| config.tls_ca.clone()),
+            pin,
+            insecure: common.insecure || config.insecure,
+            auth,
+            password_command: common
+                .password_command
+                .clone()
+                .or_else(|| config.password_command.clone()),
+            timeout: Duration::from_secs(timeout),
+            max_size,
+            fetch,
+            account,
+        })
+    }
+}
+
+impl Settings {
+    /// True for a message too large to be fetched.
+    pub fn too_large(&self, size: u64) -> bool {
+        self.max_size.is_some_and(|max| size > max)
+    }
+}
+
+impl Fetch {
+    fn new(args: &FetchArgs, account: &Account) -> Result<Self, String> {
+        let config = &account.config;
+        let policy = if args.delete {
+            Policy::Delete
+        } else if let Some(days) = args.keep_days {
+            Policy::KeepDays(days)
+        } else if args.keep {
+            Policy::Keep
+        } else {
+            config.policy.as_deref().map_or(Ok(Policy::Keep), Policy::parse)?
+        };
+        let target = match (&args.to, &config.to) {
+            (Some(to), _) => Target::parse(to).map_err(|e| format!("--to {e}"))?,
+            (None, Some(to)) => Target::parse(to).map_err(|e| format!("to = {e}"))?,
+            (None, None) => Target::parse("maildir:~/Maildir")?,
+        };
+        let batch = args.batch.or(config.batch).unwrap_or(DEFAULT_BATCH);
+        if batch == 0 {
+            return Err("batch = 0: expected at least 1 (messages)".into());
+        }
+        let modes = if args.use_umask || config.use_umask { Modes::UMASK } else { Modes::PRIVATE };
+        Ok(Self { target, policy, batch, modes })
+    }
+}
+
+impl Cmd {
+    /// The options every command has.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            Cmd::Fetch(f) => &f.common,
+            Cmd::List(c) | Cmd::Check(c) | Cmd::RebuildState(c) => c,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Policy;
+
+    #[test]
+    fn policies() {
+        assert_eq!(Policy::parse("keep"), Ok(Policy::Keep));
+        assert_eq!(Policy::parse("delete"), Ok(Policy::Delete));
+        assert_eq!(Policy::parse("keep-days:7"), Ok(Policy::KeepDays(7)));
+        assert!(Policy::parse("keep-days:x").is_err());
+        assert!(Policy::parse("purge").is_err());
+    }
+}
