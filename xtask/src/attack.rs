@@ -137,7 +137,11 @@ fn attack_in(pop3d: &Path, dir: &Path) -> Result {
     if report.failed.is_empty() {
         Ok(())
     } else {
-        Err(format!("attack: {} target(s) missed: {}", report.failed.len(), report.failed.join("; ")))
+        Err(format!(
+            "attack: {} target(s) missed: {}",
+            report.failed.len(),
+            report.failed.join("; ")
+        ))
     }
 }
 
@@ -149,7 +153,10 @@ struct Report {
 
 impl Report {
     fn check(&mut self, what: &str, measured: String, target: String, ok: bool) {
-        eprintln!("xtask: {what}: {measured} (target {target}) {}", if ok { "ok" } else { "MISSED" });
+        eprintln!(
+            "xtask: {what}: {measured} (target {target}) {}",
+            if ok { "ok" } else { "MISSED" }
+        );
         if !ok {
             self.failed.push(format!("{what}: {measured}, target {target}"));
         }
@@ -333,7 +340,8 @@ fn flood_and_probe(addr: SocketAddr, pid: u32, report: &mut Report) {
             })
         })
         .collect();
-    let legit: Vec<Option<Duration>> = legit.into_iter().map(|t| t.join().unwrap_or(None)).collect();
+    let legit: Vec<Option<Duration>> =
+        legit.into_iter().map(|t| t.join().unwrap_or(None)).collect();
     for t in threads {
         let _ = t.join();
     }
@@ -441,7 +449,10 @@ fn timing(addr: SocketAddr, report: &mut Report) {
     match (median_ms(known), median_ms(unknown)) {
         (Some(k), Some(u)) => report.check(
             "median reply to a wrong password, known vs unknown user",
-            format!("{k:.1} ms vs {u:.1} ms (difference {:.1} ms, {samples:?} samples)", (k - u).abs()),
+            format!(
+                "{k:.1} ms vs {u:.1} ms (difference {:.1} ms, {samples:?} samples)",
+                (k - u).abs()
+            ),
             format!("< {TIMING_DIFF_MS:.0} ms apart"),
             (k - u).abs() < TIMING_DIFF_MS,
         ),

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
-use tracing::{field, info, warn, Instrument, Span};
+use tracing::{debug, field, info, warn, Instrument, Span};
 
 use crate::limits::Slot;
 use crate::penalty::QueueFull;
@@ -179,6 +179,8 @@ struct Driver {
     slot: Slot,
     /// The user of the SCRAM exchange in progress, for the penalty of its failure.
     sasl_user: Option<String>,
+    /// The start of a command line not yet complete, for the debug log.
+    log_buf: Vec<u8>,
     start: Instant,
     maildrop: Option<Box<dyn Maildrop>>,
     bytes_in: u64,
@@ -235,6 +237,7 @@ impl Driver {
             peer,
             slot,
             sasl_user: None,
+            log_buf: Vec::new(),
             start,
             maildrop: None,
             bytes_in: 0,
@@ -321,6 +324,9 @@ impl Driver {
                     }
                     self.bytes_in += n as u64;
                     let now = self.now();
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        log_lines(&mut self.log_buf, &buf[..n], self.session.phase());
+                    }
                     self.session.handle_input(&buf[..n], now);
                 }
                 () = sleep_until(deadline) => {
@@ -332,6 +338,21 @@ impl Driver {
     }
 
     async fn answer(&mut self, event: Event) -> io::Result<()> {
+        let started = Instant::now();
+        let phase = self.session.phase();
+        let name = event_name(&event);
+        let answered = self.answer_inner(event).await;
+        debug!(
+            event = name,
+            ?phase,
+            now = ?self.session.phase(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "event answered"
+        );
+        answered
+    }
+
+    async fn answer_inner(&mut self, event: Event) -> io::Result<()> {
         let refused = |_| io::Error::other("the session refused an answer");
         match event {
             Event::Authenticate(request) => self.authenticate(request).await,
@@ -648,6 +669,58 @@ impl Driver {
     }
 }
 
+/// An event's name for the debug log (never its credentials).
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Authenticate(_) => "authenticate",
+        Event::SaslFailed { .. } => "sasl-failed",
+        Event::ScramKeysNeeded { .. } => "scram-keys",
+        Event::RetrieveBody { .. } => "retrieve",
+        Event::StartTls => "starttls",
+        Event::Commit { .. } => "commit",
+    }
+}
+
+/// The longest partial line kept for the debug log.
+const LOG_LINE_MAX: usize = 1024;
+
+/// Logs the command lines completed by `input` at debug level, secrets masked: the arguments
+/// of PASS and AUTH, APOP's digest, and every line of a SASL exchange (`phase` is the
+/// session's when the bytes arrived). A line split across reads is logged once complete
+/// (`pending` holds its start), so a secret is never logged in pieces.
+fn log_lines(pending: &mut Vec<u8>, input: &[u8], phase: Phase) {
+    pending.extend_from_slice(input);
+    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        if phase == Phase::Sasl {
+            debug!(command = "<SASL response, not logged>", "client sent");
+            continue;
+        }
+        debug!(command = %masked(line), "client sent");
+    }
+    if pending.len() > LOG_LINE_MAX {
+        pending.clear();
+    }
+}
+
+/// A command line with its secrets replaced.
+fn masked(line: &str) -> String {
+    let mut words = line.splitn(3, ' ');
+    let verb = words.next().unwrap_or_default();
+    match verb.to_ascii_uppercase().as_str() {
+        "PASS" => "PASS <secret>".to_owned(),
+        "AUTH" => match (words.next(), words.next()) {
+            (Some(mechanism), Some(_)) => format!("AUTH {mechanism} <secret>"),
+            (Some(mechanism), None) => format!("AUTH {mechanism}"),
+            _ => "AUTH".to_owned(),
+        },
+        "APOP" => format!("APOP {} <digest>", words.next().unwrap_or_default()),
+        _ => line.chars().take(80).collect(),
+    }
+}
+
 /// A blocking task that panicked or was cancelled, as a storage error.
 fn task_failed(op: &'static str, error: tokio::task::JoinError) -> pop3_storage::Error {
     pop3_storage::Error::Io { op, path: Default::default(), source: io::Error::other(error) }
@@ -690,4 +763,20 @@ fn read_small(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::masked;
+
+    #[test]
+    fn secrets_are_masked_in_the_command_log() {
+        assert_eq!(masked("PASS hunter2"), "PASS <secret>");
+        assert_eq!(masked("pass hunter2"), "PASS <secret>");
+        assert_eq!(masked("AUTH PLAIN AGFsaWNlAHNlY3JldA=="), "AUTH PLAIN <secret>");
+        assert_eq!(masked("AUTH SCRAM-SHA-256"), "AUTH SCRAM-SHA-256");
+        assert_eq!(masked("APOP alice c4c9334bac560ecc979e58001b3e22fb"), "APOP alice <digest>");
+        assert_eq!(masked("USER alice"), "USER alice");
+        assert_eq!(masked("RETR 1"), "RETR 1");
+    }
 }
