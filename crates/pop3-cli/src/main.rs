@@ -6,11 +6,12 @@
 
 mod config;
 mod deliver;
+mod ledger;
 mod settings;
-mod state;
+mod sink;
 mod syncer;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,9 +22,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pop3_client::{AuthMethod, Client, ConnectOptions, MsgNum, Retrieved, TlsMode};
 use serde::Serialize;
 
-use crate::deliver::{mbox_append_present, Deliverer, Finished, Settled, Target};
+use crate::deliver::{mbox_append_present, Deliverer, Target};
+use crate::ledger::Ledger;
 use crate::settings::{Policy, Settings};
-use crate::state::State;
+use crate::sink::{Message, Sink};
 
 /// The exit codes, as `--help` prints them (and `docs/client.md` lists them).
 const EXIT_CODES: &str = "\
@@ -430,7 +432,7 @@ async fn run_account(cmd: &Cmd, settings: &Settings, report: &mut Report) -> Res
     let read_only =
         matches!(cmd, Cmd::List(_) | Cmd::Check(_)) || matches!(cmd, Cmd::Fetch(f) if f.dry_run);
     let state_dir = config::state_dir();
-    let mut state = State::open(&state_dir, &config::file_name(&account.name), read_only)
+    let mut state = Ledger::open(&state_dir, &config::file_name(&account.name), read_only)
         .map_err(|e| format!("state in {}: {e}", state_dir.display()))?;
     let mut client = connect(settings).await?;
     let listing = client.list_uidl().await.map_err(|e| e.to_string())?;
@@ -543,7 +545,7 @@ async fn fetch(
     args: &FetchArgs,
     settings: &Settings,
     client: &mut Client,
-    state: &mut State,
+    state: &mut Ledger,
     listing: &[(MsgNum, u64, String)],
     shared: &HashSet<String>,
     report: &mut Report,
@@ -575,7 +577,7 @@ async fn fetch(
     }
     let mut todo = Vec::new();
     for (msg, size, uid) in listing {
-        let fetched = state.entries.get(uid).is_some_and(|e| e.fetched);
+        let fetched = state.is_fetched(uid);
         if fetched && !args.all {
             continue;
         }
@@ -585,34 +587,31 @@ async fn fetch(
         }
         todo.push((*msg, *size, uid.clone()));
     }
-    let mut fetched_now: HashSet<String> = HashSet::new();
     if args.dry_run {
         report.would_fetch = todo.iter().map(|t| t.2.clone()).collect();
     } else if !todo.is_empty() {
-        let journal = state.journal().map_err(|e| e.to_string())?;
+        let recorder = state.recorder().map_err(|e| e.to_string())?;
         let batch = fetch.batch as usize;
-        let mut deliverer = Deliverer::new(target, &account.name, batch, journal, fetch.modes)
+        let mut deliverer = Deliverer::new(target, &account.name, batch, recorder, fetch.modes)
             .map_err(|e| e.to_string())?;
         let total: u64 = todo.iter().map(|t| t.1).sum();
         let bar = progress(args, todo.len() as u64, total);
-        let mut batch = Batch::default();
         let retrieved =
-            retrieve(client, &todo, now, state, &mut deliverer, &mut batch, bar.as_ref(), report)
-                .await;
+            retrieve(client, &todo, now, state, &mut deliverer, bar.as_ref(), report).await;
         // Whatever ended the retrieval, what was downloaded is kept.
-        let committed = commit(state, &mut deliverer, &mut batch, report, true);
-        fetched_now.extend(batch.recorded);
+        deliverer.seal_and_wait();
+        let noted = note_settled(state, &mut deliverer, report);
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
         retrieved?;
-        committed?;
+        noted?;
     }
     // Deletion: only messages stored locally (recorded in the state file, synced).
     let mut to_delete = Vec::new();
     for (msg, _, uid) in listing {
         let Some(entry) = state.entries.get(uid) else { continue };
-        let stored = entry.fetched || fetched_now.contains(uid);
+        let stored = entry.fetched;
         let delete = match policy {
             Policy::Keep => false,
             Policy::Delete => stored,
@@ -635,27 +634,14 @@ async fn fetch(
     Ok(())
 }
 
-/// Messages stored in this run: staged in the current Maildir batch, or recorded in the state.
-#[derive(Debug, Default)]
-struct Batch {
-    /// Staged or being committed (uidl, octets), oldest first: recorded once their commit
-    /// settles.
-    pending: VecDeque<(String, u64)>,
-    /// Recorded in the state as stored.
-    recorded: Vec<String>,
-}
-
-/// Pipelined RETR of `todo` into `deliverer`. Durable deliveries are recorded at once; staged
-/// Maildir ones at each batch commit. Order per message: store, make durable, record (only
-/// then may it be deleted on the server).
-#[allow(clippy::too_many_arguments)]
+/// Pipelined RETR of `todo` into `sink`. Order per message: store, make durable, record
+/// (only then may it be deleted on the server); the sink says which messages are settled.
 async fn retrieve(
     client: &mut Client,
     todo: &[(MsgNum, u64, String)],
     now: u64,
-    state: &mut State,
-    deliverer: &mut Deliverer,
-    batch: &mut Batch,
+    state: &mut Ledger,
+    sink: &mut impl Sink,
     bar: Option<&ProgressBar>,
     report: &mut Report,
 ) -> Result<(), String> {
@@ -672,7 +658,7 @@ async fn retrieve(
             }
         };
         let seen = state.entries.get(uid).map_or(now, |e| e.seen);
-        let mut delivery = deliverer.start(uid, seen).map_err(|e| e.to_string())?;
+        let mut message = sink.start(uid, seen).map_err(|e| e.to_string())?;
         let mut failed = None;
         let mut received = 0u64;
         loop {
@@ -682,80 +668,53 @@ async fn retrieve(
                     if let Some(bar) = bar {
                         bar.inc(chunk.len() as u64);
                     }
-                    if failed.is_none() && !delivery.is_present() {
-                        if let Err(e) = delivery.write(&chunk) {
+                    if failed.is_none() && !message.is_present() {
+                        if let Err(e) = message.write(&chunk) {
                             failed = Some(e.to_string());
                         }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    deliverer.abort(delivery);
+                    sink.abort(message);
                     return Err(e.to_string());
                 }
             }
         }
         if let Some(e) = failed {
-            deliverer.abort(delivery);
+            sink.abort(message);
             report.errors.push(format!("delivering {uid}: {e}"));
             continue;
         }
-        match deliverer.finish(delivery) {
-            Ok(Finished::Durable) => {
-                state.fetched(uid).map_err(|e| format!("saving state: {e}"))?;
-                batch.recorded.push(uid.clone());
-                report.fetched += 1;
-                report.bytes += received;
+        if let Err(e) = sink.stage(message, received) {
+            report.errors.push(format!("delivering {uid}: {e}"));
+        }
+        if sink.should_seal() {
+            sink.seal();
+        }
+        note_settled(state, sink, report)?;
+    }
+    Ok(())
+}
+
+/// Notes in the ledger, and in the report, the messages the sink settled since last asked.
+/// Every batch is noted; the first one that is not durable is the error.
+fn note_settled(
+    state: &mut Ledger,
+    sink: &mut impl Sink,
+    report: &mut Report,
+) -> Result<(), String> {
+    let mut outcome = Ok(());
+    while let Some(settled) = sink.settled() {
+        match state.note(settled) {
+            Ok(noted) => {
+                report.fetched += noted.messages;
+                report.bytes += noted.octets;
             }
-            Ok(Finished::Staged) => batch.pending.push_back((uid.clone(), received)),
-            Err(e) => report.errors.push(format!("delivering {uid}: {e}")),
-        }
-        if deliverer.should_commit() {
-            commit(state, deliverer, batch, report, false)?;
+            Err(e) => outcome = outcome.and(Err(e)),
         }
     }
-    Ok(())
-}
-
-/// Commits the staged batch (see [`Deliverer::commit_behind`]; the commit appends the `F`
-/// records) and notes the messages it settled as fetched; with `wait`, also waits for the
-/// batch still in flight, so that every message is settled.
-fn commit(
-    state: &mut State,
-    deliverer: &mut Deliverer,
-    batch: &mut Batch,
-    report: &mut Report,
-    wait: bool,
-) -> Result<(), String> {
-    // An mbox batch is never in flight: the messages it appends are all the pending ones.
-    let pending = &batch.pending;
-    let settled = deliverer.commit_behind(&mut |offset, len, digest| {
-        state.pending_append(offset, len, digest, pending.iter().map(|p| p.0.as_str()))
-    });
-    let first = record(state, batch, report, settled);
-    let last = if wait { record(state, batch, report, deliverer.settle()) } else { Ok(()) };
-    first.and(last)
-}
-
-/// Notes the oldest pending messages that `settled` covers as fetched (in memory and in the
-/// report), if they are durable and recorded.
-fn record(
-    state: &mut State,
-    batch: &mut Batch,
-    report: &mut Report,
-    settled: Settled,
-) -> Result<(), String> {
-    let count = settled.messages.min(batch.pending.len());
-    let done: Vec<(String, u64)> = batch.pending.drain(..count).collect();
-    settled.result.map_err(|e| format!("storing {} messages: {e}", done.len()))?;
-    if done.is_empty() {
-        return Ok(());
-    }
-    state.mark_fetched(done.iter().map(|s| s.0.as_str()));
-    report.fetched += done.len();
-    report.bytes += done.iter().map(|s| s.1).sum::<u64>();
-    batch.recorded.extend(done.into_iter().map(|s| s.0));
-    Ok(())
+    outcome
 }
 
 fn progress(args: &FetchArgs, messages: u64, bytes: u64) -> Option<ProgressBar> {
