@@ -28,6 +28,12 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in unix seconds: the ledger's clock (first-seen times, `--keep-days`).
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
 
 /// What is known of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
