@@ -18,10 +18,10 @@
 //! its files are made durable together (one `syncfs`, or an `fdatasync` of each from many
 //! threads at once), named in `new/`, and `new/` is fsynced once. A file therefore
 //! appears in `new/` only after its data is on disk, which is what lets a later run trust a
-//! name it finds there (see `docs/client.md`). mbox: each message is spooled; a sealed batch is one
-//! locked, journalled, synced append of the whole batch, announced beforehand (offset, length,
-//! SHA-256 of the bytes) so that after a crash [`mbox_append_present`] can tell whether it
-//! happened. Per-message fsync, one after the other, is what costs a retriever most.
+//! name it finds there (see `docs/client.md`). mbox: each message is spooled; a sealed batch
+//! is persisted as one locked, journalled, synced append, announced beforehand (offset,
+//! length, SHA-256 of the bytes) so that after a crash [`mbox_append_present`] can tell
+//! whether it happened. Per-message fsync, one after the other, is what costs a retriever most.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -110,8 +110,8 @@ const BATCH_AGE: Duration = Duration::from_secs(1);
 pub struct Deliverer {
     target: Target,
     /// Base names of our messages already in the Maildir: in `new/`, or in `cur/` (moved
-    /// there by a mail reader), read once at the start and extended by each persisted batch, so that
-    /// no message costs a lookup of its name.
+    /// there by a mail reader), read once at the start and extended by each persisted
+    /// batch, so that no message costs a lookup of its name.
     present: HashSet<String>,
     host: String,
     account: String,

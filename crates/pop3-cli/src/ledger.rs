@@ -156,7 +156,8 @@ pub struct Ledger {
     _lock: File,
     /// uidl -> entry.
     pub entries: HashMap<String, Entry>,
-    /// mbox appends whose messages are not all recorded as fetched.
+    /// mbox appends found in the file when it was opened whose messages are not all
+    /// recorded as fetched (see [`Ledger::resolve_pending`]).
     pub pending: Vec<PendingAppend>,
     /// Whether appends are synced (off for --dry-run, which writes nothing).
     read_only: bool,

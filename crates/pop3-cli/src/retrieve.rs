@@ -1,8 +1,9 @@
 //! The download: pipelined `RETR` of the planned messages, each streamed into the sink as it
 //! arrives, and the ledger told of every message the sink settles. Order per message: store,
 //! make durable, record (only then may it be deleted on the server). This loop is the hot
-//! path of a fetch: per message it does the sink's work and nothing else (no allocation,
-//! lock or system call of its own).
+//! path of a fetch: it keeps no per-message allocation, lock or system call of its own
+//! beyond what the client and the sink do (asking the sink for settled batches is a look
+//! at a queue).
 
 use indicatif::ProgressBar;
 use pop3_client::{Client, Retrieved};
