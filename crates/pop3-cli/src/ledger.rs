@@ -93,8 +93,9 @@ impl Settled {
 
 /// The ledger's write end for sinks, usable from any thread: it announces mbox appends and
 /// records settled messages, each in one synced write of its own descriptor (opened for
-/// appending, so records written through it and through the [`Ledger`] never overlap). A
-/// commit thread records its batch itself, so the download never waits for the ledger's sync.
+/// appending, so records written through it and through the [`Ledger`] never overlap). The
+/// thread that persists a Maildir batch records it itself, so the download never waits for
+/// the ledger's sync.
 #[derive(Debug)]
 pub struct Recorder {
     /// None for a read-only ledger (`--dry-run`).
