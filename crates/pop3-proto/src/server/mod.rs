@@ -40,6 +40,7 @@ mod capa;
 mod config;
 mod dispatch;
 mod event;
+mod retrieve;
 mod session;
 mod snapshot;
 
