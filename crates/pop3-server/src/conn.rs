@@ -117,7 +117,7 @@ pub(crate) fn session_config(config: &Config) -> ServerConfig {
 fn random_token() -> String {
     let mut bytes = [0u8; 12];
     ring::rand::SystemRandom::new().fill(&mut bytes).expect("system random number generator");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    pop3_proto::hex(&bytes)
 }
 
 /// Runs one connection to its end; never panics on I/O errors.
