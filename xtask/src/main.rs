@@ -17,6 +17,8 @@
 //!   `docs/security.md` (login flood, paced guessing, user enumeration, a crowd behind one
 //!   address), with their targets; fails if one is missed. About two and a half minutes.
 
+#![forbid(unsafe_code)]
+
 mod attack;
 mod bench_report;
 mod fetchbench;

@@ -4,6 +4,8 @@
 //!
 //! Exit codes: see [`EXIT_CODES`].
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod deliver;
 mod settings;

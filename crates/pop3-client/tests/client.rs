@@ -2,6 +2,8 @@
 //! every method, the TLS modes with a test CA, pinning, pipelining on and off, every login
 //! mechanism, typed errors and timeouts.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::time::Duration;
 

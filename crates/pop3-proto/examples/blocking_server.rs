@@ -8,6 +8,8 @@
 //! User `alice`, password `secret` (USER/PASS, AUTH PLAIN, LOGIN or SCRAM-SHA-256; plaintext is
 //! allowed because it listens only where you tell it to: use loopback).
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::io::{Error, ErrorKind, Read, Result, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,6 +1,8 @@
 //! SASL mechanisms: known answers from the RFCs, both directions, and every mechanism's client
 //! against its server in memory.
 
+#![forbid(unsafe_code)]
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use pop3_proto::sasl::{

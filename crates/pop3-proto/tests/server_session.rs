@@ -1,5 +1,7 @@
 //! The server session driven by scripted client bytes, with a virtual clock.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use pop3_proto::server::{

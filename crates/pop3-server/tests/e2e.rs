@@ -1,6 +1,8 @@
 //! End to end, in process: a real TCP client against the server on 127.0.0.1 random ports,
 //! with real Maildirs in a temporary directory.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
