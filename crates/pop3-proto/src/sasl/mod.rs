@@ -6,12 +6,12 @@
 //!
 //! | Mechanism | Specification | Client | Server gives the embedder |
 //! |---|---|---|---|
-//! | `PLAIN` | RFC 4616 | [`SaslClient::plain`] | [`Verify::Password`] |
-//! | `LOGIN` | draft-murchison-sasl-login | [`SaslClient::login`] | [`Verify::Password`] |
-//! | `CRAM-MD5` | RFC 2195 | [`SaslClient::cram_md5`] | [`Verify::CramMd5`] |
+//! | `PLAIN` | RFC 4616 | [`SaslClient::plain`] | [`AuthRequest::Password`] |
+//! | `LOGIN` | draft-murchison-sasl-login | [`SaslClient::login`] | [`AuthRequest::Password`] |
+//! | `CRAM-MD5` | RFC 2195 | [`SaslClient::cram_md5`] | [`AuthRequest::CramMd5`] |
 //! | `SCRAM-SHA-256` | RFC 5802, RFC 7677 | [`SaslClient::scram_sha256`] | [`ServerStep::NeedScramKeys`], then [`ServerStep::Success`] |
-//! | `OAUTHBEARER` | RFC 7628 | [`SaslClient::oauthbearer`] | [`Verify::Bearer`] |
-//! | `XOAUTH2` | Google's and Microsoft's documentation | [`SaslClient::xoauth2`] | [`Verify::Bearer`] |
+//! | `OAUTHBEARER` | RFC 7628 | [`SaslClient::oauthbearer`] | [`AuthRequest::Bearer`] |
+//! | `XOAUTH2` | Google's and Microsoft's documentation | [`SaslClient::xoauth2`] | [`AuthRequest::Bearer`] |
 //!
 //! Also here: [`apop_digest`] (RFC 1939 §7), [`cram_md5_digest`] and [`constant_time_eq`].
 //!
@@ -79,6 +79,7 @@ mod digest;
 mod error;
 mod mechanism;
 mod oauth;
+mod request;
 mod saslprep;
 mod scram;
 mod server;
@@ -88,5 +89,6 @@ pub use client::SaslClient;
 pub use digest::{apop_digest, constant_time_eq, cram_md5_digest};
 pub use error::SaslError;
 pub use mechanism::Mechanism;
+pub use request::AuthRequest;
 pub use scram::ScramKeys;
-pub use server::{SaslServer, ServerStep, Verify};
+pub use server::{SaslServer, ServerStep};
