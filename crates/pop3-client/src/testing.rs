@@ -225,7 +225,7 @@ impl Shared {
                             return Ok(());
                         };
                         stream = ServerStream::Tls(Box::new(acceptor.accept(plain).await?));
-                        session.tls_established().map_err(io::Error::other)?;
+                        session.tls_established()?;
                     }
                     Event::RetrieveBody { index, .. } => {
                         let body = snapshot[index].1.clone();
@@ -233,12 +233,11 @@ impl Shared {
                             while !session.wants_body_data() {
                                 self.write_out(&mut session, &mut stream).await?;
                             }
-                            if session.body_data(piece).map_err(io::Error::other)? == BodyFlow::Done
-                            {
+                            if session.body_data(piece)? == BodyFlow::Done {
                                 break;
                             }
                         }
-                        session.body_end().map_err(io::Error::other)?;
+                        session.body_end()?;
                     }
                     other => self.answer(&mut session, other, &mut snapshot, &mut lock),
                 }

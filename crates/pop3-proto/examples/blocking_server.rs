@@ -87,7 +87,6 @@ fn answer(
     user: &mut Option<String>,
     event: Event,
 ) -> Result<()> {
-    let refused = |_| Error::other("the session refused an answer");
     let mut store = store.lock().unwrap();
     match event {
         Event::Authenticate(request) => {
@@ -116,7 +115,7 @@ fn answer(
                 while !session.wants_body_data() {
                     flush(session, stream)?;
                 }
-                if session.body_data(chunk).map_err(refused)? == BodyFlow::Done {
+                if session.body_data(chunk)? == BodyFlow::Done {
                     break;
                 }
             }
@@ -135,8 +134,8 @@ fn answer(
             session.scram_keys(store.contains_key(&username).then_some(keys))
         }
         Event::StartTls => return Err(Error::other("this example has no TLS")),
-    }
-    .map_err(refused)
+    }?;
+    Ok(())
 }
 
 fn flush(session: &mut ServerSession, stream: &mut TcpStream) -> Result<()> {

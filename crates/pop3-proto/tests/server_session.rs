@@ -556,6 +556,11 @@ fn answers_to_questions_not_asked_are_refused() {
     assert!(h.session.login_rejected(LoginError::InUse).is_err());
     assert!(h.session.scram_keys(None).is_err());
     assert_eq!(h.session.phase(), Phase::Transaction, "a stray answer changes nothing");
+    // A driver over std::io ends the connection with `?`: the refusal is an I/O error.
+    let mut answer = || -> std::io::Result<()> { Ok(h.session.tls_established()?) };
+    let error = answer().unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::Other);
+    assert_eq!(error.to_string(), "the session did not ask for this answer");
 }
 
 #[test]
