@@ -1,6 +1,6 @@
 //! An in-process POP3 server for tests: pop3-proto's `ServerSession` over tokio, with an
 //! in-memory maildrop, optional TLS (STLS and implicit), and switches for the cases the client
-//! must handle. Not part of the supported API (feature `test-server`).
+//! must handle.
 
 use std::io;
 use std::net::SocketAddr;
