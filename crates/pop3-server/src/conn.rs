@@ -548,11 +548,11 @@ impl Driver {
 
     /// Sends one message. A small one (snapshot size up to [`SMALL_MESSAGE`]) is read whole,
     /// right here on the runtime thread: a Maildir message being read is almost always in
-    /// the page cache (it was listed and sized at login), and such a read takes microseconds,
-    /// less than a hop to the blocking pool and back (measured: the hop's futex wake-ups and
-    /// task switches were about a fifth of pop3d's time in a RETR-bound load). A larger one,
-    /// or one whose file turns out longer than its size, is streamed by
-    /// [`stream`](Self::stream) from the blocking pool.
+    /// the page cache (it was listed and sized at login), so the read costs less than a hop
+    /// to the blocking pool and back, whose wake-ups and task switches were a large part of
+    /// pop3d's time in a RETR-bound load (figures: `docs/performance.md`, "Figures behind code
+    /// comments"). A larger one, or one whose file turns out longer than its size, is
+    /// streamed by [`stream`](Self::stream) from the blocking pool.
     async fn retrieve(&mut self, index: usize) -> io::Result<()> {
         let Some(maildrop) = self.maildrop.take() else {
             return Ok(self.session.body_error(BodyError::Io)?);
