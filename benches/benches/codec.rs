@@ -1,6 +1,8 @@
 //! The codec hot path: command parsing, response encoding and parsing, dot-stuffing, and the
 //! memchr and copy baselines over the same bytes. `cargo xtask bench` prints the ratios.
 
+#![forbid(unsafe_code)]
+
 use std::hint::black_box;
 
 use bytes::BytesMut;

@@ -5,6 +5,8 @@
 //! both sides to the same conditions. Target: at most 4x. Run with
 //! `cargo bench -p pop3-benches --bench pipeline_ratio`.
 
+#![forbid(unsafe_code)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -5,6 +5,8 @@
 //! output buffer. A streaming dot-stuffer cannot beat the copy; a command parser cannot beat
 //! finding the lines.
 
+#![forbid(unsafe_code)]
+
 use bytes::BytesMut;
 
 /// Ordinary message text: header lines, then body lines of 60 to 78 octets, CRLF-terminated,

@@ -2,6 +2,8 @@
 //! in a temporary directory), every mode briefly; and against a tiny lying server, to show
 //! that the checks catch wrong sizes.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 //!   `Closed`.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::collections::HashSet;
 

@@ -14,6 +14,7 @@
 //!   encoding; the same for SASL lines.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;

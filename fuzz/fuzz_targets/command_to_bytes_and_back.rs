@@ -11,6 +11,7 @@
 //!   second command line).
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;

@@ -17,6 +17,7 @@
 //!   the whole message, and both agree with a line-by-line model of RFC 1939 §7.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;

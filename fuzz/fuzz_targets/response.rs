@@ -19,6 +19,7 @@
 //! stops there.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;

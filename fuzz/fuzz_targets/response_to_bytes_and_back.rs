@@ -23,6 +23,7 @@
 //!   output is a fixed point).
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::borrow::Cow;
 

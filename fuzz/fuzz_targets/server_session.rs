@@ -10,6 +10,7 @@
 //! - once closed, the session produces nothing more and asks for nothing.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

@@ -16,6 +16,7 @@
 //! (other than a refused block) always consumes something, so the loops end.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;

@@ -348,8 +348,9 @@ fn warm_up(maildrop: &Path) -> Result {
 ///
 /// Some virtual machines run DAMON with the `pageout` action, paging out memory untouched for
 /// about a second, page cache included. During a run it paged out mail Dovecot was about to
-/// send: `perf sched` showed Dovecot blocked 0.17 s of a 0.9 s run reading it back from disk,
-/// where the retriever was writing, which charged the slower retrievers most. Pausing it
+/// send, and Dovecot then blocked reading it back from the disk the retriever was writing to,
+/// which charged the slower retrievers most (figures: `docs/performance.md`, "Figures behind
+/// code comments"). Pausing it
 /// needs root; where it cannot be paused, the figures say so.
 struct DamonPause {
     paused: Vec<PathBuf>,

@@ -17,6 +17,8 @@
 //!   `docs/security.md` (login flood, paced guessing, user enumeration, a crowd behind one
 //!   address), with their targets; fails if one is missed. About two and a half minutes.
 
+#![forbid(unsafe_code)]
+
 mod attack;
 mod bench_report;
 mod fetchbench;
@@ -95,6 +97,9 @@ fn test() -> Result {
     // --no-fail-fast: one failing test binary must not hide the results of the others.
     let all = ["test", "--workspace", "--no-fail-fast", "--lib", "--bins", "--tests", "--examples"];
     run(cargo_with(&all))?;
+    // pop3-proto's unit tests without `std` too: a feature must not change behaviour (SCRAM's
+    // keys among it: `scram_keys_of_non_ascii_passwords_are_known_answers`).
+    run(cargo_with(&["test", "-p", "pop3-proto", "--no-default-features", "--lib"]))?;
     run(cargo_with(&["test", "--workspace", "--no-fail-fast", "--doc"]))
 }
 

@@ -6,6 +6,8 @@
 //!
 //! Prints a table, then the same figures as one JSON line; exits 1 if any check failed.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser as _;

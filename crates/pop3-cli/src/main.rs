@@ -9,6 +9,8 @@
 //! goes) and [`deliver`] / [`syncer`] (today's sink), [`ledger`] (what is stored, durably),
 //! and [`report`] (what the user is told). Exit codes: see [`args::EXIT_CODES`].
 
+#![forbid(unsafe_code)]
+
 mod account;
 mod args;
 mod config;

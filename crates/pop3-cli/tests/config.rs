@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{pop3, run, write_config};
-use pop3_client::testing::{TestServer, TestServerConfig};
+use pop3_testkit::server::{TestServer, TestServerConfig};
 
 fn json(out: &common::Output) -> serde_json::Value {
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pop3_client::testing::TestCa;
 use pop3_client::{fingerprint_sha256, AuthMethod, Client, ConnectOptions, TlsMode, TlsOptions};
+use pop3_testkit::server::TestCa;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret pass";

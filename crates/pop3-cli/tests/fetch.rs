@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pop3_client::testing::{TestServer, TestServerConfig};
+use pop3_testkit::server::{TestServer, TestServerConfig};
 
 fn pop3(server: &TestServer, home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pop3"));

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{pop3, run};
-use pop3_client::testing::{TestServer, TestServerConfig};
+use pop3_testkit::server::{TestServer, TestServerConfig};
 
 fn url(server: &TestServer) -> String {
     format!("pop3://alice@127.0.0.1:{}", server.addr().port())
@@ -80,7 +80,7 @@ async fn ipv6_literals_in_urls() {
     if !common::have_ipv6_loopback() {
         return;
     }
-    use pop3_client::testing::TestCa;
+    use pop3_testkit::server::TestCa;
     let home = tempfile::tempdir().unwrap();
     let mail = vec![b"Subject: v6\r\n\r\nover IPv6\r\n".to_vec()];
     let plain =

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{pop3, run};
-use pop3_client::testing::{SelfSigned, TestServer, TestServerConfig, Validity};
+use pop3_testkit::server::{SelfSigned, TestServer, TestServerConfig, Validity};
 
 async fn server(cert: &SelfSigned, implicit_tls: bool) -> TestServer {
     let config =

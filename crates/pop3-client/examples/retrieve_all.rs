@@ -10,6 +10,8 @@
 //! when the server pipelines (default: the library's). Prints one line:
 //! `messages octets seconds`, where the time runs from the connect to the `QUIT` reply.
 
+#![forbid(unsafe_code)]
+
 use std::time::Instant;
 
 use pop3_client::{AuthMethod, Client, ConnectOptions, Retrieved, TlsMode};

@@ -157,7 +157,7 @@ fn nonce() -> String {
             .as_nanos();
         bytes[..16].copy_from_slice(&t.to_le_bytes());
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    pop3_proto::hex(&bytes)
 }
 
 fn command_name(reply_to: &'static str) -> &'static str {

@@ -42,9 +42,6 @@
 mod client;
 mod conn;
 mod error;
-#[cfg(feature = "test-server")]
-#[doc(hidden)]
-pub mod testing;
 mod tls;
 mod x509;
 

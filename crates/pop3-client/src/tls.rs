@@ -80,16 +80,14 @@ impl fmt::Debug for TlsOptions {
             .field("system_roots", &self.system_roots)
             .field("extra_ca_file", &self.extra_ca_file)
             .field("extra_ca_der", &self.extra_ca_der.len())
-            .field("pinned_sha256", &self.pinned_sha256.iter().map(hex).collect::<Vec<_>>())
+            .field(
+                "pinned_sha256",
+                &self.pinned_sha256.iter().map(|f| pop3_proto::hex(f)).collect::<Vec<_>>(),
+            )
             .field("danger_accept_invalid_certs", &self.danger_accept_invalid_certs)
             .field("server_name", &self.server_name)
             .finish()
     }
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The SHA-256 fingerprint of a DER certificate, as [`TlsOptions::pinned_sha256`] wants it.
@@ -383,6 +381,6 @@ mod tests {
         assert_eq!(parse_fingerprint(&format!("sha256:{hex64}")), Some([0xab; 32]));
         assert_eq!(parse_fingerprint("abcd"), None);
         assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
-        assert_eq!(hex(&[0xab; 32]), hex64);
+        assert_eq!(pop3_proto::hex(&[0xab; 32]), hex64);
     }
 }

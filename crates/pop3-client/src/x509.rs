@@ -192,9 +192,8 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "test-server")]
     fn fields_of_generated_certificates() {
-        use crate::testing::{SelfSigned, TestCa, Validity};
+        use pop3_testkit::server::{SelfSigned, TestCa, Validity};
         let with_sans = SelfSigned::generate("pop.test", &["localhost", "::1"], Validity::Now);
         let fields = read(&with_sans.cert_der).unwrap();
         assert!(fields.has_subject_alt_name);

@@ -2,15 +2,17 @@
 //! every method, the TLS modes with a test CA, pinning, pipelining on and off, every login
 //! mechanism, typed errors and timeouts.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::time::Duration;
 
-use pop3_client::testing::{SelfSigned, TestCa, TestServer, TestServerConfig, Validity};
 use pop3_client::{
     fingerprint_sha256, AuthMethod, Capability, Client, ConnectOptions, Error, ErrorCode, MsgNum,
     Retrieved, TlsMode, TlsOptions,
 };
 use pop3_proto::server::LoginError;
+use pop3_testkit::server::{SelfSigned, TestCa, TestServer, TestServerConfig, Validity};
 use tokio::io::AsyncReadExt;
 
 fn msg(n: u32) -> MsgNum {

@@ -8,6 +8,8 @@
 //! cargo run -p pop3-proto --example blocking_client -- 127.0.0.1:1110 alice secret ./mail
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

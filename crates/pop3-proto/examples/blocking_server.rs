@@ -8,6 +8,8 @@
 //! User `alice`, password `secret` (USER/PASS, AUTH PLAIN, LOGIN or SCRAM-SHA-256; plaintext is
 //! allowed because it listens only where you tell it to: use loopback).
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::io::{Error, ErrorKind, Read, Result, Write};
 use std::net::{TcpListener, TcpStream};
@@ -85,17 +87,14 @@ fn answer(
     user: &mut Option<String>,
     event: Event,
 ) -> Result<()> {
-    let refused = |_| Error::other("the session refused an answer");
     let mut store = store.lock().unwrap();
     match event {
         Event::Authenticate(request) => {
-            let (username, ok) = match request {
-                AuthRequest::Password { username, password, .. } => {
-                    (username, password.expose() == b"secret")
-                }
-                AuthRequest::Verified { username, .. } => (username, true), // SCRAM proved it
-                _ => (String::new(), false),
+            let ok = match &request {
+                AuthRequest::Verified { .. } => true, // SCRAM proved it
+                _ => request.password_matches(b"secret"),
             };
+            let username = request.username().to_owned();
             match store.get_mut(&username) {
                 Some((_, true)) if ok => session.login_rejected(LoginError::InUse),
                 Some((mail, locked)) if ok => {
@@ -116,7 +115,7 @@ fn answer(
                 while !session.wants_body_data() {
                     flush(session, stream)?;
                 }
-                if session.body_data(chunk).map_err(refused)? == BodyFlow::Done {
+                if session.body_data(chunk)? == BodyFlow::Done {
                     break;
                 }
             }
@@ -135,8 +134,8 @@ fn answer(
             session.scram_keys(store.contains_key(&username).then_some(keys))
         }
         Event::StartTls => return Err(Error::other("this example has no TLS")),
-    }
-    .map_err(refused)
+    }?;
+    Ok(())
 }
 
 fn flush(session: &mut ServerSession, stream: &mut TcpStream) -> Result<()> {

@@ -63,6 +63,7 @@ extern crate alloc;
 pub mod client;
 pub mod command;
 pub mod dot;
+mod hex;
 mod limits;
 mod line;
 mod msgnum;
@@ -74,6 +75,7 @@ mod wire;
 
 pub use command::{Command, CommandDecoder, CommandError, LangArg, SaslResponse};
 pub use dot::{DotStuffer, DotUnstuffer, TopFilter, Unstuffed};
+pub use hex::hex;
 pub use limits::Limits;
 pub use line::{DecodeError, Decoded};
 pub use msgnum::MsgNum;

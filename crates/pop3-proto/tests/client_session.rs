@@ -1,5 +1,7 @@
 //! The client session against scripted server bytes.
 
+#![forbid(unsafe_code)]
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::BytesMut;

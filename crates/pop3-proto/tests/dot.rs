@@ -1,6 +1,8 @@
 //! Properties of streaming dot-stuffing and the TOP filter: round trips, the wire invariants
 //! of RFC 1939 §3, and split invariance (any chunking of the input gives the same result).
 
+#![forbid(unsafe_code)]
+
 use bytes::BytesMut;
 use pop3_proto::{DotStuffer, DotUnstuffer, TopFilter, Unstuffed};
 use proptest::collection::vec;

@@ -2,6 +2,8 @@
 //! command, pipelining, every SASL mechanism, APOP, STLS, both idle timeouts, and UPDATE with
 //! the commit succeeding and failing. Neither side knows the other is not a socket away.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use pop3_proto::client::{ClientConfig, ClientEvent, ClientSession, Reply, RequestId};

@@ -1,6 +1,8 @@
 //! The negative table: malformed input and the exact error each yields. Every rejected line is
 //! consumed, so the session answers `-ERR` and goes on with the next line.
 
+#![forbid(unsafe_code)]
+
 use pop3_proto::{
     Command, CommandDecoder, CommandError, DecodeError, Expect, Limits, ResponseDecoder,
     ResponseError,

@@ -3,6 +3,8 @@
 //! - split invariance: the same input in any chunking decodes to the same sequence, including
 //!   malformed and over-long lines.
 
+#![forbid(unsafe_code)]
+
 use std::borrow::Cow;
 
 use bytes::BytesMut;

@@ -2,6 +2,8 @@
 //! in both directions. Each client line is decoded and compared with the expected command, and
 //! the command is encoded and compared with the RFC's bytes; each server response likewise.
 
+#![forbid(unsafe_code)]
+
 use std::borrow::Cow;
 
 use bytes::BytesMut;

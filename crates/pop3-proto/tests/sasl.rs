@@ -1,11 +1,13 @@
 //! SASL mechanisms: known answers from the RFCs, both directions, and every mechanism's client
 //! against its server in memory.
 
+#![forbid(unsafe_code)]
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use pop3_proto::sasl::{
-    apop_digest, constant_time_eq, cram_md5_digest, Mechanism, SaslClient, SaslError, SaslServer,
-    ScramKeys, ServerStep, Verify,
+    apop_digest, constant_time_eq, cram_md5_digest, AuthRequest, Mechanism, SaslClient, SaslError,
+    SaslServer, ScramKeys, ServerStep,
 };
 use pop3_proto::Secret;
 use proptest::prelude::*;
@@ -48,16 +50,22 @@ fn server(mechanism: Mechanism) -> SaslServer {
     SaslServer::new(mechanism, "4711.1234567890abcdef", "pop.example.org")
 }
 
-fn password_verify(authzid: Option<&str>, username: &str, password: &str) -> Outcome {
-    Outcome::Server(ServerStep::Verify(Verify::Password {
-        authzid: authzid.map(String::from),
+fn password_verify(
+    mechanism: Mechanism,
+    authzid: Option<&str>,
+    username: &str,
+    password: &str,
+) -> Outcome {
+    Outcome::Server(ServerStep::Verify(AuthRequest::Password {
         username: username.into(),
+        authzid: authzid.map(String::from),
         password: Secret::new(password.into()),
+        mechanism: Some(mechanism),
     }))
 }
 
 fn bearer_verify(mechanism: Mechanism, username: &str, token: &str) -> Outcome {
-    Outcome::Server(ServerStep::Verify(Verify::Bearer {
+    Outcome::Server(ServerStep::Verify(AuthRequest::Bearer {
         mechanism,
         username: username.into(),
         token: Secret::new(token.into()),
@@ -607,7 +615,7 @@ fn plain_client_against_server() {
     let mut srv = server(Mechanism::Plain);
     assert_eq!(
         drive(&mut client, &mut srv, |_| None),
-        password_verify(Some("admin"), "tim", "tanstaaf")
+        password_verify(Mechanism::Plain, Some("admin"), "tim", "tanstaaf")
     );
     assert!(client.server_verified());
 
@@ -616,7 +624,7 @@ fn plain_client_against_server() {
     let Outcome::Server(ServerStep::Verify(verify)) = drive(&mut client, &mut srv, |_| None) else {
         panic!("expected Verify");
     };
-    assert_eq!(verify, password_verify(None, "tim", "wrong").into_verify());
+    assert_eq!(verify, password_verify(Mechanism::Plain, None, "tim", "wrong").into_verify());
     assert!(!verify.password_matches(b"tanstaaf"));
     assert!(verify.password_matches(b"wrong"));
 }
@@ -636,7 +644,10 @@ fn plain_rfc4616_message_layout() {
 fn plain_without_initial_response_asks_for_the_message() {
     let mut srv = server(Mechanism::Plain);
     assert_eq!(srv.start(None), ServerStep::Challenge(Vec::new()));
-    assert_eq!(srv.step(b"\0tim\0tanstaaf"), password_verify(None, "tim", "tanstaaf").into_step());
+    assert_eq!(
+        srv.step(b"\0tim\0tanstaaf"),
+        password_verify(Mechanism::Plain, None, "tim", "tanstaaf").into_step()
+    );
     // RFC 5034 §4: "=" is an empty initial response, i.e. an empty PLAIN message: malformed.
     let mut srv = server(Mechanism::Plain);
     assert_eq!(srv.start(Some(b"")), ServerStep::Failure(SaslError::Malformed));
@@ -672,12 +683,18 @@ fn login_client_against_server() {
     let mut client = SaslClient::login("tim", "tanstaaf");
     assert!(client.initial_response().is_none());
     let mut srv = server(Mechanism::Login);
-    assert_eq!(drive(&mut client, &mut srv, |_| None), password_verify(None, "tim", "tanstaaf"));
+    assert_eq!(
+        drive(&mut client, &mut srv, |_| None),
+        password_verify(Mechanism::Login, None, "tim", "tanstaaf")
+    );
     assert!(client.server_verified());
 
     let mut client = SaslClient::login("tim", "wrong");
     let mut srv = server(Mechanism::Login);
-    assert_eq!(drive(&mut client, &mut srv, |_| None), password_verify(None, "tim", "wrong"));
+    assert_eq!(
+        drive(&mut client, &mut srv, |_| None),
+        password_verify(Mechanism::Login, None, "tim", "wrong")
+    );
 }
 
 #[test]
@@ -685,11 +702,17 @@ fn login_server_prompts_and_initial_username() {
     let mut srv = server(Mechanism::Login);
     assert_eq!(srv.start(None), ServerStep::Challenge(b"Username:".to_vec()));
     assert_eq!(srv.step(b"tim"), ServerStep::Challenge(b"Password:".to_vec()));
-    assert_eq!(srv.step(b"tanstaaf"), password_verify(None, "tim", "tanstaaf").into_step());
+    assert_eq!(
+        srv.step(b"tanstaaf"),
+        password_verify(Mechanism::Login, None, "tim", "tanstaaf").into_step()
+    );
 
     let mut srv = server(Mechanism::Login);
     assert_eq!(srv.start(Some(b"tim")), ServerStep::Challenge(b"Password:".to_vec()));
-    assert_eq!(srv.step(b"tanstaaf"), password_verify(None, "tim", "tanstaaf").into_step());
+    assert_eq!(
+        srv.step(b"tanstaaf"),
+        password_verify(Mechanism::Login, None, "tim", "tanstaaf").into_step()
+    );
 }
 
 #[test]
@@ -780,7 +803,7 @@ fn error_messages_are_displayable() {
 
 trait IntoStep {
     fn into_step(self) -> ServerStep;
-    fn into_verify(self) -> Verify;
+    fn into_verify(self) -> AuthRequest;
 }
 
 impl IntoStep for Outcome {
@@ -790,7 +813,7 @@ impl IntoStep for Outcome {
             Outcome::Client(e) => panic!("client error {e:?}"),
         }
     }
-    fn into_verify(self) -> Verify {
+    fn into_verify(self) -> AuthRequest {
         match self.into_step() {
             ServerStep::Verify(v) => v,
             other => panic!("expected Verify, got {other:?}"),
@@ -818,7 +841,7 @@ proptest! {
         let mut srv = server(Mechanism::Plain);
         prop_assert_eq!(
             drive(&mut client, &mut srv, |_| None),
-            password_verify(authzid.as_deref(), &user, &pass)
+            password_verify(Mechanism::Plain, authzid.as_deref(), &user, &pass)
         );
     }
 
@@ -828,7 +851,7 @@ proptest! {
         let mut srv = server(Mechanism::Login);
         prop_assert_eq!(
             drive(&mut client, &mut srv, |_| None),
-            password_verify(None, &user, &pass)
+            password_verify(Mechanism::Login, None, &user, &pass)
         );
     }
 

@@ -4,6 +4,8 @@
 //! - the commit list equals the messages deleted since the last RSET;
 //! - responses come in command order, even when everything is pipelined and bodies stream.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use bytes::BytesMut;

@@ -1,5 +1,7 @@
 //! The server session driven by scripted client bytes, with a virtual clock.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use pop3_proto::server::{
@@ -421,6 +423,29 @@ fn apop_is_checked_by_the_embedder_against_the_greeting_timestamp() {
     );
 }
 
+/// USER/PASS, AUTH PLAIN through the session and PLAIN through a bare `SaslServer` all end
+/// with the same credentials type, so one password check serves every way in.
+#[test]
+fn every_password_login_gives_the_same_credentials_type() {
+    use pop3_proto::sasl::{Mechanism, SaslServer, ServerStep};
+    let mut h = Harness::plain();
+    h.send("USER alice\r\nPASS secret\r\n");
+    let Some(Event::Authenticate(user_pass)) = h.event() else { panic!("no USER/PASS event") };
+    let mut h = Harness::plain();
+    h.send("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    let Some(Event::Authenticate(plain)) = h.event() else { panic!("no AUTH PLAIN event") };
+    let mut sasl = SaslServer::new(Mechanism::Plain, "3rfcNHYJY1ZVvWVs7j", "pop.example.org");
+    let ServerStep::Verify(bare) = sasl.start(Some(b"\0alice\0secret")) else {
+        panic!("PLAIN did not end with credentials")
+    };
+    assert_eq!(plain, bare, "the session passes the mechanism's credentials on unchanged");
+    for request in [&user_pass, &plain] {
+        assert_eq!(request.username(), "alice");
+        assert!(request.password_matches(b"secret"));
+        assert!(!request.password_matches(b"Secret"));
+    }
+}
+
 #[test]
 fn auth_plain_with_initial_response_and_with_a_challenge() {
     let mut h = Harness::plain();
@@ -531,6 +556,11 @@ fn answers_to_questions_not_asked_are_refused() {
     assert!(h.session.login_rejected(LoginError::InUse).is_err());
     assert!(h.session.scram_keys(None).is_err());
     assert_eq!(h.session.phase(), Phase::Transaction, "a stray answer changes nothing");
+    // A driver over std::io ends the connection with `?`: the refusal is an I/O error.
+    let mut answer = || -> std::io::Result<()> { Ok(h.session.tls_established()?) };
+    let error = answer().unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::Other);
+    assert_eq!(error.to_string(), "the session did not ask for this answer");
 }
 
 #[test]

@@ -117,7 +117,7 @@ pub(crate) fn session_config(config: &Config) -> ServerConfig {
 fn random_token() -> String {
     let mut bytes = [0u8; 12];
     ring::rand::SystemRandom::new().fill(&mut bytes).expect("system random number generator");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    pop3_proto::hex(&bytes)
 }
 
 /// Runs one connection to its end; never panics on I/O errors.
@@ -356,7 +356,6 @@ impl Driver {
     }
 
     async fn answer_inner(&mut self, event: Event) -> io::Result<()> {
-        let refused = |_| io::Error::other("the session refused an answer");
         match event {
             Event::Authenticate(request) => self.authenticate(request).await,
             // A wrong SCRAM proof, a malformed SASL response or a cancelled exchange: counted
@@ -386,7 +385,7 @@ impl Driver {
                     Ok(None)
                 };
                 match keys {
-                    Ok(keys) => self.session.scram_keys(keys).map_err(refused),
+                    Ok(keys) => Ok(self.session.scram_keys(keys)?),
                     Err(Busy) => {
                         warn!(method = "SCRAM-SHA-256", "password checks are all busy, refusing");
                         self.refuse_unchecked().await
@@ -400,7 +399,7 @@ impl Driver {
                 // with no storage call that could fail (e.g. out of descriptors).
                 drop(self.maildrop.take());
                 info!(deleted = 0, "committed");
-                self.session.commit_done(Ok(())).map_err(refused)
+                Ok(self.session.commit_done(Ok(()))?)
             }
             Event::Commit { deleted } => {
                 let maildrop = self.maildrop.take();
@@ -415,7 +414,7 @@ impl Driver {
                     Ok(()) => info!(deleted = count, "committed"),
                     Err(error) => warn!(%error, "commit failed"),
                 }
-                self.session.commit_done(result.map_err(|_| CommitError)).map_err(refused)
+                Ok(self.session.commit_done(result.map_err(|_| CommitError))?)
             }
         }
     }
@@ -426,7 +425,7 @@ impl Driver {
             self.flush().await?;
             self.pause(self.shared.config.auth_failure_delay).await?;
         }
-        self.session.login_rejected(error).map_err(|_| io::Error::other("login_rejected refused"))
+        Ok(self.session.login_rejected(error)?)
     }
 
     /// Refuses an attempt without checking it (its network's queue or the password-check pool
@@ -566,22 +565,19 @@ impl Driver {
         };
         info!(method, messages = infos.len(), "logged in");
         self.maildrop = Some(maildrop);
-        self.session
-            .login_accepted(Snapshot::new(infos))
-            .map_err(|_| io::Error::other("login_accepted refused"))
+        Ok(self.session.login_accepted(Snapshot::new(infos))?)
     }
 
     /// Sends one message. A small one (snapshot size up to [`SMALL_MESSAGE`]) is read whole,
     /// right here on the runtime thread: a Maildir message being read is almost always in
-    /// the page cache (it was listed and sized at login), and such a read takes microseconds,
-    /// less than a hop to the blocking pool and back (measured: the hop's futex wake-ups and
-    /// task switches were about a fifth of pop3d's time in a RETR-bound load). A larger one,
-    /// or one whose file turns out longer than its size, is streamed by
-    /// [`stream`](Self::stream) from the blocking pool.
+    /// the page cache (it was listed and sized at login), so the read costs less than a hop
+    /// to the blocking pool and back, whose wake-ups and task switches were a large part of
+    /// pop3d's time in a RETR-bound load (figures: `docs/performance.md`, "Figures behind code
+    /// comments"). A larger one, or one whose file turns out longer than its size, is
+    /// streamed by [`stream`](Self::stream) from the blocking pool.
     async fn retrieve(&mut self, index: usize) -> io::Result<()> {
-        let refused = |_| io::Error::other("the session refused body data");
         let Some(maildrop) = self.maildrop.take() else {
-            return self.session.body_error(BodyError::Io).map_err(refused);
+            return Ok(self.session.body_error(BodyError::Io)?);
         };
         let size = maildrop.messages().get(index).map_or(u64::MAX, |m| m.size);
         if size > SMALL_MESSAGE {
@@ -595,15 +591,15 @@ impl Driver {
                     if !self.session.wants_body_data() {
                         self.flush().await?;
                     }
-                    self.session.body_data(&body).map_err(refused)?;
+                    self.session.body_data(&body)?;
                 }
-                self.session.body_end().map_err(refused)
+                Ok(self.session.body_end()?)
             }
             // Longer than its listed size: stream it, as any large message.
             Ok(None) => self.stream(maildrop, index).await,
             Err(error) => {
                 self.maildrop = Some(maildrop);
-                self.session.body_error(body_error(&error, index)).map_err(refused)
+                Ok(self.session.body_error(body_error(&error, index))?)
             }
         }
     }
@@ -613,7 +609,6 @@ impl Driver {
     /// Chunks come back through a second channel to be read into again (no new, zeroed buffer
     /// per chunk).
     async fn stream(&mut self, maildrop: Box<dyn Maildrop>, index: usize) -> io::Result<()> {
-        let refused = |_| io::Error::other("the session refused body data");
         let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, BodyError>>(2);
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let reader = tokio::task::spawn_blocking(move || {
@@ -650,7 +645,7 @@ impl Driver {
                             break; // TOP has its lines
                         }
                     }
-                    let flow = self.session.body_data(&chunk).map_err(refused)?;
+                    let flow = self.session.body_data(&chunk)?;
                     let _ = free_tx.send(chunk);
                     if flow == BodyFlow::Done {
                         break;
@@ -666,8 +661,8 @@ impl Driver {
         let maildrop = reader.await.map_err(|e| io::Error::other(format!("reader task: {e}")))?;
         self.maildrop = Some(maildrop);
         match failure {
-            None => self.session.body_end().map_err(refused),
-            Some(error) => self.session.body_error(error).map_err(refused),
+            None => Ok(self.session.body_end()?),
+            Some(error) => Ok(self.session.body_error(error)?),
         }
     }
 
@@ -687,7 +682,7 @@ impl Driver {
         self.conn = Conn::Tls(Box::new(tls));
         Span::current().record("tls", true);
         info!("STLS: TLS established");
-        self.session.tls_established().map_err(|_| io::Error::other("tls_established refused"))
+        Ok(self.session.tls_established()?)
     }
 }
 

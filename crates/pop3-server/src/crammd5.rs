@@ -120,7 +120,7 @@ impl CramContext {
     /// HMAC-MD5 of `message`, lower-case hex, as CRAM-MD5 clients send it.
     pub(crate) fn hmac_hex(&self, message: &[u8]) -> String {
         let inner = finish(self.inner, 1, message);
-        finish(self.outer, 1, &inner).iter().map(|b| format!("{b:02x}")).collect()
+        pop3_proto::hex(&finish(self.outer, 1, &inner))
     }
 
     /// Constant-time equality.
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn md5_matches_rfc_1321_vectors() {
-        let hex = |d: [u8; 16]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let hex = |d: [u8; 16]| pop3_proto::hex(&d);
         assert_eq!(hex(finish(IV, 0, b"")), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(hex(finish(IV, 0, b"abc")), "900150983cd24fb0d6963f7d28e17f72");
         let long =

@@ -1,6 +1,8 @@
 //! End to end, in process: a real TCP client against the server on 127.0.0.1 random ports,
 //! with real Maildirs in a temporary directory.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use pop3_server::{
     Config, ListenerKind, MailLocation, Offers, PasswdFile, PenaltyLimits, Server, UserInfo,
 };
 use pop3_storage::Envelope;
+use pop3_testkit::transmitted;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,18 +46,6 @@ fn messages() -> Vec<Vec<u8>> {
             big
         },
     ]
-}
-
-/// The wire form of a stored message: CRLF line ends, nothing else (no dot-stuffing).
-fn crlf(stored: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, &b) in stored.iter().enumerate() {
-        if b == b'\n' && (i == 0 || stored[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
 }
 
 async fn fixture(config: Config) -> Fixture {
@@ -222,20 +213,20 @@ async fn every_transaction_command_and_quit_commits() {
     assert!(c.cmd("STAT").await.starts_with("-ERR"), "STAT before login");
     assert!(c.login("alice", "secret").await.starts_with("+OK"));
     let stored = messages();
-    let total: usize = stored.iter().map(|m| crlf(m).len()).sum();
+    let total: usize = stored.iter().map(|m| transmitted(m).len()).sum();
     assert_eq!(c.cmd("STAT").await, format!("+OK 3 {total}"));
     assert!(c.cmd("LIST").await.starts_with("+OK"));
     let list = String::from_utf8(c.body().await).unwrap();
     for (i, m) in stored.iter().enumerate() {
-        assert!(list.contains(&format!("{} {}\r\n", i + 1, crlf(m).len())), "{list}");
+        assert!(list.contains(&format!("{} {}\r\n", i + 1, transmitted(m).len())), "{list}");
     }
-    assert_eq!(c.cmd("LIST 2").await, format!("+OK 2 {}", crlf(&stored[1]).len()));
+    assert_eq!(c.cmd("LIST 2").await, format!("+OK 2 {}", transmitted(&stored[1]).len()));
     assert!(c.cmd("UIDL").await.starts_with("+OK"));
     let uidl = String::from_utf8(c.body().await).unwrap();
     assert_eq!(uidl.lines().count(), 3);
     for (i, m) in stored.iter().enumerate() {
         assert!(c.cmd(&format!("RETR {}", i + 1)).await.starts_with("+OK"));
-        assert_eq!(c.body().await, crlf(m), "message {}", i + 1);
+        assert_eq!(c.body().await, transmitted(m), "message {}", i + 1);
     }
     assert!(c.cmd("TOP 1 1").await.starts_with("+OK"));
     assert_eq!(c.body().await, b"Subject: one\r\n\r\nfirst message\r\n");
@@ -271,7 +262,7 @@ async fn pipelined_commands_are_answered_in_order() {
     assert!(c.line().await.starts_with("+OK"));
     assert!(c.line().await.starts_with("+OK 3 "));
     assert!(c.line().await.starts_with("+OK"));
-    assert_eq!(c.body().await, crlf(&messages()[1]));
+    assert_eq!(c.body().await, transmitted(&messages()[1]));
     assert!(c.line().await.starts_with("+OK"));
     assert!(c.line().await.starts_with("+OK"));
     assert!(c.closed().await);
@@ -371,7 +362,7 @@ async fn stls_then_login() {
     assert!(c.cmd("STLS").await.starts_with("-ERR"));
     assert!(c.login("alice", "secret").await.starts_with("+OK"));
     assert!(c.cmd("RETR 3").await.starts_with("+OK"));
-    assert_eq!(c.body().await, crlf(&messages()[2]));
+    assert_eq!(c.body().await, transmitted(&messages()[2]));
     assert!(c.cmd("QUIT").await.starts_with("+OK"));
 }
 
@@ -571,7 +562,7 @@ async fn mbox_maildrops() {
     assert!(c.login("alice", "secret").await.starts_with("+OK"));
     for (i, m) in stored.iter().enumerate() {
         assert!(c.cmd(&format!("RETR {}", i + 1)).await.starts_with("+OK"));
-        assert_eq!(c.body().await, crlf(m));
+        assert_eq!(c.body().await, transmitted(m));
     }
     assert!(c.cmd("DELE 1").await.starts_with("+OK"));
     assert!(c.cmd("QUIT").await.starts_with("+OK"));
@@ -579,7 +570,7 @@ async fn mbox_maildrops() {
     c.line().await;
     assert!(c.login("alice", "secret").await.starts_with("+OK"));
     assert!(c.cmd("RETR 1").await.starts_with("+OK"));
-    assert_eq!(c.body().await, crlf(&stored[1]));
+    assert_eq!(c.body().await, transmitted(&stored[1]));
     server.shutdown().await;
 }
 

@@ -11,6 +11,8 @@
 //! Generates 10,000 messages of 50 KiB (Postfix-style names, half in `new/`, half in `cur/`)
 //! in a temporary directory, as the bench does.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;

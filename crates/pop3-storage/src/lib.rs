@@ -30,6 +30,8 @@
 //! See `docs/storage.md` in the repository for the UIDL schemes, the size cache format, the
 //! locking protocol and the crash-safety argument.
 
+#![forbid(unsafe_code)]
+
 mod dovecot;
 mod error;
 mod lock;

@@ -80,22 +80,7 @@ pub fn rfc1939_size(message: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    /// The reference: what the protocol layer transmits, built byte by byte.
-    pub(crate) fn transmitted(message: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (i, &b) in message.iter().enumerate() {
-            if b == b'\n' && (i == 0 || message[i - 1] != b'\r') {
-                out.push(b'\r');
-            }
-            out.push(b);
-        }
-        match message.last() {
-            None | Some(b'\n') => {}
-            Some(b'\r') => out.push(b'\n'),
-            Some(_) => out.extend_from_slice(b"\r\n"),
-        }
-        out
-    }
+    use pop3_testkit::transmitted;
 
     #[test]
     fn known_answers() {

@@ -10,7 +10,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{crlf, lf, messages, output_ok, peer, Daemon};
+use common::{lf, messages, output_ok, peer, Daemon};
+use pop3_testkit::transmitted;
 
 fn curl(args: &[&str]) -> Vec<u8> {
     let out =
@@ -34,18 +35,22 @@ fn curl_list_retrieve_delete_plain_stls_and_pop3s() {
     let expected: String = stored
         .iter()
         .enumerate()
-        .map(|(i, m)| format!("{} {}\r\n", i + 1, crlf(m).len()))
+        .map(|(i, m)| format!("{} {}\r\n", i + 1, transmitted(m).len()))
         .collect();
     assert_eq!(listing, expected);
     for (i, m) in stored.iter().enumerate() {
         let n = i + 1;
-        assert_eq!(curl(&[&format!("pop3://alice:secret@{plain}/{n}")]), crlf(m), "plain RETR {n}");
+        assert_eq!(
+            curl(&[&format!("pop3://alice:secret@{plain}/{n}")]),
+            transmitted(m),
+            "plain RETR {n}"
+        );
         // POP3S, with the certificate verified against the data dir's self-signed one.
         let url = format!("pop3s://alice:secret@localhost:{}/{n}", Daemon::port(tls));
         let resolve = format!("localhost:{}:127.0.0.1", Daemon::port(tls));
         assert_eq!(
             curl(&["--cacert", cacert, "--resolve", &resolve, &url]),
-            crlf(m),
+            transmitted(m),
             "pop3s RETR {n}"
         );
         // STLS required.
@@ -53,7 +58,7 @@ fn curl_list_retrieve_delete_plain_stls_and_pop3s() {
         let resolve = format!("localhost:{}:127.0.0.1", Daemon::port(plain));
         assert_eq!(
             curl(&["--ssl-reqd", "--cacert", cacert, "--resolve", &resolve, &url]),
-            crlf(m),
+            transmitted(m),
             "STLS RETR {n}"
         );
     }
@@ -150,7 +155,7 @@ fn python_poplib_every_method() {
     let expected = daemon.dir.path().join("expected");
     std::fs::create_dir(&expected).unwrap();
     for (i, m) in messages().iter().enumerate() {
-        std::fs::write(expected.join((i + 1).to_string()), crlf(m)).unwrap();
+        std::fs::write(expected.join((i + 1).to_string()), transmitted(m)).unwrap();
     }
     let script = daemon.dir.path().join("poplib_test.py");
     std::fs::write(&script, POPLIB_SCRIPT).unwrap();

@@ -14,7 +14,7 @@ mod types;
 
 pub use decoder::ResponseDecoder;
 pub use error::ResponseError;
-pub(crate) use parse::is_unique_id;
+pub(crate) use types::is_unique_id;
 pub use types::{
     Capability, Expect, Expire, LangListing, ListItem, RespCode, Response, ScanListing, Status,
     StatusLine, UidListing,

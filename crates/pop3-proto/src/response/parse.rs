@@ -138,8 +138,18 @@ pub(crate) fn uid_listing(i: &[u8]) -> Result<UidListing<'_>, ResponseError> {
     }
 }
 
-pub(crate) fn is_unique_id(uid: &[u8]) -> bool {
-    (1..=70).contains(&uid.len()) && uid.iter().all(|b| (0x21..=0x7E).contains(b))
+// The listings a status line carries are read here rather than in `types.rs`, so that the
+// types do not depend on their parser.
+impl StatusLine<'_> {
+    /// The scan listing in a `LIST msg` answer (RFC 1939 §5).
+    pub fn scan_listing(&self) -> Option<ScanListing> {
+        scan_listing(self.text.as_bytes()).ok()
+    }
+
+    /// The unique-id listing in a `UIDL msg` answer (RFC 1939 §7).
+    pub fn uid_listing(&self) -> Option<UidListing<'_>> {
+        uid_listing(self.text.as_bytes()).ok()
+    }
 }
 
 /// `lang-listing = lang-tag SP description` (RFC 6856 §3).

@@ -3,7 +3,6 @@
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
-use super::parse;
 use super::ResponseError;
 use crate::command::owned_str;
 use crate::{MsgNum, Secret};
@@ -228,16 +227,6 @@ impl<'a> StatusLine<'a> {
         Some((count, size))
     }
 
-    /// The scan listing in a `LIST msg` answer (RFC 1939 §5).
-    pub fn scan_listing(&self) -> Option<ScanListing> {
-        parse::scan_listing(self.text.as_bytes()).ok()
-    }
-
-    /// The unique-id listing in a `UIDL msg` answer (RFC 1939 §7).
-    pub fn uid_listing(&self) -> Option<UidListing<'_>> {
-        parse::uid_listing(self.text.as_bytes()).ok()
-    }
-
     /// The APOP timestamp in a greeting (RFC 1939 §7): the first `<...>` containing `@`,
     /// brackets included, as the digest is computed over it.
     pub fn apop_timestamp(&self) -> Option<&str> {
@@ -289,7 +278,7 @@ impl<'a> UidListing<'a> {
     /// A listing, if `uid` is 1 to 70 octets in 0x21..=0x7E (RFC 1939 §7).
     pub fn new(msg: MsgNum, uid: impl Into<Cow<'a, str>>) -> Result<Self, ResponseError> {
         let uid = uid.into();
-        if parse::is_unique_id(uid.as_bytes()) {
+        if is_unique_id(uid.as_bytes()) {
             Ok(Self { msg, uid })
         } else {
             Err(ResponseError::InvalidUidListing)
@@ -390,4 +379,9 @@ impl Response<'_> {
             ),
         }
     }
+}
+
+/// `unique-id = 1*70 %x21-7E` (RFC 1939 §7).
+pub(crate) fn is_unique_id(uid: &[u8]) -> bool {
+    (1..=70).contains(&uid.len()) && uid.iter().all(|b| (0x21..=0x7E).contains(b))
 }

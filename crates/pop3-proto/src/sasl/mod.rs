@@ -6,12 +6,12 @@
 //!
 //! | Mechanism | Specification | Client | Server gives the embedder |
 //! |---|---|---|---|
-//! | `PLAIN` | RFC 4616 | [`SaslClient::plain`] | [`Verify::Password`] |
-//! | `LOGIN` | draft-murchison-sasl-login | [`SaslClient::login`] | [`Verify::Password`] |
-//! | `CRAM-MD5` | RFC 2195 | [`SaslClient::cram_md5`] | [`Verify::CramMd5`] |
+//! | `PLAIN` | RFC 4616 | [`SaslClient::plain`] | [`AuthRequest::Password`] |
+//! | `LOGIN` | draft-murchison-sasl-login | [`SaslClient::login`] | [`AuthRequest::Password`] |
+//! | `CRAM-MD5` | RFC 2195 | [`SaslClient::cram_md5`] | [`AuthRequest::CramMd5`] |
 //! | `SCRAM-SHA-256` | RFC 5802, RFC 7677 | [`SaslClient::scram_sha256`] | [`ServerStep::NeedScramKeys`], then [`ServerStep::Success`] |
-//! | `OAUTHBEARER` | RFC 7628 | [`SaslClient::oauthbearer`] | [`Verify::Bearer`] |
-//! | `XOAUTH2` | Google's and Microsoft's documentation | [`SaslClient::xoauth2`] | [`Verify::Bearer`] |
+//! | `OAUTHBEARER` | RFC 7628 | [`SaslClient::oauthbearer`] | [`AuthRequest::Bearer`] |
+//! | `XOAUTH2` | Google's and Microsoft's documentation | [`SaslClient::xoauth2`] | [`AuthRequest::Bearer`] |
 //!
 //! Also here: [`apop_digest`] (RFC 1939 §7), [`cram_md5_digest`] and [`constant_time_eq`].
 //!
@@ -65,21 +65,11 @@
 //! # SCRAM and SASLprep
 //!
 //! RFC 7677 §4 (via RFC 5802 §2.2) prepares the password with SASLprep (RFC 4013) before
-//! hashing. Full SASLprep needs Unicode normalisation tables that this `no_std` crate does not
-//! carry, so both sides apply the same partial SASLprep:
-//!
-//! - the mapping step (RFC 4013 §2.1) in full: non-ASCII spaces become U+0020, the "commonly
-//!   mapped to nothing" characters (soft hyphen, zero-width joiners, variation selectors, ...)
-//!   are removed;
-//! - the prohibited-output check (RFC 4013 §2.3) in full;
-//! - **no NFKC normalisation** (RFC 4013 §2.2) and **no bidirectional check** (§2.4).
-//!
-//! When the mapped password contains a prohibited character or is empty, the original is used
-//! unchanged (as PostgreSQL does). ASCII passwords are exactly what full SASLprep gives. A
-//! non-ASCII password that is not already in NFKC form (decomposed accents, full-width
-//! forms, compatibility ligatures) is hashed differently from a peer that does full SASLprep;
-//! against such a peer, that user cannot log in with SCRAM. User names are not prepared; they
-//! are only escaped (`=2C`, `=3D`, RFC 5802 §5.1) and compared as the embedder sees fit.
+//! hashing. Both sides ([`SaslClient::scram_sha256`], [`ScramKeys::from_password`]) apply the
+//! same complete SASLprep, with or without the `std` feature: mapping, NFKC, prohibited output,
+//! the bidirectional check and unassigned code points. A password SASLprep refuses is hashed
+//! unchanged (as PostgreSQL does). User names are not prepared; they are only escaped (`=2C`,
+//! `=3D`, RFC 5802 §5.1) and compared as the embedder sees fit.
 //!
 //! Keys and passwords are wrapped in [`Secret`](crate::Secret) so they stay out of logs, but
 //! they are not zeroed when dropped.
@@ -89,13 +79,16 @@ mod digest;
 mod error;
 mod mechanism;
 mod oauth;
+mod request;
 mod saslprep;
 mod scram;
 mod server;
+mod unassigned;
 
 pub use client::SaslClient;
 pub use digest::{apop_digest, constant_time_eq, cram_md5_digest};
 pub use error::SaslError;
 pub use mechanism::Mechanism;
+pub use request::AuthRequest;
 pub use scram::ScramKeys;
-pub use server::{SaslServer, ServerStep, Verify};
+pub use server::{SaslServer, ServerStep};

@@ -1,63 +1,68 @@
 //! SASLprep (RFC 4013) for SCRAM passwords.
 //!
-//! RFC 7677 §4 (by way of RFC 5802 §2.2) runs the password through SASLprep as a "query"
-//! string before hashing.
+//! RFC 7677 §4 (by way of RFC 5802 §2.2) runs the password through SASLprep before hashing.
+//! Preparation is complete and the same with and without the `std` feature, so a feature never
+//! changes the keys SCRAM derives from a password:
 //!
-//! With the `std` feature (the default), preparation is complete: the `stringprep` crate does
-//! the mapping, NFKC normalisation, prohibited-output and bidirectional checks of RFC 4013 §2.
+//! 1. **Mapping** (RFC 4013 §2.1): the non-ASCII spaces of RFC 3454 table C.1.2 become U+0020,
+//!    and the "commonly mapped to nothing" characters of table B.1 are removed.
+//! 2. **Normalisation** (RFC 4013 §2.2): NFKC, by the `unicode-normalization` crate (`no_std`).
+//! 3. **Prohibited output** (RFC 4013 §2.3): tables C.1.2, C.2.1, C.2.2, C.3, C.4, C.5, C.6,
+//!    C.7, C.8 and C.9.
+//! 4. **Bidirectional check** (RFC 4013 §2.4, RFC 3454 §6), with the `unicode-bidi` crate's
+//!    character classes (`no_std`).
+//! 5. **Unassigned code points** (RFC 3454 §7, table A.1, in [`super::unassigned`]): refused,
+//!    as the `stringprep` crate and PostgreSQL do, so that keys stored by earlier versions of
+//!    this crate (which used `stringprep`) and by those peers stay valid.
 //!
-//! Without `std`, the crate carries no Unicode tables, and does what needs none:
-//!
-//! 1. **Mapping** (RFC 4013 §2.1), complete: the non-ASCII spaces of RFC 3454 table C.1.2
-//!    become U+0020, and the "commonly mapped to nothing" characters of table B.1 are removed.
-//! 2. **Normalisation** (RFC 4013 §2.2): *not done*. For ASCII this is exact (NFKC leaves ASCII
-//!    unchanged). A non-ASCII password that is not already in NFKC (say, decomposed accents,
-//!    full-width letters, ligatures such as U+FB01) is hashed as typed, so a peer that does
-//!    full SASLprep derives different keys from it.
-//! 3. **Prohibited output** (RFC 4013 §2.3): every table of the profile is checked (C.1.2,
-//!    C.2.1, C.2.2, C.3, C.4, C.5, C.6, C.7, C.8, C.9).
-//! 4. **Bidirectional check** (RFC 4013 §2.4, RFC 3454 §6): *not done* (needs the RandALCat
-//!    table); it can only reject strings, never change them.
-//!
-//! Either way, when preparation fails (a prohibited character, a bidi violation, or nothing
+//! When preparation fails (a prohibited or unassigned character, a bidi violation, or nothing
 //! left), the original password is used unchanged, as PostgreSQL's SCRAM does: a password that
 //! SASLprep cannot prepare is still the user's password. Both sides use this same function
-//! ([`super::SaslClient::scram_sha256`], [`super::ScramKeys::from_password`]), so a client and
-//! a server built with the same features always agree.
+//! ([`super::SaslClient::scram_sha256`], [`super::ScramKeys::from_password`]).
 
 use alloc::borrow::Cow;
-#[cfg(not(feature = "std"))]
 use alloc::string::String;
 
-/// The password as SCRAM hashes it: see the [module documentation](self).
-#[cfg(feature = "std")]
-pub(crate) fn prepare_password(password: &str) -> Cow<'_, str> {
-    match stringprep::saslprep(password) {
-        Ok(prepared) if !prepared.is_empty() => prepared,
-        _ => Cow::Borrowed(password),
-    }
-}
+use unicode_bidi::{bidi_class, BidiClass};
+use unicode_normalization::UnicodeNormalization;
+
+use super::unassigned::unassigned_in_unicode_3_2;
 
 /// The password as SCRAM hashes it: see the [module documentation](self).
-#[cfg(not(feature = "std"))]
 pub(crate) fn prepare_password(password: &str) -> Cow<'_, str> {
     if password.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         // Printable ASCII: no mapping applies, NFKC is the identity, nothing is prohibited.
         return Cow::Borrowed(password);
     }
-    let mapped: String = password
+    let prepared: String = password
         .chars()
         .map(|c| if non_ascii_space(c) { ' ' } else { c })
         .filter(|&c| !mapped_to_nothing(c))
+        .nfkc()
         .collect();
-    if mapped.is_empty() || mapped.chars().any(prohibited) {
-        return Cow::Borrowed(password);
+    let refused = prepared.is_empty()
+        || prepared.chars().any(|c| prohibited(c) || unassigned_in_unicode_3_2(c))
+        || bidi_violation(&prepared);
+    match refused {
+        true => Cow::Borrowed(password),
+        false => Cow::Owned(prepared),
     }
-    Cow::Owned(mapped)
+}
+
+/// RFC 3454 §6, rules 2 and 3 (rule 1 is table C.8, checked as prohibited output): a string
+/// with a right-to-left character has no left-to-right one, and starts and ends with a
+/// right-to-left character.
+fn bidi_violation(s: &str) -> bool {
+    let rtl = |c: char| matches!(bidi_class(c), BidiClass::R | BidiClass::AL);
+    if !s.chars().any(rtl) {
+        return false;
+    }
+    s.chars().any(|c| bidi_class(c) == BidiClass::L)
+        || !s.chars().next().is_some_and(rtl)
+        || !s.chars().next_back().is_some_and(rtl)
 }
 
 /// RFC 3454 table C.1.2.
-#[cfg_attr(feature = "std", allow(dead_code))]
 fn non_ascii_space(c: char) -> bool {
     matches!(
         c,
@@ -66,7 +71,6 @@ fn non_ascii_space(c: char) -> bool {
 }
 
 /// RFC 3454 table B.1.
-#[cfg_attr(feature = "std", allow(dead_code))]
 fn mapped_to_nothing(c: char) -> bool {
     matches!(
         c,
@@ -83,7 +87,6 @@ fn mapped_to_nothing(c: char) -> bool {
 
 /// RFC 4013 §2.3: tables C.1.2, C.2.1, C.2.2, C.3, C.4, C.5 (surrogates cannot occur in a
 /// `str`), C.6, C.7, C.8 and C.9.
-#[cfg_attr(feature = "std", allow(dead_code))]
 fn prohibited(c: char) -> bool {
     let cp = u32::from(c);
     non_ascii_space(c)
@@ -141,12 +144,61 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "std")]
     fn rfc4013_examples_that_need_the_unicode_tables() {
         // RFC 4013 §3: NFKC, and a bidirectional violation that falls back to the original.
         assert_eq!(prepare_password("\u{aa}"), "a");
         assert_eq!(prepare_password("\u{2168}"), "IX");
         assert_eq!(prepare_password("\u{627}\u{31}"), "\u{627}\u{31}");
+    }
+
+    /// SCRAM keys of non-ASCII passwords, computed independently (Python's `stringprep`,
+    /// `unicodedata` NFKC, `hashlib.pbkdf2_hmac`). This test runs with and without the `std`
+    /// feature (`cargo test -p pop3-proto --no-default-features --lib`): the feature must not
+    /// change a key.
+    #[test]
+    fn scram_keys_of_non_ascii_passwords_are_known_answers() {
+        #[rustfmt::skip]
+        let cases = [
+            // Mapped to nothing (RFC 4013 §3 example 1), and NFKC (example 4): both "IX".
+            ("I\u{ad}X", "IX",
+             "2a192425d3791bd8284b01da4cd44db35361037cc7f56fa69eed564c5319d418",
+             "433450df6760c42a470146f75c159370411e69053402ac33da42ac66006a97c4"),
+            ("\u{2168}", "IX",
+             "2a192425d3791bd8284b01da4cd44db35361037cc7f56fa69eed564c5319d418",
+             "433450df6760c42a470146f75c159370411e69053402ac33da42ac66006a97c4"),
+            // A compatibility ligature, decomposed accents, full-width letters: NFKC.
+            ("\u{fb01}nance", "finance",
+             "6cc2b9092c501584fa153ad0ca1c6a234d70f48e6b6d601cfaaf267e9464f2a0",
+             "87859bdd7269f99104f1ecb76a4138695baaf8277aa1fe4de20b33a7afe35781"),
+            ("e\u{301}t\u{e9}", "\u{e9}t\u{e9}",
+             "ea575c65b49bb69b0117c7191b19c9adbae2d002ef396ca73462aa88db766cba",
+             "7ca4e6dcd98cda7464124a06f72e39956e35921a6d2f92d2bacb165067673546"),
+            ("\u{ff50}\u{ff41}\u{ff53}\u{ff53}", "pass",
+             "b5a12d816059c47d4fbc00ca5034a6dd83683f801c85c8a5c73ef6f60d6d3027",
+             "765dbb2020d10932150c996c491747245c303eea5576c05faa7068a75632ec7b"),
+            // A non-ASCII space.
+            ("pa\u{a0}ss", "pa ss",
+             "b27a99d1ab2e215e4ad84c58a27e5f1678b39324508e30b9fb7fdaed5723412c",
+             "560a9efed23d10e33ac93ace8e7cbaa30e48afa73f734a6e15e38d1c80acbda5"),
+            // Refused, so hashed as typed: a bidi violation (example 6), and a code point
+            // unassigned in Unicode 3.2 (the ligature beside it stays).
+            ("\u{627}1", "\u{627}1",
+             "14fba46ebf9fae7f821e4dffbd562dbc336e1a0487ebdaac4e2fcc55b766ec07",
+             "247d302067985aa60bf2420242b753a08b494c4af66d619a0176acdc14b1b208"),
+            ("\u{1f600}\u{fb01}", "\u{1f600}\u{fb01}",
+             "3af6178197b743add805d8f7e6e32ea2c5f4414fa74688b24879bfd78ede8e9e",
+             "22f979522309913d982429d55cf536628b1cf20ee231b312bc0880af2529f69f"),
+        ];
+        for (password, prepared, stored_key, server_key) in cases {
+            assert_eq!(prepare_password(password), prepared, "{password:?}");
+            let keys = crate::sasl::ScramKeys::from_password(
+                password.as_bytes(),
+                b"kat-salt-1234567",
+                4096,
+            );
+            assert_eq!(crate::hex(&keys.stored_key), stored_key, "{password:?}");
+            assert_eq!(crate::hex(&keys.server_key), server_key, "{password:?}");
+        }
     }
 
     #[test]

@@ -5,13 +5,13 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::digest::{constant_time_eq, cram_md5_digest, hmac_sha256, sha256};
+use super::digest::{constant_time_eq, hmac_sha256, sha256};
 use super::oauth::{is_error_ack, parse_oauthbearer, parse_xoauth2};
 use super::scram::{
     base64, client_signature, parse_client_final, parse_client_first, sanitize_nonce,
     server_signature, xor, ScramKeys,
 };
-use super::{Mechanism, SaslError};
+use super::{AuthRequest, Mechanism, SaslError};
 use crate::Secret;
 
 /// What the server side of a SASL exchange wants next.
@@ -23,7 +23,7 @@ pub enum ServerStep {
     /// The mechanism is done; the embedder checks these credentials and accepts or rejects
     /// the login itself. For OAUTHBEARER and XOAUTH2 a refused token should go to
     /// [`SaslServer::bearer_rejected`] so that the client gets the error report.
-    Verify(Verify),
+    Verify(AuthRequest),
     /// SCRAM: look up the user's stored keys and pass them to
     /// [`SaslServer::provide_scram_keys`] (`None` for an unknown user).
     NeedScramKeys {
@@ -44,74 +44,6 @@ pub enum ServerStep {
     /// The exchange failed; answer `-ERR` (with `[AUTH]` for
     /// [`SaslError::AuthenticationFailed`]).
     Failure(SaslError),
-}
-
-/// Credentials the embedder checks (the end of PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER and
-/// XOAUTH2 exchanges).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verify {
-    /// PLAIN (RFC 4616) or LOGIN: a password in clear.
-    Password {
-        /// PLAIN's authorization identity, if the client gave a non-empty one.
-        authzid: Option<String>,
-        /// The authentication identity.
-        username: String,
-        /// The password.
-        password: Secret<String>,
-    },
-    /// CRAM-MD5 (RFC 2195): compare with [`Verify::cram_md5_matches`].
-    CramMd5 {
-        /// The user name.
-        username: String,
-        /// The challenge the server sent, `<nonce@hostname>`.
-        challenge: String,
-        /// The client's digest, 32 lowercase hex digits.
-        digest: Secret<String>,
-    },
-    /// OAUTHBEARER (RFC 7628) or XOAUTH2: a bearer token to validate.
-    Bearer {
-        /// Which of the two mechanisms.
-        mechanism: Mechanism,
-        /// OAUTHBEARER's authzid (`a=`, empty when absent: the token names the user) or
-        /// XOAUTH2's `user=`.
-        username: String,
-        /// The bearer token.
-        token: Secret<String>,
-    },
-}
-
-impl Verify {
-    /// The user name the client claims.
-    pub fn username(&self) -> &str {
-        match self {
-            Self::Password { username, .. }
-            | Self::CramMd5 { username, .. }
-            | Self::Bearer { username, .. } => username,
-        }
-    }
-
-    /// CRAM-MD5: whether the client's digest is `HMAC-MD5(secret, challenge)` (RFC 2195 §2),
-    /// compared in constant time. False for the other variants.
-    pub fn cram_md5_matches(&self, secret: &[u8]) -> bool {
-        match self {
-            Self::CramMd5 { challenge, digest, .. } => {
-                let expected = cram_md5_digest(secret, challenge.as_bytes());
-                constant_time_eq(expected.as_bytes(), digest.expose().as_bytes())
-            }
-            _ => false,
-        }
-    }
-
-    /// PLAIN / LOGIN: whether the password equals `expected`, compared in constant time.
-    /// False for the other variants. (Real servers compare against a hash instead.)
-    pub fn password_matches(&self, expected: &[u8]) -> bool {
-        match self {
-            Self::Password { password, .. } => {
-                constant_time_eq(password.expose().as_bytes(), expected)
-            }
-            _ => false,
-        }
-    }
 }
 
 /// The server side of a SASL exchange: decoded client responses in, [`ServerStep`]s out.
@@ -265,10 +197,11 @@ impl SaslServer {
                 let Ok(password) = core::str::from_utf8(response) else {
                     return self.fail(SaslError::Malformed);
                 };
-                ServerStep::Verify(Verify::Password {
-                    authzid: None,
+                ServerStep::Verify(AuthRequest::Password {
                     username,
-                    password: Secret::new(password.into()),
+                    authzid: None,
+                    password: Secret::new(password.as_bytes().to_vec()),
+                    mechanism: Some(Mechanism::Login),
                 })
             }
             State::CramMd5 { challenge } => self.cram_md5_response(challenge, response),
@@ -329,7 +262,7 @@ impl SaslServer {
         ServerStep::Challenge(server_first.into_bytes())
     }
 
-    /// OAUTHBEARER / XOAUTH2: the embedder refused the token of [`Verify::Bearer`]. Returns
+    /// OAUTHBEARER / XOAUTH2: the embedder refused the token of [`AuthRequest::Bearer`]. Returns
     /// the error challenge (RFC 7628 §3.2.2, e.g.
     /// `{"status":"invalid_token","schemes":"bearer","scope":"mail"}`); the client's next
     /// response (0x01 for OAUTHBEARER, empty for XOAUTH2) gives
@@ -370,7 +303,7 @@ impl SaslServer {
                 match parsed {
                     Ok(m) => {
                         self.state = State::BearerVerifying;
-                        ServerStep::Verify(Verify::Bearer {
+                        ServerStep::Verify(AuthRequest::Bearer {
                             mechanism: self.mechanism,
                             username: m.username,
                             token: Secret::new(m.token),
@@ -409,7 +342,7 @@ impl SaslServer {
             },
         );
         match parsed {
-            Some((username, digest)) => self.finish(ServerStep::Verify(Verify::CramMd5 {
+            Some((username, digest)) => self.finish(ServerStep::Verify(AuthRequest::CramMd5 {
                 username: username.into(),
                 challenge,
                 digest: Secret::new(digest.to_ascii_lowercase()),
@@ -487,7 +420,7 @@ impl SaslServer {
 
 /// RFC 4616 §2: `message = [authzid] UTF8NUL authcid UTF8NUL passwd`, every part UTF-8 without
 /// NUL, authcid and passwd non-empty.
-fn parse_plain(message: &[u8]) -> Result<Verify, SaslError> {
+fn parse_plain(message: &[u8]) -> Result<AuthRequest, SaslError> {
     let mut parts = message.split(|&b| b == 0);
     let (Some(authzid), Some(username), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -502,9 +435,10 @@ fn parse_plain(message: &[u8]) -> Result<Verify, SaslError> {
     if username.is_empty() || password.is_empty() {
         return Err(SaslError::Malformed);
     }
-    Ok(Verify::Password {
-        authzid: Some(authzid).filter(|a| !a.is_empty()),
+    Ok(AuthRequest::Password {
         username,
-        password: Secret::new(password),
+        authzid: Some(authzid).filter(|a| !a.is_empty()),
+        password: Secret::new(password.into_bytes()),
+        mechanism: Some(Mechanism::Plain),
     })
 }

@@ -10,10 +10,10 @@ use base64::Engine as _;
 use bytes::Buf;
 
 use super::capa::offered_mechanisms;
-use super::event::{AuthRequest, CloseReason, Event, LoginError};
+use super::event::{CloseReason, Event, LoginError};
 use super::session::{CommitError, ServerSession, State, Transaction, WrongState};
 use super::snapshot::Snapshot;
-use crate::sasl::{Mechanism, SaslError, SaslServer, ScramKeys, ServerStep, Verify};
+use crate::sasl::{AuthRequest, Mechanism, SaslError, SaslServer, ScramKeys, ServerStep};
 use crate::{RespCode, SaslResponse, Secret, StatusLine};
 
 /// The JSON error an OAUTHBEARER server sends for a refused token (RFC 7628 §3.2.2).
@@ -139,23 +139,7 @@ impl ServerSession {
                 self.output.extend_from_slice(b"\r\n");
                 self.state = State::Sasl { server };
             }
-            ServerStep::Verify(verify) => {
-                let request = match verify {
-                    Verify::Password { authzid, username, password } => AuthRequest::Password {
-                        username,
-                        authzid,
-                        password: password.map(String::into_bytes),
-                        mechanism: Some(server.mechanism()),
-                    },
-                    Verify::CramMd5 { username, challenge, digest } => {
-                        AuthRequest::CramMd5 { username, challenge, digest }
-                    }
-                    Verify::Bearer { mechanism, username, token } => {
-                        AuthRequest::Bearer { mechanism, username, token }
-                    }
-                };
-                self.ask(request, Some(server));
-            }
+            ServerStep::Verify(request) => self.ask(request, Some(server)),
             ServerStep::NeedScramKeys { username, .. } => {
                 self.events.push_back(Event::ScramKeysNeeded { username });
                 self.state =

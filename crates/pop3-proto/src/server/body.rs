@@ -1,14 +1,15 @@
 //! Streaming RETR and TOP bodies: the embedder feeds the stored message in chunks under
 //! back-pressure; the session filters (TOP), dot-stuffs and frames it. No whole message is ever
 //! held.
+//!
+//! This module only frames bytes; the session's answer methods that drive it are in
+//! `retrieve.rs`.
 
 use alloc::format;
 
 use bytes::BytesMut;
 
-use super::event::{BodyError, CloseReason};
-use super::session::{ServerSession, State, WrongState};
-use crate::{DotStuffer, MsgNum, RespCode, StatusLine, TopFilter};
+use crate::{DotStuffer, MsgNum, StatusLine, TopFilter};
 
 /// A body being sent.
 #[derive(Debug)]
@@ -21,22 +22,37 @@ pub(super) struct BodyStream {
     top: Option<TopFilter>,
 }
 
-impl BodyStream {
-    pub(super) fn new(msg: MsgNum, size: u64, top: Option<TopFilter>) -> Self {
-        Self { msg, size, started: false, stuffer: DotStuffer::new(), top }
-    }
-}
-
 /// Whether the embedder should keep reading the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFlow {
-    /// Send more (when [`ServerSession::wants_body_data`] says so).
+    /// Send more (when [`ServerSession::wants_body_data`](super::ServerSession::wants_body_data)
+    /// says so).
     More,
-    /// TOP has all the lines it needs: stop reading and call [`ServerSession::body_end`].
+    /// TOP has all the lines it needs: stop reading and call
+    /// [`ServerSession::body_end`](super::ServerSession::body_end).
     Done,
 }
 
 impl BodyStream {
+    pub(super) fn new(msg: MsgNum, size: u64, top: Option<TopFilter>) -> Self {
+        Self { msg, size, started: false, stuffer: DotStuffer::new(), top }
+    }
+
+    /// The message being sent.
+    pub(super) fn msg(&self) -> MsgNum {
+        self.msg
+    }
+
+    /// True once the `+OK` line has been written.
+    pub(super) fn started(&self) -> bool {
+        self.started
+    }
+
+    /// False once TOP has all the lines it needs.
+    pub(super) fn wants_more(&self) -> bool {
+        !self.top.as_ref().is_some_and(TopFilter::is_done)
+    }
+
     /// Writes the `+OK` line once, before the first octet of the body.
     fn start(&mut self, output: &mut BytesMut) {
         if !self.started {
@@ -44,70 +60,25 @@ impl BodyStream {
             StatusLine::ok(format!("{} octets", self.size)).encode(output);
         }
     }
-}
 
-impl ServerSession {
-    /// True while a body is being streamed and the output is below the high-water mark: feed
-    /// the next chunk now. When false during a body, take the output first.
-    pub fn wants_body_data(&self) -> bool {
-        match &self.state {
-            State::Transaction(t) => {
-                t.body.as_ref().is_some_and(|b| !b.top.as_ref().is_some_and(TopFilter::is_done))
-                    && self.output.len() < self.config.output_high_water
-            }
-            _ => false,
-        }
-    }
-
-    /// The next chunk of the stored message asked for by [`Event::RetrieveBody`](super::Event),
-    /// in any size. The first call (or [`body_end`](Self::body_end)) sends the `+OK` line.
-    pub fn body_data(&mut self, chunk: &[u8]) -> Result<BodyFlow, WrongState> {
-        let State::Transaction(t) = &mut self.state else { return Err(WrongState) };
-        let body = t.body.as_mut().ok_or(WrongState)?;
-        body.start(&mut self.output);
-        let passed = match body.top.as_mut() {
+    /// Frames the next chunk of the stored message into `output` (after the `+OK` line, if it
+    /// is the first).
+    pub(super) fn feed(&mut self, chunk: &[u8], output: &mut BytesMut) -> BodyFlow {
+        self.start(output);
+        let passed = match self.top.as_mut() {
             Some(top) => top.filter(chunk),
             None => chunk,
         };
-        body.stuffer.stuff(passed, &mut self.output);
-        Ok(match &body.top {
-            Some(top) if top.is_done() => BodyFlow::Done,
-            _ => BodyFlow::More,
-        })
-    }
-
-    /// The message has been fed whole (or TOP is done): ends the reply with its terminator and
-    /// goes on with the next pipelined command.
-    pub fn body_end(&mut self) -> Result<(), WrongState> {
-        let State::Transaction(t) = &mut self.state else { return Err(WrongState) };
-        let mut body = t.body.take().ok_or(WrongState)?;
-        body.start(&mut self.output);
-        body.stuffer.finish(&mut self.output);
-        self.process();
-        Ok(())
-    }
-
-    /// The message could not be read. Before any data: `-ERR` and the session goes on (a
-    /// message removed by another program must not end the session). After some data: the
-    /// reply cannot be completed honestly, so the connection closes without UPDATE.
-    pub fn body_error(&mut self, error: BodyError) -> Result<(), WrongState> {
-        let State::Transaction(t) = &mut self.state else { return Err(WrongState) };
-        let body = t.body.take().ok_or(WrongState)?;
-        if body.started {
-            self.close(CloseReason::BodyFailed);
-            return Ok(());
+        self.stuffer.stuff(passed, output);
+        match self.wants_more() {
+            true => BodyFlow::More,
+            false => BodyFlow::Done,
         }
-        let msg = body.msg;
-        let line = match error {
-            BodyError::Gone => {
-                StatusLine::err(format!("message {msg} is no longer in the maildrop"))
-            }
-            BodyError::Io => {
-                StatusLine::err(format!("cannot read message {msg}")).with_code(RespCode::SysTemp)
-            }
-        };
-        self.reply(line);
-        self.process();
-        Ok(())
+    }
+
+    /// Ends the reply: the `+OK` line if nothing was fed, a missing CRLF and the terminator.
+    pub(super) fn finish(mut self, output: &mut BytesMut) {
+        self.start(output);
+        self.stuffer.finish(output);
     }
 }

@@ -3,8 +3,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::sasl::Mechanism;
-use crate::{MsgNum, Secret};
+use crate::sasl::{AuthRequest, Mechanism};
+use crate::MsgNum;
 
 /// Something only the embedder can do. Each event names the method that answers it; until it is
 /// answered the session executes no further command (pipelined commands wait, in order).
@@ -52,58 +52,6 @@ pub enum Event {
     Commit {
         /// The messages marked deleted, in order; may be empty.
         deleted: Vec<usize>,
-    },
-}
-
-/// Credentials to verify.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthRequest {
-    /// A plaintext password: USER/PASS (`mechanism` is `None`), AUTH PLAIN or AUTH LOGIN.
-    Password {
-        /// The authentication identity.
-        username: String,
-        /// PLAIN's authorization identity, if the client asked to act as another user.
-        authzid: Option<String>,
-        /// The password, as sent.
-        password: Secret<Vec<u8>>,
-        /// The SASL mechanism, or `None` for USER/PASS.
-        mechanism: Option<Mechanism>,
-    },
-    /// APOP (RFC 1939 §7): check `digest == MD5(timestamp + secret)` (see
-    /// [`apop_digest`](crate::sasl::apop_digest)).
-    Apop {
-        /// The mailbox name.
-        username: String,
-        /// The greeting's timestamp, brackets included.
-        timestamp: String,
-        /// The client's digest, lower-case hexadecimal.
-        digest: Secret<String>,
-    },
-    /// CRAM-MD5 (RFC 2195): check `digest == HMAC-MD5(secret, challenge)`.
-    CramMd5 {
-        /// The user name.
-        username: String,
-        /// The challenge the session sent.
-        challenge: String,
-        /// The client's digest, lower-case hexadecimal.
-        digest: Secret<String>,
-    },
-    /// OAUTHBEARER or XOAUTH2: validate the bearer token for this user.
-    Bearer {
-        /// Which of the two mechanisms.
-        mechanism: Mechanism,
-        /// The user the token is presented for.
-        username: String,
-        /// The token.
-        token: Secret<String>,
-    },
-    /// The session has already proved the user's identity (SCRAM-SHA-256): only open the
-    /// maildrop.
-    Verified {
-        /// The authentication identity.
-        username: String,
-        /// The authorization identity, if the client asked for one.
-        authzid: Option<String>,
     },
 }
 

@@ -40,11 +40,16 @@ mod capa;
 mod config;
 mod dispatch;
 mod event;
+mod retrieve;
 mod session;
 mod snapshot;
 
 pub use body::BodyFlow;
 pub use config::{Greeting, ServerConfig};
-pub use event::{AuthRequest, BodyError, CloseReason, Event, LoginError};
+pub use event::{BodyError, CloseReason, Event, LoginError};
 pub use session::{CommitError, Phase, ServerSession, WrongState};
 pub use snapshot::{MessageInfo, Snapshot};
+
+/// The credentials of [`Event::Authenticate`]: the same type a [`SaslServer`](crate::sasl::SaslServer)
+/// ends with.
+pub use crate::sasl::AuthRequest;

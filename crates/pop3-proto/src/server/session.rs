@@ -94,6 +94,10 @@ pub enum Phase {
 
 /// An answer method was called in a state that did not ask for it (an embedder bug); nothing
 /// was changed.
+///
+/// With `std`, it converts into an [`std::io::Error`] (kind `Other`), so that a driver over
+/// `std::io` or tokio answers with `?` and ends the connection in the one place that handles
+/// its I/O errors, instead of converting at every answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WrongState;
 
@@ -105,6 +109,13 @@ impl fmt::Display for WrongState {
 
 #[cfg(feature = "std")]
 impl std::error::Error for WrongState {}
+
+#[cfg(feature = "std")]
+impl From<WrongState> for std::io::Error {
+    fn from(error: WrongState) -> Self {
+        std::io::Error::other(error)
+    }
+}
 
 /// The commit did not remove every message it was asked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Shared test helpers: realistic fixtures generated at test time, a reference for the
-//! transmitted form of a message, and child processes that hold locks or stop at failpoints.
+//! Shared test helpers: realistic fixtures generated at test time, the reference for the
+//! transmitted form of a message (from pop3-testkit), and child processes that hold locks or stop at failpoints.
 
 #![allow(dead_code)]
 
@@ -9,24 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use pop3_storage::Maildrop;
-
-/// What the protocol layer transmits for a stored message (before dot-stuffing): every bare LF
-/// becomes CRLF, an unterminated last line is completed (a final CR just gets its LF).
-pub fn transmitted(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, &b) in message.iter().enumerate() {
-        if b == b'\n' && (i == 0 || message[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    match message.last() {
-        None | Some(b'\n') => {}
-        Some(b'\r') => out.push(b'\n'),
-        Some(_) => out.extend_from_slice(b"\r\n"),
-    }
-    out
-}
+pub use pop3_testkit::transmitted;
 
 /// A message as an MTA would deliver it, with the awkward parts tests need: lines starting
 /// with "From " and ".", a ">From " line, LF endings (or CRLF), optionally no final newline.

@@ -31,18 +31,6 @@ pub fn messages() -> Vec<Vec<u8>> {
     vec![one, two.into_bytes(), three]
 }
 
-/// The wire form of a stored message: every line ending CRLF (no dot-stuffing).
-pub fn crlf(stored: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, &b) in stored.iter().enumerate() {
-        if b == b'\n' && (i == 0 || stored[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
-}
-
 /// `stored` with LF line ends (what Maildir writers such as mpop and getmail store).
 pub fn lf(stored: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

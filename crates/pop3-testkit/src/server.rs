@@ -1,6 +1,6 @@
 //! An in-process POP3 server for tests: pop3-proto's `ServerSession` over tokio, with an
 //! in-memory maildrop, optional TLS (STLS and implicit), and switches for the cases the client
-//! must handle. Not part of the supported API (feature `test-server`).
+//! must handle.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pop3_proto::sasl::{apop_digest, cram_md5_digest, Mechanism, ScramKeys};
+use pop3_proto::sasl::{Mechanism, ScramKeys};
 use pop3_proto::server::{
     AuthRequest, BodyFlow, Event, Greeting, LoginError, MessageInfo, ServerConfig, ServerSession,
     Snapshot,
@@ -225,7 +225,7 @@ impl Shared {
                             return Ok(());
                         };
                         stream = ServerStream::Tls(Box::new(acceptor.accept(plain).await?));
-                        session.tls_established().map_err(io::Error::other)?;
+                        session.tls_established()?;
                     }
                     Event::RetrieveBody { index, .. } => {
                         let body = snapshot[index].1.clone();
@@ -233,12 +233,11 @@ impl Shared {
                             while !session.wants_body_data() {
                                 self.write_out(&mut session, &mut stream).await?;
                             }
-                            if session.body_data(piece).map_err(io::Error::other)? == BodyFlow::Done
-                            {
+                            if session.body_data(piece)? == BodyFlow::Done {
                                 break;
                             }
                         }
-                        session.body_end().map_err(io::Error::other)?;
+                        session.body_end()?;
                     }
                     other => self.answer(&mut session, other, &mut snapshot, &mut lock),
                 }
@@ -296,25 +295,17 @@ impl Shared {
         let config = &self.config;
         match event {
             Event::Authenticate(request) => {
-                let ok = match request {
-                    AuthRequest::Password { username, password, .. } => {
-                        username == config.user && password.expose() == config.password.as_bytes()
-                    }
-                    AuthRequest::Apop { username, timestamp, digest } => {
-                        username == config.user
-                            && apop_digest(&timestamp, config.password.as_bytes())
-                                == *digest.expose()
-                    }
-                    AuthRequest::CramMd5 { username, challenge, digest } => {
-                        username == config.user
-                            && cram_md5_digest(config.password.as_bytes(), challenge.as_bytes())
-                                == *digest.expose()
-                    }
-                    AuthRequest::Bearer { username, token, .. } => {
-                        username == config.user && *token.expose() == config.token
-                    }
-                    AuthRequest::Verified { username, .. } => username == config.user,
-                };
+                let secret = config.password.as_bytes();
+                let ok = request.username() == config.user
+                    && match &request {
+                        AuthRequest::Bearer { token, .. } => *token.expose() == config.token,
+                        AuthRequest::Verified { .. } => true,
+                        _ => {
+                            request.password_matches(secret)
+                                || request.apop_matches(secret)
+                                || request.cram_md5_matches(secret)
+                        }
+                    };
                 let mut mailbox = self.mailbox.lock().unwrap();
                 let result = if let Some(error) = config.login_error {
                     Err(error)
