@@ -28,9 +28,13 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod scan;
+
+pub use scan::{scan_bytes, ScanError, ScannedMessage, Scanner};
+
 use crate::error::IoContext;
 use crate::lock::{fcntl_exclusive, DotLock};
-use crate::util::{asctime_utc, failpoint, Fnv128};
+use crate::util::{asctime_utc, failpoint};
 use crate::{
     Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, Store, CHUNK,
 };
@@ -550,161 +554,31 @@ impl<R: Read> Read for Unquoter<R> {
     }
 }
 
-/// The scanner's view of the current message.
-#[derive(Debug)]
-struct Current {
-    from_start: u64,
-    body_start: u64,
-    hash: Fnv128,
-    in_headers: bool,
-    /// Sum of the RFC 1939 sizes of its complete lines.
-    acc: u64,
-    /// (start, contribution, empty) of its last complete line.
-    last_line: Option<(u64, u64, bool)>,
-    completion: u64,
-    /// Its `>+From ` lines, each served with one `>` less.
-    unquoted: u64,
-}
-
+/// Reads the whole mbox through the [`Scanner`]: message locations, sizes and UIDLs, and the
+/// length scanned.
 fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
-    let corrupt =
-        |reason: &str| Error::Corrupt { path: path.to_path_buf(), reason: reason.to_owned() };
+    let corrupt = |e: ScanError| Error::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
     let mut reader = BufReader::with_capacity(CHUNK, file);
     (&*file).seek(SeekFrom::Start(0)).ctx("seek", path)?;
-    let mut offset = 0u64;
-    let mut done: Vec<(Loc, u64, Fnv128)> = Vec::new();
-    let mut cur: Option<Current> = None;
-    // The line being read.
-    let mut line_start = 0u64;
-    let mut line_len = 0u64;
-    let mut prefix: Vec<u8> = Vec::with_capacity(5);
-    let mut line_last: Option<u8> = None; // last octet of the line so far
-    let mut candidate = true; // first line of the file, or after an empty line
-    let mut cand_hash = Fnv128::new();
-    let mut line_start_kind = LineStart::default(); // is the line `>+From `?
-
-    let finish = |cur: Current, region_end: u64, done: &mut Vec<(Loc, u64, Fnv128)>| {
-        let (body_end, stored) = match cur.last_line {
-            Some((start, contrib, true)) => (start, cur.acc - contrib),
-            _ => (region_end, cur.acc + cur.completion),
-        };
-        // The UIDL hashes the size of the message as stored, before unquoting, as it always
-        // did: UIDLs stay those served before reading unquoted.
-        let mut hash = cur.hash;
-        hash.update(&stored.to_le_bytes());
-        done.push((
-            Loc { from_start: cur.from_start, body_start: cur.body_start, body_end },
-            stored - cur.unquoted,
-            hash,
-        ));
-    };
-
+    let mut scanner = Scanner::new();
     loop {
         let buf = reader.fill_buf().ctx("read", path)?;
         if buf.is_empty() {
             break;
         }
         let n = buf.len();
-        let mut i = 0;
-        while i < n {
-            let (seg, complete) = match memchr::memchr(b'\n', &buf[i..]) {
-                Some(o) => (&buf[i..i + o + 1], true),
-                None => (&buf[i..], false),
-            };
-            if line_len == 0 {
-                line_start = offset + i as u64;
-                prefix.clear();
-                line_start_kind = LineStart::default();
-                if candidate {
-                    cand_hash = Fnv128::new();
-                }
-            }
-            if line_start_kind.from.is_none() {
-                line_start_kind.feed(seg);
-            }
-            if prefix.len() < 5 {
-                let take = (5 - prefix.len()).min(seg.len());
-                prefix.extend_from_slice(&seg[..take]);
-            }
-            if candidate {
-                cand_hash.update(seg);
-            }
-            if let Some(c) = cur.as_mut() {
-                if c.in_headers {
-                    c.hash.update(seg);
-                }
-            }
-            line_len += seg.len() as u64;
-            let before_last = if seg.len() >= 2 { Some(seg[seg.len() - 2]) } else { line_last };
-            line_last = seg.last().copied();
-            i += seg.len();
-            if !complete {
-                continue;
-            }
-            // A complete line [line_start, line_start + line_len).
-            let content = line_len - 1;
-            let cr = before_last == Some(b'\r') && content >= 1;
-            let empty = content == 0 || (content == 1 && cr);
-            if candidate && prefix == b"From " {
-                if let Some(c) = cur.take() {
-                    finish(c, line_start, &mut done);
-                }
-                cur = Some(Current {
-                    from_start: line_start,
-                    body_start: line_start + line_len,
-                    hash: cand_hash,
-                    in_headers: true,
-                    acc: 0,
-                    last_line: None,
-                    completion: 0,
-                    unquoted: 0,
-                });
-            } else if let Some(c) = cur.as_mut() {
-                let contrib = line_len + u64::from(!cr);
-                c.acc += contrib;
-                c.unquoted += u64::from(line_start_kind.is_quoted_from());
-                c.last_line = Some((line_start, contrib, empty));
-                if empty {
-                    c.in_headers = false;
-                }
-            } else if !empty {
-                return Err(corrupt("mbox does not begin with a \"From \" line"));
-            }
-            candidate = empty;
-            line_len = 0;
-            line_last = None;
-        }
+        scanner.feed(buf).map_err(corrupt)?;
         reader.consume(n);
-        offset += n as u64;
     }
-    if line_len > 0 {
-        // A last line without LF.
-        match cur.as_mut() {
-            Some(c) => {
-                c.acc += line_len;
-                c.completion = if line_last == Some(b'\r') { 1 } else { 2 };
-                c.last_line = None;
-                c.unquoted += u64::from(line_start_kind.is_quoted_from());
-            }
-            None => return Err(corrupt("mbox does not begin with a \"From \" line")),
-        }
+    let len = scanner.offset();
+    let scanned = scanner.finish().map_err(corrupt)?;
+    let mut locs = Vec::with_capacity(scanned.len());
+    let mut infos = Vec::with_capacity(scanned.len());
+    for m in scanned {
+        locs.push(Loc { from_start: m.from_start, body_start: m.body_start, body_end: m.body_end });
+        infos.push(MessageInfo { size: m.size, uidl: m.uidl });
     }
-    if let Some(c) = cur.take() {
-        finish(c, offset, &mut done);
-    }
-
-    let mut seen = std::collections::HashMap::<String, u32>::new();
-    let mut locs = Vec::with_capacity(done.len());
-    let mut infos = Vec::with_capacity(done.len());
-    for (loc, size, hash) in done {
-        let base = hash.hex();
-        let count = seen.entry(base.clone()).or_insert(0);
-        *count += 1;
-        let uidl = if *count == 1 { base } else { format!("{base}-{count}") };
-        locs.push(loc);
-        infos.push(MessageInfo { size, uidl });
-    }
-    Ok((locs, infos, offset))
+    Ok((locs, infos, len))
 }
 
 impl MboxDrop {
@@ -860,6 +734,7 @@ impl Store for MboxStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::Fnv128;
 
     fn quote(chunks: &[&[u8]]) -> Vec<u8> {
         let mut q = Quoter::default();
