@@ -32,6 +32,7 @@
 
 mod dovecot;
 mod error;
+mod location;
 mod lock;
 pub mod maildir;
 pub mod mbox;
@@ -42,13 +43,14 @@ mod util;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
 
 pub use dovecot::{DovecotUidlFormat, UidlFormatError, DEFAULT_UIDL_FORMAT};
 pub use error::{Error, ErrorKind, Result};
-pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions, MaildirStore};
-
-pub use mbox::{Append, Mbox, MboxDrop, MboxStore};
+pub use location::{
+    valid_user_name, Format, Location, Template, TemplateError, User, MAX_USER_NAME_LEN,
+};
+pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions};
+pub use mbox::{Append, Mbox, MboxDrop};
 pub use memory::{MemoryDrop, MemoryStore};
 pub use size::{rfc1939_size, SizeCounter};
 pub use util::is_valid_uidl;
@@ -175,36 +177,6 @@ impl fmt::Debug for MessageReader<'_> {
     }
 }
 
-/// Checks that `user` can name a file or directory: non-empty, not `.` or `..`, no `/` or NUL.
-pub(crate) fn check_user(user: &str) -> Result<()> {
-    if user.is_empty() || user == "." || user == ".." || user.contains(['/', '\0']) {
-        return Err(Error::InvalidUser(user.to_owned()));
-    }
-    Ok(())
-}
-
-/// Where a store finds a user's maildrop: `{user}` in the template is replaced by the user name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathTemplate(String);
-
-impl PathTemplate {
-    /// A template such as `/home/{user}/Maildir` or `/var/mail/{user}`. Without `{user}`,
-    /// the user name is appended as a last path component.
-    pub fn new(template: impl Into<String>) -> Self {
-        Self(template.into())
-    }
-
-    /// The path for `user`, after checking the user name (see [`Error::InvalidUser`]).
-    pub fn path_for(&self, user: &str) -> Result<PathBuf> {
-        check_user(user)?;
-        if self.0.contains("{user}") {
-            Ok(PathBuf::from(self.0.replace("{user}", user)))
-        } else {
-            Ok(Path::new(&self.0).join(user))
-        }
-    }
-}
-
 /// Hooks for crash-safety tests. Not part of the stable API.
 #[doc(hidden)]
 pub mod testing {
@@ -213,23 +185,5 @@ pub mod testing {
     /// step so the parent can kill it there. Can be set once per process.
     pub fn set_failpoint_hook(hook: fn(&str)) {
         crate::util::set_failpoint_hook(hook);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_names_are_checked() {
-        let t = PathTemplate::new("/home/{user}/Maildir");
-        assert_eq!(t.path_for("bob").unwrap(), PathBuf::from("/home/bob/Maildir"));
-        for bad in ["", ".", "..", "a/b", "a\0b"] {
-            assert!(matches!(t.path_for(bad), Err(Error::InvalidUser(_))), "{bad:?}");
-        }
-        assert_eq!(
-            PathTemplate::new("/var/mail").path_for("bob").unwrap(),
-            PathBuf::from("/var/mail/bob")
-        );
     }
 }

@@ -5,7 +5,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::{check_user, Envelope, Error, Maildrop, MessageInfo, MessageReader, Result, Store};
+use crate::location::check_user;
+use crate::{Envelope, Error, Maildrop, MessageInfo, MessageReader, Result, Store};
 
 #[derive(Debug, Default)]
 struct Mailbox {

@@ -27,7 +27,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +49,7 @@ use scan::{measure, scan};
 use crate::dovecot::{DovecotUidlFormat, DovecotUidlist};
 use crate::error::IoContext;
 use crate::lock::DirLock;
-use crate::{Envelope, Error, Maildrop, MessageInfo, PathTemplate, Result, Store};
+use crate::{Error, MessageInfo, Result};
 
 /// What [`Maildrop::commit`] does with a deleted message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -272,38 +272,11 @@ impl Maildir {
     }
 }
 
-/// A store of Maildirs, one per user, found through a [`PathTemplate`].
-#[derive(Debug, Clone)]
-pub struct MaildirStore {
-    template: PathTemplate,
-    options: MaildirOptions,
-}
-
-impl MaildirStore {
-    /// Users' Maildirs at `template` (e.g. `/home/{user}/Maildir`).
-    pub fn new(template: PathTemplate, options: MaildirOptions) -> Self {
-        Self { template, options }
-    }
-
-    /// The Maildir of `user`.
-    pub fn maildir(&self, user: &str) -> Result<Maildir> {
-        Ok(Maildir::with_options(self.template.path_for(user)?, self.options.clone()))
-    }
-}
-
-impl Store for MaildirStore {
-    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>> {
-        Ok(Box::new(self.maildir(user)?.open()?))
-    }
-
-    fn deliver(&self, user: &str, message: &mut dyn Read, _envelope: &Envelope) -> Result<()> {
-        self.maildir(user)?.deliver(message).map(drop)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Maildrop;
+    use std::io::Read;
     use std::time::SystemTime;
 
     /// Sets the modification time of `new/` and `cur/` to a minute ago (their ctime becomes

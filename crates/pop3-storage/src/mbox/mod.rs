@@ -35,9 +35,7 @@ pub use scan::{scan_bytes, ScanError, ScannedMessage, Scanner};
 use crate::error::IoContext;
 use crate::lock::{fcntl_exclusive, DotLock};
 use crate::util::{asctime_utc, failpoint};
-use crate::{
-    Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, Store, CHUNK,
-};
+use crate::{Envelope, Error, Maildrop, MessageInfo, MessageReader, Result, CHUNK};
 
 /// An append [`Mbox::deliver_many`] is about to make: at `offset` (the mbox's length under
 /// the lock), `len` octets, which `data` reads (the exact bytes, From lines and separators
@@ -699,35 +697,6 @@ impl Maildrop for MboxDrop {
         }
         self.release();
         Ok(())
-    }
-}
-
-/// A store of mbox files, one per user, found through a [`PathTemplate`]
-/// (e.g. `/var/mail/{user}`).
-#[derive(Debug, Clone)]
-pub struct MboxStore {
-    template: PathTemplate,
-}
-
-impl MboxStore {
-    /// Users' mboxes at `template`.
-    pub fn new(template: PathTemplate) -> Self {
-        Self { template }
-    }
-
-    /// The mbox of `user`.
-    pub fn mbox(&self, user: &str) -> Result<Mbox> {
-        Ok(Mbox::new(self.template.path_for(user)?))
-    }
-}
-
-impl Store for MboxStore {
-    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>> {
-        Ok(Box::new(self.mbox(user)?.open()?))
-    }
-
-    fn deliver(&self, user: &str, message: &mut dyn Read, envelope: &Envelope) -> Result<()> {
-        self.mbox(user)?.deliver(message, envelope)
     }
 }
 
