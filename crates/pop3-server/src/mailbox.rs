@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pop3_storage::{
-    DovecotUidlFormat, Envelope, Error, Location, MaildirOptions, Maildrop, Store, Template, User,
+    Backend, DovecotUidlFormat, Envelope, Error, Location, MaildirOptions, Maildrop, Template, User,
 };
 
 use crate::UserInfo;
@@ -32,13 +32,13 @@ pub trait Mailboxes: Send + Sync + fmt::Debug {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>>;
 }
 
-/// Any `pop3-storage` [`Store`] (e.g. `MemoryStore` in tests), keyed by user name.
+/// Any `pop3-storage` [`Backend`] (e.g. `MemoryStore` in tests).
 #[derive(Debug, Clone)]
-pub struct StoreMailboxes(pub Arc<dyn Store>);
+pub struct StoreMailboxes(pub Arc<dyn Backend>);
 
 impl Mailboxes for StoreMailboxes {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>> {
-        self.0.open(&user.name)
+        self.0.open(&storage_user(user))
     }
 }
 
@@ -88,11 +88,10 @@ impl MailLocation {
         }
     }
 
-    /// The storage layer's location. A template with an unknown escape names no maildrop:
-    /// [`Error::InvalidUser`] for `user`, as for a name that cannot have one.
-    fn location(&self, user: &UserInfo) -> pop3_storage::Result<Location> {
-        let template =
-            Template::parse(&*self.template).map_err(|_| Error::InvalidUser(user.name.clone()))?;
+    /// The storage backend this location describes: what the server opens maildrops with
+    /// and `pop3d deliver` delivers through.
+    pub fn backend(&self) -> Result<Location, pop3_storage::TemplateError> {
+        let template = Template::parse(&*self.template)?;
         Ok(match self.format {
             MailFormat::Maildir => {
                 let options = MaildirOptions {
@@ -106,6 +105,12 @@ impl MailLocation {
         })
     }
 
+    /// [`Self::backend`]; a template with an unknown escape names no maildrop:
+    /// [`Error::InvalidUser`] for `user`, as for a name that cannot have one.
+    fn location(&self, user: &UserInfo) -> pop3_storage::Result<Location> {
+        self.backend().map_err(|_| Error::InvalidUser(user.name.clone()))
+    }
+
     /// The maildrop path for `user`. Fails with [`Error::InvalidUser`] for a name that
     /// [`valid_username`] refuses, an escape that expands to nothing (`%h` without a home
     /// directory or with a relative one, `%d` of a name without `@`), an unknown `%` escape,
@@ -114,21 +119,22 @@ impl MailLocation {
         self.location(user)?.path_for(&storage_user(user))
     }
 
-    /// Delivers one message to `user`'s maildrop (Maildir: tmp → fsync → new, creating a
-    /// missing Maildir; mbox: locked append).
+    /// Delivers one message to `user`'s maildrop through the backend's durable sink, a batch
+    /// of one (Maildir: `tmp/` → sync → `new/`, creating a missing Maildir; mbox: a locked,
+    /// journalled append).
     pub fn deliver(
         &self,
         user: &UserInfo,
         message: &mut dyn Read,
         envelope: &Envelope,
     ) -> pop3_storage::Result<()> {
-        self.location(user)?.deliver_one(&storage_user(user), message, envelope)
+        self.location(user)?.deliver(&storage_user(user), message, envelope)
     }
 }
 
 impl Mailboxes for MailLocation {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>> {
-        self.location(user)?.open_maildrop(&storage_user(user))
+        self.location(user)?.open(&storage_user(user))
     }
 }
 

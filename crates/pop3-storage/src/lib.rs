@@ -1,35 +1,40 @@
 //! POP3 maildrops: Maildir, mbox and in-memory.
 //!
-//! A [`Store`] maps a user to a maildrop. [`Store::open`] locks the user's maildrop exclusively
-//! (a second opener, in this process or another, gets [`Error::InUse`]) and returns a
-//! [`Maildrop`]: a snapshot of the messages in delivery order, each with its exact RFC 1939
-//! size ([`size`]) and a stable UIDL. Message bodies are read as streams ([`MessageReader`]),
-//! never whole. Deletions are the caller's marks until [`Maildrop::commit`], which removes
-//! exactly the given messages, crash-safely; dropping a maildrop without committing deletes
-//! nothing. The lock is released on commit, on drop and on process death.
+//! A [`Backend`] maps a [`User`] to a maildrop: [`Location`] (Maildirs or mboxes found through
+//! a Dovecot-style [`Template`]) and [`MemoryStore`] implement it. [`Backend::open`] locks the
+//! user's maildrop exclusively (a second opener, in this process or another, gets
+//! [`Error::InUse`]) and returns a [`Maildrop`]: a snapshot of the messages in delivery order,
+//! each with its exact RFC 1939 size ([`size`]) and a stable UIDL. Message bodies are read as
+//! streams ([`MessageReader`]), never whole. Deletions are the caller's marks until
+//! [`Maildrop::commit`], which removes exactly the given messages, crash-safely; dropping a
+//! maildrop without committing deletes nothing. The lock is released on commit, on drop and
+//! on process death. Delivery goes through a durable [`sink`]: stage messages, seal a batch,
+//! learn which messages are settled; [`Backend::deliver`] is a batch of one.
 //!
 //! This crate knows nothing of the POP3 wire format: it hands out stored bytes and the sizes
 //! the protocol layer's CRLF normalisation will produce. Blocking file I/O is used throughout;
 //! an async server should call it from a blocking-capable thread.
 //!
 //! ```
-//! use pop3_storage::{Envelope, MemoryStore, Store};
+//! use pop3_storage::{Backend, Envelope, MemoryStore, User};
 //! use std::io::Read;
 //!
 //! let store = MemoryStore::new();
-//! store.deliver("alice", &mut &b"Subject: hi\n\nhello\n"[..], &Envelope::default())?;
-//! let mut drop = store.open("alice")?;
+//! let alice = User::new("alice");
+//! store.deliver(&alice, &mut &b"Subject: hi\n\nhello\n"[..], &Envelope::default())?;
+//! let mut drop = store.open(&alice)?;
 //! assert_eq!(drop.messages()[0].size, 22); // 19 stored octets + 3 LFs sent as CRLF
 //! let mut body = Vec::new();
 //! drop.read_message(0)?.read_to_end(&mut body)?;
 //! drop.commit(&[0])?;
-//! assert!(store.open("alice")?.messages().is_empty());
+//! assert!(store.open(&alice)?.messages().is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! See `docs/storage.md` in the repository for the UIDL schemes, the size cache format, the
 //! locking protocol and the crash-safety argument.
 
+mod backend;
 mod dovecot;
 mod error;
 mod location;
@@ -37,6 +42,7 @@ mod lock;
 pub mod maildir;
 pub mod mbox;
 mod memory;
+pub mod sink;
 pub mod size;
 mod util;
 
@@ -44,6 +50,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 
+pub use backend::Backend;
 pub use dovecot::{DovecotUidlFormat, UidlFormatError, DEFAULT_UIDL_FORMAT};
 pub use error::{Error, ErrorKind, Result};
 pub use location::{
@@ -84,16 +91,6 @@ pub trait Maildrop: fmt::Debug + Send {
     /// ignored) and releases the lock. An index out of range fails before anything is removed.
     /// Afterwards the maildrop serves nothing more ([`Error::Committed`]).
     fn commit(&mut self, deleted: &[usize]) -> Result<()>;
-}
-
-/// Maps users to maildrops.
-pub trait Store: fmt::Debug + Send + Sync {
-    /// Opens and locks `user`'s maildrop.
-    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>>;
-
-    /// Delivers one message into `user`'s maildrop, durably: when this returns `Ok` the message
-    /// is on stable storage.
-    fn deliver(&self, user: &str, message: &mut dyn Read, envelope: &Envelope) -> Result<()>;
 }
 
 /// Envelope data for delivery. Maildir ignores it; mbox writes the sender and time into the

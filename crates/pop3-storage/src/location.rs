@@ -20,7 +20,8 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::{Envelope, Error, Maildir, MaildirOptions, Maildrop, Mbox, Result};
+use crate::sink::{BatchLimits, MaildirSink, MboxSink, Modes, Sink};
+use crate::{Backend, Error, Maildir, MaildirOptions, Maildrop, Mbox, Result};
 
 /// Longest accepted user name, in octets.
 pub const MAX_USER_NAME_LEN: usize = 64;
@@ -246,9 +247,26 @@ impl Location {
         Ok(Maildir::with_options(self.path_for(user)?, self.maildir.clone()))
     }
 
+    /// A delivery sink into `user`'s maildrop, creating what is missing with `modes`, with
+    /// batches sealed at `limits` (see [`crate::sink`]).
+    pub fn sink_with(
+        &self,
+        user: &User,
+        modes: Modes,
+        limits: BatchLimits,
+    ) -> Result<Box<dyn Sink>> {
+        let path = self.path_for(user)?;
+        Ok(match self.format {
+            Format::Maildir => Box::new(MaildirSink::open(path, modes, limits)?),
+            Format::Mbox => Box::new(MboxSink::open(path, modes, limits)?),
+        })
+    }
+}
+
+impl Backend for Location {
     /// Opens and locks `user`'s maildrop; a missing Maildir is created when the options say
     /// so ([`MaildirOptions::create`]).
-    pub fn open_maildrop(&self, user: &User) -> Result<Box<dyn Maildrop>> {
+    fn open(&self, user: &User) -> Result<Box<dyn Maildrop>> {
         let path = self.path_for(user)?;
         match self.format {
             Format::Maildir => {
@@ -258,20 +276,10 @@ impl Location {
         }
     }
 
-    /// Delivers one message to `user`'s maildrop, durably (Maildir: `tmp/` → fsync →
-    /// `new/`; mbox: a locked, journalled append). A missing Maildir is always created:
-    /// delivery is how a new user's first message arrives.
-    pub fn deliver_one(
-        &self,
-        user: &User,
-        message: &mut dyn std::io::Read,
-        envelope: &Envelope,
-    ) -> Result<()> {
-        let path = self.path_for(user)?;
-        match self.format {
-            Format::Maildir => Maildir::new(path).deliver(message).map(drop),
-            Format::Mbox => Mbox::new(path).deliver(message, envelope),
-        }
+    /// A sink with private modes (0700, 0600) and the default batch limits. A missing
+    /// Maildir is always created: delivery is how a new user's first message arrives.
+    fn sink(&self, user: &User) -> Result<Box<dyn Sink>> {
+        self.sink_with(user, Modes::PRIVATE, BatchLimits::default())
     }
 }
 

@@ -51,7 +51,7 @@ use crate::error::IoContext;
 use crate::lock::DirLock;
 use crate::{Error, MessageInfo, Result};
 
-/// What [`Maildrop::commit`] does with a deleted message.
+/// What [`Maildrop::commit`](crate::Maildrop::commit) does with a deleted message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeleteMode {
     /// Unlink the file (the default).

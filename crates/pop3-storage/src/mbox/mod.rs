@@ -237,6 +237,17 @@ impl Mbox {
         envelope: &Envelope,
         before_append: &mut dyn FnMut(&mut Append<'_>) -> Result<()>,
     ) -> Result<()> {
+        let mut each: Vec<(&mut dyn Read, &Envelope)> =
+            messages.iter_mut().map(|m| (&mut **m as &mut dyn Read, envelope)).collect();
+        self.deliver_each(&mut each, before_append)
+    }
+
+    /// [`Mbox::deliver_many`], each message with its own envelope (its own `From ` line).
+    pub(crate) fn deliver_each(
+        &self,
+        messages: &mut [(&mut dyn Read, &Envelope)],
+        before_append: &mut dyn FnMut(&mut Append<'_>) -> Result<()>,
+    ) -> Result<()> {
         let locked = self.lock(true)?;
         let file = locked.file.as_ref().expect("created");
         let orig = file.metadata().ctx("stat", &self.path)?.len();
@@ -271,18 +282,19 @@ impl Mbox {
                 }
             }
         };
-        let sender = envelope
-            .sender
-            .as_deref()
-            .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
-            .unwrap_or("MAILER-DAEMON");
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let head = format!("From {sender} {}\n", asctime_utc(now.as_secs()));
+        let date = asctime_utc(now.as_secs());
         let mut w = io::BufWriter::with_capacity(CHUNK, &mut spool);
         w.write_all(sep).ctx("write", &spool_path)?;
         let mut buf = vec![0; CHUNK];
         let mut out = Vec::with_capacity(CHUNK + 64);
-        for message in messages.iter_mut() {
+        for (message, envelope) in messages.iter_mut() {
+            let sender = envelope
+                .sender
+                .as_deref()
+                .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+                .unwrap_or("MAILER-DAEMON");
+            let head = format!("From {sender} {date}\n");
             w.write_all(head.as_bytes()).ctx("write", &spool_path)?;
             let mut quoter = Quoter::default();
             loop {
