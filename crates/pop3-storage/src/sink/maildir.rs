@@ -35,9 +35,12 @@ use super::{BatchLimits, Begun, Incoming, MessageId, Modes, Settled, Sink};
 use crate::util::{failpoint, maildir_hostname};
 use crate::{Error, Result, SizeCounter};
 
+/// Called in the commit thread once a batch is durable and named (see
+/// [`MaildirSink::after_commit`]).
+type AfterCommit = Box<dyn Fn(Range<MessageId>) -> std::io::Result<()> + Send + Sync>;
+
 /// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
 /// removed by a name relative to them. Shared with the thread that commits a sealed batch.
-#[derive(Debug)]
 struct Dirs {
     root: PathBuf,
     tmp: OwnedFd,
@@ -46,6 +49,17 @@ struct Dirs {
     unnamed: bool,
     /// The mode message files are created with.
     file_mode: Mode,
+    after_commit: Option<AfterCommit>,
+}
+
+impl std::fmt::Debug for Dirs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dirs")
+            .field("root", &self.root)
+            .field("unnamed", &self.unnamed)
+            .field("after_commit", &self.after_commit.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A message written and kept open, waiting for its batch.
@@ -146,8 +160,14 @@ impl MaildirSink {
         let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
         let max_held = (limit.saturating_sub(128) / 4).max(8);
         let file_mode = Mode::from(modes.file);
-        let mut dirs =
-            Dirs { tmp: open("tmp")?, new: open("new")?, root, unnamed: false, file_mode };
+        let mut dirs = Dirs {
+            tmp: open("tmp")?,
+            new: open("new")?,
+            root,
+            unnamed: false,
+            file_mode,
+            after_commit: None,
+        };
         dirs.unnamed = dirs.open_unnamed().is_ok() && Path::new("/proc/self/fd").is_dir();
         Ok(Self {
             dirs: Arc::new(dirs),
@@ -177,6 +197,20 @@ impl MaildirSink {
     pub fn use_named_files(&mut self) {
         if let Some(dirs) = Arc::get_mut(&mut self.dirs) {
             dirs.unnamed = false;
+        }
+    }
+
+    /// Calls `hook` with each batch's ids in the thread that commits it, once the batch is
+    /// durable and named, before it counts as settled; an error from it settles the batch as
+    /// failed (its messages stay in `new/`: a keyed message is then found there next time).
+    /// A retriever records its messages as stored there, in the background like the rest of
+    /// the commit. Set before the first message is staged.
+    pub fn after_commit(
+        &mut self,
+        hook: impl Fn(Range<MessageId>) -> std::io::Result<()> + Send + Sync + 'static,
+    ) {
+        if let Some(dirs) = Arc::get_mut(&mut self.dirs) {
+            dirs.after_commit = Some(Box::new(hook));
         }
     }
 
@@ -261,7 +295,12 @@ impl Dirs {
     /// Commits a sealed batch: makes its files durable, names each in `new/` and fsyncs
     /// `new/` once. On error the batch's `tmp/` files are removed and none of its messages
     /// is stored.
-    fn commit(&self, staged: Vec<Staged>, bytes: u64) -> Result<Vec<String>> {
+    fn commit(
+        &self,
+        staged: Vec<Staged>,
+        ids: Range<MessageId>,
+        bytes: u64,
+    ) -> Result<Vec<String>> {
         let files: Vec<&File> = staged.iter().map(|s| &s.file).collect();
         let result = (|| {
             make_durable(&files, self.tmp.as_fd(), bytes)
@@ -281,6 +320,9 @@ impl Dirs {
             rustix::fs::fsync(&self.new)
                 .map_err(|e| Error::io("fsync directory", self.root.join("new"), e.into()))?;
             failpoint("maildir.deliver.done");
+            if let Some(hook) = &self.after_commit {
+                hook(ids).map_err(|e| Error::io("record the batch committed in", &self.root, e))?;
+            }
             Ok(())
         })();
         if !self.unnamed {
@@ -436,17 +478,20 @@ impl Sink for MaildirSink {
         let (staged, ids, bytes) = self.take_batch();
         let (sender, receiver) = std::sync::mpsc::channel::<Vec<Staged>>();
         let dirs = Arc::clone(&self.dirs);
+        let thread_ids = ids.clone();
         let work = move || match receiver.recv() {
-            Ok(staged) => dirs.commit(staged, bytes),
+            Ok(staged) => dirs.commit(staged, thread_ids, bytes),
             Err(_) => Err(Error::io("commit", &dirs.root, io::Error::other("no batch"))),
         };
         let spawned = std::thread::Builder::new().name("pop3-storage-commit".into()).spawn(work);
         self.in_flight = Some(match spawned {
             Ok(handle) => match sender.send(staged) {
                 Ok(()) => InFlight::Thread(handle, ids),
-                Err(returned) => InFlight::Done(self.dirs.commit(returned.0, bytes), ids),
+                Err(returned) => {
+                    InFlight::Done(self.dirs.commit(returned.0, ids.clone(), bytes), ids)
+                }
             },
-            Err(_) => InFlight::Done(self.dirs.commit(staged, bytes), ids),
+            Err(_) => InFlight::Done(self.dirs.commit(staged, ids.clone(), bytes), ids),
         });
         Ok(())
     }
@@ -462,7 +507,8 @@ impl Sink for MaildirSink {
         self.collect(true);
         if !self.staged.is_empty() {
             let (staged, ids, bytes) = self.take_batch();
-            self.in_flight = Some(InFlight::Done(self.dirs.commit(staged, bytes), ids));
+            let committed = self.dirs.commit(staged, ids.clone(), bytes);
+            self.in_flight = Some(InFlight::Done(committed, ids));
         }
         Ok(self.settled(true))
     }
@@ -613,6 +659,29 @@ mod tests {
             let mut again = MaildirSink::open(&md, Modes::PRIVATE, BatchLimits::default()).unwrap();
             assert_eq!(again.begin(&keyed("u0")).unwrap(), Begun::New, "not stored");
         }
+    }
+
+    /// The hook runs once per batch, in order, after the batch's files are named; its error
+    /// fails the batch.
+    #[test]
+    fn after_commit_sees_each_durable_batch_and_can_fail_it() {
+        let (_dir, md, mut sink) = sink(false);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, new) = (Arc::clone(&seen), md.join("new"));
+        sink.after_commit(move |ids| {
+            let named = std::fs::read_dir(&new).unwrap().count();
+            log.lock().unwrap().push((ids.clone(), named));
+            if ids.start == 3 {
+                return Err(io::Error::other("state file full"));
+            }
+            Ok(())
+        });
+        stage(&mut sink, 0..3);
+        sink.seal().unwrap();
+        stage(&mut sink, 3..4);
+        let settled = sink.finish().unwrap();
+        assert_eq!(summary(&settled), [(0..3, true), (3..4, false)]);
+        assert_eq!(*seen.lock().unwrap(), [(0..3, 3), (3..4, 4)]);
     }
 
     #[test]

@@ -149,6 +149,26 @@ impl Sink for MboxSink {
 
     /// Appends the staged messages as one batch, now: it is settled when this returns.
     fn seal(&mut self) -> Result<()> {
+        let mut hook = self.before_append.take();
+        let mut no_hook = |_: &mut Append<'_>| Ok(());
+        let result = match &mut hook {
+            Some(hook) => self.seal_with(hook),
+            None => self.seal_with(&mut no_hook),
+        };
+        self.before_append = hook;
+        result
+    }
+
+    fn settled(&mut self, _wait: bool) -> Vec<Settled> {
+        std::mem::take(&mut self.settled)
+    }
+}
+
+impl MboxSink {
+    /// [`Sink::seal`], giving the append to `hook` (instead of the one registered with
+    /// [`MboxSink::before_append`]): for a caller whose record of the append borrows its
+    /// own state.
+    pub fn seal_with(&mut self, hook: &mut dyn FnMut(&mut Append<'_>) -> Result<()>) -> Result<()> {
         if self.staged.is_empty() {
             return Ok(());
         }
@@ -157,11 +177,6 @@ impl Sink for MboxSink {
         self.staged_bytes = 0;
         self.staged_since = None;
         let path = self.mbox.path().to_path_buf();
-        let mut no_hook = |_: &mut Append<'_>| Ok(());
-        let hook: &mut dyn FnMut(&mut Append<'_>) -> Result<()> = match &mut self.before_append {
-            Some(hook) => hook,
-            None => &mut no_hook,
-        };
         let result = (|| {
             for (spool, _) in &mut staged {
                 spool.rewind().map_err(|e| Error::io("rewind spool for", &path, e))?;
@@ -173,10 +188,6 @@ impl Sink for MboxSink {
         let count = (ids.end - ids.start) as usize;
         self.settled.push(Settled { ids, result: result.map(|()| vec![String::new(); count]) });
         Ok(())
-    }
-
-    fn settled(&mut self, _wait: bool) -> Vec<Settled> {
-        std::mem::take(&mut self.settled)
     }
 }
 
