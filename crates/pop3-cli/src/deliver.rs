@@ -5,20 +5,25 @@
 //! mpop, fetchmail and getmail store them): every CRLF the server sent becomes LF; a CR that is
 //! not followed by LF is kept.
 //!
-//! Durability: an MDA delivery is done when [`Deliverer::finish`] returns (the MDA exited 0).
-//! Maildir and mbox deliveries use group commit: `finish` stages the message, and
-//! [`Deliverer::commit_behind`] makes a whole batch durable. Maildir: each message is written
+//! The [`Deliverer`] is a [`Sink`]: messages are staged, batches sealed, and each message is
+//! reported settled, by name, once it is durable and its ledger record written. Three words,
+//! three steps: a batch is *sealed* (closed to new messages), *persisted* (made durable and
+//! named), and its messages *recorded* in the ledger.
+//!
+//! Durability: an MDA delivery is settled when it is staged (the MDA exited 0). Maildir and
+//! mbox deliveries use group commit: staging keeps the message, and [`Sink::seal`] makes a
+//! whole batch durable. Maildir: each message is written
 //! to an unnamed file in `tmp/` (`O_TMPFILE`; where that is missing, to `tmp/NAME`) and kept
-//! open; the sealed batch is committed by a thread of its own while the next one downloads:
+//! open; the sealed batch is persisted by a thread of its own while the next one downloads:
 //! its files are made durable together (one `syncfs`, or an `fdatasync` of each from many
 //! threads at once), named in `new/`, and `new/` is fsynced once. A file therefore
 //! appears in `new/` only after its data is on disk, which is what lets a later run trust a
-//! name it finds there (see `docs/client.md`). mbox: each message is spooled; the commit is one
-//! locked, journalled, synced append of the whole batch, announced beforehand (offset, length,
-//! SHA-256 of the bytes) so that after a crash [`mbox_append_present`] can tell whether it
-//! happened. Per-message fsync, one after the other, is what costs a retriever most.
+//! name it finds there (see `docs/client.md`). mbox: each message is spooled; a sealed batch
+//! is persisted as one locked, journalled, synced append, announced beforehand (offset,
+//! length, SHA-256 of the bytes) so that after a crash [`mbox_append_present`] can tell
+//! whether it happened. Per-message fsync, one after the other, is what costs a retriever most.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -32,7 +37,8 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
-use crate::state::Journal;
+use crate::ledger::{Parcel, Recorder, Settled};
+use crate::sink::{Message, Sink};
 use crate::syncer::make_durable;
 
 /// Where mail goes.
@@ -94,7 +100,7 @@ impl Modes {
 }
 
 /// Limits on a batch of staged messages, whichever comes first (with the message count from
-/// `--batch`; a Maildir batch is also sealed as soon as the one before it is committed): a
+/// `--batch`; a Maildir batch is also sealed as soon as the one before it is persisted): a
 /// bigger batch means fewer flushes, a smaller one less to download again after a crash.
 const BATCH_BYTES: u64 = 64 << 20;
 const BATCH_AGE: Duration = Duration::from_secs(1);
@@ -104,27 +110,29 @@ const BATCH_AGE: Duration = Duration::from_secs(1);
 pub struct Deliverer {
     target: Target,
     /// Base names of our messages already in the Maildir: in `new/`, or in `cur/` (moved
-    /// there by a mail reader), read once at the start and extended by each commit, so that
-    /// no message costs a lookup of its name.
+    /// there by a mail reader), read once at the start and extended by each persisted
+    /// batch, so that no message costs a lookup of its name.
     present: HashSet<String>,
     host: String,
     account: String,
     /// Maildir messages written and not yet sealed into a batch.
     staged: Vec<Staged>,
-    /// mbox messages spooled and not yet appended, with their UIDLs.
-    mbox_staged: Vec<(File, String)>,
+    /// mbox messages spooled and not yet appended.
+    mbox_staged: Vec<(File, Parcel)>,
     staged_bytes: u64,
     staged_since: Option<Instant>,
     batch_messages: usize,
     /// The open Maildir (for a Maildir target).
     maildir: Option<OpenMaildir>,
-    /// Where a committed batch records its messages as fetched.
-    journal: Arc<Journal>,
+    /// Where a durable batch records its messages as settled.
+    recorder: Arc<Recorder>,
+    /// Batches settled and not yet handed out by [`Sink::settled`], oldest first.
+    settled: VecDeque<Settled>,
 }
 
 /// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
 /// removed by a name relative to them (no walk of the whole path per call). Shared with the
-/// thread that commits a sealed batch.
+/// thread that persists a sealed batch.
 #[derive(Debug)]
 struct Dirs {
     tmp: OwnedFd,
@@ -146,9 +154,11 @@ struct OpenMaildir {
     /// reserve (the sealed batch in flight holds as many again).
     max_held: usize,
     in_flight: Option<InFlight>,
+    /// Where a persisted batch records its messages.
+    recorder: Arc<Recorder>,
 }
 
-/// A sealed batch being committed.
+/// A sealed batch being persisted.
 #[derive(Debug)]
 enum InFlight {
     /// By a thread of its own, for this many messages.
@@ -167,11 +177,11 @@ impl InFlight {
     }
 }
 
-/// A sealed batch's names and whether the background commit made them durable.
-type Sealed = (Vec<String>, io::Result<()>);
+/// A persisted batch: its names, and its messages as settled (durable and recorded, or not).
+type Sealed = (Vec<String>, Settled);
 
 impl OpenMaildir {
-    fn open(dir: &Path, modes: Modes) -> io::Result<Self> {
+    fn open(dir: &Path, modes: Modes, recorder: Arc<Recorder>) -> io::Result<Self> {
         let open = |sub: &str| -> io::Result<OwnedFd> {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
             Ok(rustix::fs::open(dir.join(sub), flags, Mode::empty())?)
@@ -182,20 +192,17 @@ impl OpenMaildir {
         let file_mode = Mode::from(modes.file);
         let mut dirs = Dirs { tmp: open("tmp")?, new: open("new")?, unnamed: false, file_mode };
         dirs.unnamed = dirs.open_unnamed().is_ok() && Path::new("/proc/self/fd").is_dir();
-        Ok(Self { dirs: Arc::new(dirs), max_held, in_flight: None })
+        Ok(Self { dirs: Arc::new(dirs), max_held, in_flight: None, recorder })
     }
 
-    /// Waits for the sealed batch in flight, if any: how many messages it holds, their
-    /// names, and whether they are durable.
-    fn settle(&mut self) -> Option<(usize, Vec<String>, io::Result<()>)> {
+    /// Waits for the sealed batch in flight, if any: its names and its messages, settled.
+    fn settle(&mut self) -> Option<Sealed> {
         Some(match self.in_flight.take()? {
-            InFlight::Thread(handle, messages) => match handle.join() {
-                Ok((staged, result)) => (staged.len(), staged, result),
-                Err(_) => {
-                    (messages, Vec::new(), Err(io::Error::other("the commit thread panicked")))
-                }
-            },
-            InFlight::Done((staged, result)) => (staged.len(), staged, result),
+            InFlight::Thread(handle, messages) => handle.join().unwrap_or_else(|_| {
+                let panicked = format!("the thread persisting {messages} messages panicked");
+                (Vec::new(), self.recorder.settle(Vec::new(), Err(io::Error::other(panicked))))
+            }),
+            InFlight::Done(sealed) => sealed,
         })
     }
 }
@@ -209,11 +216,11 @@ impl Drop for OpenMaildir {
 }
 
 impl Dirs {
-    /// Commits a sealed batch: makes its files durable, names each `new/NAME` (linking an
-    /// unnamed file, moving `tmp/NAME`; never replacing) and fsyncs `new/` once. On error the
-    /// batch's `tmp/` files are removed and nothing counts as delivered: those messages are
-    /// fetched again.
-    fn commit(&self, staged: Vec<Staged>, bytes: u64, journal: &Journal) -> Sealed {
+    /// Persists a sealed batch: makes its files durable, names each `new/NAME` (linking an
+    /// unnamed file, moving `tmp/NAME`; never replacing), fsyncs `new/` once, then records
+    /// the batch's messages in the ledger. On error the batch's `tmp/` files are removed and
+    /// nothing counts as delivered: those messages are fetched again.
+    fn persist(&self, staged: Vec<Staged>, bytes: u64, recorder: &Recorder) -> Sealed {
         let files: Vec<&File> = staged.iter().map(|s| &s.file).collect();
         let result = make_durable(&files, self.tmp.as_fd(), bytes).and_then(|()| {
             for s in &staged {
@@ -223,15 +230,15 @@ impl Dirs {
                     self.publish(&s.base)?;
                 }
             }
-            rustix::fs::fsync(&self.new)?;
-            journal.fetched(staged.iter().map(|s| s.uid.as_str()))
+            Ok(rustix::fs::fsync(&self.new)?)
         });
         if result.is_err() && !self.unnamed {
             for s in &staged {
                 let _ = self.remove(&s.base);
             }
         }
-        (staged.into_iter().map(|s| s.base).collect(), result)
+        let (names, parcels) = staged.into_iter().map(|s| (s.base, s.parcel)).unzip();
+        (names, recorder.settle(parcels, result))
     }
 
     /// A new unnamed file in `tmp/` (`O_TMPFILE`): it vanishes if the run dies before
@@ -291,35 +298,25 @@ impl Dirs {
 const MBOX_BATCH_MESSAGES: usize = 128;
 
 /// A Maildir message written (to an unnamed file or to `tmp/NAME`) and kept open, waiting
-/// for its batch to be committed.
+/// for its batch to be persisted.
 #[derive(Debug)]
 struct Staged {
     base: String,
-    uid: String,
+    parcel: Parcel,
     file: File,
-}
-
-/// What [`Deliverer::finish`] did with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finished {
-    /// Stored durably (or found already stored).
-    Durable,
-    /// Written to a Maildir's `tmp/` or an mbox spool; durable once its batch
-    /// is committed ([`Deliverer::commit_behind`]).
-    Staged,
 }
 
 /// One message being delivered.
 #[derive(Debug)]
 pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
-    Present,
+    Present { uid: String },
     /// Writing a Maildir message to an unnamed file or to `tmp/NAME`, to be named `NAME`.
     Maildir { file: File, base: String, uid: String, lf: ToLf, written: u64 },
     /// Spooling for mbox.
     Mbox { file: File, uid: String, lf: ToLf, written: u64 },
     /// Feeding an MDA.
-    Mda { child: Child, lf: ToLf },
+    Mda { child: Child, uid: String, lf: ToLf },
 }
 
 /// Streaming CRLF to LF, over any chunking: a CR at the end of a chunk waits for the next.
@@ -366,14 +363,15 @@ impl ToLf {
 impl Deliverer {
     /// Prepares `target` for `account`, creating a missing Maildir (or an mbox's missing
     /// directory) and message files with `modes`; Maildir batches hold up to
-    /// `batch_messages` messages.
+    /// `batch_messages` messages. Settled messages are recorded through `recorder`.
     pub fn new(
         target: Target,
         account: &str,
         batch_messages: usize,
-        journal: Journal,
+        recorder: Recorder,
         modes: Modes,
     ) -> io::Result<Self> {
+        let recorder = Arc::new(recorder);
         let mut present = HashSet::new();
         let mut maildir = None;
         if let Target::Maildir(dir) = &target {
@@ -389,7 +387,7 @@ impl Deliverer {
                     }
                 }
             }
-            maildir = Some(OpenMaildir::open(dir, modes)?);
+            maildir = Some(OpenMaildir::open(dir, modes, Arc::clone(&recorder))?);
         }
         if let Target::Mbox(path) = &target {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -409,7 +407,8 @@ impl Deliverer {
             account: account.to_owned(),
             staged: Vec::new(),
             mbox_staged: Vec::new(),
-            journal: Arc::new(journal),
+            recorder,
+            settled: VecDeque::new(),
             staged_bytes: 0,
             staged_since: None,
             batch_messages,
@@ -425,17 +424,67 @@ impl Deliverer {
         format!("{seen}.P3U{hash}.{}", if self.host.is_empty() { "localhost" } else { &self.host })
     }
 
-    /// Starts delivering the message `uid`, first seen at `seen`.
-    pub fn start(&self, uid: &str, seen: u64) -> io::Result<Delivery> {
+    /// Appends the staged mbox batch: one
+    /// [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many), announced in the ledger
+    /// beforehand (offset, length and SHA-256 of the bytes, recorded under the mbox's locks
+    /// before the mbox is touched), settled at once.
+    fn append_mbox(&mut self, path: &Path) {
+        let spools = std::mem::take(&mut self.mbox_staged);
+        if spools.is_empty() {
+            return;
+        }
+        let (mut spools, parcels): (Vec<File>, Vec<Parcel>) = spools.into_iter().unzip();
+        let recorder = &self.recorder;
+        let mut append = || -> io::Result<()> {
+            for spool in &mut spools {
+                spool.rewind()?;
+            }
+            let mut readers: Vec<&mut dyn std::io::Read> =
+                spools.iter_mut().map(|f| f as &mut dyn std::io::Read).collect();
+            let mut hook = |append: &mut pop3_storage::Append<'_>| {
+                let uids = parcels.iter().map(|p| p.uid.as_str());
+                let digest = sha256_hex(append.data)
+                    .and_then(|d| recorder.announce(append.offset, append.len, &d, uids));
+                digest.map_err(|source| pop3_storage::Error::Io {
+                    op: "record the append in the state",
+                    path: path.to_owned(),
+                    source,
+                })
+            };
+            pop3_storage::Mbox::new(path)
+                .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
+                .map(drop)
+                .map_err(|e| io::Error::other(e.to_string()))
+        };
+        let result = append();
+        self.settled.push_back(self.recorder.settle(parcels, result));
+    }
+
+    /// Waits for the Maildir batch in flight, if any, and queues it as settled.
+    fn wait_in_flight(&mut self) {
+        let Some(maildir) = self.maildir.as_mut() else { return };
+        let Some((names, settled)) = maildir.settle() else { return };
+        if settled.is_durable() {
+            self.present.extend(names);
+        }
+        self.settled.push_back(settled);
+    }
+}
+
+impl Sink for Deliverer {
+    type Message = Delivery;
+
+    fn start(&mut self, uid: &str, seen: u64) -> io::Result<Delivery> {
         match &self.target {
             Target::Maildir(_) => {
                 let maildir = self.maildir.as_ref().ok_or_else(|| io::Error::other("closed"))?;
                 let base = self.base_name(uid, seen);
+                let uid = uid.to_owned();
                 if self.present.contains(&base) {
                     // A run killed between linking into new/ and unlinking tmp/ left its tmp
                     // file behind; the message is delivered, so the leftover goes.
                     maildir.dirs.remove(&base)?;
-                    return Ok(Delivery::Present);
+                    return Ok(Delivery::Present { uid });
                 }
                 let file = if maildir.dirs.unnamed {
                     maildir.dirs.open_unnamed()?
@@ -444,7 +493,6 @@ impl Deliverer {
                     let mode = maildir.dirs.file_mode;
                     rustix::fs::openat(&maildir.dirs.tmp, &base, flags, mode)?.into()
                 };
-                let uid = uid.to_owned();
                 Ok(Delivery::Maildir { file, base, uid, lf: ToLf::default(), written: 0 })
             }
             Target::Mbox(path) => {
@@ -460,43 +508,44 @@ impl Deliverer {
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .spawn()?;
-                Ok(Delivery::Mda { child, lf: ToLf::default() })
+                Ok(Delivery::Mda { child, uid: uid.to_owned(), lf: ToLf::default() })
             }
         }
     }
 
-    /// Finishes a delivery: an mbox or MDA one durably, a Maildir one by staging it for the
-    /// next [`commit_behind`](Self::commit_behind).
-    pub fn finish(&mut self, mut delivery: Delivery) -> io::Result<Finished> {
+    /// An mbox or Maildir message waits for its batch; an MDA one (the MDA exited 0) and one
+    /// present already are settled (recorded) now.
+    fn stage(&mut self, mut delivery: Delivery, octets: u64) -> io::Result<()> {
         delivery.flush_line_end()?;
-        match delivery {
-            Delivery::Present => Ok(Finished::Durable),
+        let settled = match delivery {
+            Delivery::Present { uid } => Parcel { uid, octets },
             Delivery::Maildir { file, base, uid, written, .. } => {
                 self.staged_bytes += written;
-                self.staged.push(Staged { base, uid, file });
+                self.staged.push(Staged { base, parcel: Parcel { uid, octets }, file });
                 self.staged_since.get_or_insert_with(Instant::now);
-                Ok(Finished::Staged)
+                return Ok(());
             }
             Delivery::Mbox { file, uid, written, .. } => {
                 self.staged_bytes += written;
-                self.mbox_staged.push((file, uid));
+                self.mbox_staged.push((file, Parcel { uid, octets }));
                 self.staged_since.get_or_insert_with(Instant::now);
-                Ok(Finished::Staged)
+                return Ok(());
             }
-            Delivery::Mda { mut child, .. } => {
+            Delivery::Mda { mut child, uid, .. } => {
                 drop(child.stdin.take());
                 let status = child.wait()?;
-                if status.success() {
-                    Ok(Finished::Durable)
-                } else {
-                    Err(io::Error::other(format!("the MDA failed: {status}")))
+                if !status.success() {
+                    return Err(io::Error::other(format!("the MDA failed: {status}")));
                 }
+                Parcel { uid, octets }
             }
-        }
+        };
+        self.settled.push_back(self.recorder.settle(vec![settled], Ok(())));
+        Ok(())
     }
 
-    /// Abandons a delivery (the download failed): its Maildir file is removed, its MDA killed.
-    pub fn abort(&self, delivery: Delivery) {
+    /// Its Maildir file is removed, its MDA killed.
+    fn abort(&mut self, delivery: Delivery) {
         match (delivery, &self.maildir) {
             (Delivery::Maildir { base, .. }, Some(maildir)) if !maildir.dirs.unnamed => {
                 let _ = maildir.dirs.remove(&base);
@@ -509,10 +558,10 @@ impl Deliverer {
         }
     }
 
-    /// True when the staged batch should be committed: it is big or old enough, or (Maildir)
-    /// nothing is being committed, so that a commit is always under way while mail arrives
-    /// and each batch holds what arrived during the one before (group commit).
-    pub fn should_commit(&self) -> bool {
+    /// The staged batch is big or old enough, or (Maildir) nothing is being persisted, so
+    /// that a batch is always under way while mail arrives and each batch holds what arrived
+    /// during the one before (group commit).
+    fn should_seal(&self) -> bool {
         self.staged.len() >= self.batch_messages
             || self.maildir.as_ref().is_some_and(|m| {
                 self.staged.len() >= m.max_held
@@ -524,137 +573,93 @@ impl Deliverer {
             || self.staged_since.is_some_and(|t| t.elapsed() >= BATCH_AGE)
     }
 
-    /// Commits the staged batch, returning what became of the oldest messages not yet
-    /// settled. mbox: one [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many) of the
-    /// batch, settled at once; `announce` is called with the append's offset, length and
-    /// SHA-256 (hex) before the mbox is touched, and must record them durably. Maildir: the
-    /// batch is sealed and committed by a thread of its own (see [`Dirs::commit`]) while the
-    /// next one downloads; what is settled is the batch sealed before it, waited for first.
-    pub fn commit_behind(
-        &mut self,
-        announce: &mut dyn FnMut(u64, u64, &str) -> io::Result<()>,
-    ) -> Settled {
+    /// mbox: the batch is appended now (see [`Deliverer::append_mbox`]). Maildir: the batch
+    /// is persisted by a thread of its own (see [`Dirs::persist`]) while the next one
+    /// downloads, after waiting for the batch sealed before it: one batch in flight at a time.
+    fn seal(&mut self) {
         let staged = std::mem::take(&mut self.staged);
-        let mut spools = std::mem::take(&mut self.mbox_staged);
         let bytes = std::mem::take(&mut self.staged_bytes);
         self.staged_since = None;
         if let Target::Mbox(path) = &self.target {
-            let messages = spools.len();
-            if messages == 0 {
-                return Settled::NOTHING;
-            }
-            let mut append = || -> io::Result<()> {
-                for (spool, _) in &mut spools {
-                    spool.rewind()?;
-                }
-                let mut readers: Vec<&mut dyn std::io::Read> =
-                    spools.iter_mut().map(|(f, _)| f as &mut dyn std::io::Read).collect();
-                let mut hook = |append: &mut pop3_storage::Append<'_>| {
-                    let digest = sha256_hex(append.data)
-                        .and_then(|d| announce(append.offset, append.len, &d));
-                    digest.map_err(|source| pop3_storage::Error::Io {
-                        op: "record the append in the state",
-                        path: path.clone(),
-                        source,
-                    })
-                };
-                pop3_storage::Mbox::new(path)
-                    .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                self.journal.fetched(spools.iter().map(|(_, uid)| uid.as_str()))
-            };
-            return Settled { messages, result: append() };
+            let path = path.clone();
+            return self.append_mbox(&path);
         }
-        let settled = self.settle();
+        self.wait_in_flight();
         if let (Some(maildir), false) = (self.maildir.as_mut(), staged.is_empty()) {
             let messages = staged.len();
             // The batch goes to the thread once it runs: if no thread can be had, it is
-            // committed here and now instead.
+            // persisted here and now instead.
             let (sender, receiver) = std::sync::mpsc::channel::<Vec<Staged>>();
-            let (dirs, journal) = (Arc::clone(&maildir.dirs), Arc::clone(&self.journal));
+            let (dirs, recorder) = (Arc::clone(&maildir.dirs), Arc::clone(&self.recorder));
             let work = move || match receiver.recv() {
-                Ok(staged) => dirs.commit(staged, bytes, &journal),
-                Err(_) => (Vec::new(), Err(io::Error::other("no batch to commit"))),
+                Ok(staged) => dirs.persist(staged, bytes, &recorder),
+                Err(_) => {
+                    let nothing = Err(io::Error::other("no batch to persist"));
+                    (Vec::new(), recorder.settle(Vec::new(), nothing))
+                }
             };
             let spawned = std::thread::Builder::new().name("pop3-commit".into()).spawn(work);
             maildir.in_flight = Some(match spawned {
                 Ok(handle) => match sender.send(staged) {
                     Ok(()) => InFlight::Thread(handle, messages),
                     Err(returned) => {
-                        InFlight::Done(maildir.dirs.commit(returned.0, bytes, &self.journal))
+                        InFlight::Done(maildir.dirs.persist(returned.0, bytes, &self.recorder))
                     }
                 },
-                Err(_) => InFlight::Done(maildir.dirs.commit(staged, bytes, &self.journal)),
+                Err(_) => InFlight::Done(maildir.dirs.persist(staged, bytes, &self.recorder)),
             });
         }
-        settled
     }
 
-    /// Waits for the Maildir batch in flight, if any, and returns what became of it.
-    pub fn settle(&mut self) -> Settled {
-        let Some(maildir) = self.maildir.as_mut() else { return Settled::NOTHING };
-        let Some((messages, staged, result)) = maildir.settle() else { return Settled::NOTHING };
-        if result.is_ok() {
-            self.present.extend(staged);
-        }
-        Settled { messages, result }
+    fn seal_and_wait(&mut self) {
+        self.seal();
+        self.wait_in_flight();
+    }
+
+    fn settled(&mut self) -> Option<Settled> {
+        self.settled.pop_front()
     }
 }
 
-/// What a commit settled: the number of the oldest messages staged and not yet settled, and
-/// whether they are durable (if not, none of them counts as delivered).
-#[derive(Debug)]
-pub struct Settled {
-    /// How many messages.
-    pub messages: usize,
-    /// Ok when every one of them is durable.
-    pub result: io::Result<()>,
-}
-
-impl Settled {
-    /// Nothing was waiting.
-    const NOTHING: Self = Self { messages: 0, result: Ok(()) };
-}
-
-impl Delivery {
-    /// True when nothing needs to be written (already delivered).
-    pub fn is_present(&self) -> bool {
-        matches!(self, Self::Present)
+impl Message for Delivery {
+    fn is_present(&self) -> bool {
+        matches!(self, Self::Present { .. })
     }
 
-    /// Writes a chunk of the message (CRLF becomes LF).
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    /// CRLF becomes LF.
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
-            Self::Present => Ok(()),
+            Self::Present { .. } => Ok(()),
             Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written, .. } => {
                 let out = lf.convert(data);
                 *written += out.len() as u64;
                 file.write_all(out)
             }
-            Self::Mda { child, lf } => match child.stdin.as_mut() {
+            Self::Mda { child, lf, .. } => match child.stdin.as_mut() {
                 Some(stdin) => stdin.write_all(lf.convert(data)),
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
         }
     }
+}
 
+impl Delivery {
     /// Writes a CR held back at the end of the last chunk.
     fn flush_line_end(&mut self) -> io::Result<()> {
         match self {
-            Self::Present => Ok(()),
+            Self::Present { .. } => Ok(()),
             Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written, .. } => {
                 let out = lf.finish();
                 *written += out.len() as u64;
                 file.write_all(out)
             }
-            Self::Mda { child, lf } => match child.stdin.as_mut() {
+            Self::Mda { child, lf, .. } => match child.stdin.as_mut() {
                 Some(stdin) => stdin.write_all(lf.finish()),
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
         }
     }
 }
-
 /// SHA-256 of everything `data` reads, in hex.
 fn sha256_hex(data: &mut dyn std::io::Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
@@ -704,7 +709,9 @@ fn tempfile_in(dir: &Path) -> io::Result<File> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Deliverer, Finished, Modes, Target, ToLf};
+    use super::{Deliverer, Modes, Target, ToLf};
+    use crate::ledger::Settled;
+    use crate::sink::{Message, Sink};
     use std::path::{Path, PathBuf};
 
     fn names(dir: &Path) -> Vec<String> {
@@ -721,8 +728,27 @@ mod tests {
         for uid in uids {
             let mut delivery = deliverer.start(&format!("u{uid}"), 1).unwrap();
             delivery.write(format!("message {uid}\r\n").as_bytes()).unwrap();
-            assert_eq!(deliverer.finish(delivery).unwrap(), Finished::Staged);
+            deliverer.stage(delivery, 11).unwrap();
+            assert!(deliverer.settled().is_none(), "staged, not settled");
         }
+    }
+
+    /// Seals the staged batch, and what settled meanwhile: (messages, durable).
+    fn seal(deliverer: &mut Deliverer) -> (usize, bool) {
+        deliverer.seal();
+        settled(deliverer)
+    }
+
+    /// Waits for every staged message, and what settled meanwhile: (messages, durable).
+    fn wait(deliverer: &mut Deliverer) -> (usize, bool) {
+        deliverer.seal_and_wait();
+        settled(deliverer)
+    }
+
+    /// The batches settled and not yet taken, as one: (messages, every batch durable).
+    fn settled(deliverer: &mut Deliverer) -> (usize, bool) {
+        let batches: Vec<Settled> = std::iter::from_fn(|| deliverer.settled()).collect();
+        (batches.iter().map(Settled::len).sum(), batches.iter().all(Settled::is_durable))
     }
 
     /// A Maildir deliverer in a new temporary directory (kept alive by the first element),
@@ -731,10 +757,10 @@ mod tests {
     fn maildir(named: bool) -> (tempfile::TempDir, PathBuf, Deliverer) {
         let dir = tempfile::tempdir().unwrap();
         let md = dir.path().join("Maildir");
-        let state = crate::state::State::open(&md.with_file_name("state"), "acct", false);
-        let journal = state.unwrap().journal().unwrap();
+        let ledger = crate::ledger::Ledger::open(&md.with_file_name("state"), "acct", false);
+        let recorder = ledger.unwrap().recorder().unwrap();
         let target = Target::Maildir(md.clone());
-        let mut deliverer = Deliverer::new(target, "acct", 1000, journal, Modes::PRIVATE).unwrap();
+        let mut deliverer = Deliverer::new(target, "acct", 1000, recorder, Modes::PRIVATE).unwrap();
         let dirs = &mut deliverer.maildir.as_mut().unwrap().dirs;
         let dirs = std::sync::Arc::get_mut(dirs).unwrap();
         assert!(named || dirs.unnamed, "O_TMPFILE works in the test's temporary directory");
@@ -742,33 +768,24 @@ mod tests {
         (dir, md, deliverer)
     }
 
-    /// The `announce` of a Maildir commit: never called (only mbox appends are announced).
-    fn no_announce(_: u64, _: u64, _: &str) -> std::io::Result<()> {
-        unreachable!("a Maildir commit announced an mbox append")
-    }
-
     #[test]
-    fn a_maildir_batch_is_settled_by_the_next_commit_or_by_settle() {
+    fn a_maildir_batch_is_settled_by_the_next_seal_or_by_waiting() {
         for named in [false, true] {
-            settled_by_the_next_commit_or_by_settle(named);
+            settled_by_the_next_seal_or_by_waiting(named);
         }
     }
 
-    fn settled_by_the_next_commit_or_by_settle(named: bool) {
+    fn settled_by_the_next_seal_or_by_waiting(named: bool) {
         let (_dir, md, mut deliverer) = maildir(named);
-        let mut announce = no_announce;
         stage(&mut deliverer, 0..3);
         // Nothing was in flight: nothing settles; the three are sealed.
-        let first = deliverer.commit_behind(&mut announce);
-        assert_eq!((first.messages, first.result.is_ok()), (0, true));
+        assert_eq!(seal(&mut deliverer), (0, true));
         stage(&mut deliverer, 3..5);
         // The first batch settles (waited for); the next two are sealed.
-        let second = deliverer.commit_behind(&mut announce);
-        assert_eq!((second.messages, second.result.is_ok()), (3, true));
+        assert_eq!(seal(&mut deliverer), (3, true));
         assert!(names(&md.join("new")).len() >= 3);
-        let last = deliverer.settle();
-        assert_eq!((last.messages, last.result.is_ok()), (2, true));
-        assert_eq!(deliverer.settle().messages, 0, "nothing left in flight");
+        assert_eq!(wait(&mut deliverer), (2, true));
+        assert_eq!(wait(&mut deliverer), (0, true), "nothing left in flight");
         let new = names(&md.join("new"));
         assert_eq!(new.len(), 5);
         assert!(names(&md.join("tmp")).is_empty());
@@ -791,8 +808,7 @@ mod tests {
         for named in [false, true] {
             let (_dir, md, mut deliverer) = maildir(named);
             stage(&mut deliverer, 0..2);
-            deliverer.commit_behind(&mut no_announce).result.unwrap();
-            deliverer.settle().result.unwrap();
+            assert_eq!(wait(&mut deliverer), (2, true));
             for sub in ["", "tmp", "new", "cur"] {
                 assert_eq!(mode(&md.join(sub)) & 0o077, 0, "{sub}/ named={named}");
             }
@@ -812,33 +828,69 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_maildir_commit_settles_its_messages_as_not_durable_and_removes_them() {
+    fn a_failed_maildir_batch_settles_its_messages_as_not_durable_and_removes_them() {
         for named in [false, true] {
-            a_failed_commit(named);
+            a_failed_batch(named);
         }
     }
 
-    fn a_failed_commit(named: bool) {
+    fn a_failed_batch(named: bool) {
         let (_dir, md, mut deliverer) = maildir(named);
-        let mut announce = no_announce;
         stage(&mut deliverer, 0..4);
         assert_eq!(names(&md.join("tmp")).len(), if named { 4 } else { 0 });
         // new/ is gone (its descriptor stays open): no file can be moved into it.
         std::fs::remove_dir(md.join("new")).unwrap();
-        assert_eq!(deliverer.commit_behind(&mut announce).messages, 0);
-        let failed = deliverer.settle();
-        assert_eq!(failed.messages, 4);
-        assert!(failed.result.is_err());
+        assert_eq!(seal(&mut deliverer), (0, true));
+        assert_eq!(wait(&mut deliverer), (4, false));
         assert!(names(&md.join("tmp")).is_empty(), "the batch's files are removed");
         assert!(!deliverer.start("u0", 1).unwrap().is_present(), "not delivered");
         assert!(recorded(&md).is_empty(), "nothing recorded");
+    }
+
+    /// Every kind of target reports settled messages by name, and the ledger learns exactly
+    /// those: mbox batches when sealed, MDA deliveries and messages present already at once.
+    #[test]
+    fn settled_messages_are_reported_by_name_to_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = Target::Mbox(dir.path().join("mbox"));
+        let mda = Target::Mda("cat >/dev/null".into());
+        let md = Target::Maildir(dir.path().join("Maildir"));
+        // The second Maildir run finds both messages present already (in new/).
+        let runs = [("mbox", mbox), ("mda", mda), ("md", md.clone()), ("md", md)];
+        for (run, (account, target)) in runs.into_iter().enumerate() {
+            let state = dir.path().join("state");
+            let name = format!("{account}{run}");
+            let mut ledger = crate::ledger::Ledger::open(&state, &name, false).unwrap();
+            ledger.see_all(["u0", "u1", "u2", "u3"].into_iter(), 1).unwrap();
+            let recorder = ledger.recorder().unwrap();
+            let mut deliverer =
+                Deliverer::new(target.clone(), account, 1000, recorder, Modes::PRIVATE).unwrap();
+            for uid in ["u2", "u0"] {
+                let mut delivery = deliverer.start(uid, 1).unwrap();
+                assert_eq!(delivery.is_present(), run == 3, "{name}");
+                delivery.write(b"body\r\n").unwrap();
+                deliverer.stage(delivery, 6).unwrap();
+            }
+            let at_once = matches!(target, Target::Mda(_)) || run == 3;
+            let mut noted = 0;
+            if !at_once {
+                assert!(deliverer.settled().is_none(), "{name}: staged, not settled");
+            }
+            deliverer.seal_and_wait();
+            while let Some(settled) = deliverer.settled() {
+                noted += ledger.note(settled).unwrap().messages;
+            }
+            assert_eq!(noted, 2, "{name}");
+            let fetched: Vec<bool> = (0..4).map(|u| ledger.is_fetched(&format!("u{u}"))).collect();
+            assert_eq!(fetched, [true, false, true, false], "{name}");
+        }
     }
 
     #[test]
     fn dropping_the_deliverer_finishes_the_batch_in_flight() {
         let (_dir, md, mut deliverer) = maildir(false);
         stage(&mut deliverer, 0..50);
-        deliverer.commit_behind(&mut no_announce).result.unwrap();
+        assert_eq!(seal(&mut deliverer), (0, true));
         drop(deliverer);
         assert_eq!(names(&md.join("new")).len(), 50);
         assert!(names(&md.join("tmp")).is_empty());

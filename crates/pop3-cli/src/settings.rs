@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use pop3_client::{parse_fingerprint, AuthMethod, TlsMode};
 
+use crate::args::{Cmd, FetchArgs};
 use crate::config::Account;
 use crate::deliver::{Modes, Target};
-use crate::{Cmd, CommonArgs, FetchArgs};
 
 /// Seconds without progress before giving up, unless set.
 const DEFAULT_TIMEOUT: u64 = 60;
@@ -167,16 +167,6 @@ impl Fetch {
         }
         let modes = if args.use_umask || config.use_umask { Modes::UMASK } else { Modes::PRIVATE };
         Ok(Self { target, policy, batch, modes })
-    }
-}
-
-impl Cmd {
-    /// The options every command has.
-    pub fn common(&self) -> &CommonArgs {
-        match self {
-            Cmd::Fetch(f) => &f.common,
-            Cmd::List(c) | Cmd::Check(c) | Cmd::RebuildState(c) => c,
-        }
     }
 }
 

@@ -181,6 +181,8 @@ struct Driver {
     sasl_user: Option<String>,
     /// The start of a command line not yet complete, for the debug log.
     log_buf: Vec<u8>,
+    /// Logins refused unchecked on this connection (see `refuse_unchecked`).
+    refused: u32,
     start: Instant,
     maildrop: Option<Box<dyn Maildrop>>,
     bytes_in: u64,
@@ -238,6 +240,7 @@ impl Driver {
             slot,
             sasl_user: None,
             log_buf: Vec::new(),
+            refused: 0,
             start,
             maildrop: None,
             bytes_in: 0,
@@ -373,7 +376,7 @@ impl Driver {
             Event::ScramKeysNeeded { username } => {
                 // The penalty comes before the salt: a guesser waits before each proof.
                 if !self.penalty_wait(Some(&username)).await? {
-                    return self.reject(LoginError::TempFailure).await;
+                    return self.refuse_unchecked().await;
                 }
                 self.sasl_user = Some(username.clone());
                 let keys = if valid_username(&username) {
@@ -386,7 +389,7 @@ impl Driver {
                     Ok(keys) => self.session.scram_keys(keys).map_err(refused),
                     Err(Busy) => {
                         warn!(method = "SCRAM-SHA-256", "password checks are all busy, refusing");
-                        self.reject(LoginError::TempFailure).await
+                        self.refuse_unchecked().await
                     }
                 }
             }
@@ -424,6 +427,25 @@ impl Driver {
             self.pause(self.shared.config.auth_failure_delay).await?;
         }
         self.session.login_rejected(error).map_err(|_| io::Error::other("login_rejected refused"))
+    }
+
+    /// Refuses an attempt without checking it (its network's queue or the password-check pool
+    /// is full): `-ERR [SYS/TEMP]` after the failed-login delay, so that a refusal costs the
+    /// client as much time as a wrong guess (an instant refusal would be answered as fast as
+    /// it can be asked, hundreds of thousands a minute), and after `max_failed_logins`
+    /// refusals on this connection it is closed.
+    async fn refuse_unchecked(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        self.pause(self.shared.config.auth_failure_delay).await?;
+        self.session
+            .login_rejected(LoginError::TempFailure)
+            .map_err(|_| io::Error::other("login_rejected refused"))?;
+        self.refused += 1;
+        if self.refused >= self.shared.config.max_failed_logins {
+            self.flush().await?;
+            return Err(io::Error::other("too many logins refused unchecked, closing"));
+        }
+        Ok(())
     }
 
     /// Counts a failed login for this client's network (and `user`), then rejects it.
@@ -480,7 +502,7 @@ impl Driver {
         let verified = matches!(request, AuthRequest::Verified { .. });
         // (SCRAM waited before its salt was sent.)
         if !verified && !self.penalty_wait(Some(&username)).await? {
-            return self.reject(LoginError::TempFailure).await;
+            return self.refuse_unchecked().await;
         }
         self.sasl_user = None;
         if !valid_username(&username) {
@@ -507,7 +529,7 @@ impl Driver {
             }
             Err(Busy) => {
                 warn!(method, user = %username, "password checks are all busy, refusing");
-                return self.reject(LoginError::TempFailure).await;
+                return self.refuse_unchecked().await;
             }
         };
         self.shared.penalties.succeeded(self.peer.ip(), &user.name);

@@ -493,7 +493,7 @@ impl Authenticator for PasswdFile {
         }
     }
 
-    /// The user's keys; decoy keys (see [`decoy_scram_keys`](Self::decoy_scram_keys)) for an
+    /// The user's keys; decoy keys (derived from the secret and the name) for an
     /// unknown user, and for a listed user whose scheme cannot give keys (logged), so that
     /// the exchange looks the same until its final failure.
     fn scram_keys(&self, username: &str) -> Option<ScramKeys> {

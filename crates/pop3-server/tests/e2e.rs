@@ -941,3 +941,51 @@ async fn cram_md5(c: &mut Client, user: &str, pw: &str) -> String {
     let digest = pop3_proto::sasl::cram_md5_digest(pw.as_bytes(), &challenge);
     c.cmd(&b64.encode(format!("{user} {digest}"))).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_unchecked_but_not_instantly_and_closes_after_three() {
+    let config = Config {
+        auth_failure_delay: Duration::from_millis(300),
+        penalties: PenaltyLimits {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            ..PenaltyLimits::default()
+        },
+        ..quick()
+    };
+    let fx = fixture(config).await;
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    c.cmd("USER alice").await;
+    assert!(c.cmd("PASS wrong").await.starts_with("-ERR [AUTH]"));
+    // Five attempts fill this address's queue (one a second, at most four seconds ahead).
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        let addr = fx.plain;
+        queued.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            c.line().await;
+            c.cmd("USER alice").await;
+            c.send("PASS wrong").await;
+            c
+        }));
+    }
+    let mut queued_clients = Vec::new();
+    for q in queued {
+        queued_clients.push(q.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Now every attempt is refused unchecked, each after the failure delay, three per
+    // connection at most.
+    let mut c = Client::connect(fx.plain).await;
+    c.line().await;
+    for _ in 0..3 {
+        c.cmd("USER alice").await;
+        let started = Instant::now();
+        let reply = c.cmd("PASS whatever").await;
+        assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{reply}");
+        assert!(started.elapsed() >= Duration::from_millis(290), "{:?}", started.elapsed());
+    }
+    assert!(c.closed().await, "closed after three refusals");
+    drop(queued_clients);
+}

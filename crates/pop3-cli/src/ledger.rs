@@ -1,4 +1,8 @@
-//! Per-account UIDL state: which messages were seen (and when) and which are stored locally.
+//! The ledger: per account, which messages were seen on the server (and when) and which are
+//! settled, that is stored locally and durable. Only a settled message may be deleted on the
+//! server, so the ledger is the one place that says so: a sink reports what it made durable
+//! through the ledger's [`Recorder`], which writes the records and hands back a [`Settled`]
+//! naming the messages; [`Ledger::note`] is the only way the run learns of them.
 //!
 //! The file is an append-only journal, compacted at the start of every run:
 //!
@@ -20,10 +24,16 @@
 //! message may be deleted on the server). A torn last line (no newline) is ignored. The file is
 //! locked (`flock`) for the whole run, so two fetches of one account cannot interleave.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in unix seconds: the ledger's clock (first-seen times, `--keep-days`).
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
 
 /// What is known of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,18 +57,73 @@ pub struct PendingAppend {
     pub uids: Vec<String>,
 }
 
-/// Appends `F` records to a state's journal (opened for appending, so records written
-/// through it and through the [`State`] never overlap).
+/// A message handed to a sink, as the ledger will know it once it is settled: its UIDL, and
+/// the octets received for it (for the run's report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parcel {
+    /// The server's UIDL.
+    pub uid: String,
+    /// Octets received from the server.
+    pub octets: u64,
+}
+
+/// Messages a sink tried to make durable, in the order it settled them, and whether it did
+/// (if not, none of them counts as stored). Made only by [`Recorder::settle`], which has
+/// recorded them when they are durable, and consumed by [`Ledger::note`]: a message cannot be
+/// reported stored without its record, nor recorded without being reported.
 #[derive(Debug)]
-pub struct Journal {
-    /// None for a read-only state (`--dry-run`).
+#[must_use = "settled messages count as stored only once the ledger notes them"]
+pub struct Settled {
+    parcels: Vec<Parcel>,
+    result: io::Result<()>,
+}
+
+impl Settled {
+    /// True when the messages are durable and recorded.
+    pub fn is_durable(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// How many messages.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.parcels.len()
+    }
+}
+
+/// The ledger's write end for sinks, usable from any thread: it announces mbox appends and
+/// records settled messages, each in one synced write of its own descriptor (opened for
+/// appending, so records written through it and through the [`Ledger`] never overlap). The
+/// thread that persists a Maildir batch records it itself, so the download never waits for
+/// the ledger's sync.
+#[derive(Debug)]
+pub struct Recorder {
+    /// None for a read-only ledger (`--dry-run`).
     file: Option<File>,
 }
 
-impl Journal {
-    /// Records that every one of `uids` is stored locally, durably, in one write.
-    pub fn fetched<'a>(&self, uids: impl Iterator<Item = &'a str>) -> io::Result<()> {
-        append_synced(self.file.as_ref(), &fetched_records(uids))
+impl Recorder {
+    /// Settles `parcels`: when `durable` is Ok, records every one of them as stored, in one
+    /// synced write (the result is an error if that write fails); otherwise records nothing.
+    pub fn settle(&self, parcels: Vec<Parcel>, durable: io::Result<()>) -> Settled {
+        let result = durable.and_then(|()| {
+            append_synced(self.file.as_ref(), &fetched_records(parcels.iter().map(|p| &*p.uid)))
+        });
+        Settled { parcels, result }
+    }
+
+    /// Records, durably, an mbox append about to be made of the messages `uids` (`M`), so
+    /// that the next run can tell whether it took place.
+    pub fn announce<'a>(
+        &self,
+        offset: u64,
+        len: u64,
+        digest: &str,
+        uids: impl Iterator<Item = &'a str>,
+    ) -> io::Result<()> {
+        let uids: Vec<&str> = uids.collect();
+        let record = format!("M {offset} {len} {digest} {}\n", uids.join(" "));
+        append_synced(self.file.as_ref(), &record)
     }
 }
 
@@ -75,14 +140,25 @@ fn append_synced(file: Option<&File>, records: &str) -> io::Result<()> {
     file.sync_data()
 }
 
-/// The state of one account, locked.
+/// What [`Ledger::note`] learnt from a [`Settled`]: how many messages are now known stored,
+/// and the octets received for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Noted {
+    /// Messages.
+    pub messages: usize,
+    /// Octets received.
+    pub octets: u64,
+}
+
+/// The ledger of one account, locked.
 #[derive(Debug)]
-pub struct State {
+pub struct Ledger {
     file: File,
     _lock: File,
     /// uidl -> entry.
     pub entries: HashMap<String, Entry>,
-    /// mbox appends whose messages are not all recorded as fetched.
+    /// mbox appends found in the file when it was opened whose messages are not all
+    /// recorded as fetched (see [`Ledger::resolve_pending`]).
     pub pending: Vec<PendingAppend>,
     /// Whether appends are synced (off for --dry-run, which writes nothing).
     read_only: bool,
@@ -90,8 +166,8 @@ pub struct State {
 
 const MAGIC: &str = "pop3-state 1";
 
-impl State {
-    /// Opens and locks the state of `account` in `dir`, compacting it. Fails with
+impl Ledger {
+    /// Opens and locks the ledger of `account` in `dir`, compacting it. Fails with
     /// `WouldBlock` if another fetch holds it.
     pub fn open(dir: &Path, account: &str, read_only: bool) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
@@ -130,6 +206,11 @@ impl State {
         append_synced(Some(&self.file).filter(|_| !self.read_only), records)
     }
 
+    /// True if `uid` is recorded as stored.
+    pub fn is_fetched(&self, uid: &str) -> bool {
+        self.entries.get(uid).is_some_and(|e| e.fetched)
+    }
+
     /// Records every uidl not yet known as seen at `now`, durably, in one write.
     pub fn see_all<'a>(&mut self, uids: impl Iterator<Item = &'a str>, now: u64) -> io::Result<()> {
         let mut records = String::new();
@@ -142,23 +223,14 @@ impl State {
         self.append(&records)
     }
 
-    /// Records that `uid` is stored locally, durably.
-    pub fn fetched(&mut self, uid: &str) -> io::Result<()> {
-        self.fetched_many(std::iter::once(uid))
-    }
-
     /// Records that every one of `uids` is stored locally, durably, in one write.
-    pub fn fetched_many<'a>(
-        &mut self,
-        uids: impl Iterator<Item = &'a str> + Clone,
-    ) -> io::Result<()> {
+    fn fetched_many<'a>(&mut self, uids: impl Iterator<Item = &'a str> + Clone) -> io::Result<()> {
         self.mark_fetched(uids.clone());
         self.append(&fetched_records(uids))
     }
 
-    /// Notes in memory that every one of `uids` is stored locally: their records were
-    /// appended, durably, through a [`Journal`].
-    pub fn mark_fetched<'a>(&mut self, uids: impl Iterator<Item = &'a str>) {
+    /// Notes in memory that every one of `uids` is stored locally.
+    fn mark_fetched<'a>(&mut self, uids: impl Iterator<Item = &'a str>) {
         for uid in uids {
             if let Some(e) = self.entries.get_mut(uid) {
                 e.fetched = true;
@@ -166,25 +238,20 @@ impl State {
         }
     }
 
-    /// A handle that appends `F` records from another thread: a batch's commit records its
-    /// messages itself, so the download never waits for the state's sync.
-    pub fn journal(&self) -> io::Result<Journal> {
-        Ok(Journal { file: if self.read_only { None } else { Some(self.file.try_clone()?) } })
+    /// Learns of messages a sink settled: durable ones are from now on known as stored (their
+    /// records were written by [`Recorder::settle`]). For messages that are not durable, the
+    /// error, naming how many they are; none of them counts as stored.
+    pub fn note(&mut self, settled: Settled) -> Result<Noted, String> {
+        let Settled { parcels, result } = settled;
+        result.map_err(|e| format!("storing {} messages: {e}", parcels.len()))?;
+        self.mark_fetched(parcels.iter().map(|p| p.uid.as_str()));
+        let octets = parcels.iter().map(|p| p.octets).sum();
+        Ok(Noted { messages: parcels.len(), octets })
     }
 
-    /// Records, durably, an mbox append about to be made of the messages `uids`.
-    pub fn pending_append<'a>(
-        &mut self,
-        offset: u64,
-        len: u64,
-        digest: &str,
-        uids: impl Iterator<Item = &'a str>,
-    ) -> io::Result<()> {
-        let uids: Vec<String> = uids.map(str::to_owned).collect();
-        let record = format!("M {offset} {len} {digest} {}\n", uids.join(" "));
-        self.append(&record)?;
-        self.pending.push(PendingAppend { offset, len, digest: digest.to_owned(), uids });
-        Ok(())
+    /// The write end for sinks (see [`Recorder`]).
+    pub fn recorder(&self) -> io::Result<Recorder> {
+        Ok(Recorder { file: if self.read_only { None } else { Some(self.file.try_clone()?) } })
     }
 
     /// Settles the pending mbox appends: those `took_place` confirms get `F` records for their
@@ -209,7 +276,7 @@ impl State {
     }
 
     /// Forgets the uidls not in `present` (they are gone from the server).
-    pub fn forget_missing(&mut self, present: &std::collections::HashSet<&str>) -> io::Result<()> {
+    pub fn forget_missing(&mut self, present: &HashSet<&str>) -> io::Result<()> {
         let gone: Vec<String> =
             self.entries.keys().filter(|u| !present.contains(u.as_str())).cloned().collect();
         let mut records = String::new();
@@ -319,71 +386,101 @@ fn compact(
 mod tests {
     use super::*;
 
+    fn parcels(uids: &[&str]) -> Vec<Parcel> {
+        uids.iter().map(|u| Parcel { uid: (*u).to_owned(), octets: 10 }).collect()
+    }
+
+    /// Records `uids` as stored, through a recorder, and notes them.
+    fn store(ledger: &mut Ledger, uids: &[&str]) {
+        let settled = ledger.recorder().unwrap().settle(parcels(uids), Ok(()));
+        ledger.note(settled).unwrap();
+    }
+
     #[test]
     fn journal_round_trip_and_torn_lines() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = State::open(dir.path(), "a", false).unwrap();
+            let mut s = Ledger::open(dir.path(), "a", false).unwrap();
             s.see_all(["u1", "u2", "u3"].into_iter(), 100).unwrap();
-            s.fetched("u1").unwrap();
-            s.fetched("u2").unwrap();
+            store(&mut s, &["u1"]);
+            store(&mut s, &["u2"]);
             let present = ["u2", "u3"].into_iter().collect();
             s.forget_missing(&present).unwrap();
             // A second opener is refused while the first holds the lock.
-            let err = State::open(dir.path(), "a", false).unwrap_err();
+            let err = Ledger::open(dir.path(), "a", false).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         }
         // A torn last record is ignored.
         let path = dir.path().join("a.state");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"F u3").unwrap();
-        let s = State::open(dir.path(), "a", false).unwrap();
+        let s = Ledger::open(dir.path(), "a", false).unwrap();
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.entries["u2"], Entry { seen: 100, fetched: true });
         assert_eq!(s.entries["u3"], Entry { seen: 100, fetched: false });
     }
 
     #[test]
-    fn records_appended_through_a_journal_from_another_thread_are_kept() {
+    fn messages_settled_on_another_thread_are_recorded_and_noted_by_name() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = State::open(dir.path(), "a", false).unwrap();
+            let mut s = Ledger::open(dir.path(), "a", false).unwrap();
             s.see_all(["u1", "u2", "u3"].into_iter(), 100).unwrap();
-            let journal = s.journal().unwrap();
-            std::thread::spawn(move || journal.fetched(["u1", "u3"].into_iter()).unwrap())
-                .join()
-                .unwrap();
-            s.fetched("u2").unwrap();
-            s.mark_fetched(["u1", "u3"].into_iter());
-            assert!(s.entries.values().all(|e| e.fetched));
+            let recorder = s.recorder().unwrap();
+            let settled =
+                std::thread::spawn(move || recorder.settle(parcels(&["u1", "u3"]), Ok(())))
+                    .join()
+                    .unwrap();
+            // Written, not yet known to the run until noted.
+            assert!(!s.is_fetched("u1"));
+            assert_eq!(s.note(settled).unwrap(), Noted { messages: 2, octets: 20 });
+            assert!(s.is_fetched("u1") && s.is_fetched("u3") && !s.is_fetched("u2"));
+            store(&mut s, &["u2"]);
         }
-        let s = State::open(dir.path(), "a", false).unwrap();
+        let s = Ledger::open(dir.path(), "a", false).unwrap();
         assert!(["u1", "u2", "u3"].iter().all(|u| s.entries[*u].fetched), "{:?}", s.entries);
-        // A read-only state's journal writes nothing.
-        let r = State::open(dir.path(), "b", true).unwrap();
-        r.journal().unwrap().fetched(["x"].into_iter()).unwrap();
+        // A read-only ledger's recorder writes nothing.
+        let r = Ledger::open(dir.path(), "b", true).unwrap();
+        assert!(r.recorder().unwrap().settle(parcels(&["x"]), Ok(())).is_durable());
         assert!(!dir.path().join("b.state").exists());
+    }
+
+    #[test]
+    fn messages_that_are_not_durable_are_neither_recorded_nor_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Ledger::open(dir.path(), "a", false).unwrap();
+            s.see_all(["u1", "u2"].into_iter(), 100).unwrap();
+            let failed =
+                s.recorder().unwrap().settle(parcels(&["u1", "u2"]), Err(io::Error::other("disk")));
+            let error = s.note(failed).unwrap_err();
+            assert_eq!(error, "storing 2 messages: disk");
+            assert!(!s.is_fetched("u1") && !s.is_fetched("u2"));
+        }
+        let s = Ledger::open(dir.path(), "a", false).unwrap();
+        assert!(s.entries.values().all(|e| !e.fetched), "{:?}", s.entries);
     }
 
     #[test]
     fn pending_appends_survive_until_resolved() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = State::open(dir.path(), "a", false).unwrap();
+            let mut s = Ledger::open(dir.path(), "a", false).unwrap();
             s.see_all(["u1", "u2", "u3"].into_iter(), 100).unwrap();
-            s.pending_append(0, 10, "aa", ["u1", "u2"].into_iter()).unwrap();
-            s.fetched_many(["u1", "u2"].into_iter()).unwrap();
-            s.pending_append(10, 5, "bb", ["u3"].into_iter()).unwrap();
+            let recorder = s.recorder().unwrap();
+            recorder.announce(0, 10, "aa", ["u1", "u2"].into_iter()).unwrap();
+            store(&mut s, &["u1", "u2"]);
+            recorder.announce(10, 5, "bb", ["u3"].into_iter()).unwrap();
         }
         // Reopened (compacted): the settled append is gone, the other is kept.
-        let mut s = State::open(dir.path(), "a", false).unwrap();
+        let mut s = Ledger::open(dir.path(), "a", false).unwrap();
         assert_eq!(s.pending.len(), 1);
         assert_eq!((s.pending[0].offset, s.pending[0].uids.clone()), (10, vec!["u3".to_owned()]));
         let found = s.resolve_pending(|p| Ok(p.digest == "bb")).unwrap();
         assert_eq!(found, 1);
         assert!(s.entries["u3"].fetched);
         drop(s);
-        let s = State::open(dir.path(), "a", false).unwrap();
+        let s = Ledger::open(dir.path(), "a", false).unwrap();
         assert!(s.pending.is_empty());
         assert!(s.entries["u3"].fetched);
     }

@@ -1,0 +1,139 @@
+//! The command line: commands, options and exit codes, as clap parses them. What an option
+//! means for an account (merged with its config entry) is decided in `settings.rs`; here
+//! only its spelling and help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The exit codes, as `--help` prints them (and `docs/client.md` lists them).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  new mail was fetched (check: there is new mail; list, rebuild-state: done)
+  1  nothing new (messages skipped by --max-size do not count as new)
+  2  usage error: bad arguments, an unknown account, a bad URL or --to, a bad value in the
+     config file, or a config file that cannot be read (no server was contacted)
+  3  some accounts or messages failed, the others succeeded
+  4  every account failed (connection, TLS, login, server or local error)";
+
+#[derive(Debug, Parser)]
+#[command(name = "pop3", version, about = "Fetch mail over POP3, crash-safe.")]
+#[command(after_help = EXIT_CODES)]
+#[command(long_about = "Fetch mail over POP3, crash-safe.\n\n\
+    Accounts come from the config file or are given as URLs. Every option of an account \
+    (--to, --keep/--delete/--keep-days as `policy`, --max-size, --timeout, --batch, --auth, \
+    --use-umask, --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command) can \
+    also be set in its config entry; the command line overrides the config file.")]
+pub struct Cli {
+    /// The config file, which must exist [default: $XDG_CONFIG_HOME/pop3/config.toml, which
+    /// may be missing when accounts are given as URLs].
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Download new mail (by default only messages not fetched before).
+    #[command(after_help = EXIT_CODES)]
+    Fetch(FetchArgs),
+    /// List the messages on the server: number, size, UIDL, From, Subject, Date.
+    #[command(after_help = EXIT_CODES)]
+    List(CommonArgs),
+    /// Count the messages and the new ones, without downloading.
+    #[command(after_help = EXIT_CODES)]
+    Check(CommonArgs),
+    /// Record everything on the server as already fetched, without downloading it.
+    #[command(after_help = EXIT_CODES)]
+    RebuildState(CommonArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// Account names from the config file, or URLs pop3://user@host:port (STLS; the port is optional) and
+    /// pop3s://user@host:port (implicit TLS). Default: every configured account.
+    pub accounts: Vec<String>,
+    /// Connect without TLS (pop3:// URLs only). Passwords cross the network readable.
+    #[arg(long)]
+    pub no_tls: bool,
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept only the certificate with this SHA-256 fingerprint (hex, colons allowed).
+    #[arg(long, value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
+    /// Do not verify the server's certificate at all (testing only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Command whose first output line is the password.
+    #[arg(long, value_name = "COMMAND")]
+    pub password_command: Option<String>,
+    /// Login method: auto, scram-sha-256, plain, login, cram-md5, user, apop, oauthbearer,
+    /// xoauth2.
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// Seconds without progress before giving up [default: 60].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Print one JSON object per account on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where to deliver: maildir:DIR, mbox:FILE or mda:COMMAND [default: maildir:~/Maildir].
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<String>,
+    /// Leave messages on the server (the default).
+    #[arg(long, conflicts_with_all = ["delete", "keep_days"])]
+    pub keep: bool,
+    /// Delete messages on the server once they are stored locally.
+    #[arg(long, conflicts_with = "keep_days")]
+    pub delete: bool,
+    /// Delete messages on the server N days after they were first fetched.
+    #[arg(long, value_name = "N")]
+    pub keep_days: Option<u64>,
+    /// Fetch every message, also those fetched before.
+    #[arg(long)]
+    pub all: bool,
+    /// Skip messages larger than N octets: they stay on the server, and do not count as new
+    /// (neither in the counts nor for the exit code).
+    #[arg(long, value_name = "N")]
+    pub max_size: Option<u64>,
+    /// Show what would be done; download, store and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Maildir: make messages durable in batches of at most N (one file-system flush per
+    /// batch instead of one fsync per message), committed while the download goes on; a
+    /// batch is sealed when the one before it is committed, or at N messages, 64 MiB or 1 s.
+    /// 1 syncs every message on its own [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
+    /// Create Maildir directories and message files as the umask allows (0777 and 0666 less
+    /// the umask) instead of private to the user (0700 and 0600, the default).
+    #[arg(long)]
+    pub use_umask: bool,
+}
+
+impl Cmd {
+    /// The options every command has.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            Cmd::Fetch(f) => &f.common,
+            Cmd::List(c) | Cmd::Check(c) | Cmd::RebuildState(c) => c,
+        }
+    }
+
+    /// True for the commands that change nothing, on the server or locally: the ledger is
+    /// opened read-only for them.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Cmd::List(_) | Cmd::Check(_)) || matches!(self, Cmd::Fetch(f) if f.dry_run)
+    }
+}
