@@ -21,7 +21,6 @@ mod report;
 mod retrieve;
 mod settings;
 mod sink;
-mod syncer;
 
 use std::process::ExitCode;
 
