@@ -720,6 +720,22 @@ mod tests {
         assert!(matches!(sink.begin(&keyed("a.b")), Err(Error::InvalidKey(_))));
     }
 
+    /// A keyed message already in the Maildir is found by its key whatever the rest of its
+    /// name: without size fields (as the retriever named messages before it used this sink,
+    /// with its host name's dots written `_`), or moved to `cur/` with flags.
+    #[test]
+    fn keyed_messages_are_found_under_older_names_and_in_cur() {
+        let (_dir, md, mut sink) = sink(true);
+        std::fs::write(md.join("new/1700000000.P3Uold.mx_example_org"), b"x\n").unwrap();
+        std::fs::write(md.join("cur/1700000001.P3Uread.mx,S=2,W=3:2,S"), b"y\n").unwrap();
+        let leftover = md.join("tmp").join(format!("1700000000.P3Uold.{}", maildir_hostname()));
+        std::fs::write(leftover, b"left").unwrap();
+        assert_eq!(sink.begin(&keyed("P3Uold")).unwrap(), Begun::AlreadyStored);
+        assert_eq!(sink.begin(&keyed("P3Uread")).unwrap(), Begun::AlreadyStored);
+        assert!(names(&md.join("tmp")).is_empty(), "the leftover of a named write goes");
+        assert_eq!(sink.begin(&keyed("P3Unew")).unwrap(), Begun::New);
+    }
+
     #[test]
     fn wants_seal_when_nothing_is_in_flight_or_a_limit_is_reached() {
         let (_dir, _md, mut sink) = sink(false);
