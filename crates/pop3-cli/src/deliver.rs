@@ -1,5 +1,7 @@
-//! Local delivery: Maildir (idempotent, named after the account and UIDL), mbox (through
-//! pop3-storage) or an MDA command.
+//! Local delivery: Maildir (idempotent, named after the account and UIDL), mbox or an MDA
+//! command. Maildir and mbox go through `pop3-storage`'s durable delivery sinks: this module
+//! knows nothing of `tmp/`, `new/`, `O_TMPFILE` or fsync, only of staging, sealing and
+//! settling (see `docs/storage.md`, "Delivery sinks").
 //!
 //! Messages are stored with LF line ends, the Unix convention for Maildir, mbox and MDAs (as
 //! mpop, fetchmail and getmail store them): every CRLF the server sent becomes LF; a CR that is
@@ -11,35 +13,28 @@
 //! named), and its messages *recorded* in the ledger.
 //!
 //! Durability: an MDA delivery is settled when it is staged (the MDA exited 0). Maildir and
-//! mbox deliveries use group commit: staging keeps the message, and [`Sink::seal`] makes a
-//! whole batch durable. Maildir: each message is written
-//! to an unnamed file in `tmp/` (`O_TMPFILE`; where that is missing, to `tmp/NAME`) and kept
-//! open; the sealed batch is persisted by a thread of its own while the next one downloads:
-//! its files are made durable together (one `syncfs`, or an `fdatasync` of each from many
-//! threads at once), named in `new/`, and `new/` is fsynced once. A file therefore
-//! appears in `new/` only after its data is on disk, which is what lets a later run trust a
-//! name it finds there (see `docs/client.md`). mbox: each message is spooled; a sealed batch
-//! is persisted as one locked, journalled, synced append, announced beforehand (offset,
-//! length, SHA-256 of the bytes) so that after a crash [`mbox_append_present`] can tell
-//! whether it happened. Per-message fsync, one after the other, is what costs a retriever most.
+//! mbox deliveries use group commit. Maildir: the storage sink persists a sealed batch in a
+//! thread of its own while the next one downloads, and records its messages in the ledger from
+//! that thread ([`MaildirSink::after_commit`]) once they are durable and named; a Maildir
+//! message is named after the account and UIDL (its key), so a later run finds it instead of
+//! storing it twice (see `docs/client.md`). mbox: a sealed batch is persisted as one locked,
+//! journalled, synced append, announced in the ledger beforehand (offset, length, SHA-256 of
+//! the bytes) so that after a crash [`mbox_append_present`] can tell whether it happened.
 
-use std::collections::{HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
-use rustix::io::Errno;
+use pop3_storage::sink::{BatchLimits, Begun, Incoming, MaildirSink, MboxSink, MessageId};
+use pop3_storage::sink::{Settled as Stored, Sink as StorageSink};
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{Parcel, Recorder, Settled};
 use crate::sink::{Message, Sink};
-use crate::syncer::make_durable;
+
+pub use pop3_storage::sink::Modes;
 
 /// Where mail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,234 +71,60 @@ impl Target {
     }
 }
 
-/// The permissions of what a delivery creates: directories (a Maildir's, an mbox's parent)
-/// and Maildir message files. The umask applies on top, as always.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Modes {
-    dir: u32,
-    file: u32,
+/// The storage sink of a Maildir or mbox target.
+#[derive(Debug)]
+pub(crate) enum Store {
+    Maildir(MaildirSink),
+    Mbox(MboxSink),
 }
 
-impl Modes {
-    /// Mail is private: directories 0700, files 0600, as the server side stores it.
-    pub const PRIVATE: Self = Self { dir: 0o700, file: 0o600 };
-    /// As the umask allows (0777 and 0666 less the umask), as most MDAs create files: for
-    /// a user who shares mail through group permissions on purpose.
-    pub const UMASK: Self = Self { dir: 0o777, file: 0o666 };
-
-    /// Creates `dir` and any missing parent with the directory mode; existing ones keep
-    /// theirs.
-    fn create_dir_all(self, dir: &Path) -> io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(self.dir).create(dir)
+impl Store {
+    fn sink(&mut self) -> &mut dyn StorageSink {
+        match self {
+            Store::Maildir(sink) => sink,
+            Store::Mbox(sink) => sink,
+        }
     }
 }
 
-/// Limits on a batch of staged messages, whichever comes first (with the message count from
-/// `--batch`; a Maildir batch is also sealed as soon as the one before it is persisted): a
-/// bigger batch means fewer flushes, a smaller one less to download again after a crash.
-const BATCH_BYTES: u64 = 64 << 20;
-const BATCH_AGE: Duration = Duration::from_secs(1);
+/// The storage sink, shared by the [`Deliverer`] and the [`Delivery`] being written into it.
+type SharedStore = Arc<Mutex<Store>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is one call that leaves its state whole, so a poisoned
+    // lock is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A storage error as the retriever reports it.
+fn io_error(e: pop3_storage::Error) -> io::Error {
+    match &e {
+        pop3_storage::Error::Io { source, .. } => io::Error::new(source.kind(), e.to_string()),
+        _ => io::Error::other(e.to_string()),
+    }
+}
+
+/// Staged messages by sink id, until their batch is settled. Shared with the thread that
+/// persists a Maildir batch, which records them.
+type Parcels = Arc<Mutex<BTreeMap<MessageId, Parcel>>>;
+
+/// Maildir batches recorded by the persisting thread, by their first id, until the storage
+/// sink reports them settled.
+type Recorded = Arc<Mutex<BTreeMap<MessageId, Settled>>>;
 
 /// A prepared target for one run.
 #[derive(Debug)]
 pub struct Deliverer {
     target: Target,
-    /// Base names of our messages already in the Maildir: in `new/`, or in `cur/` (moved
-    /// there by a mail reader), read once at the start and extended by each persisted
-    /// batch, so that no message costs a lookup of its name.
-    present: HashSet<String>,
-    host: String,
     account: String,
-    /// Maildir messages written and not yet sealed into a batch.
-    staged: Vec<Staged>,
-    /// mbox messages spooled and not yet appended.
-    mbox_staged: Vec<(File, Parcel)>,
-    staged_bytes: u64,
-    staged_since: Option<Instant>,
-    batch_messages: usize,
-    /// The open Maildir (for a Maildir target).
-    maildir: Option<OpenMaildir>,
-    /// Where a durable batch records its messages as settled.
+    /// The storage sink (Maildir and mbox targets).
+    store: Option<SharedStore>,
+    /// Where settled messages are recorded.
     recorder: Arc<Recorder>,
-    /// Batches settled and not yet handed out by [`Sink::settled`], oldest first.
+    parcels: Parcels,
+    recorded: Recorded,
+    /// Settled batches not yet handed out by [`Sink::settled`], oldest first.
     settled: VecDeque<Settled>,
-}
-
-/// A Maildir's `tmp/` and `new/`, held open: each message's file is created, moved and
-/// removed by a name relative to them (no walk of the whole path per call). Shared with the
-/// thread that persists a sealed batch.
-#[derive(Debug)]
-struct Dirs {
-    tmp: OwnedFd,
-    new: OwnedFd,
-    /// Messages are written to unnamed files (`O_TMPFILE` in `tmp/`), named only when their
-    /// batch is published. Where the file system or kernel lacks `O_TMPFILE`, or `/proc` is
-    /// missing (needed to link one without privileges), they are written to `tmp/NAME`.
-    unnamed: bool,
-    /// The mode message files are created with.
-    file_mode: Mode,
-}
-
-/// An open Maildir: its directories, and the sealed batch being made durable in the
-/// background.
-#[derive(Debug)]
-struct OpenMaildir {
-    dirs: Arc<Dirs>,
-    /// The most files a batch may hold open: a quarter of the open-file limit, less a
-    /// reserve (the sealed batch in flight holds as many again).
-    max_held: usize,
-    in_flight: Option<InFlight>,
-    /// Where a persisted batch records its messages.
-    recorder: Arc<Recorder>,
-}
-
-/// A sealed batch being persisted.
-#[derive(Debug)]
-enum InFlight {
-    /// By a thread of its own, for this many messages.
-    Thread(JoinHandle<Sealed>, usize),
-    /// Already, by the caller (no thread could be started).
-    Done(Sealed),
-}
-
-impl InFlight {
-    /// True when waiting for the batch would not block.
-    fn is_finished(&self) -> bool {
-        match self {
-            Self::Thread(handle, _) => handle.is_finished(),
-            Self::Done(_) => true,
-        }
-    }
-}
-
-/// A persisted batch: its names, and its messages as settled (durable and recorded, or not).
-type Sealed = (Vec<String>, Settled);
-
-impl OpenMaildir {
-    fn open(dir: &Path, modes: Modes, recorder: Arc<Recorder>) -> io::Result<Self> {
-        let open = |sub: &str| -> io::Result<OwnedFd> {
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            Ok(rustix::fs::open(dir.join(sub), flags, Mode::empty())?)
-        };
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        let limit = limit.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
-        let max_held = (limit.saturating_sub(128) / 4).max(8);
-        let file_mode = Mode::from(modes.file);
-        let mut dirs = Dirs { tmp: open("tmp")?, new: open("new")?, unnamed: false, file_mode };
-        dirs.unnamed = dirs.open_unnamed().is_ok() && Path::new("/proc/self/fd").is_dir();
-        Ok(Self { dirs: Arc::new(dirs), max_held, in_flight: None, recorder })
-    }
-
-    /// Waits for the sealed batch in flight, if any: its names and its messages, settled.
-    fn settle(&mut self) -> Option<Sealed> {
-        Some(match self.in_flight.take()? {
-            InFlight::Thread(handle, messages) => handle.join().unwrap_or_else(|_| {
-                let panicked = format!("the thread persisting {messages} messages panicked");
-                (Vec::new(), self.recorder.settle(Vec::new(), Err(io::Error::other(panicked))))
-            }),
-            InFlight::Done(sealed) => sealed,
-        })
-    }
-}
-
-impl Drop for OpenMaildir {
-    /// A batch still in flight is finished (published or its files removed), not abandoned
-    /// half-way when the process exits.
-    fn drop(&mut self) {
-        let _ = self.settle();
-    }
-}
-
-impl Dirs {
-    /// Persists a sealed batch: makes its files durable, names each `new/NAME` (linking an
-    /// unnamed file, moving `tmp/NAME`; never replacing), fsyncs `new/` once, then records
-    /// the batch's messages in the ledger. On error the batch's `tmp/` files are removed and
-    /// nothing counts as delivered: those messages are fetched again.
-    fn persist(&self, staged: Vec<Staged>, bytes: u64, recorder: &Recorder) -> Sealed {
-        let files: Vec<&File> = staged.iter().map(|s| &s.file).collect();
-        let result = make_durable(&files, self.tmp.as_fd(), bytes).and_then(|()| {
-            for s in &staged {
-                if self.unnamed {
-                    self.link(&s.file, &s.base)?;
-                } else {
-                    self.publish(&s.base)?;
-                }
-            }
-            Ok(rustix::fs::fsync(&self.new)?)
-        });
-        if result.is_err() && !self.unnamed {
-            for s in &staged {
-                let _ = self.remove(&s.base);
-            }
-        }
-        let (names, parcels) = staged.into_iter().map(|s| (s.base, s.parcel)).unzip();
-        (names, recorder.settle(parcels, result))
-    }
-
-    /// A new unnamed file in `tmp/` (`O_TMPFILE`): it vanishes if the run dies before
-    /// [`Dirs::link`] names it, so a crash leaves nothing behind in `tmp/`.
-    fn open_unnamed(&self) -> io::Result<File> {
-        let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
-        Ok(rustix::fs::openat(&self.tmp, ".", flags, self.file_mode)?.into())
-    }
-
-    /// Names the unnamed `file` `new/NAME`, never replacing a file there (a message already
-    /// there counts as named). Without the privilege `AT_EMPTY_PATH` needs, through
-    /// `/proc/self/fd`, as open(2) describes for `O_TMPFILE`.
-    fn link(&self, file: &File, name: &str) -> io::Result<()> {
-        let linked = rustix::fs::linkat(file, "", &self.new, name, AtFlags::EMPTY_PATH);
-        let linked = match linked {
-            Err(Errno::NOENT | Errno::PERM | Errno::ACCESS) => {
-                let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
-                let (cwd, follow) = (rustix::fs::CWD, AtFlags::SYMLINK_FOLLOW);
-                rustix::fs::linkat(cwd, proc.as_str(), &self.new, name, follow)
-            }
-            other => other,
-        };
-        match linked {
-            Ok(()) | Err(Errno::EXIST) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Moves `tmp/NAME` to `new/NAME`, never replacing a file there (`RENAME_NOREPLACE`;
-    /// where the file system lacks it, `link` then `unlink`, the classic Maildir way). A
-    /// message already in `new/` counts as moved.
-    fn publish(&self, name: &str) -> io::Result<()> {
-        match rustix::fs::renameat_with(&self.tmp, name, &self.new, name, RenameFlags::NOREPLACE) {
-            Ok(()) => return Ok(()),
-            Err(Errno::EXIST) => {}
-            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
-                match rustix::fs::linkat(&self.tmp, name, &self.new, name, AtFlags::empty()) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.remove(name)
-    }
-
-    /// Removes `tmp/NAME` (gone already is fine).
-    fn remove(&self, name: &str) -> io::Result<()> {
-        match rustix::fs::unlinkat(&self.tmp, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-/// An mbox batch holds at most this many messages (one spool descriptor each).
-const MBOX_BATCH_MESSAGES: usize = 128;
-
-/// A Maildir message written (to an unnamed file or to `tmp/NAME`) and kept open, waiting
-/// for its batch to be persisted.
-#[derive(Debug)]
-struct Staged {
-    base: String,
-    parcel: Parcel,
-    file: File,
 }
 
 /// One message being delivered.
@@ -311,10 +132,8 @@ struct Staged {
 pub enum Delivery {
     /// Already in the Maildir (an earlier run delivered it and died before saving state).
     Present { uid: String },
-    /// Writing a Maildir message to an unnamed file or to `tmp/NAME`, to be named `NAME`.
-    Maildir { file: File, base: String, uid: String, lf: ToLf, written: u64 },
-    /// Spooling for mbox.
-    Mbox { file: File, uid: String, lf: ToLf, written: u64 },
+    /// Being written into the storage sink.
+    Stored { store: SharedStore, uid: String, lf: ToLf },
     /// Feeding an MDA.
     Mda { child: Child, uid: String, lf: ToLf },
 }
@@ -360,10 +179,16 @@ impl ToLf {
     }
 }
 
+/// The parcels of `ids`, taken out of `parcels` (those already taken are skipped).
+fn take_parcels(parcels: &Parcels, ids: std::ops::Range<MessageId>) -> Vec<Parcel> {
+    let mut parcels = lock(parcels);
+    ids.filter_map(|id| parcels.remove(&id)).collect()
+}
+
 impl Deliverer {
     /// Prepares `target` for `account`, creating a missing Maildir (or an mbox's missing
-    /// directory) and message files with `modes`; Maildir batches hold up to
-    /// `batch_messages` messages. Settled messages are recorded through `recorder`.
+    /// directory) and message files with `modes`; batches hold up to `batch_messages`
+    /// messages. Settled messages are recorded through `recorder`.
     pub fn new(
         target: Target,
         account: &str,
@@ -372,102 +197,87 @@ impl Deliverer {
         modes: Modes,
     ) -> io::Result<Self> {
         let recorder = Arc::new(recorder);
-        let mut present = HashSet::new();
-        let mut maildir = None;
-        if let Target::Maildir(dir) = &target {
-            for sub in ["tmp", "new", "cur"] {
-                modes.create_dir_all(&dir.join(sub))?;
-            }
-            for sub in ["new", "cur"] {
-                for entry in std::fs::read_dir(dir.join(sub))? {
-                    let name = entry?.file_name();
-                    let name = name.to_string_lossy();
-                    if name.contains(".P3U") {
-                        present.insert(name.split(':').next().unwrap_or_default().to_owned());
+        let parcels = Parcels::default();
+        let recorded = Recorded::default();
+        let limits = BatchLimits { messages: batch_messages, ..BatchLimits::default() };
+        let store = match &target {
+            Target::Maildir(dir) => {
+                let mut sink = MaildirSink::open(dir, modes, limits).map_err(io_error)?;
+                // Records each persisted batch in the ledger from the persisting thread.
+                let (recorder, parcels, done) =
+                    (Arc::clone(&recorder), Arc::clone(&parcels), Arc::clone(&recorded));
+                sink.after_commit(move |ids| {
+                    let first = ids.start;
+                    let settled = recorder.settle(take_parcels(&parcels, ids), Ok(()));
+                    let durable = settled.is_durable();
+                    lock(&done).insert(first, settled);
+                    if durable {
+                        Ok(())
+                    } else {
+                        Err(io::Error::other("the ledger could not record the batch"))
                     }
-                }
+                });
+                Some(Store::Maildir(sink))
             }
-            maildir = Some(OpenMaildir::open(dir, modes, Arc::clone(&recorder))?);
-        }
-        if let Target::Mbox(path) = &target {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                modes.create_dir_all(parent)?;
+            Target::Mbox(path) => {
+                Some(Store::Mbox(MboxSink::open(path, modes, limits).map_err(io_error)?))
             }
-        }
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .replace('/', "\\057")
-            .replace(':', "\\072")
-            .replace('.', "_");
+            Target::Mda(_) => None,
+        };
         Ok(Self {
             target,
-            present,
-            host,
             account: account.to_owned(),
-            staged: Vec::new(),
-            mbox_staged: Vec::new(),
+            store: store.map(|s| Arc::new(Mutex::new(s))),
             recorder,
+            parcels,
+            recorded,
             settled: VecDeque::new(),
-            staged_bytes: 0,
-            staged_since: None,
-            batch_messages,
-            maildir,
         })
     }
 
-    /// The Maildir base name of a message: stable for one account and UIDL, so a message
+    /// The key of a message in the Maildir: stable for one account and UIDL, so a message
     /// delivered before a crash is recognised instead of delivered twice.
-    fn base_name(&self, uid: &str, seen: u64) -> String {
+    fn key(&self, uid: &str) -> String {
         let digest = Sha256::digest(format!("{}\0{uid}", self.account).as_bytes());
         let hash: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{seen}.P3U{hash}.{}", if self.host.is_empty() { "localhost" } else { &self.host })
+        format!("P3U{hash}")
     }
 
-    /// Appends the staged mbox batch: one
-    /// [`Mbox::deliver_many`](pop3_storage::Mbox::deliver_many), announced in the ledger
-    /// beforehand (offset, length and SHA-256 of the bytes, recorded under the mbox's locks
-    /// before the mbox is touched), settled at once.
-    fn append_mbox(&mut self, path: &Path) {
-        let spools = std::mem::take(&mut self.mbox_staged);
-        if spools.is_empty() {
-            return;
-        }
-        let (mut spools, parcels): (Vec<File>, Vec<Parcel>) = spools.into_iter().unzip();
-        let recorder = &self.recorder;
-        let mut append = || -> io::Result<()> {
-            for spool in &mut spools {
-                spool.rewind()?;
+    /// Queues the batches the storage sink settled: a Maildir batch as the persisting thread
+    /// recorded it; one it could not persist, or an mbox batch, recorded here (as not stored
+    /// if it failed).
+    fn note(&mut self, batches: Vec<Stored>) {
+        for batch in batches {
+            if let Some(recorded) = lock(&self.recorded).remove(&batch.ids.start) {
+                self.settled.push_back(recorded);
+                continue;
             }
-            let mut readers: Vec<&mut dyn std::io::Read> =
-                spools.iter_mut().map(|f| f as &mut dyn std::io::Read).collect();
-            let mut hook = |append: &mut pop3_storage::Append<'_>| {
-                let uids = parcels.iter().map(|p| p.uid.as_str());
-                let digest = sha256_hex(append.data)
-                    .and_then(|d| recorder.announce(append.offset, append.len, &d, uids));
-                digest.map_err(|source| pop3_storage::Error::Io {
-                    op: "record the append in the state",
-                    path: path.to_owned(),
-                    source,
-                })
-            };
-            pop3_storage::Mbox::new(path)
-                .deliver_many(&mut readers, &pop3_storage::Envelope::default(), &mut hook)
-                .map(drop)
-                .map_err(|e| io::Error::other(e.to_string()))
-        };
-        let result = append();
-        self.settled.push_back(self.recorder.settle(parcels, result));
+            let parcels = take_parcels(&self.parcels, batch.ids);
+            let result = batch.result.map(drop).map_err(io_error);
+            self.settled.push_back(self.recorder.settle(parcels, result));
+        }
     }
 
-    /// Waits for the Maildir batch in flight, if any, and queues it as settled.
-    fn wait_in_flight(&mut self) {
-        let Some(maildir) = self.maildir.as_mut() else { return };
-        let Some((names, settled)) = maildir.settle() else { return };
-        if settled.is_durable() {
-            self.present.extend(names);
+    /// Appends the staged mbox batch, announced in the ledger beforehand (offset, length and
+    /// SHA-256 of the bytes, recorded under the mbox's locks before the mbox is touched):
+    /// settled at once.
+    fn seal_mbox(&mut self, sink: &mut MboxSink) {
+        let path = sink.path().to_owned();
+        let (recorder, parcels) = (&self.recorder, &self.parcels);
+        let mut announce = |append: &mut pop3_storage::Append<'_>| {
+            let parcels = lock(parcels);
+            let uids = parcels.values().map(|p| p.uid.as_str());
+            let digest = sha256_hex(append.data)
+                .and_then(|d| recorder.announce(append.offset, append.len, &d, uids));
+            digest.map_err(|source| pop3_storage::Error::Io {
+                op: "record the append in the state",
+                path: path.clone(),
+                source,
+            })
+        };
+        if let Err(e) = sink.seal_with(&mut announce) {
+            self.settled.push_back(self.recorder.settle(Vec::new(), Err(io_error(e))));
         }
-        self.settled.push_back(settled);
     }
 }
 
@@ -475,41 +285,32 @@ impl Sink for Deliverer {
     type Message = Delivery;
 
     fn start(&mut self, uid: &str, seen: u64) -> io::Result<Delivery> {
-        match &self.target {
-            Target::Maildir(_) => {
-                let maildir = self.maildir.as_ref().ok_or_else(|| io::Error::other("closed"))?;
-                let base = self.base_name(uid, seen);
-                let uid = uid.to_owned();
-                if self.present.contains(&base) {
-                    // A run killed between linking into new/ and unlinking tmp/ left its tmp
-                    // file behind; the message is delivered, so the leftover goes.
-                    maildir.dirs.remove(&base)?;
-                    return Ok(Delivery::Present { uid });
-                }
-                let file = if maildir.dirs.unnamed {
-                    maildir.dirs.open_unnamed()?
-                } else {
-                    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
-                    let mode = maildir.dirs.file_mode;
-                    rustix::fs::openat(&maildir.dirs.tmp, &base, flags, mode)?.into()
-                };
-                Ok(Delivery::Maildir { file, base, uid, lf: ToLf::default(), written: 0 })
-            }
-            Target::Mbox(path) => {
-                let dir =
-                    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let (file, uid) = (tempfile_in(dir)?, uid.to_owned());
-                Ok(Delivery::Mbox { file, uid, lf: ToLf::default(), written: 0 })
-            }
-            Target::Mda(command) => {
+        let uid = uid.to_owned();
+        match (&self.target, &self.store) {
+            (Target::Mda(command), _) => {
                 let child = Command::new("sh")
                     .arg("-c")
                     .arg(command)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .spawn()?;
-                Ok(Delivery::Mda { child, uid: uid.to_owned(), lf: ToLf::default() })
+                Ok(Delivery::Mda { child, uid, lf: ToLf::default() })
             }
+            (_, Some(store)) => {
+                let incoming = Incoming {
+                    key: Some(self.key(&uid)),
+                    received: Some(seen),
+                    ..Incoming::default()
+                };
+                match lock(store).sink().begin(&incoming).map_err(io_error)? {
+                    Begun::AlreadyStored => Ok(Delivery::Present { uid }),
+                    Begun::New => {
+                        let store = Arc::clone(store);
+                        Ok(Delivery::Stored { store, uid, lf: ToLf::default() })
+                    }
+                }
+            }
+            (_, None) => Err(io::Error::other("closed")),
         }
     }
 
@@ -517,18 +318,11 @@ impl Sink for Deliverer {
     /// present already are settled (recorded) now.
     fn stage(&mut self, mut delivery: Delivery, octets: u64) -> io::Result<()> {
         delivery.flush_line_end()?;
-        let settled = match delivery {
+        let parcel = match delivery {
             Delivery::Present { uid } => Parcel { uid, octets },
-            Delivery::Maildir { file, base, uid, written, .. } => {
-                self.staged_bytes += written;
-                self.staged.push(Staged { base, parcel: Parcel { uid, octets }, file });
-                self.staged_since.get_or_insert_with(Instant::now);
-                return Ok(());
-            }
-            Delivery::Mbox { file, uid, written, .. } => {
-                self.staged_bytes += written;
-                self.mbox_staged.push((file, Parcel { uid, octets }));
-                self.staged_since.get_or_insert_with(Instant::now);
+            Delivery::Stored { store, uid, .. } => {
+                let id = lock(&store).sink().stage().map_err(io_error)?;
+                lock(&self.parcels).insert(id, Parcel { uid, octets });
                 return Ok(());
             }
             Delivery::Mda { mut child, uid, .. } => {
@@ -540,80 +334,56 @@ impl Sink for Deliverer {
                 Parcel { uid, octets }
             }
         };
-        self.settled.push_back(self.recorder.settle(vec![settled], Ok(())));
+        self.settled.push_back(self.recorder.settle(vec![parcel], Ok(())));
         Ok(())
     }
 
     /// Its Maildir file is removed, its MDA killed.
     fn abort(&mut self, delivery: Delivery) {
-        match (delivery, &self.maildir) {
-            (Delivery::Maildir { base, .. }, Some(maildir)) if !maildir.dirs.unnamed => {
-                let _ = maildir.dirs.remove(&base);
-            }
-            (Delivery::Mda { mut child, .. }, _) => {
+        match delivery {
+            Delivery::Stored { store, .. } => lock(&store).sink().abort(),
+            Delivery::Mda { mut child, .. } => {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            _ => {}
+            Delivery::Present { .. } => {}
         }
     }
 
-    /// The staged batch is big or old enough, or (Maildir) nothing is being persisted, so
-    /// that a batch is always under way while mail arrives and each batch holds what arrived
-    /// during the one before (group commit).
+    /// The storage sink's group commit: the staged batch is big or old enough, or (Maildir)
+    /// nothing is being persisted, so that a batch is always under way while mail arrives and
+    /// each batch holds what arrived during the one before.
     fn should_seal(&self) -> bool {
-        self.staged.len() >= self.batch_messages
-            || self.maildir.as_ref().is_some_and(|m| {
-                self.staged.len() >= m.max_held
-                    || (!self.staged.is_empty()
-                        && m.in_flight.as_ref().is_none_or(InFlight::is_finished))
-            })
-            || self.mbox_staged.len() >= self.batch_messages.min(MBOX_BATCH_MESSAGES)
-            || self.staged_bytes >= BATCH_BYTES
-            || self.staged_since.is_some_and(|t| t.elapsed() >= BATCH_AGE)
+        self.store.as_ref().is_some_and(|store| lock(store).sink().wants_seal())
     }
 
-    /// mbox: the batch is appended now (see [`Deliverer::append_mbox`]). Maildir: the batch
-    /// is persisted by a thread of its own (see [`Dirs::persist`]) while the next one
-    /// downloads, after waiting for the batch sealed before it: one batch in flight at a time.
+    /// mbox: the batch is appended now. Maildir: the batch is persisted by a thread of its
+    /// own while the next one downloads, after waiting for the batch sealed before it: one
+    /// batch in flight at a time.
     fn seal(&mut self) {
-        let staged = std::mem::take(&mut self.staged);
-        let bytes = std::mem::take(&mut self.staged_bytes);
-        self.staged_since = None;
-        if let Target::Mbox(path) = &self.target {
-            let path = path.clone();
-            return self.append_mbox(&path);
-        }
-        self.wait_in_flight();
-        if let (Some(maildir), false) = (self.maildir.as_mut(), staged.is_empty()) {
-            let messages = staged.len();
-            // The batch goes to the thread once it runs: if no thread can be had, it is
-            // persisted here and now instead.
-            let (sender, receiver) = std::sync::mpsc::channel::<Vec<Staged>>();
-            let (dirs, recorder) = (Arc::clone(&maildir.dirs), Arc::clone(&self.recorder));
-            let work = move || match receiver.recv() {
-                Ok(staged) => dirs.persist(staged, bytes, &recorder),
-                Err(_) => {
-                    let nothing = Err(io::Error::other("no batch to persist"));
-                    (Vec::new(), recorder.settle(Vec::new(), nothing))
-                }
-            };
-            let spawned = std::thread::Builder::new().name("pop3-commit".into()).spawn(work);
-            maildir.in_flight = Some(match spawned {
-                Ok(handle) => match sender.send(staged) {
-                    Ok(()) => InFlight::Thread(handle, messages),
-                    Err(returned) => {
-                        InFlight::Done(maildir.dirs.persist(returned.0, bytes, &self.recorder))
-                    }
-                },
-                Err(_) => InFlight::Done(maildir.dirs.persist(staged, bytes, &self.recorder)),
-            });
+        let Some(store) = self.store.clone() else { return };
+        let mut store = lock(&store);
+        let (batches, failed) = match &mut *store {
+            Store::Mbox(sink) => {
+                self.seal_mbox(sink);
+                (sink.settled(false), None)
+            }
+            // What settles is the batch in flight, waited for; the new one settles later.
+            Store::Maildir(sink) => (sink.settled(true), sink.seal().err()),
+        };
+        drop(store);
+        self.note(batches);
+        if let Some(e) = failed {
+            self.settled.push_back(self.recorder.settle(Vec::new(), Err(io_error(e))));
         }
     }
 
     fn seal_and_wait(&mut self) {
         self.seal();
-        self.wait_in_flight();
+        if let Some(store) = self.store.clone() {
+            let batches = lock(&store).sink().settled(true);
+            self.note(batches);
+        }
     }
 
     fn settled(&mut self) -> Option<Settled> {
@@ -630,13 +400,11 @@ impl Message for Delivery {
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Self::Present { .. } => Ok(()),
-            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written, .. } => {
-                let out = lf.convert(data);
-                *written += out.len() as u64;
-                file.write_all(out)
+            Self::Stored { store, lf, .. } => {
+                lock(store).sink().write(lf.convert(data)).map_err(io_error)
             }
             Self::Mda { child, lf, .. } => match child.stdin.as_mut() {
-                Some(stdin) => stdin.write_all(lf.convert(data)),
+                Some(stdin) => io::Write::write_all(stdin, lf.convert(data)),
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
         }
@@ -648,18 +416,17 @@ impl Delivery {
     fn flush_line_end(&mut self) -> io::Result<()> {
         match self {
             Self::Present { .. } => Ok(()),
-            Self::Maildir { file, lf, written, .. } | Self::Mbox { file, lf, written, .. } => {
-                let out = lf.finish();
-                *written += out.len() as u64;
-                file.write_all(out)
+            Self::Stored { store, lf, .. } => {
+                lock(store).sink().write(lf.finish()).map_err(io_error)
             }
             Self::Mda { child, lf, .. } => match child.stdin.as_mut() {
-                Some(stdin) => stdin.write_all(lf.finish()),
+                Some(stdin) => io::Write::write_all(stdin, lf.finish()),
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
         }
     }
 }
+
 /// SHA-256 of everything `data` reads, in hex.
 fn sha256_hex(data: &mut dyn std::io::Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
@@ -685,26 +452,6 @@ pub fn mbox_append_present(path: &Path, offset: u64, len: u64, digest: &str) -> 
         .map_err(|e| io::Error::other(e.to_string()))?;
     let found: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok(present && found == digest)
-}
-
-/// An unnamed temporary file (removed when closed), readable by its owner only for the
-/// moment it has a name.
-fn tempfile_in(dir: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    for attempt in 0..100u32 {
-        let name = dir.join(format!(".pop3-spool.{}.{attempt}", std::process::id()));
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create_new(true).mode(0o600);
-        match options.open(&name) {
-            Ok(file) => {
-                std::fs::remove_file(&name)?;
-                return Ok(file);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other("cannot create a spool file"))
 }
 
 #[cfg(test)]
@@ -760,11 +507,15 @@ mod tests {
         let ledger = crate::ledger::Ledger::open(&md.with_file_name("state"), "acct", false);
         let recorder = ledger.unwrap().recorder().unwrap();
         let target = Target::Maildir(md.clone());
-        let mut deliverer = Deliverer::new(target, "acct", 1000, recorder, Modes::PRIVATE).unwrap();
-        let dirs = &mut deliverer.maildir.as_mut().unwrap().dirs;
-        let dirs = std::sync::Arc::get_mut(dirs).unwrap();
-        assert!(named || dirs.unnamed, "O_TMPFILE works in the test's temporary directory");
-        dirs.unnamed = !named;
+        let deliverer = Deliverer::new(target, "acct", 1000, recorder, Modes::PRIVATE).unwrap();
+        {
+            let mut store = super::lock(deliverer.store.as_ref().unwrap());
+            let super::Store::Maildir(sink) = &mut *store else { unreachable!("a Maildir") };
+            assert!(named || sink.writes_unnamed_files(), "O_TMPFILE works in the test's tmp dir");
+            if named {
+                sink.use_named_files();
+            }
+        }
         (dir, md, deliverer)
     }
 

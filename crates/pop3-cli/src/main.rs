@@ -6,7 +6,7 @@
 //! [`config`] and [`settings`] (what each account is to do), [`account`] (one session per
 //! account: [`connect`], [`listing`], `QUIT`), [`fetch`] (list → plan → retrieve → sink →
 //! ledger → `DELE`) with [`retrieve`] (the download), [`sink`] (the interface to where mail
-//! goes) and [`deliver`] / [`syncer`] (today's sink), [`ledger`] (what is stored, durably),
+//! goes) and [`deliver`] (today's sink, over pop3-storage's), [`ledger`] (what is stored, durably),
 //! and [`report`] (what the user is told). Exit codes: see [`args::EXIT_CODES`].
 
 #![forbid(unsafe_code)]
@@ -23,7 +23,6 @@ mod report;
 mod retrieve;
 mod settings;
 mod sink;
-mod syncer;
 
 use std::process::ExitCode;
 

@@ -1,30 +1,29 @@
-//! Where users' maildrops are, and the user-name check that guards every path.
+//! Where users' maildrops are. The user-name rule and the location template are
+//! `pop3-storage`'s ([`pop3_storage::valid_user_name`], [`pop3_storage::Template`]); this module
+//! keeps the server's names for them.
 
 use std::fmt;
 use std::io::Read;
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pop3_storage::{
-    DovecotUidlFormat, Envelope, Error, Maildir, MaildirOptions, Maildrop, Mbox, Store,
+    Backend, DovecotUidlFormat, Envelope, Error, Location, MaildirOptions, Maildrop, Template, User,
 };
 
 use crate::UserInfo;
 
-/// Longest accepted user name, in bytes.
-pub const MAX_USERNAME_LEN: usize = 64;
-
-/// True if `name` may be used as a login name and inside a maildrop path: 1 to 64 bytes, no
-/// `/`, `\`, `:` (the passwd-file separator), `%`, whitespace, NUL or other control
-/// characters, and not starting with `.` (so neither `.`, `..` nor a hidden file). Anything
-/// else is a failed login, decided before a path is built.
+/// True if `name` may be used as a login name and inside a maildrop path (see
+/// [`pop3_storage::valid_user_name`]: 1 to 64 bytes, no `/`, `\`, `:`, `%`, whitespace or
+/// control characters, not starting with `.`). Anything else is a failed login, decided
+/// before a path is built.
 pub fn valid_username(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_USERNAME_LEN
-        && !name.starts_with('.')
-        && !name
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '\\' | ':' | '%'))
+    pop3_storage::valid_user_name(name)
+}
+
+/// The storage layer's view of a user.
+fn storage_user(user: &UserInfo) -> User {
+    User { name: user.name.clone(), home: user.home.clone() }
 }
 
 /// Opens a verified user's maildrop. Called on tokio's blocking pool.
@@ -33,13 +32,13 @@ pub trait Mailboxes: Send + Sync + fmt::Debug {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>>;
 }
 
-/// Any `pop3-storage` [`Store`] (e.g. `MemoryStore` in tests), keyed by user name.
+/// Any `pop3-storage` [`Backend`] (e.g. `MemoryStore` in tests).
 #[derive(Debug, Clone)]
-pub struct StoreMailboxes(pub Arc<dyn Store>);
+pub struct StoreMailboxes(pub Arc<dyn Backend>);
 
 impl Mailboxes for StoreMailboxes {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>> {
-        self.0.open(&user.name)
+        self.0.open(&storage_user(user))
     }
 }
 
@@ -52,8 +51,9 @@ pub enum MailFormat {
     Mbox,
 }
 
-/// Maildrops found from a template: `%u` is the user name, `%h` the home directory from the
-/// users file, `%%` a percent sign; e.g. `/var/mail/%u` or `%h/Maildir`.
+/// Maildrops found from a template in Dovecot's syntax (see [`pop3_storage::Template`]): `%u`
+/// is the user name, `%n` and `%d` its parts before and after `@`, `%h` the home directory
+/// from the users file, `%%` a percent sign; e.g. `/var/mail/%u` or `%h/Maildir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailLocation {
     /// The format.
@@ -88,78 +88,53 @@ impl MailLocation {
         }
     }
 
-    /// The maildrop path for `user`. Fails with [`Error::InvalidUser`] for a name that
-    /// [`valid_username`] refuses, a `%h` without a home directory (or a relative one), an
-    /// unknown `%` escape, or a result with `..` components.
-    pub fn path_for(&self, user: &UserInfo) -> pop3_storage::Result<PathBuf> {
-        let invalid = || Error::InvalidUser(user.name.clone());
-        if !valid_username(&user.name) {
-            return Err(invalid());
-        }
-        let mut out = String::with_capacity(self.template.len() + user.name.len());
-        let mut chars = self.template.chars();
-        while let Some(c) = chars.next() {
-            if c != '%' {
-                out.push(c);
-                continue;
+    /// The storage backend this location describes: what the server opens maildrops with
+    /// and `pop3d deliver` delivers through.
+    pub fn backend(&self) -> Result<Location, pop3_storage::TemplateError> {
+        let template = Template::parse(&*self.template)?;
+        Ok(match self.format {
+            MailFormat::Maildir => {
+                let options = MaildirOptions {
+                    create: self.create,
+                    dovecot_uidl_format: self.dovecot_uidl_format.clone(),
+                    ..MaildirOptions::default()
+                };
+                Location::maildir(template, options)
             }
-            match chars.next() {
-                Some('u') => out.push_str(&user.name),
-                Some('h') => {
-                    let home =
-                        user.home.as_ref().filter(|h| h.is_absolute()).ok_or_else(invalid)?;
-                    out.push_str(home.to_str().ok_or_else(invalid)?);
-                }
-                Some('%') => out.push('%'),
-                _ => return Err(invalid()),
-            }
-        }
-        let path = PathBuf::from(out);
-        if path.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(invalid());
-        }
-        Ok(path)
+            MailFormat::Mbox => Location::mbox(template),
+        })
     }
 
-    /// Delivers one message to `user`'s maildrop (Maildir: tmp → fsync → new; mbox: locked
-    /// append), creating a missing Maildir when [`create`](Self::create) is set.
+    /// [`Self::backend`]; a template with an unknown escape names no maildrop:
+    /// [`Error::InvalidUser`] for `user`, as for a name that cannot have one.
+    fn location(&self, user: &UserInfo) -> pop3_storage::Result<Location> {
+        self.backend().map_err(|_| Error::InvalidUser(user.name.clone()))
+    }
+
+    /// The maildrop path for `user`. Fails with [`Error::InvalidUser`] for a name that
+    /// [`valid_username`] refuses, an escape that expands to nothing (`%h` without a home
+    /// directory or with a relative one, `%d` of a name without `@`), an unknown `%` escape,
+    /// or a result with `..` components.
+    pub fn path_for(&self, user: &UserInfo) -> pop3_storage::Result<PathBuf> {
+        self.location(user)?.path_for(&storage_user(user))
+    }
+
+    /// Delivers one message to `user`'s maildrop through the backend's durable sink, a batch
+    /// of one (Maildir: `tmp/` → sync → `new/`, creating a missing Maildir; mbox: a locked,
+    /// journalled append).
     pub fn deliver(
         &self,
         user: &UserInfo,
         message: &mut dyn Read,
         envelope: &Envelope,
     ) -> pop3_storage::Result<()> {
-        let path = self.path_for(user)?;
-        match self.format {
-            MailFormat::Maildir => {
-                let maildir = Maildir::new(path);
-                if self.create && !maildir.path().join("cur").is_dir() {
-                    maildir.create_dirs()?;
-                }
-                maildir.deliver(message).map(drop)
-            }
-            MailFormat::Mbox => Mbox::new(path).deliver(message, envelope),
-        }
+        self.location(user)?.deliver(&storage_user(user), message, envelope)
     }
 }
 
 impl Mailboxes for MailLocation {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>> {
-        let path = self.path_for(user)?;
-        match self.format {
-            MailFormat::Maildir => {
-                let options = MaildirOptions {
-                    dovecot_uidl_format: self.dovecot_uidl_format.clone(),
-                    ..MaildirOptions::default()
-                };
-                let maildir = Maildir::with_options(path, options);
-                if self.create && !maildir.path().join("cur").is_dir() {
-                    maildir.create_dirs()?;
-                }
-                Ok(Box::new(maildir.open()?))
-            }
-            MailFormat::Mbox => Ok(Box::new(Mbox::new(path).open()?)),
-        }
+        self.location(user)?.open(&storage_user(user))
     }
 }
 
@@ -172,7 +147,7 @@ mod tests {
         for good in ["alice", "bob.smith", "a@example.org", "x+y_z-1", "élodie"] {
             assert!(valid_username(good), "{good:?}");
         }
-        let long = "a".repeat(MAX_USERNAME_LEN + 1);
+        let long = "a".repeat(pop3_storage::MAX_USER_NAME_LEN + 1);
         for bad in [
             "", ".", "..", "../x", "a/b", "a\\b", "a\0b", "a\nb", "a b", ".hidden", "a:b", "%u",
             &long,
@@ -195,5 +170,9 @@ mod tests {
         assert!(MailLocation::maildir("/m/%u").path_for(&UserInfo::new("../x")).is_err());
         let dotdot = UserInfo { name: "bob".into(), home: Some("/home/../etc".into()) };
         assert!(loc.path_for(&dotdot).is_err());
+        // Dovecot's %n and %d.
+        let carol = UserInfo::new("carol@example.org");
+        let loc = MailLocation::maildir("/srv/%d/%n");
+        assert_eq!(loc.path_for(&carol).unwrap(), PathBuf::from("/srv/example.org/carol"));
     }
 }

@@ -32,6 +32,9 @@ pub enum Error {
     },
     /// The user name cannot name a maildrop (empty, `.`/`..`, contains `/` or NUL).
     InvalidUser(String),
+    /// A message key given to a delivery sink cannot be part of a file name (empty, or with
+    /// `/`, `:`, `,`, `.`, `\\`, whitespace or control characters).
+    InvalidKey(String),
     /// The index is not a message of this snapshot.
     NoSuchMessage(usize),
     /// The message was in the snapshot but has since been removed by another program.
@@ -72,6 +75,7 @@ impl Error {
             Error::InUse { .. } => ErrorKind::InUse,
             Error::MessageGone { .. } => ErrorKind::Temporary,
             Error::InvalidUser(_)
+            | Error::InvalidKey(_)
             | Error::NoSuchMessage(_)
             | Error::Committed
             | Error::Corrupt { .. } => ErrorKind::Permanent,
@@ -103,6 +107,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::InvalidUser(user) => write!(f, "invalid user name {user:?}"),
+            Error::InvalidKey(key) => write!(f, "invalid message key {key:?}"),
             Error::NoSuchMessage(index) => write!(f, "no message with index {index}"),
             Error::MessageGone { index, uidl } => {
                 write!(f, "message {index} (UIDL {uidl}) was removed by another program")

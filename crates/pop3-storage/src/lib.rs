@@ -1,29 +1,33 @@
 //! POP3 maildrops: Maildir, mbox and in-memory.
 //!
-//! A [`Store`] maps a user to a maildrop. [`Store::open`] locks the user's maildrop exclusively
-//! (a second opener, in this process or another, gets [`Error::InUse`]) and returns a
-//! [`Maildrop`]: a snapshot of the messages in delivery order, each with its exact RFC 1939
-//! size ([`size`]) and a stable UIDL. Message bodies are read as streams ([`MessageReader`]),
-//! never whole. Deletions are the caller's marks until [`Maildrop::commit`], which removes
-//! exactly the given messages, crash-safely; dropping a maildrop without committing deletes
-//! nothing. The lock is released on commit, on drop and on process death.
+//! A [`Backend`] maps a [`User`] to a maildrop: [`Location`] (Maildirs or mboxes found through
+//! a Dovecot-style [`Template`]) and [`MemoryStore`] implement it. [`Backend::open`] locks the
+//! user's maildrop exclusively (a second opener, in this process or another, gets
+//! [`Error::InUse`]) and returns a [`Maildrop`]: a snapshot of the messages in delivery order,
+//! each with its exact RFC 1939 size ([`size`]) and a stable UIDL. Message bodies are read as
+//! streams ([`MessageReader`]), never whole. Deletions are the caller's marks until
+//! [`Maildrop::commit`], which removes exactly the given messages, crash-safely; dropping a
+//! maildrop without committing deletes nothing. The lock is released on commit, on drop and
+//! on process death. Delivery goes through a durable [`sink`]: stage messages, seal a batch,
+//! learn which messages are settled; [`Backend::deliver`] is a batch of one.
 //!
 //! This crate knows nothing of the POP3 wire format: it hands out stored bytes and the sizes
 //! the protocol layer's CRLF normalisation will produce. Blocking file I/O is used throughout;
 //! an async server should call it from a blocking-capable thread.
 //!
 //! ```
-//! use pop3_storage::{Envelope, MemoryStore, Store};
+//! use pop3_storage::{Backend, Envelope, MemoryStore, User};
 //! use std::io::Read;
 //!
 //! let store = MemoryStore::new();
-//! store.deliver("alice", &mut &b"Subject: hi\n\nhello\n"[..], &Envelope::default())?;
-//! let mut drop = store.open("alice")?;
+//! let alice = User::new("alice");
+//! store.deliver(&alice, &mut &b"Subject: hi\n\nhello\n"[..], &Envelope::default())?;
+//! let mut drop = store.open(&alice)?;
 //! assert_eq!(drop.messages()[0].size, 22); // 19 stored octets + 3 LFs sent as CRLF
 //! let mut body = Vec::new();
 //! drop.read_message(0)?.read_to_end(&mut body)?;
 //! drop.commit(&[0])?;
-//! assert!(store.open("alice")?.messages().is_empty());
+//! assert!(store.open(&alice)?.messages().is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -32,25 +36,30 @@
 
 #![forbid(unsafe_code)]
 
+mod backend;
 mod dovecot;
 mod error;
+mod location;
 mod lock;
 pub mod maildir;
 pub mod mbox;
 mod memory;
+pub mod sink;
 pub mod size;
 mod util;
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
 
+pub use backend::Backend;
 pub use dovecot::{DovecotUidlFormat, UidlFormatError, DEFAULT_UIDL_FORMAT};
 pub use error::{Error, ErrorKind, Result};
-pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions, MaildirStore};
-
-pub use mbox::{Append, Mbox, MboxDrop, MboxStore};
+pub use location::{
+    valid_user_name, Format, Location, Template, TemplateError, User, MAX_USER_NAME_LEN,
+};
+pub use maildir::{DeleteMode, Maildir, MaildirDrop, MaildirOptions};
+pub use mbox::{Append, Mbox, MboxDrop};
 pub use memory::{MemoryDrop, MemoryStore};
 pub use size::{rfc1939_size, SizeCounter};
 pub use util::is_valid_uidl;
@@ -84,16 +93,6 @@ pub trait Maildrop: fmt::Debug + Send {
     /// ignored) and releases the lock. An index out of range fails before anything is removed.
     /// Afterwards the maildrop serves nothing more ([`Error::Committed`]).
     fn commit(&mut self, deleted: &[usize]) -> Result<()>;
-}
-
-/// Maps users to maildrops.
-pub trait Store: fmt::Debug + Send + Sync {
-    /// Opens and locks `user`'s maildrop.
-    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>>;
-
-    /// Delivers one message into `user`'s maildrop, durably: when this returns `Ok` the message
-    /// is on stable storage.
-    fn deliver(&self, user: &str, message: &mut dyn Read, envelope: &Envelope) -> Result<()>;
 }
 
 /// Envelope data for delivery. Maildir ignores it; mbox writes the sender and time into the
@@ -177,36 +176,6 @@ impl fmt::Debug for MessageReader<'_> {
     }
 }
 
-/// Checks that `user` can name a file or directory: non-empty, not `.` or `..`, no `/` or NUL.
-pub(crate) fn check_user(user: &str) -> Result<()> {
-    if user.is_empty() || user == "." || user == ".." || user.contains(['/', '\0']) {
-        return Err(Error::InvalidUser(user.to_owned()));
-    }
-    Ok(())
-}
-
-/// Where a store finds a user's maildrop: `{user}` in the template is replaced by the user name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathTemplate(String);
-
-impl PathTemplate {
-    /// A template such as `/home/{user}/Maildir` or `/var/mail/{user}`. Without `{user}`,
-    /// the user name is appended as a last path component.
-    pub fn new(template: impl Into<String>) -> Self {
-        Self(template.into())
-    }
-
-    /// The path for `user`, after checking the user name (see [`Error::InvalidUser`]).
-    pub fn path_for(&self, user: &str) -> Result<PathBuf> {
-        check_user(user)?;
-        if self.0.contains("{user}") {
-            Ok(PathBuf::from(self.0.replace("{user}", user)))
-        } else {
-            Ok(Path::new(&self.0).join(user))
-        }
-    }
-}
-
 /// Hooks for crash-safety tests. Not part of the stable API.
 #[doc(hidden)]
 pub mod testing {
@@ -215,23 +184,5 @@ pub mod testing {
     /// step so the parent can kill it there. Can be set once per process.
     pub fn set_failpoint_hook(hook: fn(&str)) {
         crate::util::set_failpoint_hook(hook);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_names_are_checked() {
-        let t = PathTemplate::new("/home/{user}/Maildir");
-        assert_eq!(t.path_for("bob").unwrap(), PathBuf::from("/home/bob/Maildir"));
-        for bad in ["", ".", "..", "a/b", "a\0b"] {
-            assert!(matches!(t.path_for(bad), Err(Error::InvalidUser(_))), "{bad:?}");
-        }
-        assert_eq!(
-            PathTemplate::new("/var/mail").path_for("bob").unwrap(),
-            PathBuf::from("/var/mail/bob")
-        );
     }
 }

@@ -1,11 +1,12 @@
 //! The in-memory maildrop, for tests and embedders.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::{check_user, Envelope, Error, Maildrop, MessageInfo, MessageReader, Result, Store};
+use crate::location::check_user;
+use crate::sink::{Begun, Incoming, MessageId, Settled, Sink};
+use crate::{Backend, Error, Maildrop, MessageInfo, MessageReader, Result, User};
 
 #[derive(Debug, Default)]
 struct Mailbox {
@@ -69,20 +70,81 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>> {
-        Ok(Box::new(self.open_memory(user)?))
+impl Backend for MemoryStore {
+    fn open(&self, user: &User) -> Result<Box<dyn Maildrop>> {
+        Ok(Box::new(self.open_memory(&user.name)?))
     }
 
-    fn deliver(&self, user: &str, message: &mut dyn Read, _envelope: &Envelope) -> Result<()> {
-        let mailbox = self.mailbox(user)?;
-        let mut bytes = Vec::new();
-        message.read_to_end(&mut bytes).map_err(|e| Error::io("read message", "memory", e))?;
-        let mut mb = lock(&mailbox);
-        mb.next_id += 1;
-        let id = mb.next_id;
-        mb.messages.push((id, bytes.into()));
+    fn sink(&self, user: &User) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(MemorySink {
+            mailbox: self.mailbox(&user.name)?,
+            current: None,
+            staged: Vec::new(),
+            next_id: 0,
+            settled: Vec::new(),
+        }))
+    }
+}
+
+/// A delivery sink into an in-memory maildrop: a sealed batch is stored at once.
+#[derive(Debug)]
+struct MemorySink {
+    mailbox: Arc<Mutex<Mailbox>>,
+    current: Option<Vec<u8>>,
+    staged: Vec<Vec<u8>>,
+    next_id: MessageId,
+    settled: Vec<Settled>,
+}
+
+impl Sink for MemorySink {
+    fn begin(&mut self, _incoming: &Incoming) -> Result<Begun> {
+        self.current = Some(Vec::new());
+        Ok(Begun::New)
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        let current = self.current.as_mut().ok_or_else(|| {
+            Error::io("write", "memory", std::io::Error::other("no message begun"))
+        })?;
+        current.extend_from_slice(chunk);
         Ok(())
+    }
+
+    fn stage(&mut self) -> Result<MessageId> {
+        let message = self.current.take().ok_or_else(|| {
+            Error::io("stage", "memory", std::io::Error::other("no message begun"))
+        })?;
+        self.staged.push(message);
+        self.next_id += 1;
+        Ok(self.next_id - 1)
+    }
+
+    fn abort(&mut self) {
+        self.current = None;
+    }
+
+    fn wants_seal(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let ids = self.next_id - self.staged.len() as u64..self.next_id;
+        let mut mb = lock(&self.mailbox);
+        for message in self.staged.drain(..) {
+            mb.next_id += 1;
+            let id = mb.next_id;
+            mb.messages.push((id, message.into()));
+        }
+        let names = vec![String::new(); (ids.end - ids.start) as usize];
+        self.settled.push(Settled { ids, result: Ok(names) });
+        Ok(())
+    }
+
+    fn settled(&mut self, _wait: bool) -> Vec<Settled> {
+        std::mem::take(&mut self.settled)
     }
 }
 
@@ -136,9 +198,11 @@ impl Drop for MemoryDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Envelope;
+    use std::io::Read;
 
     fn deliver(store: &MemoryStore, user: &str, msg: &[u8]) {
-        store.deliver(user, &mut &msg[..], &Envelope::default()).unwrap();
+        store.deliver(&User::new(user), &mut &msg[..], &Envelope::default()).unwrap();
     }
 
     fn read_all(drop: &dyn Maildrop, i: usize) -> Vec<u8> {
@@ -153,20 +217,20 @@ mod tests {
         deliver(&store, "u", b"one\n");
         deliver(&store, "u", b"two\r\n");
         deliver(&store, "u", b"three");
-        let mut d = store.open("u").unwrap();
+        let mut d = store.open(&User::new("u")).unwrap();
         assert_eq!(
             d.messages().iter().map(|m| (m.size, m.uidl.as_str())).collect::<Vec<_>>(),
             vec![(5, "m1"), (5, "m2"), (7, "m3")]
         );
         assert_eq!(read_all(&*d, 1), b"two\r\n");
-        assert_eq!(store.open("u").unwrap_err().kind(), crate::ErrorKind::InUse);
+        assert_eq!(store.open(&User::new("u")).unwrap_err().kind(), crate::ErrorKind::InUse);
         // Arrives during the session: not in the snapshot, survives the commit.
         deliver(&store, "u", b"four\n");
         assert!(matches!(d.commit(&[5]), Err(Error::NoSuchMessage(5))));
         d.commit(&[0, 2, 0]).unwrap();
         assert!(matches!(d.read_message(0), Err(Error::Committed)));
         drop(d);
-        let d = store.open("u").unwrap();
+        let d = store.open(&User::new("u")).unwrap();
         let uidls: Vec<_> = d.messages().iter().map(|m| m.uidl.clone()).collect();
         assert_eq!(uidls, ["m2", "m4"]);
         assert_eq!(read_all(&*d, 1), b"four\n");
@@ -176,11 +240,11 @@ mod tests {
     fn drop_releases_without_deleting() {
         let store = MemoryStore::new();
         deliver(&store, "u", b"x\n");
-        let d = store.open("u").unwrap();
+        let d = store.open(&User::new("u")).unwrap();
         drop(d);
-        let d = store.open("u").unwrap();
+        let d = store.open(&User::new("u")).unwrap();
         assert_eq!(d.messages().len(), 1);
-        assert!(store.open("other").unwrap().messages().is_empty());
-        assert!(matches!(store.open("a/b"), Err(Error::InvalidUser(_))));
+        assert!(store.open(&User::new("other")).unwrap().messages().is_empty());
+        assert!(matches!(store.open(&User::new("a/b")), Err(Error::InvalidUser(_))));
     }
 }

@@ -80,3 +80,63 @@ proptest! {
         check(&d, None)?;
     }
 }
+
+/// mbox-like octets: `From ` lines, quoted ones, empty lines, CRs, and anything.
+fn mbox_octets() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(&b"From a@b Tue Nov 14 22:13:20 2023\n"[..]),
+            Just(&b"From x\r\n"[..]),
+            Just(&b"\n"[..]),
+            Just(&b"\r\n"[..]),
+            Just(&b">From q\n"[..]),
+            Just(&b">>From "[..]),
+            Just(&b"Subject: s\n"[..]),
+            Just(&b"body"[..]),
+            Just(&b"\r"[..]),
+            Just(&b"F"[..]),
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The mbox scanner gives the same messages (or the same error) however its input is
+    /// cut, and an mbox file opened from the same octets serves exactly those messages.
+    #[test]
+    fn mbox_scanner_split_invariance(
+        data in mbox_octets(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let whole = pop3_storage::mbox::scan_bytes(&data);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut scanner = pop3_storage::mbox::Scanner::new();
+        let mut at = 0;
+        for cut in cuts.into_iter().chain([data.len()]) {
+            let _ = scanner.feed(&data[at..cut]);
+            at = cut;
+        }
+        prop_assert_eq!(&scanner.finish(), &whole);
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("m"), &data).unwrap();
+        let opened = Mbox::new(dir.path().join("m")).open();
+        match (&whole, opened) {
+            (Ok(scanned), Ok(d)) => {
+                prop_assert_eq!(d.messages().len(), scanned.len());
+                for (i, m) in scanned.iter().enumerate() {
+                    prop_assert_eq!(d.messages()[i].size, m.size);
+                    prop_assert_eq!(&d.messages()[i].uidl, &m.uidl);
+                    prop_assert_eq!(transmitted(&read_all(&d, i)).len() as u64, m.size);
+                }
+                check(&d, None)?;
+            }
+            (Err(_), Err(e)) => prop_assert_eq!(e.kind(), pop3_storage::ErrorKind::Permanent),
+            (w, o) => prop_assert!(false, "scanner {:?}, open {:?}", w, o.map(|d| d.messages().to_vec())),
+        }
+    }
+}

@@ -41,7 +41,8 @@ file = "users"
 [mail]
 # "maildir" or "mbox".
 format = "maildir"
-# Where each user's maildrop is: %u = user name, %h = home field of the users file.
+# Where each user's maildrop is: %u = user name, %n and %d = its parts before and after @,
+# %h = home field of the users file, %% = a percent sign.
 location = "mail/%u"
 # Create a missing Maildir on first use.
 create = true
@@ -353,9 +354,12 @@ impl Loaded {
             return Err("[limits] auth_penalty_max_ms is below auth_penalty_initial_ms".into());
         }
         f.auth.offers()?;
-        if !f.mail.location.contains("%u") && !f.mail.location.contains("%h") {
+        let template =
+            pop3_storage::Template::parse(&*f.mail.location).map_err(|e| format!("[mail] {e}"))?;
+        if !template.is_per_user() {
             return Err(format!(
-                "[mail] location = {:?}: needs %u or %h, or every user would share one maildrop",
+                "[mail] location = {:?}: needs %u, %h or %n and %d, or users would share a \
+                 maildrop",
                 f.mail.location
             ));
         }
@@ -473,6 +477,28 @@ mod tests {
         assert!(err.contains("listen_tls needs [tls] cert and key"), "{err}");
         let err = Loaded::parse(path, "[tls]\ncert = \"c.pem\"\n").unwrap_err();
         assert!(err.contains("set both cert and key"), "{err}");
+    }
+
+    /// The location is checked with the storage layer's template rules: Dovecot's escapes,
+    /// and no maildrop shared by several users.
+    #[test]
+    fn locations_use_dovecot_escapes_and_are_per_user() {
+        let path = Path::new("/etc/pop3d/pop3d.toml");
+        let parse = |location: &str| {
+            Loaded::parse(path, &format!("[mail]\nlocation = \"{location}\"\n")).map(drop)
+        };
+        for ok in ["mail/%u", "%h/Maildir", "/srv/%d/%n", "/m/100%%/%u"] {
+            assert_eq!(parse(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("mail/%x", "unknown escape %x"),
+            ("mail/%n", "would share"),
+            ("mail/%%u", "would share"),
+            ("mail/all", "would share"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

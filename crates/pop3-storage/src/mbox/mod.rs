@@ -28,12 +28,14 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod scan;
+
+pub use scan::{scan_bytes, ScanError, ScannedMessage, Scanner};
+
 use crate::error::IoContext;
 use crate::lock::{fcntl_exclusive, DotLock};
-use crate::util::{asctime_utc, failpoint, Fnv128};
-use crate::{
-    Envelope, Error, Maildrop, MessageInfo, MessageReader, PathTemplate, Result, Store, CHUNK,
-};
+use crate::util::{asctime_utc, failpoint};
+use crate::{Envelope, Error, Maildrop, MessageInfo, MessageReader, Result, CHUNK};
 
 /// An append [`Mbox::deliver_many`] is about to make: at `offset` (the mbox's length under
 /// the lock), `len` octets, which `data` reads (the exact bytes, From lines and separators
@@ -235,6 +237,17 @@ impl Mbox {
         envelope: &Envelope,
         before_append: &mut dyn FnMut(&mut Append<'_>) -> Result<()>,
     ) -> Result<()> {
+        let mut each: Vec<(&mut dyn Read, &Envelope)> =
+            messages.iter_mut().map(|m| (&mut **m as &mut dyn Read, envelope)).collect();
+        self.deliver_each(&mut each, before_append)
+    }
+
+    /// [`Mbox::deliver_many`], each message with its own envelope (its own `From ` line).
+    pub(crate) fn deliver_each(
+        &self,
+        messages: &mut [(&mut dyn Read, &Envelope)],
+        before_append: &mut dyn FnMut(&mut Append<'_>) -> Result<()>,
+    ) -> Result<()> {
         let locked = self.lock(true)?;
         let file = locked.file.as_ref().expect("created");
         let orig = file.metadata().ctx("stat", &self.path)?.len();
@@ -269,18 +282,19 @@ impl Mbox {
                 }
             }
         };
-        let sender = envelope
-            .sender
-            .as_deref()
-            .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
-            .unwrap_or("MAILER-DAEMON");
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let head = format!("From {sender} {}\n", asctime_utc(now.as_secs()));
+        let date = asctime_utc(now.as_secs());
         let mut w = io::BufWriter::with_capacity(CHUNK, &mut spool);
         w.write_all(sep).ctx("write", &spool_path)?;
         let mut buf = vec![0; CHUNK];
         let mut out = Vec::with_capacity(CHUNK + 64);
-        for message in messages.iter_mut() {
+        for (message, envelope) in messages.iter_mut() {
+            let sender = envelope
+                .sender
+                .as_deref()
+                .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+                .unwrap_or("MAILER-DAEMON");
+            let head = format!("From {sender} {date}\n");
             w.write_all(head.as_bytes()).ctx("write", &spool_path)?;
             let mut quoter = Quoter::default();
             loop {
@@ -550,161 +564,31 @@ impl<R: Read> Read for Unquoter<R> {
     }
 }
 
-/// The scanner's view of the current message.
-#[derive(Debug)]
-struct Current {
-    from_start: u64,
-    body_start: u64,
-    hash: Fnv128,
-    in_headers: bool,
-    /// Sum of the RFC 1939 sizes of its complete lines.
-    acc: u64,
-    /// (start, contribution, empty) of its last complete line.
-    last_line: Option<(u64, u64, bool)>,
-    completion: u64,
-    /// Its `>+From ` lines, each served with one `>` less.
-    unquoted: u64,
-}
-
+/// Reads the whole mbox through the [`Scanner`]: message locations, sizes and UIDLs, and the
+/// length scanned.
 fn scan(file: &File, path: &Path) -> Result<(Vec<Loc>, Vec<MessageInfo>, u64)> {
-    let corrupt =
-        |reason: &str| Error::Corrupt { path: path.to_path_buf(), reason: reason.to_owned() };
+    let corrupt = |e: ScanError| Error::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
     let mut reader = BufReader::with_capacity(CHUNK, file);
     (&*file).seek(SeekFrom::Start(0)).ctx("seek", path)?;
-    let mut offset = 0u64;
-    let mut done: Vec<(Loc, u64, Fnv128)> = Vec::new();
-    let mut cur: Option<Current> = None;
-    // The line being read.
-    let mut line_start = 0u64;
-    let mut line_len = 0u64;
-    let mut prefix: Vec<u8> = Vec::with_capacity(5);
-    let mut line_last: Option<u8> = None; // last octet of the line so far
-    let mut candidate = true; // first line of the file, or after an empty line
-    let mut cand_hash = Fnv128::new();
-    let mut line_start_kind = LineStart::default(); // is the line `>+From `?
-
-    let finish = |cur: Current, region_end: u64, done: &mut Vec<(Loc, u64, Fnv128)>| {
-        let (body_end, stored) = match cur.last_line {
-            Some((start, contrib, true)) => (start, cur.acc - contrib),
-            _ => (region_end, cur.acc + cur.completion),
-        };
-        // The UIDL hashes the size of the message as stored, before unquoting, as it always
-        // did: UIDLs stay those served before reading unquoted.
-        let mut hash = cur.hash;
-        hash.update(&stored.to_le_bytes());
-        done.push((
-            Loc { from_start: cur.from_start, body_start: cur.body_start, body_end },
-            stored - cur.unquoted,
-            hash,
-        ));
-    };
-
+    let mut scanner = Scanner::new();
     loop {
         let buf = reader.fill_buf().ctx("read", path)?;
         if buf.is_empty() {
             break;
         }
         let n = buf.len();
-        let mut i = 0;
-        while i < n {
-            let (seg, complete) = match memchr::memchr(b'\n', &buf[i..]) {
-                Some(o) => (&buf[i..i + o + 1], true),
-                None => (&buf[i..], false),
-            };
-            if line_len == 0 {
-                line_start = offset + i as u64;
-                prefix.clear();
-                line_start_kind = LineStart::default();
-                if candidate {
-                    cand_hash = Fnv128::new();
-                }
-            }
-            if line_start_kind.from.is_none() {
-                line_start_kind.feed(seg);
-            }
-            if prefix.len() < 5 {
-                let take = (5 - prefix.len()).min(seg.len());
-                prefix.extend_from_slice(&seg[..take]);
-            }
-            if candidate {
-                cand_hash.update(seg);
-            }
-            if let Some(c) = cur.as_mut() {
-                if c.in_headers {
-                    c.hash.update(seg);
-                }
-            }
-            line_len += seg.len() as u64;
-            let before_last = if seg.len() >= 2 { Some(seg[seg.len() - 2]) } else { line_last };
-            line_last = seg.last().copied();
-            i += seg.len();
-            if !complete {
-                continue;
-            }
-            // A complete line [line_start, line_start + line_len).
-            let content = line_len - 1;
-            let cr = before_last == Some(b'\r') && content >= 1;
-            let empty = content == 0 || (content == 1 && cr);
-            if candidate && prefix == b"From " {
-                if let Some(c) = cur.take() {
-                    finish(c, line_start, &mut done);
-                }
-                cur = Some(Current {
-                    from_start: line_start,
-                    body_start: line_start + line_len,
-                    hash: cand_hash,
-                    in_headers: true,
-                    acc: 0,
-                    last_line: None,
-                    completion: 0,
-                    unquoted: 0,
-                });
-            } else if let Some(c) = cur.as_mut() {
-                let contrib = line_len + u64::from(!cr);
-                c.acc += contrib;
-                c.unquoted += u64::from(line_start_kind.is_quoted_from());
-                c.last_line = Some((line_start, contrib, empty));
-                if empty {
-                    c.in_headers = false;
-                }
-            } else if !empty {
-                return Err(corrupt("mbox does not begin with a \"From \" line"));
-            }
-            candidate = empty;
-            line_len = 0;
-            line_last = None;
-        }
+        scanner.feed(buf).map_err(corrupt)?;
         reader.consume(n);
-        offset += n as u64;
     }
-    if line_len > 0 {
-        // A last line without LF.
-        match cur.as_mut() {
-            Some(c) => {
-                c.acc += line_len;
-                c.completion = if line_last == Some(b'\r') { 1 } else { 2 };
-                c.last_line = None;
-                c.unquoted += u64::from(line_start_kind.is_quoted_from());
-            }
-            None => return Err(corrupt("mbox does not begin with a \"From \" line")),
-        }
+    let len = scanner.offset();
+    let scanned = scanner.finish().map_err(corrupt)?;
+    let mut locs = Vec::with_capacity(scanned.len());
+    let mut infos = Vec::with_capacity(scanned.len());
+    for m in scanned {
+        locs.push(Loc { from_start: m.from_start, body_start: m.body_start, body_end: m.body_end });
+        infos.push(MessageInfo { size: m.size, uidl: m.uidl });
     }
-    if let Some(c) = cur.take() {
-        finish(c, offset, &mut done);
-    }
-
-    let mut seen = std::collections::HashMap::<String, u32>::new();
-    let mut locs = Vec::with_capacity(done.len());
-    let mut infos = Vec::with_capacity(done.len());
-    for (loc, size, hash) in done {
-        let base = hash.hex();
-        let count = seen.entry(base.clone()).or_insert(0);
-        *count += 1;
-        let uidl = if *count == 1 { base } else { format!("{base}-{count}") };
-        locs.push(loc);
-        infos.push(MessageInfo { size, uidl });
-    }
-    Ok((locs, infos, offset))
+    Ok((locs, infos, len))
 }
 
 impl MboxDrop {
@@ -828,38 +712,10 @@ impl Maildrop for MboxDrop {
     }
 }
 
-/// A store of mbox files, one per user, found through a [`PathTemplate`]
-/// (e.g. `/var/mail/{user}`).
-#[derive(Debug, Clone)]
-pub struct MboxStore {
-    template: PathTemplate,
-}
-
-impl MboxStore {
-    /// Users' mboxes at `template`.
-    pub fn new(template: PathTemplate) -> Self {
-        Self { template }
-    }
-
-    /// The mbox of `user`.
-    pub fn mbox(&self, user: &str) -> Result<Mbox> {
-        Ok(Mbox::new(self.template.path_for(user)?))
-    }
-}
-
-impl Store for MboxStore {
-    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>> {
-        Ok(Box::new(self.mbox(user)?.open()?))
-    }
-
-    fn deliver(&self, user: &str, message: &mut dyn Read, envelope: &Envelope) -> Result<()> {
-        self.mbox(user)?.deliver(message, envelope)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::Fnv128;
 
     fn quote(chunks: &[&[u8]]) -> Vec<u8> {
         let mut q = Quoter::default();
