@@ -239,7 +239,7 @@ impl Deliverer {
     /// delivered before a crash is recognised instead of delivered twice.
     fn key(&self, uid: &str) -> String {
         let digest = Sha256::digest(format!("{}\0{uid}", self.account).as_bytes());
-        let hash: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+        let hash = pop3_client::hex(&digest[..10]);
         format!("P3U{hash}")
     }
 
@@ -439,7 +439,7 @@ fn sha256_hex(data: &mut dyn std::io::Read) -> io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(pop3_client::hex(&hasher.finalize()))
 }
 
 /// True if the mbox at `path` holds, at `offset`, the `len` octets whose SHA-256 is `digest`:
@@ -450,7 +450,7 @@ pub fn mbox_append_present(path: &Path, offset: u64, len: u64, digest: &str) -> 
     let present = pop3_storage::Mbox::new(path)
         .read_range(offset, len, &mut |chunk| hasher.update(chunk))
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let found: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let found = pop3_client::hex(&hasher.finalize());
     Ok(present && found == digest)
 }
 

@@ -47,5 +47,5 @@ mod x509;
 
 pub use client::{AuthMethod, Body, Client, ConnectOptions, Retrieval, Retrieved, Stat};
 pub use error::{Error, ErrorCode, Result};
-pub use pop3_proto::{Capability, MsgNum};
+pub use pop3_proto::{hex, Capability, MsgNum};
 pub use tls::{fingerprint_sha256, parse_fingerprint, TlsMode, TlsOptions};

@@ -80,8 +80,10 @@ pub struct Config {
     pub penalties: PenaltyLimits,
     /// Threads that check passwords and derive SCRAM keys (default 0: one per core).
     pub auth_workers: usize,
-    /// Checks waiting for one of those threads at most (default 128); a login beyond that is
-    /// answered `-ERR [SYS/TEMP]` at once.
+    /// Checks waiting for one of those threads at most (default 1024: a burst of clients
+    /// reconnecting at once must not be refused; an entry is a few hundred bytes, and the
+    /// memory of the checks themselves is bounded by the threads); a login beyond that is
+    /// answered `-ERR [SYS/TEMP]` after the failed-login delay.
     pub auth_queue: usize,
     /// Methods offered besides USER/PASS and SASL PLAIN/LOGIN (default: none).
     pub offers: Offers,
@@ -111,7 +113,7 @@ impl Default for Config {
             auth_failure_delay: Duration::from_secs(2),
             penalties: PenaltyLimits::default(),
             auth_workers: 0,
-            auth_queue: 128,
+            auth_queue: 1024,
             offers: Offers::default(),
             max_bad_commands: 20,
             max_failed_logins: 3,

@@ -1,14 +1,13 @@
-//! Locks: `flock` on the Maildir directory (the Maildir session lock), dotlocks (an mbox's
-//! `NAME.lock`) and `fcntl` (mbox).
+//! Locks: dotlocks (the Maildir session lock, a symbolic link, and an mbox's `NAME.lock`, a
+//! file) and `fcntl` (mbox).
 //!
-//! The Maildir lock is an exclusive `flock(2)` on the Maildir's own directory, opened read-only:
-//! it needs no new file and no data block, so it is taken on a full file system as on any
-//! other (a dotlock needs both, and a full disk then locked every user out, unable even to
-//! DELE to free space). The kernel excludes other processes and other descriptors of this
-//! process alike, and frees the lock when its holder dies, however it dies. It costs one
-//! descriptor per session. (`flock` on a directory works on local file systems; on NFS, where
-//! Linux maps `flock` to byte-range locks, a directory cannot be locked this way: keep
-//! Maildirs that pop3d serves on a local file system, or on one that supports it.)
+//! The Maildir lock is a *symbolic link* whose target is the stamp (pid, host, start time):
+//! created atomically by `symlink(2)` (which fails if the name exists), it holds no descriptor
+//! and, its target being short, needs no data block (ext4 keeps a target under 60 bytes in the
+//! inode, tmpfs one under 128 bytes in memory): it is taken on a full file system as on any
+//! other, so a full disk never keeps a user from logging in to delete mail. When even the full
+//! stamp does not fit (`ENOSPC` for a long host name), the target is the pid alone. A file
+//! dotlock, written and then linked into place, needs a data block for its stamp.
 //!
 //! A dotlock is a file created with `O_CREAT|O_EXCL` that names its holder; holding it costs
 //! no descriptor (the file is closed once written), which is what lets a server keep one
@@ -156,14 +155,7 @@ impl DotLock {
     /// Takes the lock file `lock_path` for `target` without waiting; [`Error::InUse`] (naming
     /// `target`) if someone holds it.
     pub(crate) fn acquire_file(lock_path: &Path, target: &Path, mode: u32) -> Result<Self> {
-        let in_use = |holder| Error::InUse { path: target.to_path_buf(), holder };
-        if !registry().paths.insert(lock_path.to_path_buf()) {
-            return Err(in_use(Some(std::process::id())));
-        }
-        // Until a DotLock owns the registration, failure must give the path back.
-        let claim = PathClaim(lock_path);
-        // A few rounds: each stale lock we remove may be re-created by a live process.
-        for _ in 0..5 {
+        Self::acquire_with(lock_path, target, |lock_path| {
             // The lock file appears with its stamp already in it: written to a private file
             // first, then linked to the lock name (atomic; fails if the name exists), as mutt
             // and liblockfile do. Created empty and then written, a holder killed in between
@@ -173,22 +165,71 @@ impl DotLock {
             let linked = fs::hard_link(&tmp, lock_path);
             let _ = fs::remove_file(&tmp);
             match linked {
-                Ok(()) => {
+                Ok(()) => Ok(Some(id)),
+                Err(e) => {
+                    registry().files.remove(&id);
+                    match e.kind() {
+                        io::ErrorKind::AlreadyExists => Ok(None),
+                        _ => Err(Error::io("create dotlock", lock_path, e)),
+                    }
+                }
+            }
+        })
+    }
+
+    /// Takes the lock `lock_path` for `target` as a symbolic link whose target is our stamp
+    /// (see the module docs: no descriptor, no data block); [`Error::InUse`] if someone holds
+    /// it.
+    pub(crate) fn acquire_symlink(lock_path: &Path, target: &Path) -> Result<Self> {
+        Self::acquire_with(lock_path, target, |lock_path| {
+            // Under the registry lock: nobody in this process reads our pid at the lock name
+            // before its inode is registered.
+            let mut reg = registry();
+            let full = Stamp::ours();
+            let short = format!("{}\n", std::process::id());
+            for stamp in [full, short] {
+                match std::os::unix::fs::symlink(&stamp, lock_path) {
+                    Ok(()) => {
+                        let meta = fs::symlink_metadata(lock_path).ctx("stat lock", lock_path)?;
+                        let id = (meta.dev(), meta.ino());
+                        reg.files.insert(id);
+                        return Ok(Some(id));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+                    // A target too long to live in the inode needs a block: try the pid alone.
+                    Err(e) if is_no_space(&e) => continue,
+                    Err(e) => return Err(Error::io("create lock", lock_path, e)),
+                }
+            }
+            Err(Error::io("create lock", lock_path, io::Error::from_raw_os_error(28)))
+        })
+    }
+
+    /// The acquire loop: `create` makes the lock (its id) or finds the name taken (`None`);
+    /// a taken lock that is stale is broken and creation tried again.
+    fn acquire_with(
+        lock_path: &Path,
+        target: &Path,
+        create: impl Fn(&Path) -> Result<Option<(u64, u64)>>,
+    ) -> Result<Self> {
+        let in_use = |holder| Error::InUse { path: target.to_path_buf(), holder };
+        if !registry().paths.insert(lock_path.to_path_buf()) {
+            return Err(in_use(Some(std::process::id())));
+        }
+        // Until a DotLock owns the registration, failure must give the path back.
+        let claim = PathClaim(lock_path);
+        // A few rounds: each stale lock we remove may be re-created by a live process.
+        for _ in 0..5 {
+            match create(lock_path)? {
+                Some(id) => {
                     std::mem::forget(claim);
                     return Ok(Self { path: lock_path.to_path_buf(), id });
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    registry().files.remove(&id);
-                    match Self::inspect(lock_path)? {
-                        None => continue, // vanished: try again
-                        Some(found) if !found.stale => return Err(in_use(found.holder)),
-                        Some(found) => Self::break_stale(lock_path, found.id)?,
-                    }
-                }
-                Err(e) => {
-                    registry().files.remove(&id);
-                    return Err(Error::io("create dotlock", lock_path, e));
-                }
+                None => match Self::inspect(lock_path)? {
+                    None => continue, // vanished: try again
+                    Some(found) if !found.stale => return Err(in_use(found.holder)),
+                    Some(found) => Self::break_stale(lock_path, found.id)?,
+                },
             }
         }
         Err(in_use(None))
@@ -234,16 +275,29 @@ impl DotLock {
 
     /// Reads the existing lock file at `path`; `None` if it vanished.
     fn inspect(path: &Path) -> Result<Option<Inspected>> {
-        let file = match File::open(path) {
-            Ok(f) => f,
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open dotlock", path, e)),
+            Err(e) => return Err(Error::io("stat dotlock", path, e)),
         };
-        let meta = file.metadata().ctx("stat dotlock", path)?;
         let id = (meta.dev(), meta.ino());
         let mut text = String::new();
-        // A lock file is a few short lines; anything else is not a stamp.
-        let _ = file.take(256).read_to_string(&mut text);
+        if meta.file_type().is_symlink() {
+            // A symlink lock: the stamp is its target.
+            match fs::read_link(path) {
+                Ok(target) => text = target.to_string_lossy().into_owned(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io("read lock", path, e)),
+            }
+        } else {
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io("open dotlock", path, e)),
+            };
+            // A lock file is a few short lines; anything else is not a stamp.
+            let _ = file.take(256).read_to_string(&mut text);
+        }
         let stamp = Stamp::parse(&text);
         let here = stamp.host.as_deref().is_none_or(|h| h == maildir_hostname());
         let stale = match stamp.pid {
@@ -314,44 +368,6 @@ impl Drop for DotLock {
         reg.files.remove(&self.id);
         reg.paths.remove(&self.path);
     }
-}
-
-/// An exclusive `flock` on a directory, held for as long as this value lives.
-#[derive(Debug)]
-pub(crate) struct DirLock {
-    _dir: rustix::fd::OwnedFd,
-}
-
-impl DirLock {
-    /// Locks the directory `dir` without waiting; [`Error::InUse`] (naming `dir`, and its
-    /// holder's pid when `/proc/locks` tells) if another descriptor holds it.
-    pub(crate) fn acquire(dir: &Path) -> Result<Self> {
-        use rustix::fs::{flock, OFlags};
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(dir, flags, rustix::fs::Mode::empty())
-            .map_err(|e| Error::io("open directory", dir, e.into()))?;
-        match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Self { _dir: fd }),
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                let holder = rustix::fs::fstat(&fd).ok().and_then(|st| flock_holder(&st));
-                Err(Error::InUse { path: dir.to_path_buf(), holder })
-            }
-            Err(e) => Err(Error::io("lock directory", dir, e.into())),
-        }
-    }
-}
-
-/// The pid holding a `flock` on the file `st`, from `/proc/locks` (Linux; `None` elsewhere
-/// or when it cannot tell). Lines look like `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF`.
-fn flock_holder(st: &rustix::fs::Stat) -> Option<u32> {
-    let locks = fs::read_to_string("/proc/locks").ok()?;
-    let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
-    let wanted = format!("{major:02x}:{minor:02x}:{}", st.st_ino);
-    locks.lines().find_map(|line| {
-        let mut fields = line.split_whitespace().skip(1);
-        let (kind, pid, id) = (fields.next()?, fields.nth(2)?, fields.next()?);
-        (kind == "FLOCK" && id == wanted).then(|| pid.parse().ok()).flatten()
-    })
 }
 
 /// Takes an exclusive `fcntl` (POSIX record) lock on the whole of `file` without waiting.
@@ -490,21 +506,38 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_lock_excludes_other_descriptors_and_names_its_holder() {
+    fn a_symlink_lock_holds_its_stamp_in_its_target_and_is_broken_when_stale() {
         let dir = tempfile::tempdir().unwrap();
-        let held = DirLock::acquire(dir.path()).unwrap();
-        match DirLock::acquire(dir.path()) {
-            Err(Error::InUse { holder, .. }) => {
-                // The holder is named when /proc/locks shows the lock (it may not on some
-                // file systems); when named, it is us.
-                assert!(holder.is_none_or(|pid| pid == std::process::id()), "{holder:?}");
-            }
-            other => panic!("expected InUse, got {other:?}"),
-        }
-        // No file was created for it.
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
-        drop(held);
-        DirLock::acquire(dir.path()).unwrap();
+        let lp = dir.path().join("l");
+        let a = DotLock::acquire_symlink(&lp, dir.path()).unwrap();
+        let meta = fs::symlink_metadata(&lp).unwrap();
+        assert!(meta.file_type().is_symlink());
+        assert_eq!(meta.len() as usize, Stamp::ours().len(), "the stamp is the target");
+        assert_eq!(
+            Stamp::parse(&fs::read_link(&lp).unwrap().to_string_lossy()).pid,
+            Some(std::process::id())
+        );
+        // Held: refused in this process (registry) and as seen from the file (inode).
+        assert_eq!(in_use(DotLock::acquire_symlink(&lp, dir.path())), Some(std::process::id()));
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+        assert!(in_use(DotLock::acquire_symlink(&alias.join("l"), dir.path())).is_some());
+        drop(a);
+        assert!(fs::symlink_metadata(&lp).is_err(), "released");
+        // A symlink naming a dead process is stale and broken; a live one is respected.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        std::os::unix::fs::symlink(format!("{dead}\n"), &lp).unwrap();
+        drop(DotLock::acquire_symlink(&lp, dir.path()).unwrap());
+        let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::os::unix::fs::symlink(format!("{}\n", live.id()), &lp).unwrap();
+        let held = DotLock::acquire_symlink(&lp, dir.path());
+        let _ = live.kill();
+        let _ = live.wait();
+        assert_eq!(in_use(held), Some(live.id()));
+        // No descriptor is held and no file is opened for it.
+        assert!(fs::read_dir(dir.path()).unwrap().count() <= 2, "only the lock and the alias");
     }
 
     #[test]

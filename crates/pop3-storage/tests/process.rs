@@ -61,13 +61,13 @@ fn maildir_lock_held_by_another_process_and_released_when_it_is_killed() {
     let child_pid = child.id();
     assert!(matches!(err, pop3_storage::Error::InUse { holder: Some(p), .. } if p == child_pid));
     child.kill();
-    // The kernel released the dead holder's lock: the next open succeeds at once, and the
-    // lock left no file behind.
+    // The dead holder's lock is still there (a symlink whose target names a dead pid): the
+    // next open breaks it.
+    let lock = dir.path().join(pop3_storage::maildir::LOCK_FILE);
+    let stamp = std::fs::read_link(&lock).unwrap().to_string_lossy().into_owned();
+    assert_eq!(stamp.lines().next(), Some(child_pid.to_string().as_str()), "{stamp}");
     assert_eq!(contents(&Maildir::new(dir.path())), msgs, "killed session deleted nothing");
-    let mut names: Vec<_> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    names.sort();
-    assert!(names.iter().all(|n| !n.to_string_lossy().contains("lock")), "{names:?}");
+    assert!(std::fs::symlink_metadata(&lock).is_err(), "released after the open that broke it");
 }
 
 #[test]

@@ -85,7 +85,7 @@ auth_penalty_entries = 100000
 # Threads that check passwords (0: one per core) and checks that may wait for one; beyond
 # that a login gets -ERR [SYS/TEMP] at once. Bounds the memory of Argon2 hashes under attack.
 auth_workers = 0
-auth_queue = 128
+auth_queue = 1024
 # Unknown, malformed or out-of-state commands before the connection is closed.
 max_bad_commands = 20
 # Failed logins on one connection before it is closed.

@@ -54,9 +54,9 @@ fn invocation(loaded: &Loaded, explicit: bool) -> String {
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and logs the result: every logged-in
-/// session holds its socket and the descriptor that carries its maildrop lock (the Maildir
-/// directory, or the mbox file), so the usual soft limit of 1024 would cap pop3d at about
-/// 500 sessions.
+/// session holds its socket (and, with mbox, the locked mbox file; a Maildir's lock is a
+/// dotlock that holds no descriptor), so the usual soft limit of 1024 would cap pop3d at
+/// about 1000 Maildir or 500 mbox sessions.
 fn raise_nofile_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let shown = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
@@ -66,7 +66,11 @@ fn raise_nofile_limit() {
     let wanted = old.maximum.unwrap_or(1 << 20);
     let (soft, hard) = (shown(old.current), shown(old.maximum));
     if old.current.is_none_or(|c| c >= wanted) {
-        tracing::info!(soft, hard, "descriptor limit (RLIMIT_NOFILE); two per logged-in session");
+        tracing::info!(
+            soft,
+            hard,
+            "descriptor limit (RLIMIT_NOFILE); one per logged-in session, two with mbox"
+        );
         return;
     }
     match setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: old.maximum }) {
@@ -74,13 +78,13 @@ fn raise_nofile_limit() {
             soft = wanted,
             was = soft,
             hard,
-            "descriptor limit (RLIMIT_NOFILE) raised; two per logged-in session"
+            "descriptor limit (RLIMIT_NOFILE) raised; one per logged-in session, two with mbox"
         ),
         Err(error) => tracing::warn!(
             %error,
             soft,
             hard,
-            "cannot raise the descriptor limit (RLIMIT_NOFILE); two per logged-in session"
+            "cannot raise the descriptor limit (RLIMIT_NOFILE); one per logged-in session, two with mbox"
         ),
     }
 }

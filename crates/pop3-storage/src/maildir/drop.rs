@@ -11,7 +11,7 @@ use super::name::{base_of, Entry};
 use super::scan::open_message;
 use super::{sync_dir, DeleteMode, MaildirOptions, Sub};
 use crate::error::IoContext;
-use crate::lock::DirLock;
+use crate::lock::DotLock;
 use crate::util::failpoint;
 use crate::{Error, Maildrop, MessageInfo, MessageReader, Result};
 
@@ -20,7 +20,7 @@ use crate::{Error, Maildrop, MessageInfo, MessageReader, Result};
 pub struct MaildirDrop {
     pub(super) root: PathBuf,
     pub(super) options: MaildirOptions,
-    pub(super) lock: Option<DirLock>,
+    pub(super) lock: Option<DotLock>,
     /// The file names of all entries, back to back.
     pub(super) names: Vec<u8>,
     pub(super) entries: Vec<Entry>,

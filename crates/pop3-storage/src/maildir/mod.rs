@@ -15,8 +15,9 @@
 //!   snapshot without listing the directories.
 //! * Order: by the delivery time in `BASE` (leading seconds, then the microseconds of an
 //!   `M<usec>` field), then by `BASE`.
-//! * Locking: an exclusive `flock` on the Maildir directory itself (see `lock.rs`): no file is
-//!   created, so a full disk does not keep users from logging in to delete mail.
+//! * Locking: `.pop3-storage.lock`, a symbolic link whose target is the holder's stamp (see
+//!   `lock.rs`): no descriptor is held for the session, and no data block is needed, so a
+//!   full disk does not keep users from logging in to delete mail.
 //! * Symbolic links in `new/` and `cur/` are not messages: they are not listed, and message
 //!   files are opened with `O_NOFOLLOW`, so a link planted in a Maildir cannot make the
 //!   server read a file outside it.
@@ -39,6 +40,10 @@ mod scan;
 
 pub use crate::dovecot::UIDLIST_FILE;
 pub use cache::CACHE_FILE;
+
+/// The lock inside the Maildir (a dotfile, so other Maildir readers ignore it): a symbolic
+/// link whose target names the holder.
+pub const LOCK_FILE: &str = ".pop3-storage.lock";
 pub use drop::MaildirDrop;
 pub use name::uidl_for_base;
 
@@ -48,7 +53,7 @@ use scan::{measure, scan};
 
 use crate::dovecot::{DovecotUidlFormat, DovecotUidlist};
 use crate::error::IoContext;
-use crate::lock::DirLock;
+use crate::lock::DotLock;
 use crate::{Error, MessageInfo, Result};
 
 /// What [`Maildrop::commit`](crate::Maildrop::commit) does with a deleted message.
@@ -155,7 +160,7 @@ impl Maildir {
     /// was current).
     fn open_inner(&self) -> Result<(MaildirDrop, bool)> {
         self.ensure_dirs()?;
-        let lock = DirLock::acquire(&self.root)?;
+        let lock = DotLock::acquire_symlink(&self.root.join(LOCK_FILE), &self.root)?;
         // Before listing: a change after this point gives the directories new stamps.
         let stamps = DirStamps::take(&self.root);
         let mut cache = SizeCache::load(&self.root);

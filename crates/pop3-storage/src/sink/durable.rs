@@ -6,8 +6,8 @@
 //! pays). Group commit does better two ways:
 //!
 //! - `syncfs(2)` writes back everything dirty on the Maildir's file system and flushes the
-//!   device once: for 5,000 files of 20 KiB on an ext4 disk, 0.26 s against 0.64 s for 16
-//!   `fdatasync`s in flight and 1.45 s one after the other. It is used when it costs little
+//!   device once: the fastest of the three ways measured (figures in docs/performance.md,
+//!   "Figures behind code comments"). It is used when it costs little
 //!   besides the batch itself: on Linux 5.8 or later (earlier kernels do not report write-back
 //!   errors from it), and only while the system holds little other dirty data (so that a fetch
 //!   never waits for somebody's unrelated large copy to reach the disk).
@@ -17,8 +17,7 @@
 //!   own error is reported that way.
 //!
 //! Syncing each file as soon as it was written, while the next ones arrived, measured
-//! slower on disk (the writes then wait behind the syncs: 0.79 s against 0.72 s for 5,000
-//! messages, and 0.96 s against 0.76 s in two `cargo xtask fetchbench` runs).
+//! slower on disk: the writes then wait behind the syncs (figures in docs/performance.md).
 
 use std::fs::File;
 use std::io;
