@@ -461,14 +461,7 @@ mod tests {
     use crate::sink::{Message, Sink};
     use std::path::{Path, PathBuf};
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use pop3_testkit::file_names as names;
 
     /// Writes and stages messages `uids` (each body "message UID\r\n").
     fn stage(deliverer: &mut Deliverer, uids: std::ops::Range<usize>) {

@@ -84,6 +84,19 @@ async fn fixture(config: Config) -> Fixture {
     }
 }
 
+/// [`quick`] with these failure delay and penalty pace (initial, capped), in milliseconds.
+fn paced(failure_delay: u64, initial: u64, max: u64) -> Config {
+    Config {
+        auth_failure_delay: Duration::from_millis(failure_delay),
+        penalties: PenaltyLimits {
+            initial: Duration::from_millis(initial),
+            max: Duration::from_millis(max),
+            ..PenaltyLimits::default()
+        },
+        ..quick()
+    }
+}
+
 /// Short delays and penalties (the tests' clients all come from 127.0.0.1), and every
 /// mechanism offered (the users have PLAIN passwords).
 fn quick() -> Config {
@@ -758,15 +771,7 @@ async fn retr_whole_small_streamed_large_and_mislisted_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn penalties_grow_across_connections_and_apply_before_the_check() {
-    let config = Config {
-        auth_failure_delay: Duration::from_millis(50),
-        penalties: PenaltyLimits {
-            initial: Duration::from_millis(400),
-            max: Duration::from_millis(1600),
-            ..PenaltyLimits::default()
-        },
-        ..quick()
-    };
+    let config = paced(50, 400, 1600);
     let fx = fixture(config).await;
     // Wrong guesses, each on a new connection: after k failures, attempts from this address
     // are checked at least pace(k) apart (400, 800, 1600 ms, capped), whatever the connection.
@@ -935,15 +940,7 @@ async fn cram_md5(c: &mut Client, user: &str, pw: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_unchecked_but_not_instantly_and_closes_after_three() {
-    let config = Config {
-        auth_failure_delay: Duration::from_millis(300),
-        penalties: PenaltyLimits {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(1),
-            ..PenaltyLimits::default()
-        },
-        ..quick()
-    };
+    let config = paced(300, 1000, 1000);
     let fx = fixture(config).await;
     let mut c = Client::connect(fx.plain).await;
     c.line().await;

@@ -2,6 +2,7 @@
 //! dev-dependency):
 //!
 //! - [`transmitted`]: the reference for what POP3 sends for a stored message;
+//! - [`file_names`]: a directory's entries, sorted (what a Maildir holds);
 //! - [`server`]: an in-process POP3 server (pop3-proto's `ServerSession` over tokio, an
 //!   in-memory maildrop, optional TLS) for the client's and the retriever's tests, with the
 //!   test certificates it needs.
@@ -28,6 +29,17 @@ pub fn transmitted(message: &[u8]) -> Vec<u8> {
         Some(_) => out.extend_from_slice(b"\r\n"),
     }
     out
+}
+
+/// The names of the entries of `dir`, sorted; panics if it cannot be read (a test's
+/// precondition).
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[cfg(test)]

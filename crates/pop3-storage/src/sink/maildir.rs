@@ -534,14 +534,7 @@ mod tests {
     use super::*;
     use crate::{Maildir, Maildrop};
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use pop3_testkit::file_names as names;
 
     fn keyed(key: &str) -> Incoming {
         Incoming { key: Some(key.to_owned()), received: Some(1_700_000_000), ..Incoming::default() }
