@@ -15,27 +15,17 @@
 //!
 //! Without Dovecot the tests print `SKIPPED: dovecot not installed` and pass, unless `CI=true`.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pop3_client::{fingerprint_sha256, AuthMethod, Client, ConnectOptions, TlsMode, TlsOptions};
+use pop3_testkit::peer::{chown_tree, dovecot_log, find, free_port, set_mode};
 use pop3_testkit::server::TestCa;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret pass";
-
-/// `name` in the usual places or on `PATH`.
-fn find(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .into_iter()
-        .map(PathBuf::from)
-        .chain(std::env::split_paths(&path))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
 
 /// An isolated Dovecot, stopped on drop.
 struct Dovecot {
@@ -133,7 +123,7 @@ impl Dovecot {
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    last_error = format!("{e}\n{}", read_log(d));
+                    last_error = format!("{e}\n{}", dovecot_log(d));
                     if !last_error.contains("in use") {
                         break;
                     }
@@ -180,7 +170,7 @@ impl Dovecot {
     }
 
     fn log(&self) -> String {
-        read_log(self.path())
+        dovecot_log(self.path())
     }
 
     /// Waits (bounded) until Dovecot's log holds `needle` `count` times.
@@ -330,31 +320,6 @@ fn wait_listening(child: &mut Child, ports: [u16; 2]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Dovecot's log and its standard error (startup failures).
-fn read_log(dir: &Path) -> String {
-    let mut text = std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
-    text += &std::fs::read_to_string(dir.join("dovecot.stderr")).unwrap_or_default();
-    text
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn chown_tree(path: &Path, (uid, gid): (u32, u32)) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() {
-        for e in std::fs::read_dir(path).unwrap() {
-            chown_tree(&e.unwrap().path(), (uid, gid));
-        }
-    }
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -3,6 +3,7 @@
 //!
 //! - [`transmitted`]: the reference for what POP3 sends for a stored message;
 //! - [`file_names`]: a directory's entries, sorted (what a Maildir holds);
+//! - [`peer`]: helpers for the tests that start real peers (Dovecot);
 //! - [`server`]: an in-process POP3 server (pop3-proto's `ServerSession` over tokio, an
 //!   in-memory maildrop, optional TLS) for the client's and the retriever's tests, with the
 //!   test certificates it needs.
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod peer;
 pub mod server;
 
 /// What the protocol layer transmits for a stored message, before dot-stuffing (RFC 1939 §3:

@@ -16,12 +16,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{output_ok, Daemon};
+use pop3_testkit::peer::{chown_tree, dovecot_log, find, free_port, set_mode};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "secret";
@@ -291,7 +292,7 @@ impl DovecotServer {
             match server.wait_listening() {
                 Ok(()) => return server,
                 Err(e) => {
-                    last_error = format!("{e}\n{}", read_log(d));
+                    last_error = format!("{e}\n{}", dovecot_log(d));
                     if !last_error.contains("in use") {
                         break;
                     }
@@ -418,40 +419,4 @@ fn record(dir: &Path, case: &Case, uidlist: &str, served: &Listing, seeded: &[(S
     }
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(format!("{}.txt", case.name)), text).unwrap();
-}
-
-/// `name` in the usual places or on `PATH`.
-fn find(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .into_iter()
-        .map(PathBuf::from)
-        .chain(std::env::split_paths(&path))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Dovecot's log and its standard error (startup failures).
-fn read_log(dir: &Path) -> String {
-    let mut text = std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
-    text += &std::fs::read_to_string(dir.join("dovecot.stderr")).unwrap_or_default();
-    text
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn chown_tree(path: &Path, (uid, gid): (u32, u32)) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() {
-        for e in std::fs::read_dir(path).unwrap() {
-            chown_tree(&e.unwrap().path(), (uid, gid));
-        }
-    }
 }

@@ -1,0 +1,44 @@
+//! Small helpers for the tests that start real peers (Dovecot, as a server for the retriever
+//! and as the server pop3d migrates from).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+/// The program `name` in the usual system directories or on `PATH`.
+pub fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(std::env::split_paths(&path))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Dovecot's log in `dir` and its standard error (startup failures), for failure messages.
+pub fn dovecot_log(dir: &Path) -> String {
+    let mut text = std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
+    text += &std::fs::read_to_string(dir.join("dovecot.stderr")).unwrap_or_default();
+    text
+}
+
+/// A loopback port free at the time of the call.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Sets the permission bits of `path`.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Gives `path` and everything below it to `uid:gid`.
+pub fn chown_tree(path: &Path, (uid, gid): (u32, u32)) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path(), (uid, gid));
+        }
+    }
+}
