@@ -375,7 +375,7 @@ impl Driver {
             Event::ScramKeysNeeded { username } => {
                 // The penalty comes before the salt: a guesser waits before each proof.
                 if !self.penalty_wait(Some(&username)).await? {
-                    return self.refuse_unchecked().await;
+                    return self.refuse_unchecked(true).await;
                 }
                 self.sasl_user = Some(username.clone());
                 let keys = if valid_username(&username) {
@@ -388,7 +388,7 @@ impl Driver {
                     Ok(keys) => Ok(self.session.scram_keys(keys)?),
                     Err(Busy) => {
                         warn!(method = "SCRAM-SHA-256", "password checks are all busy, refusing");
-                        self.refuse_unchecked().await
+                        self.refuse_unchecked(false).await
                     }
                 }
             }
@@ -428,17 +428,19 @@ impl Driver {
         Ok(self.session.login_rejected(error)?)
     }
 
-    /// Refuses an attempt without checking it (its network's queue or the password-check pool
-    /// is full): `-ERR [SYS/TEMP]` after the failed-login delay, so that a refusal costs the
-    /// client as much time as a wrong guess (an instant refusal would be answered as fast as
-    /// it can be asked, hundreds of thousands a minute), and after `max_failed_logins`
-    /// refusals on this connection it is closed.
-    async fn refuse_unchecked(&mut self) -> io::Result<()> {
-        self.flush().await?;
-        self.pause(self.shared.config.auth_failure_delay).await?;
-        self.session
-            .login_rejected(LoginError::TempFailure)
-            .map_err(|_| io::Error::other("login_rejected refused"))?;
+    /// Refuses an attempt without checking it: `-ERR [SYS/TEMP]`, and after
+    /// `max_failed_logins` refusals on this connection it is closed. `delayed`: when the
+    /// attempt's network has too many queued (a guesser's), the answer comes after the
+    /// failed-login delay, so that a refusal costs as much time as a wrong guess (answered at
+    /// once, refusals would be asked for as fast as they are answered: a million in 45 s in
+    /// the attack suite); when the password-check pool is full, at once (the client did
+    /// nothing wrong, and attempts reach the pool only past their network's queue).
+    async fn refuse_unchecked(&mut self, delayed: bool) -> io::Result<()> {
+        if delayed {
+            self.flush().await?;
+            self.pause(self.shared.config.auth_failure_delay).await?;
+        }
+        self.session.login_rejected(LoginError::TempFailure)?;
         self.refused += 1;
         if self.refused >= self.shared.config.max_failed_logins {
             self.flush().await?;
@@ -501,7 +503,7 @@ impl Driver {
         let verified = matches!(request, AuthRequest::Verified { .. });
         // (SCRAM waited before its salt was sent.)
         if !verified && !self.penalty_wait(Some(&username)).await? {
-            return self.refuse_unchecked().await;
+            return self.refuse_unchecked(true).await;
         }
         self.sasl_user = None;
         if !valid_username(&username) {
@@ -528,7 +530,7 @@ impl Driver {
             }
             Err(Busy) => {
                 warn!(method, user = %username, "password checks are all busy, refusing");
-                return self.refuse_unchecked().await;
+                return self.refuse_unchecked(false).await;
             }
         };
         self.shared.penalties.succeeded(self.peer.ip(), &user.name);

@@ -83,7 +83,7 @@ pub struct Config {
     /// Checks waiting for one of those threads at most (default 1024: a burst of clients
     /// reconnecting at once must not be refused; an entry is a few hundred bytes, and the
     /// memory of the checks themselves is bounded by the threads); a login beyond that is
-    /// answered `-ERR [SYS/TEMP]` after the failed-login delay.
+    /// answered `-ERR [SYS/TEMP]` at once (and logged).
     pub auth_queue: usize,
     /// Methods offered besides USER/PASS and SASL PLAIN/LOGIN (default: none).
     pub offers: Offers,
