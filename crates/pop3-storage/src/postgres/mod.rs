@@ -61,9 +61,14 @@ pub enum PgError {
 }
 
 impl PgError {
-    /// True if retrying later may succeed (the server is down or unreachable).
+    /// True if retrying later may succeed: the server is down or unreachable, or the
+    /// connection was lost mid-way (a statement the server itself refused is not temporary).
     pub fn is_temporary(&self) -> bool {
-        matches!(self, PgError::Unreachable(_))
+        match self {
+            PgError::Unreachable(_) => true,
+            PgError::Query(e) => e.as_db_error().is_none(),
+            PgError::Url(_) | PgError::Rejected(_) | PgError::NewerSchema { .. } => false,
+        }
     }
 }
 
