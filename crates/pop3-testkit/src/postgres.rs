@@ -3,7 +3,7 @@
 //! last test of the binary lets go of it. Each test gets a database of its own
 //! ([`Cluster::database`]), so tests sharing the cluster cannot see each other's rows.
 //!
-//! `POP3_TEST_POSTGRES_URL` (a superuser's URL, or one with CREATEDB) reuses a running server
+//! `POP3_TEST_POSTGRES_URL` (a `postgresql://` URL of a role with CREATEDB) reuses a running server
 //! instead. Without either, [`cluster`] skips loudly, and fails under `CI=true`.
 
 use std::path::{Path, PathBuf};
@@ -187,9 +187,21 @@ impl Cluster {
             Client::connect(&self.admin_url, NoTls).expect("connect to the test cluster");
         // An identifier cannot be a bound parameter; the name is digits and underscores only.
         admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).expect("CREATE DATABASE");
-        let (base, _) = self.admin_url.rsplit_once('/').expect("URL with a database");
-        format!("{base}/{name}")
+        database_url(&self.admin_url, &name)
     }
+}
+
+/// `admin_url` (`postgresql://authority[/database][?query]`) with `name` as its database.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (head, query) = match admin_url.split_once('?') {
+        Some((head, query)) => (head, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let authority = match head.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
+        None => head.to_owned(),
+    };
+    format!("{authority}/{name}{query}")
 }
 
 impl Drop for Cluster {
@@ -200,5 +212,24 @@ impl Drop for Cluster {
             // Best effort: a server that never started has nothing to stop.
             let _ = stop.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced_and_its_options_kept() {
+        let url = |admin| database_url(admin, "t_1");
+        assert_eq!(
+            url("postgresql://postgres@127.0.0.1:5432/postgres"),
+            "postgresql://postgres@127.0.0.1:5432/t_1"
+        );
+        assert_eq!(url("postgresql://u:p@h"), "postgresql://u:p@h/t_1");
+        assert_eq!(
+            url("postgresql://u@h/db?host=/run/postgresql"),
+            "postgresql://u@h/t_1?host=/run/postgresql"
+        );
     }
 }
