@@ -109,7 +109,7 @@ enum DbAction {
     /// Create or upgrade the schema to this version's (idempotent: safe on every deploy).
     ///
     /// Exit codes: 0 done (or nothing to do); 75 the database cannot be reached (or the
-    /// connection was lost), try again later; 78 no or invalid [postgresql] section, or the
+    /// connection was lost), try again later; 78 no or invalid `[postgresql]` section, or the
     /// server refused (credentials, permissions), or the schema is newer than this pop3d.
     Migrate,
 }
