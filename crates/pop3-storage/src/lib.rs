@@ -44,6 +44,8 @@ mod lock;
 pub mod maildir;
 pub mod mbox;
 mod memory;
+#[cfg(feature = "postgresql")]
+pub mod postgres;
 pub mod sink;
 pub mod size;
 mod util;

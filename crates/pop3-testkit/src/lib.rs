@@ -6,12 +6,14 @@
 //! - [`peer`]: helpers for the tests that start real peers (Dovecot);
 //! - [`server`]: an in-process POP3 server (pop3-proto's `ServerSession` over tokio, an
 //!   in-memory maildrop, optional TLS) for the client's and the retriever's tests, with the
-//!   test certificates it needs.
+//!   test certificates it needs;
+//! - [`postgres`]: a throwaway PostgreSQL cluster (initdb, pg_ctl) shared by a test binary.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod peer;
+pub mod postgres;
 pub mod server;
 
 /// What the protocol layer transmits for a stored message, before dot-stuffing (RFC 1939 §3:

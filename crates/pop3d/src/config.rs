@@ -100,6 +100,12 @@ max_connections_per_user_ip = 10
 # error, warn, info, debug or trace (`serve --log-level` overrides it; RUST_LOG directives
 # such as pop3_server=debug add detail on top). Passwords are never logged.
 level = "info"
+
+# [postgresql]
+# The PostgreSQL database of the stateless-node setup (in progress: `pop3d db migrate` creates
+# its schema; mail is not served from it yet). A libpq-style URL, without TLS: a Unix socket
+# (postgresql://pop3d@%2Frun%2Fpostgresql/mail) or a trusted network.
+# url = "postgresql://pop3d@localhost/mail"
 "#;
 
 /// The whole file.
@@ -113,6 +119,39 @@ pub struct FileConfig {
     pub auth: AuthSection,
     pub limits: LimitsSection,
     pub log: LogSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<PostgresqlSection>,
+}
+
+/// `[postgresql]`: where the schema `pop3d db migrate` manages lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresqlSection {
+    /// A libpq-style URL or key=value string; its password is never printed.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub url: String,
+}
+
+fn serialize_redacted<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_password(url))
+}
+
+/// `url` with its password, if any, replaced by `****` (check-config prints the settings).
+pub fn redact_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!("{scheme}://{}:****{}", &rest[..colon], &rest[at..]);
+            }
+        }
+        return url.to_owned();
+    }
+    // key=value form: password=... up to the next space (quoted values are redacted whole).
+    url.split(' ')
+        .map(|pair| if pair.starts_with("password=") { "password=****" } else { pair })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +352,10 @@ impl Loaded {
 
     fn validate(&self) -> Result<(), String> {
         let f = &self.file;
+        if let Some(pg) = &f.postgresql {
+            pop3_storage::postgres::parse_url(&pg.url)
+                .map_err(|e| format!("[postgresql] url: {e}"))?;
+        }
         if f.server.listen.is_empty() && f.server.listen_tls.is_empty() {
             return Err("[server]: no listen or listen_tls address".into());
         }
@@ -529,5 +572,30 @@ mod tests {
         std::fs::write(&path, "[mail]\ndovecot_uidl_format = \"%m\"\n").unwrap();
         let err = Loaded::load(&path).unwrap_err();
         assert!(err.contains("dovecot_uidl_format") && err.contains("%m"), "{err}");
+    }
+
+    #[test]
+    fn postgresql_urls_are_checked_and_their_passwords_never_printed() {
+        let path = Path::new("/etc/pop3d/pop3d.toml");
+        let ok = "[postgresql]\nurl = \"postgresql://pop3d:s3cret@db.example:5433/mail\"\n";
+        let loaded = Loaded::parse(path, ok).unwrap();
+        let shown = toml::to_string(&loaded.file).unwrap();
+        assert!(shown.contains("postgresql://pop3d:****@db.example:5433/mail"), "{shown}");
+        assert!(!shown.contains("s3cret"));
+        assert_eq!(
+            redact_password("host=/run/postgresql password=x user=u"),
+            "host=/run/postgresql password=**** user=u"
+        );
+        assert_eq!(
+            redact_password("postgresql://u@%2Frun%2Fpostgresql/mail"),
+            "postgresql://u@%2Frun%2Fpostgresql/mail"
+        );
+
+        let bad = "[postgresql]\nurl = \"postgresql://pop3d@db:notaport/mail\"\n";
+        let e = Loaded::parse(path, bad).unwrap_err();
+        assert!(e.contains("[postgresql] url: invalid PostgreSQL URL"), "{e}");
+        // Left out, there is no [postgresql] and nothing is printed for it.
+        let none = Loaded::parse(path, "").unwrap();
+        assert!(!toml::to_string(&none.file).unwrap().contains("postgresql"));
     }
 }

@@ -97,6 +97,21 @@ enum Command {
     /// Creates nothing: a data dir not created yet is reported with the defaults it will get
     /// (exit 0).
     CheckConfig,
+    /// Manage the PostgreSQL database of `[postgresql] url`.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbAction {
+    /// Create or upgrade the schema to this version's (idempotent: safe on every deploy).
+    ///
+    /// Exit codes: 0 done (or nothing to do); 75 the database cannot be reached (or the
+    /// connection was lost), try again later; 78 no or invalid `[postgresql]` section, or the
+    /// server refused (credentials, permissions), or the schema is newer than this pop3d.
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,7 +260,33 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let (loaded, _) = configuration(&cli, false)?;
             check_config(&loaded)
         }
+        Some(Command::Db { action: DbAction::Migrate }) => {
+            let (loaded, _) = configuration(&cli, false)?;
+            db_migrate(&loaded)
+        }
     }
+}
+
+/// `pop3d db migrate`: brings the `[postgresql]` database's schema to this version's.
+fn db_migrate(loaded: &Loaded) -> Result<u8, Failure> {
+    use pop3_storage::postgres::migrate;
+    let Some(pg) = &loaded.file.postgresql else {
+        let shown = loaded.path.display();
+        return Err((exit::CONFIG, format!("{shown}: no [postgresql] section with a url")));
+    };
+    let shown = config::redact_password(&pg.url);
+    let report = migrate(&pg.url).map_err(|e| {
+        // Down or unreachable: retry later. Anything else needs the operator (credentials,
+        // permissions, a pop3d older than the schema).
+        let code = if e.is_temporary() { exit::TEMPFAIL } else { exit::CONFIG };
+        (code, format!("{shown}: {e}"))
+    })?;
+    if report.applied.is_empty() {
+        println!("{shown}: schema at version {}, nothing to do", report.to);
+    } else {
+        println!("{shown}: schema migrated from version {} to {}", report.from, report.to);
+    }
+    Ok(exit::OK)
 }
 
 fn report_password(name: &str, password: &str, from_stdin: bool, what: &str) {
