@@ -289,6 +289,37 @@ fn db_migrate(loaded: &Loaded) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+/// `check-config` with a `[postgresql]` section: connects and reads the schema version, which
+/// must be this build's (`pop3d db migrate` brings it there). Unreachable: 75, try again; a
+/// refused connection or a schema behind or ahead of this build: 78. The URL is shown without
+/// its password.
+fn check_database(loaded: &Loaded) -> Result<Option<String>, Failure> {
+    use pop3_storage::postgres::{schema_version, LATEST_VERSION};
+    let Some(pg) = &loaded.file.postgresql else { return Ok(None) };
+    let shown = config::redact_password(&pg.url);
+    let version = schema_version(&pg.url).map_err(|e| {
+        let code = if e.is_temporary() { exit::TEMPFAIL } else { exit::CONFIG };
+        (code, format!("{shown}: {e}"))
+    })?;
+    match version.cmp(&LATEST_VERSION) {
+        std::cmp::Ordering::Equal => Ok(Some(format!("{shown}, schema version {version}"))),
+        std::cmp::Ordering::Less => Err((
+            exit::CONFIG,
+            format!(
+                "{shown}: schema version {version}, this pop3d needs {LATEST_VERSION}: \
+                 run `pop3d db migrate`"
+            ),
+        )),
+        std::cmp::Ordering::Greater => Err((
+            exit::CONFIG,
+            format!(
+                "{shown}: schema version {version} is newer than this pop3d's {LATEST_VERSION}: \
+                 upgrade pop3d"
+            ),
+        )),
+    }
+}
+
 fn report_password(name: &str, password: &str, from_stdin: bool, what: &str) {
     if from_stdin {
         println!("user {name}: {what}");
@@ -359,8 +390,12 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     if let Some(user) = &loaded.file.server.run_as {
         privdrop::lookup(user).map_err(|e| (exit::CONFIG, e))?;
     }
+    let database = check_database(loaded)?;
     let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
     println!("# {}: OK ({} users)", loaded.path.display(), users.users().count());
+    if let Some(database) = database {
+        println!("#        postgresql = {database}");
+    }
     println!("# paths: users = {}", users_path.display());
     match loaded.tls_paths() {
         Some((cert, key)) => println!("#        tls = {} + {}", cert.display(), key.display()),

@@ -64,3 +64,33 @@ fn db_migrate_exit_codes_say_retry_later_or_fix_the_config() {
     assert_eq!(none.status.code(), Some(78), "no [postgresql]: {none:?}");
     assert!(String::from_utf8_lossy(&none.stderr).contains("no [postgresql] section"));
 }
+
+#[test]
+fn check_config_connects_and_wants_the_schema_of_this_build() {
+    let Some(cluster) = pop3_testkit::postgres::cluster("pop3d check-config") else { return };
+    let url = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users"), "").unwrap();
+    let config = write_config(dir.path(), &format!("[postgresql]\nurl = \"{url}\"\n"));
+
+    let behind = run(&["--config", &config, "check-config"], dir.path(), b"");
+    assert_eq!(behind.status.code(), Some(78), "a schema behind: {behind:?}");
+    let err = String::from_utf8_lossy(&behind.stderr);
+    assert!(err.contains("schema version 0") && err.contains("pop3d db migrate"), "{err}");
+
+    common::output_ok(&run(&["--config", &config, "db", "migrate"], dir.path(), b""), "migrate");
+    let ok = run(&["--config", &config, "check-config"], dir.path(), b"");
+    common::output_ok(&ok, "check-config after db migrate");
+    let said = String::from_utf8_lossy(&ok.stdout);
+    let latest = pop3_storage::postgres::LATEST_VERSION;
+    assert!(said.contains(&format!("schema version {latest}")), "{said}");
+
+    // The database down: try again later (75), not a configuration error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = write_config(
+        dir.path(),
+        &format!("[postgresql]\nurl = \"postgresql://pop3d@127.0.0.1:{port}/mail\"\n"),
+    );
+    let down = run(&["--config", &config, "check-config"], dir.path(), b"");
+    assert_eq!(down.status.code(), Some(75), "EX_TEMPFAIL: {down:?}");
+}
