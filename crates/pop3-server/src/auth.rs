@@ -55,6 +55,10 @@ pub trait Authenticator: Send + Sync + fmt::Debug {
     /// are refused by the server before this is called.
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError>;
 
+    /// Looks `name` up without credentials (local delivery): `Ok(None)` for an unknown user,
+    /// [`AuthError::Temporary`] when the backend cannot answer.
+    fn user(&self, name: &str) -> Result<Option<UserInfo>, AuthError>;
+
     /// SCRAM-SHA-256 keys for `username`. For an unknown user (or one whose scheme cannot
     /// give keys) a backend should return decoy keys that are the same on every connection
     /// (see [`ScramKeys::decoy`]); `None` makes the session draw decoys per connection, which

@@ -33,6 +33,8 @@ mod limits;
 mod mailbox;
 mod passwd;
 mod penalty;
+#[cfg(feature = "postgresql")]
+mod sql_users;
 pub mod tls;
 mod workers;
 
@@ -52,6 +54,8 @@ pub use limits::ConnectionLimits;
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};
 pub use passwd::{hash_password, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme};
 pub use penalty::PenaltyLimits;
+#[cfg(feature = "postgresql")]
+pub use sql_users::SqlUsers;
 
 /// Server-wide settings. `Default` gives the documented, RFC-backed values.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -449,6 +449,10 @@ impl PasswdFile {
 }
 
 impl Authenticator for PasswdFile {
+    fn user(&self, name: &str) -> Result<Option<UserInfo>, AuthError> {
+        Ok(self.user_info(name))
+    }
+
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
         let (name, ok) = match request {
             AuthRequest::Password { username, password, .. } => {
@@ -781,6 +785,10 @@ impl ReloadingPasswdFile {
 }
 
 impl Authenticator for ReloadingPasswdFile {
+    fn user(&self, name: &str) -> Result<Option<UserInfo>, AuthError> {
+        Ok(self.refresh().user_info(name))
+    }
+
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
         self.refresh().authenticate(request)
     }

@@ -37,6 +37,10 @@ key = "tls/key.pem"
 # Dovecot passwd-file format: user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
 # Changes are picked up at the next login.
 file = "users"
+# Or users from PostgreSQL ([postgresql] url), instead of the file: a query with the user
+# name as $1 (bound, never put into the SQL) returning the password as {SCHEME}hash, and
+# optionally a column named home (the location's %h). PostfixAdmin's schema:
+# sql = "SELECT password FROM mailbox WHERE username = $1 AND active"
 
 [mail]
 # "maildir" or "mbox".
@@ -196,11 +200,14 @@ pub struct TlsSection {
 #[serde(default, deny_unknown_fields)]
 pub struct UsersSection {
     pub file: PathBuf,
+    /// A password query against `[postgresql]`, instead of the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
 }
 
 impl Default for UsersSection {
     fn default() -> Self {
-        Self { file: "users".into() }
+        Self { file: "users".into(), sql: None }
     }
 }
 
@@ -356,6 +363,14 @@ impl Loaded {
             pop3_storage::postgres::parse_url(&pg.url)
                 .map_err(|e| format!("[postgresql] url: {e}"))?;
         }
+        if let Some(sql) = &f.users.sql {
+            if f.postgresql.is_none() {
+                return Err("[users] sql needs a [postgresql] url".into());
+            }
+            if !sql.contains("$1") {
+                return Err("[users] sql: the query must take the user name as $1".into());
+            }
+        }
         if f.server.listen.is_empty() && f.server.listen_tls.is_empty() {
             return Err("[server]: no listen or listen_tls address".into());
         }
@@ -421,6 +436,13 @@ impl Loaded {
 
     pub fn secret_path(&self) -> PathBuf {
         self.resolve(&self.file.auth.secret_file)
+    }
+
+    /// The users backend: the password query of `[users] sql`, else the users file.
+    pub fn users_sql(&self) -> Option<pop3_server::SqlUsers> {
+        let sql = self.file.users.sql.as_ref()?;
+        let url = &self.file.postgresql.as_ref()?.url;
+        Some(pop3_server::SqlUsers::new(url.clone(), sql.clone()))
     }
 
     pub fn users_path(&self) -> PathBuf {

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use pop3_server::{MailLocation, PasswdFile, UserInfo};
+use pop3_server::{AuthError, Authenticator, MailLocation, UserInfo};
 use pop3_storage::{Envelope, Error, ErrorKind};
 
 use crate::exit;
@@ -62,7 +62,7 @@ pub fn worst(outcomes: &[Outcome]) -> u8 {
 /// An empty message (0 bytes) is refused with 65 for every recipient.
 pub fn deliver_all(
     location: &MailLocation,
-    users: &PasswdFile,
+    users: &dyn Authenticator,
     recipients: &[String],
     sender: Option<String>,
     input: &mut dyn Read,
@@ -136,13 +136,22 @@ fn spool_name(dir: &Path, attempt: u32) -> PathBuf {
 
 fn deliver_one(
     location: &MailLocation,
-    users: &PasswdFile,
+    users: &dyn Authenticator,
     name: &str,
     message: &mut dyn Read,
     envelope: &Envelope,
 ) -> Outcome {
-    let Some(user) = users.user(name) else {
-        return Outcome::failed(exit::NOUSER, format!("unknown user {name:?}"));
+    let found = if pop3_server::valid_username(name) { users.user(name) } else { Ok(None) };
+    let user = match found {
+        Ok(Some(user)) => user,
+        Ok(None) => return Outcome::failed(exit::NOUSER, format!("unknown user {name:?}")),
+        // The users database cannot answer: the MTA tries again later.
+        Err(AuthError::Temporary(e)) => {
+            return Outcome::failed(exit::TEMPFAIL, format!("looking up {name}: {e}"))
+        }
+        Err(AuthError::Rejected) => {
+            return Outcome::failed(exit::NOUSER, format!("unknown user {name:?}"))
+        }
     };
     if let Err(e) = location.path_for(&user) {
         return Outcome::failed(exit::NOUSER, no_maildrop(location, &user, &e));

@@ -199,6 +199,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Some(Command::User { action }) => {
             let (loaded, _) = configuration(&cli, true)?;
+            if loaded.file.users.sql.is_some() {
+                let shown = loaded.path.display();
+                return Err((
+                    exit::CONFIG,
+                    format!("{shown}: users come from PostgreSQL ([users] sql): manage them there"),
+                ));
+            }
             let users_path = loaded.users_path();
             match action {
                 UserAction::Add { name, password_stdin } => {
@@ -358,14 +365,20 @@ fn create_maildrop(loaded: &Loaded, user: &pop3_server::UserInfo) -> Result<(), 
 fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Failure> {
     // An MTA must requeue on a configuration problem, not bounce.
     let (loaded, _) = configuration(cli, false).map_err(|(_, e)| (exit::TEMPFAIL, e))?;
-    let users = pop3_server::PasswdFile::load(loaded.users_path())
-        .map_err(|e| (exit::TEMPFAIL, e.to_string()))?;
+    let users: Box<dyn pop3_server::Authenticator> = match loaded.users_sql() {
+        Some(sql) => Box::new(sql),
+        None => Box::new(
+            pop3_server::PasswdFile::load(loaded.users_path())
+                .map_err(|e| (exit::TEMPFAIL, e.to_string()))?,
+        ),
+    };
     // Run as root, deliver as the server's user: the Maildir and the message must be its.
     if let Some(run_as) = &loaded.file.server.run_as {
         privdrop::drop_for_files(run_as).map_err(|e| (exit::TEMPFAIL, e))?;
     }
     let mut stdin = std::io::stdin().lock();
-    let outcomes = deliver::deliver_all(&loaded.mail_location(), &users, names, sender, &mut stdin);
+    let outcomes =
+        deliver::deliver_all(&loaded.mail_location(), users.as_ref(), names, sender, &mut stdin);
     // Each message names its recipient; one that concerns all of them is printed once.
     let mut printed = None;
     for message in outcomes.iter().filter_map(|o| o.message.as_ref()) {
@@ -380,7 +393,23 @@ fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Fa
 fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     let users_path = loaded.users_path();
     let users =
-        pop3_server::PasswdFile::load(&users_path).map_err(|e| (exit::CONFIG, e.to_string()))?;
+        match loaded.users_sql() {
+            // The query runs once, for a name no user has: a query PostgreSQL refuses is 78, a
+            // database that cannot be reached 75.
+            Some(sql) => match sql.lookup("pop3d-check-config") {
+                Ok(_) => pop3_server::PasswdFile::parse("")
+                    .map_err(|e| (exit::SOFTWARE, e.to_string()))?,
+                Err(pop3_server::AuthError::Temporary(e)) => {
+                    let code = if e.contains("connecting") { exit::TEMPFAIL } else { exit::CONFIG };
+                    return Err((code, format!("[users] sql: {e}")));
+                }
+                Err(pop3_server::AuthError::Rejected) => {
+                    return Err((exit::CONFIG, "[users] sql: the lookup was refused".into()))
+                }
+            },
+            None => pop3_server::PasswdFile::load(&users_path)
+                .map_err(|e| (exit::CONFIG, e.to_string()))?,
+        };
     for warning in users.warnings() {
         eprintln!("pop3d: warning: {}: {warning}", users_path.display());
     }

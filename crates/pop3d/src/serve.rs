@@ -99,19 +99,8 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         "configuration loaded"
     );
     raise_nofile_limit();
-    let users_path = loaded.users_path();
     let secret = server_secret(&loaded);
-    let users = ReloadingPasswdFile::load(&users_path)
-        .map_err(|e| (exit::CONFIG, e.to_string()))?
-        .with_secret(secret);
-    for warning in users.current().warnings() {
-        tracing::warn!(path = %users_path.display(), "{warning}");
-    }
-    tracing::debug!(
-        path = %users_path.display(),
-        users = users.current().users().count(),
-        "users file loaded"
-    );
+    let users = authenticator(&loaded, secret)?;
     let tls = match loaded.tls_paths() {
         Some((cert, key)) => {
             let tls =
@@ -152,8 +141,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         .build()
         .map_err(|e| (exit::OSERR, format!("tokio runtime: {e}")))?;
     runtime.block_on(async move {
-        let server =
-            Server::new(loaded.server_config(), Arc::new(loaded.mail_location()), Arc::new(users));
+        let server = Server::new(loaded.server_config(), Arc::new(loaded.mail_location()), users);
         server.set_tls(tls);
         let mut plain = Vec::new();
         let mut secure = Vec::new();
@@ -210,10 +198,45 @@ fn server_secret(loaded: &Loaded) -> [u8; 32] {
     }
 }
 
+/// The users backend: `[users] sql` against PostgreSQL (contacted at the first login), or the
+/// users file, followed as it changes.
+fn authenticator(
+    loaded: &Loaded,
+    secret: [u8; 32],
+) -> Result<Arc<dyn pop3_server::Authenticator>, Failure> {
+    if let Some(sql) = loaded.users_sql() {
+        tracing::info!("users from PostgreSQL ([users] sql)");
+        return Ok(Arc::new(sql.with_secret(secret)));
+    }
+    let users_path = loaded.users_path();
+    let users = ReloadingPasswdFile::load(&users_path)
+        .map_err(|e| (exit::CONFIG, e.to_string()))?
+        .with_secret(secret);
+    for warning in users.current().warnings() {
+        tracing::warn!(path = %users_path.display(), "{warning}");
+    }
+    tracing::debug!(
+        path = %users_path.display(),
+        users = users.current().users().count(),
+        "users file loaded"
+    );
+    Ok(Arc::new(users))
+}
+
 /// SIGHUP: the users file and the TLS certificate, keeping the old ones on error.
 fn reload(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
     let started = std::time::Instant::now();
     tracing::debug!(sessions = server.active_sessions(), "SIGHUP received");
+    if loaded.users_sql().is_some() {
+        tracing::info!("SIGHUP: users come from PostgreSQL, nothing to reload");
+    } else {
+        reload_users_file(server, loaded, secret);
+    }
+    reload_tls(server, loaded);
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "SIGHUP handled");
+}
+
+fn reload_users_file(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
     match ReloadingPasswdFile::load(loaded.users_path()) {
         Ok(users) => {
             server.set_authenticator(Arc::new(users.with_secret(secret)));
@@ -221,6 +244,9 @@ fn reload(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
         }
         Err(error) => tracing::error!(%error, "SIGHUP: users file not reloaded"),
     }
+}
+
+fn reload_tls(server: &Server, loaded: &Loaded) {
     if let Some((cert, key)) = loaded.tls_paths() {
         match pop3_server::tls::load(&cert, &key) {
             Ok(tls) => {
@@ -230,7 +256,6 @@ fn reload(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
             Err(error) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded"),
         }
     }
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "SIGHUP handled");
 }
 
 fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], secure: &[String]) {

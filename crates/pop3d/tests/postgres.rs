@@ -94,3 +94,112 @@ fn check_config_connects_and_wants_the_schema_of_this_build() {
     let down = run(&["--config", &config, "check-config"], dir.path(), b"");
     assert_eq!(down.status.code(), Some(75), "EX_TEMPFAIL: {down:?}");
 }
+
+/// One POP3 login on 127.0.0.1: the reply to PASS.
+fn login(addr: &str, user: &str, password: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut cmd = |command: &str, line: &mut String| {
+        if !command.is_empty() {
+            writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        }
+        line.clear();
+        reader.read_line(line).unwrap();
+        line.trim_end().to_owned()
+    };
+    assert!(cmd("", &mut line).starts_with("+OK"));
+    cmd(&format!("USER {user}"), &mut line);
+    let reply = cmd(&format!("PASS {password}"), &mut line);
+    cmd("QUIT", &mut line);
+    reply
+}
+
+/// A data dir whose users come from `[users] sql` at `url`, with quick failure delays (the
+/// test's logins all come from 127.0.0.1).
+fn sql_data_dir(url: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::output_ok(&run(&["init"], &data, b""), "init");
+    let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
+    let query = "SELECT password, home FROM mailbox WHERE username = $1 AND active";
+    let config = config
+        .replace("file = \"users\"\n", &format!("file = \"users\"\nsql = \"{query}\"\n"))
+        + &format!("\n[postgresql]\nurl = \"{url}\"\n");
+    let config = config
+        .replace("auth_failure_delay_ms = 2000", "auth_failure_delay_ms = 10")
+        .replace("auth_penalty_initial_ms = 2000", "auth_penalty_initial_ms = 10")
+        .replace("auth_penalty_max_ms = 15000", "auth_penalty_max_ms = 20");
+    assert!(config.contains("sql = ") && config.contains("auth_penalty_max_ms = 20"));
+    std::fs::write(data.join("pop3d.toml"), config).unwrap();
+    (dir, data)
+}
+
+#[test]
+fn users_from_a_password_query_log_in_and_get_mail() {
+    let Some(cluster) = pop3_testkit::postgres::cluster("pop3d [users] sql") else { return };
+    let url = cluster.database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // PostfixAdmin's `mailbox` table, reduced to what the query reads.
+    client
+        .batch_execute(
+            "CREATE TABLE mailbox (username text PRIMARY KEY, password text NOT NULL, \
+             active boolean NOT NULL DEFAULT true, home text)",
+        )
+        .unwrap();
+    let argon = pop3_server::hash_password(b"carol's pw");
+    let insert = "INSERT INTO mailbox (username, password, active) VALUES ($1, $2, $3)";
+    for (user, password, active) in [
+        ("alice", "{PLAIN}secret", true),
+        ("carol", argon.as_str(), true),
+        ("eve", "{PLAIN}gone", false),
+    ] {
+        client.execute(insert, &[&user, &password, &active]).unwrap();
+    }
+    let (dir, data) = sql_data_dir(&url);
+    common::output_ok(&run(&["db", "migrate"], &data, b""), "db migrate");
+    let check = run(&["check-config"], &data, b"");
+    common::output_ok(&check, "check-config runs the query");
+
+    // Local delivery looks recipients up with the same query.
+    common::output_ok(&run(&["deliver", "alice"], &data, b"Subject: hi\n\nhello\n"), "deliver");
+    let unknown = run(&["deliver", "mallory"], &data, b"Subject: hi\n\nhello\n");
+    assert_eq!(unknown.status.code(), Some(67), "unknown user: {unknown:?}");
+    // A query PostgreSQL refuses is a configuration error for check-config.
+    let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
+    let broken = config.replace("FROM mailbox", "FROM no_such_table");
+    std::fs::write(data.join("pop3d.toml"), &broken).unwrap();
+    let bad = run(&["check-config"], &data, b"");
+    assert_eq!(bad.status.code(), Some(78), "a broken query: {bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_table"), "{bad:?}");
+    std::fs::write(data.join("pop3d.toml"), &config).unwrap();
+    let managed = run(&["user", "add", "bob", "--password-stdin"], &data, b"pw\n");
+    assert_eq!(managed.status.code(), Some(78), "users are managed in SQL: {managed:?}");
+
+    let daemon = common::Daemon::serve(dir, data);
+    let addr = daemon.plain.clone();
+    assert!(login(&addr, "alice", "secret").starts_with("+OK maildrop has 1 "));
+    assert!(login(&addr, "carol", "carol's pw").starts_with("+OK"), "{}", daemon.log());
+    assert!(login(&addr, "alice", "wrong").starts_with("-ERR [AUTH]"));
+    assert!(login(&addr, "eve", "gone").starts_with("-ERR [AUTH]"), "inactive");
+    assert!(login(&addr, "nobody", "x").starts_with("-ERR [AUTH]"));
+    // A name that would break out of an interpolated string is only ever a parameter.
+    assert!(login(&addr, "x'OR'1'='1", "secret").starts_with("-ERR [AUTH]"));
+    assert!(login(&addr, "alice", "secret").starts_with("+OK"), "still served");
+}
+
+#[test]
+fn a_users_database_that_is_down_is_a_temporary_failure_never_a_login() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (dir, data) = sql_data_dir(&format!("postgresql://pop3d@127.0.0.1:{port}/mail"));
+    let check = run(&["check-config"], &data, b"");
+    assert_eq!(check.status.code(), Some(75), "check-config: {check:?}");
+    let deliver = run(&["deliver", "alice"], &data, b"Subject: hi\n\nhello\n");
+    assert_eq!(deliver.status.code(), Some(75), "deliver retries later: {deliver:?}");
+    let daemon = common::Daemon::serve(dir, data);
+    let reply = login(&daemon.plain, "alice", "secret");
+    assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{reply}");
+}

@@ -11,7 +11,8 @@
 
 use std::fmt;
 
-use postgres::{Client, Config, NoTls};
+pub use postgres::Client;
+use postgres::{Config, NoTls};
 
 /// One schema migration: its version and its SQL, embedded in the binary.
 struct Migration {
@@ -120,8 +121,8 @@ pub fn parse_url(url: &str) -> Result<Config, PgError> {
 /// How long a connection attempt may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Connects without TLS.
-fn connect(url: &str) -> Result<Client, PgError> {
+/// Connects without TLS (the users query of pop3-server connects through it too).
+pub fn connect(url: &str) -> Result<Client, PgError> {
     let mut config = parse_url(url)?;
     if config.get_connect_timeout().is_none() {
         // A silently dropped SYN must not hang `pop3d db migrate` for minutes.
