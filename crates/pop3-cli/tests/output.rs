@@ -77,7 +77,7 @@ async fn list_of_several_accounts_has_a_heading_per_account() {
 /// config file: plain, and over STLS verified against the certificate's address `::1`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_literals_in_urls() {
-    if !common::have_ipv6_loopback() {
+    if !pop3_testkit::peer::have_ipv6_loopback() {
         return;
     }
     use pop3_testkit::server::TestCa;

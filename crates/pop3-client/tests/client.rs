@@ -356,27 +356,11 @@ async fn a_silent_server_times_out() {
     hold.abort();
 }
 
-/// True if this machine has an IPv6 loopback; otherwise says loudly that the test is
-/// skipped (and fails under CI=true, where it must run).
-fn have_ipv6_loopback() -> bool {
-    match std::net::TcpListener::bind("[::1]:0") {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "no IPv6 loopback ([::1]: {e}), and CI=true"
-            );
-            eprintln!("SKIPPED: no IPv6 loopback on this machine ([::1]: {e})");
-            false
-        }
-    }
-}
-
 /// An IPv6 address as host, with the brackets a URL gives it or without: plain, and with TLS
 /// verified against the certificate's IP address `::1`.
 #[tokio::test]
 async fn ipv6_literals_with_or_without_brackets() {
-    if !have_ipv6_loopback() {
+    if !pop3_testkit::peer::have_ipv6_loopback() {
         return;
     }
     let server =

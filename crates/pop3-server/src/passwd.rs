@@ -315,6 +315,13 @@ impl PasswdFile {
         let mut secret = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
             .expect("the system random number generator works");
+        Self::parse_with_secret(text, secret)
+    }
+
+    /// [`parse`](Self::parse) with the server secret given (see
+    /// [`with_secret`](Self::with_secret)), drawing no random secret first: for a backend
+    /// that builds a one-line file per lookup (`SqlUsers`).
+    pub fn parse_with_secret(text: &str, secret: [u8; 32]) -> Result<Self, PasswdError> {
         let mut file = Self {
             path: None,
             users: HashMap::new(),

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use pop3_proto::sasl::ScramKeys;
 use pop3_proto::server::AuthRequest;
-use pop3_storage::postgres::{connect, Client};
+use pop3_storage::postgres::{connect, Client, PgError};
 
 use crate::{AuthError, Authenticator, PasswdFile, UserInfo};
 
@@ -87,17 +87,26 @@ impl SqlUsers {
                 "users query: the row of {name:?} holds ':' or a line break"
             )));
         }
-        let file = PasswdFile::parse(&format!("{name}:{password}::::{home}\n"))
-            .map_err(|e| temporary("row", &e))?;
+        let line = format!("{name}:{password}::::{home}\n");
+        let file =
+            PasswdFile::parse_with_secret(&line, self.secret).map_err(|e| temporary("row", &e))?;
         for warning in file.warnings() {
             tracing::warn!(user = name, "users query: {warning}");
         }
-        Ok(Some(file.with_secret(self.secret)))
+        Ok(Some(file))
+    }
+
+    /// Runs the query once on a connection of its own, for a name no user has (`check-config`):
+    /// what PostgreSQL says about it, classified as the schema check's errors are (a refused
+    /// query is not temporary; a server that cannot be reached is).
+    pub fn probe(&self) -> Result<(), PgError> {
+        let mut client = connect(&self.url)?;
+        client.query(self.query.as_str(), &[&""]).map(drop).map_err(PgError::Query)
     }
 
     /// An empty users file with the secret: unknown users' decoy checks and SCRAM keys.
     fn nobody(&self) -> PasswdFile {
-        PasswdFile::parse("").expect("an empty users file parses").with_secret(self.secret)
+        PasswdFile::parse_with_secret("", self.secret).expect("an empty users file parses")
     }
 }
 

@@ -1,5 +1,5 @@
 //! Small helpers for the tests that start real peers (Dovecot, as a server for the retriever
-//! and as the server pop3d migrates from).
+//! and as the server pop3d migrates from) or need something of the machine (IPv6 loopback).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,22 @@ pub fn chown_tree(path: &Path, (uid, gid): (u32, u32)) {
     if path.is_dir() {
         for e in std::fs::read_dir(path).unwrap() {
             chown_tree(&e.unwrap().path(), (uid, gid));
+        }
+    }
+}
+
+/// True if this machine has an IPv6 loopback; otherwise says loudly that the test is
+/// skipped (and fails under CI=true, where it must run).
+pub fn have_ipv6_loopback() -> bool {
+    match TcpListener::bind("[::1]:0") {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "no IPv6 loopback ([::1]: {e}), and CI=true"
+            );
+            eprintln!("SKIPPED: no IPv6 loopback on this machine ([::1]: {e})");
+            false
         }
     }
 }

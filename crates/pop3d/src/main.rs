@@ -304,6 +304,18 @@ fn check_database(loaded: &Loaded) -> Result<Option<String>, Failure> {
     use pop3_storage::postgres::{schema_version, LATEST_VERSION};
     let Some(pg) = &loaded.file.postgresql else { return Ok(None) };
     let shown = config::redact_password(&pg.url);
+    // `pop3d init` writes pop3d.toml 0644: a database password in it is readable by anyone.
+    if shown != pg.url {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&loaded.path).map_or(0, |m| m.permissions().mode());
+        if mode & 0o004 != 0 {
+            eprintln!(
+                "pop3d: warning: {}: the [postgresql] url holds a password and the file is \
+                 world-readable (chmod 640, or use a Unix socket with peer authentication)",
+                loaded.path.display()
+            );
+        }
+    }
     let version = schema_version(&pg.url).map_err(|e| {
         let code = if e.is_temporary() { exit::TEMPFAIL } else { exit::CONFIG };
         (code, format!("{shown}: {e}"))
@@ -396,15 +408,12 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
         match loaded.users_sql() {
             // The query runs once, for a name no user has: a query PostgreSQL refuses is 78, a
             // database that cannot be reached 75.
-            Some(sql) => match sql.lookup("pop3d-check-config") {
-                Ok(_) => pop3_server::PasswdFile::parse("")
+            Some(sql) => match sql.probe() {
+                Ok(()) => pop3_server::PasswdFile::parse("")
                     .map_err(|e| (exit::SOFTWARE, e.to_string()))?,
-                Err(pop3_server::AuthError::Temporary(e)) => {
-                    let code = if e.contains("connecting") { exit::TEMPFAIL } else { exit::CONFIG };
+                Err(e) => {
+                    let code = if e.is_temporary() { exit::TEMPFAIL } else { exit::CONFIG };
                     return Err((code, format!("[users] sql: {e}")));
-                }
-                Err(pop3_server::AuthError::Rejected) => {
-                    return Err((exit::CONFIG, "[users] sql: the lookup was refused".into()))
                 }
             },
             None => pop3_server::PasswdFile::load(&users_path)

@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use common::{run, Daemon};
+use common::{run, Daemon, Session};
 
 /// Unmounts on drop (after the server using it has been killed).
 struct Mount(PathBuf);
@@ -42,33 +40,6 @@ fn mount_tmpfs(at: &Path) -> Result<Mount, String> {
 fn free_bytes(path: &Path) -> u64 {
     let st = rustix::fs::statvfs(path).unwrap();
     st.f_bavail * st.f_frsize
-}
-
-struct Session {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Session {
-    fn connect(addr: &str) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let writer = stream.try_clone().unwrap();
-        let mut s = Self { reader: BufReader::new(stream), writer };
-        assert!(s.line().starts_with("+OK"));
-        s
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        line
-    }
-
-    fn cmd(&mut self, command: &str) -> String {
-        self.writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        self.line()
-    }
 }
 
 #[test]

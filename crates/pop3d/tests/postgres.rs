@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::run;
+use common::{run, Session};
 
 fn write_config(dir: &Path, postgresql: &str) -> String {
     let path = dir.join("pop3d.toml");
@@ -93,29 +93,17 @@ fn check_config_connects_and_wants_the_schema_of_this_build() {
     );
     let down = run(&["--config", &config, "check-config"], dir.path(), b"");
     assert_eq!(down.status.code(), Some(75), "EX_TEMPFAIL: {down:?}");
-}
 
-/// One POP3 login on 127.0.0.1: the reply to PASS.
-fn login(addr: &str, user: &str, password: &str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    let mut cmd = |command: &str, line: &mut String| {
-        if !command.is_empty() {
-            writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        }
-        line.clear();
-        reader.read_line(line).unwrap();
-        line.trim_end().to_owned()
-    };
-    assert!(cmd("", &mut line).starts_with("+OK"));
-    cmd(&format!("USER {user}"), &mut line);
-    let reply = cmd(&format!("PASS {password}"), &mut line);
-    cmd("QUIT", &mut line);
-    reply
+    // A password in a world-readable configuration is pointed out.
+    let config = write_config(
+        dir.path(),
+        &format!("[postgresql]\nurl = \"postgresql://pop3d:pw@127.0.0.1:{port}/mail\"\n"),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let readable = run(&["--config", &config, "check-config"], dir.path(), b"");
+    let err = String::from_utf8_lossy(&readable.stderr);
+    assert!(err.contains("world-readable") && !err.contains(":pw@"), "{err}");
 }
 
 /// A data dir whose users come from `[users] sql` at `url`, with quick failure delays (the
@@ -181,14 +169,14 @@ fn users_from_a_password_query_log_in_and_get_mail() {
 
     let daemon = common::Daemon::serve(dir, data);
     let addr = daemon.plain.clone();
-    assert!(login(&addr, "alice", "secret").starts_with("+OK maildrop has 1 "));
-    assert!(login(&addr, "carol", "carol's pw").starts_with("+OK"), "{}", daemon.log());
-    assert!(login(&addr, "alice", "wrong").starts_with("-ERR [AUTH]"));
-    assert!(login(&addr, "eve", "gone").starts_with("-ERR [AUTH]"), "inactive");
-    assert!(login(&addr, "nobody", "x").starts_with("-ERR [AUTH]"));
+    assert!(Session::login(&addr, "alice", "secret").starts_with("+OK maildrop has 1 "));
+    assert!(Session::login(&addr, "carol", "carol's pw").starts_with("+OK"), "{}", daemon.log());
+    assert!(Session::login(&addr, "alice", "wrong").starts_with("-ERR [AUTH]"));
+    assert!(Session::login(&addr, "eve", "gone").starts_with("-ERR [AUTH]"), "inactive");
+    assert!(Session::login(&addr, "nobody", "x").starts_with("-ERR [AUTH]"));
     // A name that would break out of an interpolated string is only ever a parameter.
-    assert!(login(&addr, "x'OR'1'='1", "secret").starts_with("-ERR [AUTH]"));
-    assert!(login(&addr, "alice", "secret").starts_with("+OK"), "still served");
+    assert!(Session::login(&addr, "x'OR'1'='1", "secret").starts_with("-ERR [AUTH]"));
+    assert!(Session::login(&addr, "alice", "secret").starts_with("+OK"), "still served");
 }
 
 #[test]
@@ -200,6 +188,6 @@ fn a_users_database_that_is_down_is_a_temporary_failure_never_a_login() {
     let deliver = run(&["deliver", "alice"], &data, b"Subject: hi\n\nhello\n");
     assert_eq!(deliver.status.code(), Some(75), "deliver retries later: {deliver:?}");
     let daemon = common::Daemon::serve(dir, data);
-    let reply = login(&daemon.plain, "alice", "secret");
+    let reply = Session::login(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{reply}");
 }

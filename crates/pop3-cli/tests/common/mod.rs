@@ -50,19 +50,3 @@ pub fn write_config(home: &Path, text: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.toml"), text).unwrap();
 }
-
-/// True if this machine has an IPv6 loopback; otherwise says loudly that the test is
-/// skipped (and fails under CI=true, where it must run).
-pub fn have_ipv6_loopback() -> bool {
-    match std::net::TcpListener::bind("[::1]:0") {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "no IPv6 loopback ([::1]: {e}), and CI=true"
-            );
-            eprintln!("SKIPPED: no IPv6 loopback on this machine ([::1]: {e})");
-            false
-        }
-    }
-}

@@ -261,3 +261,44 @@ pub fn output_ok(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A plain POP3 connection, one command line and one status line at a time.
+pub struct Session {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Session {
+    /// Connects to `addr` and reads the greeting, which must be `+OK`.
+    pub fn connect(addr: &str) -> Self {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut s = Self { reader: BufReader::new(stream), writer };
+        let greeting = s.line();
+        assert!(greeting.starts_with("+OK"), "{greeting}");
+        s
+    }
+
+    /// The next line, without its line end.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
+
+    /// Sends `command` and returns the status line that answers it.
+    pub fn cmd(&mut self, command: &str) -> String {
+        self.writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        self.line()
+    }
+
+    /// One USER/PASS login on a new connection, then QUIT: the reply to PASS.
+    pub fn login(addr: &str, user: &str, password: &str) -> String {
+        let mut s = Self::connect(addr);
+        s.cmd(&format!("USER {user}"));
+        let reply = s.cmd(&format!("PASS {password}"));
+        s.cmd("QUIT");
+        reply
+    }
+}
