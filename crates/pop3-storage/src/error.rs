@@ -54,6 +54,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A database statement or connection failed (the PostgreSQL backend).
+    Database {
+        /// What we were doing ("open maildrop", "commit", ...).
+        op: &'static str,
+        /// True if retrying later may succeed (the server is down or the connection was
+        /// lost); false for what needs an administrator (a refused login, a missing table).
+        temporary: bool,
+        /// The underlying error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An I/O error, with what we were doing and on which path.
     Io {
         /// What we were doing ("open", "rename", ...).
@@ -79,6 +89,8 @@ impl Error {
             | Error::NoSuchMessage(_)
             | Error::Committed
             | Error::Corrupt { .. } => ErrorKind::Permanent,
+            Error::Database { temporary: true, .. } => ErrorKind::Temporary,
+            Error::Database { temporary: false, .. } => ErrorKind::Permanent,
             Error::Io { source, .. } => match source.kind() {
                 io::ErrorKind::PermissionDenied
                 | io::ErrorKind::ReadOnlyFilesystem
@@ -116,6 +128,7 @@ impl fmt::Display for Error {
             Error::Corrupt { path, reason } => {
                 write!(f, "refusing {}: {reason}", path.display())
             }
+            Error::Database { op, source, .. } => write!(f, "{op}: {source}"),
             Error::Io { op, path, source } => {
                 write!(f, "{op} {}: {source}", path.display())
             }
@@ -127,6 +140,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Database { source, .. } => Some(&**source),
             _ => None,
         }
     }

@@ -29,6 +29,8 @@ struct Owned {
     data: PathBuf,
     /// The user the server runs as when the tests run as root (initdb refuses root).
     user: Option<String>,
+    /// `pg_ctl start`'s arguments after `-D DATA` (port, socket directory, settings, log).
+    start_args: Vec<std::ffi::OsString>,
     // Last: removed after the server stopped.
     _dir: tempfile::TempDir,
 }
@@ -161,14 +163,19 @@ impl Cluster {
             dir.path().display()
         );
         let pg_ctl = bin.join("pg_ctl");
+        let start_args: Vec<std::ffi::OsString> = vec![
+            "-l".into(),
+            dir.path().join("log").into(),
+            "-w".into(),
+            "-t".into(),
+            "60".into(),
+            "-o".into(),
+            options.into(),
+            "start".into(),
+        ];
         let mut start = pg_command(&pg_ctl, user.as_deref());
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .args(["-w", "-t", "60", "-o", &options, "start"]);
-        let owned = Owned { pg_ctl, data, user, _dir: dir };
+        start.arg("-D").arg(&data).args(&start_args);
+        let owned = Owned { pg_ctl, data, user, start_args, _dir: dir };
         let cluster = Cluster {
             admin_url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
             owned: Some(owned),
@@ -176,6 +183,42 @@ impl Cluster {
         // From here on, a failure still stops the server (Drop).
         run(start, "pg_ctl start");
         cluster
+    }
+
+    /// A cluster of the test's own, not shared with the other tests of the binary: for a test
+    /// that stops and restarts the server ([`Cluster::stop`], [`Cluster::start_again`]).
+    /// Skips and fails like [`cluster`]; never reuses `POP3_TEST_POSTGRES_URL`'s server.
+    pub fn private(test: &str) -> Option<Cluster> {
+        let Some(bin) = find_bin_dir() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test} needs PostgreSQL (initdb, pg_ctl: Debian package postgresql) and CI=true"
+            );
+            eprintln!("SKIPPED: {test} needs PostgreSQL (apt-get install postgresql); NOT RUN");
+            return None;
+        };
+        Some(Cluster::start(&bin))
+    }
+
+    fn owned(&self) -> &Owned {
+        self.owned.as_ref().expect("a cluster this process started (Cluster::private)")
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: sessions are disconnected, as in a
+    /// database failover or restart).
+    pub fn stop(&self) {
+        let owned = self.owned();
+        let mut stop = pg_command(&owned.pg_ctl, owned.user.as_deref());
+        stop.arg("-D").arg(&owned.data).args(["-m", "fast", "-w", "stop"]);
+        run(stop, "pg_ctl stop");
+    }
+
+    /// Starts the stopped server again, on the same port.
+    pub fn start_again(&self) {
+        let owned = self.owned();
+        let mut start = pg_command(&owned.pg_ctl, owned.user.as_deref());
+        start.arg("-D").arg(&owned.data).args(&owned.start_args);
+        run(start, "pg_ctl start");
     }
 
     /// A URL to a new, empty database of this cluster, for one test.
