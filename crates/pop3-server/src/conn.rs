@@ -570,8 +570,9 @@ impl Driver {
         Ok(self.session.login_accepted(Snapshot::new(infos))?)
     }
 
-    /// Sends one message. A small one (snapshot size up to [`SMALL_MESSAGE`]) is read whole,
-    /// right here on the runtime thread: a Maildir message being read is almost always in
+    /// Sends one message. A small one (snapshot size up to [`SMALL_MESSAGE`]) from a maildrop
+    /// whose small reads are cheap (files, memory; never a database) is read whole, right
+    /// here on the runtime thread: a Maildir message being read is almost always in
     /// the page cache (it was listed and sized at login), so the read costs less than a hop
     /// to the blocking pool and back, whose wake-ups and task switches were a large part of
     /// pop3d's time in a RETR-bound load (figures: `docs/performance.md`, "Figures behind code
@@ -582,7 +583,7 @@ impl Driver {
             return Ok(self.session.body_error(BodyError::Io)?);
         };
         let size = maildrop.messages().get(index).map_or(u64::MAX, |m| m.size);
-        if size > SMALL_MESSAGE {
+        if size > SMALL_MESSAGE || !maildrop.small_reads_are_cheap() {
             return self.stream(maildrop, index).await;
         }
         let read = read_small(maildrop.as_ref(), index, size);

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use pop3_storage::sink::{deliver_one, Incoming, Sink};
 use pop3_storage::{
     Backend, DovecotUidlFormat, Envelope, Error, Location, MaildirOptions, Maildrop, Template, User,
 };
@@ -26,19 +27,38 @@ fn storage_user(user: &UserInfo) -> User {
     User { name: user.name.clone(), home: user.home.clone() }
 }
 
-/// Opens a verified user's maildrop. Called on tokio's blocking pool.
+/// Verified users' maildrops: what the POP3 sessions open and the deliverers (`pop3d
+/// deliver`, LMTP) store into. Called on blocking threads (tokio's blocking pool).
 pub trait Mailboxes: Send + Sync + fmt::Debug {
     /// Opens and locks `user`'s maildrop.
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>>;
+
+    /// A durable delivery sink into `user`'s maildrop (see [`pop3_storage::sink`]).
+    fn sink(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Sink>>;
+
+    /// Delivers one message durably, a batch of one through [`Mailboxes::sink`].
+    fn deliver(
+        &self,
+        user: &UserInfo,
+        message: &mut dyn Read,
+        envelope: &Envelope,
+    ) -> pop3_storage::Result<()> {
+        let incoming = Incoming { envelope: envelope.clone(), ..Incoming::default() };
+        deliver_one(&mut *self.sink(user)?, &incoming, message).map(drop)
+    }
 }
 
-/// Any `pop3-storage` [`Backend`] (e.g. `MemoryStore` in tests).
+/// Any `pop3-storage` [`Backend`]: the PostgreSQL store, or `MemoryStore` in tests.
 #[derive(Debug, Clone)]
 pub struct StoreMailboxes(pub Arc<dyn Backend>);
 
 impl Mailboxes for StoreMailboxes {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>> {
         self.0.open(&storage_user(user))
+    }
+
+    fn sink(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Sink>> {
+        self.0.sink(&storage_user(user))
     }
 }
 
@@ -135,6 +155,19 @@ impl MailLocation {
 impl Mailboxes for MailLocation {
     fn open(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Maildrop>> {
         self.location(user)?.open(&storage_user(user))
+    }
+
+    fn sink(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn Sink>> {
+        self.location(user)?.sink(&storage_user(user))
+    }
+
+    fn deliver(
+        &self,
+        user: &UserInfo,
+        message: &mut dyn Read,
+        envelope: &Envelope,
+    ) -> pop3_storage::Result<()> {
+        MailLocation::deliver(self, user, message, envelope)
     }
 }
 

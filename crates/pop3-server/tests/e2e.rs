@@ -652,6 +652,12 @@ impl pop3_server::Mailboxes for FailingMailboxes {
             released: Arc::clone(&self.released),
         }))
     }
+
+    /// Not delivered to in these tests: an in-memory sink.
+    fn sink(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn pop3_storage::sink::Sink>> {
+        use pop3_storage::Backend;
+        pop3_storage::MemoryStore::new().sink(&pop3_storage::User::new(&*user.name))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -698,6 +704,10 @@ struct ListedDrop {
 }
 
 impl pop3_storage::Maildrop for ListedDrop {
+    fn small_reads_are_cheap(&self) -> bool {
+        true // in memory: exercises the server's inline read
+    }
+
     fn messages(&self) -> &[pop3_storage::MessageInfo] {
         &self.infos
     }
@@ -722,6 +732,12 @@ impl pop3_server::Mailboxes for ListedMailboxes {
                 .collect(),
             bodies: self.0.iter().map(|(_, body)| body.clone()).collect(),
         }))
+    }
+
+    /// Not delivered to in these tests: an in-memory sink.
+    fn sink(&self, user: &UserInfo) -> pop3_storage::Result<Box<dyn pop3_storage::sink::Sink>> {
+        use pop3_storage::Backend;
+        pop3_storage::MemoryStore::new().sink(&pop3_storage::User::new(&*user.name))
     }
 }
 

@@ -91,6 +91,15 @@ pub trait Maildrop: fmt::Debug + Send {
     /// [`Error::MessageGone`]; the maildrop stays usable.
     fn read_message(&self, index: usize) -> Result<MessageReader<'_>>;
 
+    /// True if reading a small message costs about what a page-cache read does (files on a
+    /// local disk, memory), so that a server may read it on an async runtime thread rather
+    /// than hop to a blocking pool. False (the default) for anything that can wait on a
+    /// network or a remote lock: the PostgreSQL backend, and any maildrop an embedder
+    /// writes without saying otherwise.
+    fn small_reads_are_cheap(&self) -> bool {
+        false
+    }
+
     /// Removes exactly the messages at `deleted` (indices into the snapshot; duplicates are
     /// ignored) and releases the lock. An index out of range fails before anything is removed.
     /// Afterwards the maildrop serves nothing more ([`Error::Committed`]).

@@ -157,6 +157,10 @@ pub struct MemoryDrop {
 }
 
 impl Maildrop for MemoryDrop {
+    fn small_reads_are_cheap(&self) -> bool {
+        true // in memory
+    }
+
     fn messages(&self) -> &[MessageInfo] {
         &self.infos
     }

@@ -43,7 +43,7 @@ file = "users"
 # sql = "SELECT password FROM mailbox WHERE username = $1 AND active"
 
 [mail]
-# "maildir" or "mbox".
+# "maildir", "mbox", or "postgresql" (the [postgresql] database; location is then unused).
 format = "maildir"
 # Where each user's maildrop is: %u = user name, %n and %d = its parts before and after @,
 # %h = home field of the users file, %% = a percent sign.
@@ -106,10 +106,14 @@ max_connections_per_user_ip = 10
 level = "info"
 
 # [postgresql]
-# The PostgreSQL database of the stateless-node setup (in progress: `pop3d db migrate` creates
-# its schema; mail is not served from it yet). A libpq-style URL, without TLS: a Unix socket
-# (postgresql://pop3d@%2Frun%2Fpostgresql/mail) or a trusted network.
+# The database of [mail] format = "postgresql" and [users] sql, shared by any number of pop3d
+# nodes (create its schema with `pop3d db migrate`; serve migrates a schema that is behind).
+# A libpq-style URL, without TLS: a Unix socket (postgresql://pop3d@%2Frun%2Fpostgresql/mail)
+# or a trusted network.
 # url = "postgresql://pop3d@localhost/mail"
+# Connections each node keeps for sessions and deliveries (besides one for maildrop locks);
+# each is borrowed for one short step, so a few serve thousands of sessions.
+# pool_size = 16
 "#;
 
 /// The whole file.
@@ -134,6 +138,13 @@ pub struct PostgresqlSection {
     /// A libpq-style URL or key=value string; its password is never printed.
     #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
+    /// Connections per node for sessions and deliveries.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    pop3_storage::postgres::PgOptions::default().pool_size
 }
 
 fn serialize_redacted<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -216,6 +227,7 @@ impl Default for UsersSection {
 pub enum Format {
     Maildir,
     Mbox,
+    Postgresql,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +375,14 @@ impl Loaded {
             pop3_storage::postgres::parse_url(&pg.url)
                 .map_err(|e| format!("[postgresql] url: {e}"))?;
         }
+        if let Some(pg) = &f.postgresql {
+            if pg.pool_size == 0 {
+                return Err("[postgresql] pool_size must be at least 1".into());
+            }
+        }
+        if f.mail.format == Format::Postgresql && f.postgresql.is_none() {
+            return Err("[mail] format = \"postgresql\" needs a [postgresql] url".into());
+        }
         if let Some(sql) = &f.users.sql {
             if f.postgresql.is_none() {
                 return Err("[users] sql needs a [postgresql] url".into());
@@ -466,13 +486,42 @@ impl Loaded {
             format!("{}/{template}", base.display().to_string().replace('%', "%%"))
         };
         let mut location = match self.file.mail.format {
-            Format::Maildir => pop3_server::MailLocation::maildir(template),
             Format::Mbox => pop3_server::MailLocation::mbox(template),
+            // The Maildir settings still name where `pop3d migrate` looks by default.
+            Format::Maildir | Format::Postgresql => pop3_server::MailLocation::maildir(template),
         };
         location.create = self.file.mail.create;
         // `load` refused a format that does not parse.
         location.dovecot_uidl_format = dovecot_uidl_format(&self.file.mail).unwrap_or_default();
         location
+    }
+
+    /// The maildrops of `[mail]`: files at the location, or the PostgreSQL store.
+    pub fn mailboxes(&self) -> Result<std::sync::Arc<dyn pop3_server::Mailboxes>, String> {
+        use std::sync::Arc;
+        match (self.file.mail.format, &self.file.postgresql) {
+            (Format::Postgresql, Some(pg)) => {
+                let options = pop3_storage::postgres::PgOptions {
+                    pool_size: pg.pool_size,
+                    ..Default::default()
+                };
+                let store = pop3_storage::postgres::PgStore::new(&pg.url, options)
+                    .map_err(|e| format!("[postgresql] url: {e}"))?;
+                Ok(Arc::new(pop3_server::StoreMailboxes(Arc::new(store))))
+            }
+            (Format::Postgresql, None) => {
+                Err("[mail] format = \"postgresql\" needs a [postgresql] url".into())
+            }
+            _ => Ok(Arc::new(self.mail_location())),
+        }
+    }
+
+    /// Where mail is, for messages: the location template, or the database (no password).
+    pub fn mail_description(&self) -> String {
+        match (self.file.mail.format, &self.file.postgresql) {
+            (Format::Postgresql, Some(pg)) => format!("postgresql {}", redact_password(&pg.url)),
+            _ => self.mail_location().template,
+        }
     }
 
     pub fn server_config(&self) -> pop3_server::Config {

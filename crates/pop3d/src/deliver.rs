@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use pop3_server::{AuthError, Authenticator, MailLocation, UserInfo};
+use pop3_server::{AuthError, Authenticator, MailLocation, Mailboxes, UserInfo};
 use pop3_storage::{Envelope, Error, ErrorKind};
 
 use crate::exit;
@@ -59,9 +59,11 @@ pub fn worst(outcomes: &[Outcome]) -> u8 {
 ///
 /// A single recipient is delivered straight from `input`; several are first spooled to an
 /// unlinked temporary file (mode 0600 in `$TMPDIR`) that each delivery reads from the start.
-/// An empty message (0 bytes) is refused with 65 for every recipient.
+/// An empty message (0 bytes) is refused with 65 for every recipient. `location`, for
+/// maildrops in files, explains a user whose maildrop path cannot be made.
 pub fn deliver_all(
-    location: &MailLocation,
+    mailboxes: &dyn Mailboxes,
+    location: Option<&MailLocation>,
     users: &dyn Authenticator,
     recipients: &[String],
     sender: Option<String>,
@@ -78,7 +80,7 @@ pub fn deliver_all(
     let envelope = Envelope { sender };
     if let [name] = recipients {
         let mut message = Cursor::new(first).chain(input);
-        return vec![deliver_one(location, users, name, &mut message, &envelope)];
+        return vec![deliver_one(mailboxes, location, users, name, &mut message, &envelope)];
     }
     let mut spool = match spool(&first, input) {
         Ok(file) => file,
@@ -89,7 +91,7 @@ pub fn deliver_all(
     recipients
         .iter()
         .map(|name| match spool.rewind() {
-            Ok(()) => deliver_one(location, users, name, &mut spool, &envelope),
+            Ok(()) => deliver_one(mailboxes, location, users, name, &mut spool, &envelope),
             Err(e) => Outcome::failed(exit::TEMPFAIL, format!("spool: {e}")),
         })
         .collect()
@@ -135,7 +137,8 @@ fn spool_name(dir: &Path, attempt: u32) -> PathBuf {
 }
 
 fn deliver_one(
-    location: &MailLocation,
+    mailboxes: &dyn Mailboxes,
+    location: Option<&MailLocation>,
     users: &dyn Authenticator,
     name: &str,
     message: &mut dyn Read,
@@ -153,11 +156,13 @@ fn deliver_one(
             return Outcome::failed(exit::NOUSER, format!("unknown user {name:?}"))
         }
     };
-    if let Err(e) = location.path_for(&user) {
-        return Outcome::failed(exit::NOUSER, no_maildrop(location, &user, &e));
+    if let Some(location) = location {
+        if let Err(e) = location.path_for(&user) {
+            return Outcome::failed(exit::NOUSER, no_maildrop(location, &user, &e));
+        }
     }
-    tracing::debug!(user = name, template = %location.template, "delivering");
-    match location.deliver(&user, message, envelope) {
+    tracing::debug!(user = name, "delivering");
+    match mailboxes.deliver(&user, message, envelope) {
         Ok(()) => Outcome::ok(),
         Err(e) => Outcome::failed(classify(&e), format!("delivery to {name} failed: {e}")),
     }

@@ -367,7 +367,8 @@ fn read_password(from_stdin: bool) -> Result<String, Failure> {
 fn create_maildrop(loaded: &Loaded, user: &pop3_server::UserInfo) -> Result<(), String> {
     use pop3_server::Mailboxes;
     let location = loaded.mail_location();
-    if location.format == pop3_server::MailFormat::Maildir && location.create {
+    let files = loaded.file.mail.format != config::Format::Postgresql;
+    if files && location.format == pop3_server::MailFormat::Maildir && location.create {
         // Opening creates new/, cur/ and tmp/; the lock is released at once.
         location.open(user).map(drop).map_err(|e| e.to_string())?;
     }
@@ -388,9 +389,12 @@ fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Fa
     if let Some(run_as) = &loaded.file.server.run_as {
         privdrop::drop_for_files(run_as).map_err(|e| (exit::TEMPFAIL, e))?;
     }
+    let mailboxes = loaded.mailboxes().map_err(|e| (exit::TEMPFAIL, e))?;
+    let location = loaded.mail_location();
+    let files = (loaded.file.mail.format != config::Format::Postgresql).then_some(&location);
     let mut stdin = std::io::stdin().lock();
     let outcomes =
-        deliver::deliver_all(&loaded.mail_location(), users.as_ref(), names, sender, &mut stdin);
+        deliver::deliver_all(&*mailboxes, files, users.as_ref(), names, sender, &mut stdin);
     // Each message names its recipient; one that concerns all of them is printed once.
     let mut printed = None;
     for message in outcomes.iter().filter_map(|o| o.message.as_ref()) {
@@ -439,7 +443,7 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
         Some((cert, key)) => println!("#        tls = {} + {}", cert.display(), key.display()),
         None => println!("#        tls = none (no [tls]: no STLS, no POP3S)"),
     }
-    println!("#        mail = {}", loaded.mail_location().template);
+    println!("#        mail = {}", loaded.mail_description());
     print!("{effective}");
     Ok(exit::OK)
 }

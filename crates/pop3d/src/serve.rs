@@ -95,9 +95,11 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     tracing::debug!(
         config = %loaded.path.display(),
         users = %loaded.users_path().display(),
-        mail = %loaded.mail_location().template,
+        mail = %loaded.mail_description(),
         "configuration loaded"
     );
+    ensure_schema(&loaded)?;
+    let mailboxes = loaded.mailboxes().map_err(|e| (exit::CONFIG, e))?;
     raise_nofile_limit();
     let secret = server_secret(&loaded);
     let users = authenticator(&loaded, secret)?;
@@ -141,7 +143,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         .build()
         .map_err(|e| (exit::OSERR, format!("tokio runtime: {e}")))?;
     runtime.block_on(async move {
-        let server = Server::new(loaded.server_config(), Arc::new(loaded.mail_location()), users);
+        let server = Server::new(loaded.server_config(), mailboxes, users);
         server.set_tls(tls);
         let mut plain = Vec::new();
         let mut secure = Vec::new();
@@ -179,6 +181,40 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         tracing::info!("stopped");
         Ok(exit::OK)
     })
+}
+
+/// With a `[postgresql]` database: its schema must be this build's before anything is
+/// served. A schema that is behind is migrated (as `pop3d db migrate` would, safe with
+/// several nodes starting at once); a database that cannot be reached is exit 75 at once
+/// (the service manager restarts pop3d, with its own backoff), one that refuses us or holds
+/// a newer schema 78.
+fn ensure_schema(loaded: &Loaded) -> Result<(), Failure> {
+    use pop3_storage::postgres::{migrate, schema_version, LATEST_VERSION};
+    let Some(pg) = &loaded.file.postgresql else { return Ok(()) };
+    let shown = crate::config::redact_password(&pg.url);
+    let failed = |e: pop3_storage::postgres::PgError| {
+        let code = if e.is_temporary() { exit::TEMPFAIL } else { exit::CONFIG };
+        (code, format!("{shown}: {e}"))
+    };
+    let version = schema_version(&pg.url).map_err(failed)?;
+    if version < LATEST_VERSION {
+        tracing::warn!(
+            database = %shown,
+            from = version,
+            to = LATEST_VERSION,
+            "the database schema is behind this pop3d: migrating it"
+        );
+        migrate(&pg.url).map_err(failed)?;
+    } else if version > LATEST_VERSION {
+        return Err((
+            exit::CONFIG,
+            format!(
+                "{shown}: schema version {version} is newer than this pop3d's {LATEST_VERSION}: \
+                 upgrade pop3d"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The server secret (see `secret.rs`). If its file cannot be read or created, a secret for
@@ -277,7 +313,7 @@ fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], se
     println!(
         "pop3d: users from {}, mail in {}; Ctrl-C stops, SIGHUP reloads users and TLS",
         loaded.users_path().display(),
-        loaded.mail_location().template
+        loaded.mail_description()
     );
     // The hints suit the embedded defaults (a self-signed certificate, local ports): they are
     // shown on the start that created the data dir, never for an operator's configuration.

@@ -77,6 +77,10 @@ impl MaildirDrop {
 }
 
 impl Maildrop for MaildirDrop {
+    fn small_reads_are_cheap(&self) -> bool {
+        true // a local file, most likely in the page cache since the snapshot was taken
+    }
+
     fn messages(&self) -> &[MessageInfo] {
         &self.infos
     }

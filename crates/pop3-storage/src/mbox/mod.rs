@@ -683,6 +683,10 @@ impl MboxDrop {
 }
 
 impl Maildrop for MboxDrop {
+    fn small_reads_are_cheap(&self) -> bool {
+        true // a local file, most likely in the page cache since the snapshot was taken
+    }
+
     fn messages(&self) -> &[MessageInfo] {
         &self.infos
     }

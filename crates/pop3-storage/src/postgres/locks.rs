@@ -18,7 +18,7 @@
 //! backend pid) still holds the mailbox's lock, and deletes nothing otherwise.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use postgres::{Client, Config};
 
@@ -44,7 +44,9 @@ struct State {
 /// This node's lock connection and held mailboxes.
 pub(crate) struct Locks {
     config: Config,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    /// Unlocks for [`Locks::unlock_later`], done by a thread of their own.
+    later: Mutex<Option<mpsc::Sender<Held>>>,
 }
 
 impl std::fmt::Debug for Locks {
@@ -56,12 +58,11 @@ impl std::fmt::Debug for Locks {
 
 impl Locks {
     pub(crate) fn new(config: Config) -> Self {
-        Self { config, state: Mutex::new(State::default()) }
+        Self { config, state: Arc::new(Mutex::new(State::default())), later: Mutex::new(None) }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // Updates are single map operations or a whole connection swap.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock_state(&self.state)
     }
 
     /// Takes mailbox `id`'s lock for a session of this node: `Ok(None)` if another session,
@@ -103,21 +104,61 @@ impl Locks {
         unreachable!("the second attempt returns")
     }
 
-    /// Releases a session's lock (after commit, or when the session ends without one).
+    /// Releases a session's lock now (after a commit, on the caller's blocking thread).
     pub(crate) fn unlock(&self, held: Held) {
-        let mut state = self.state();
-        if state.held.get(&held.mailbox) != Some(&held.pid) {
-            return;
-        }
-        state.held.remove(&held.mailbox);
-        if let Some((client, pid)) = &mut state.conn {
-            // Only the connection that took the lock holds it; after a reconnect it is gone
-            // already. A failed unlock leaves the lock to the connection's end, so drop that.
-            if *pid == held.pid
-                && client.query_one("SELECT pg_advisory_unlock($1)", &[&held.mailbox]).is_err()
-            {
-                state.conn = None;
+        unlock(&mut self.state(), held);
+    }
+
+    /// Releases a session's lock without waiting for the database: a maildrop dropped
+    /// without a commit may be dropped on an async runtime thread (a session that ended),
+    /// which must not block on a query. A thread of this node's does the unlock moments
+    /// later. Until then the database still has the lock, so no other node can take the
+    /// mailbox early; a session of this node that locks it again meanwhile just raises the
+    /// connection's count of the re-entrant lock, which this unlock then lowers.
+    pub(crate) fn unlock_later(&self, held: Held) {
+        let mut later = self.later.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = match &*later {
+            Some(tx) => tx.send(held).map_err(|e| e.0),
+            None => Err(held),
+        };
+        let Err(held) = sent else { return };
+        let (tx, rx) = mpsc::channel::<Held>();
+        let state = Arc::downgrade(&self.state);
+        let spawned = std::thread::Builder::new().name("pop3-pg-unlock".into()).spawn(move || {
+            // Ends when the store is dropped (the sender with it).
+            for held in rx {
+                let Some(state) = state.upgrade() else { return };
+                unlock(&mut lock_state(&state), held);
             }
+        });
+        match spawned {
+            Ok(_) => {
+                let _ = tx.send(held);
+                *later = Some(tx);
+            }
+            // No thread to be had: unlock here rather than keep the mailbox locked.
+            Err(_) => unlock(&mut self.state(), held),
+        }
+    }
+}
+
+fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Updates are single map operations or a whole connection swap.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unlock(state: &mut State, held: Held) {
+    if state.held.get(&held.mailbox) != Some(&held.pid) {
+        return;
+    }
+    state.held.remove(&held.mailbox);
+    if let Some((client, pid)) = &mut state.conn {
+        // Only the connection that took the lock holds it; after a reconnect it is gone
+        // already. A failed unlock leaves the lock to the connection's end, so drop that.
+        if *pid == held.pid
+            && client.query_one("SELECT pg_advisory_unlock($1)", &[&held.mailbox]).is_err()
+        {
+            state.conn = None;
         }
     }
 }

@@ -106,7 +106,8 @@ impl Maildrop for PgDrop {
 impl Drop for PgDrop {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
-            self.inner.locks.unlock(held);
+            // Possibly on an async runtime thread: never a query here.
+            self.inner.locks.unlock_later(held);
         }
     }
 }

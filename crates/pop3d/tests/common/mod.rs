@@ -68,7 +68,48 @@ pub struct Daemon {
     pub tls: String,
     pub data: PathBuf,
     pub dir: tempfile::TempDir,
+    /// With `[mail] format = "postgresql"`: the database (and the cluster kept alive for it).
+    pub postgresql: Option<Database>,
     stdout: Stdout,
+}
+
+/// Where a test daemon keeps mail.
+#[derive(Clone)]
+pub enum Store {
+    /// Maildirs in the data dir (the default configuration).
+    Maildir,
+    /// A migrated database of the test cluster.
+    Postgresql(Database),
+}
+
+/// A database of the shared test cluster.
+#[derive(Clone)]
+pub struct Database {
+    pub url: String,
+    _cluster: Arc<pop3_testkit::postgres::Cluster>,
+}
+
+impl Store {
+    /// A fresh database (`None`, after a loud SKIPPED line, without PostgreSQL; a panic under
+    /// CI=true).
+    pub fn postgresql(test: &str) -> Option<Store> {
+        let cluster = pop3_testkit::postgres::cluster(test)?;
+        let url = cluster.database();
+        Some(Store::Postgresql(Database { url, _cluster: cluster }))
+    }
+
+    /// Points the data dir's configuration at this store (nothing for Maildir).
+    pub fn configure(&self, data: &Path) {
+        if let Store::Postgresql(db) = self {
+            let path = data.join("pop3d.toml");
+            let config = std::fs::read_to_string(&path).unwrap();
+            let config = config.replace("format = \"maildir\"", "format = \"postgresql\"")
+                + &format!("\n[postgresql]\nurl = \"{}\"\n", db.url);
+            assert!(config.contains("format = \"postgresql\""));
+            std::fs::write(&path, config).unwrap();
+            output_ok(&run(&["db", "migrate"], data, b""), "db migrate");
+        }
+    }
 }
 
 /// The daemon's standard output, read by a thread.
@@ -82,10 +123,16 @@ impl Daemon {
     /// SCRAM-SHA-256 work; all are offered) and bob, the [`messages`] delivered to alice,
     /// and a server on random ports.
     pub fn start() -> Self {
+        Self::start_on(Store::Maildir)
+    }
+
+    /// [`start`](Self::start) with mail in `store`.
+    pub fn start_on(store: Store) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = run(&["user", "add", "alice", "--password-stdin"], &data, b"secret\n");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        store.configure(&data);
         std::fs::write(data.join("users"), "alice:{PLAIN}secret\nbob:{PLAIN}builder\n").unwrap();
         // Every mechanism these PLAIN passwords can serve, so that clients try them all.
         let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
@@ -97,7 +144,11 @@ impl Daemon {
             let out = run(&["deliver", "alice"], &data, &m);
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }
-        Self::serve(dir, data)
+        let mut daemon = Self::serve(dir, data);
+        if let Store::Postgresql(db) = store {
+            daemon.postgresql = Some(db);
+        }
+        daemon
     }
 
     pub fn serve(dir: tempfile::TempDir, data: PathBuf) -> Self {
@@ -146,7 +197,15 @@ impl Daemon {
             }
         }
         let stdout = Stdout { printed, reader: Some(reader) };
-        Self { child, plain: plain.unwrap(), tls: tls.unwrap(), data, dir, stdout }
+        Self {
+            child,
+            plain: plain.unwrap(),
+            tls: tls.unwrap(),
+            data,
+            dir,
+            postgresql: None,
+            stdout,
+        }
     }
 
     /// Everything printed on standard output; call after [`stop`](Self::stop), when the
@@ -166,8 +225,12 @@ impl Daemon {
         self.data.join("tls/cert.pem")
     }
 
-    /// `user`'s stored messages (file contents), in delivery order.
+    /// `user`'s stored messages (file contents, or bodies in the database), in delivery
+    /// order.
     pub fn stored(&self, user: &str) -> Vec<Vec<u8>> {
+        if let Some(db) = &self.postgresql {
+            return stored_in_database(&db.url, user);
+        }
         let mut files = Vec::new();
         for sub in ["new", "cur"] {
             for entry in std::fs::read_dir(self.data.join("mail").join(user).join(sub)).unwrap() {
@@ -202,6 +265,23 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `user`'s messages in the database at `url`, in delivery order: each one's chunks joined.
+pub fn stored_in_database(url: &str, user: &str) -> Vec<Vec<u8>> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .query(
+            "SELECT string_agg(c.bytes, ''::bytea ORDER BY c.seq) FROM mailboxes b \
+             JOIN messages m ON m.mailbox_id = b.id \
+             JOIN message_chunks c ON c.mailbox_id = m.mailbox_id AND c.message_id = m.id \
+             WHERE b.user_name = $1 GROUP BY m.id ORDER BY m.id",
+            &[&user],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// The order of a Maildir name `SECS.M<usec>P<pid>Q<n>.HOST` as `pop3d deliver` writes it:

@@ -1,0 +1,258 @@
+//! pop3d with `[mail] format = "postgresql"` against a real PostgreSQL (pop3-testkit's
+//! throwaway clusters; skipped loudly without PostgreSQL, failed under CI=true): the whole
+//! path end to end, two nodes on one database, a node killed with SIGKILL, and the database
+//! stopped and started again under a running server.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::{Duration, Instant};
+
+use common::{messages, output_ok, run, Daemon, Store};
+use pop3_testkit::transmitted;
+
+/// A POP3 connection that also reads multi-line answers.
+struct Conn {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Conn {
+    fn connect(addr: &str) -> Self {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut c = Self { reader: BufReader::new(stream), writer };
+        assert!(c.line().starts_with("+OK"));
+        c
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
+
+    fn cmd(&mut self, command: &str) -> String {
+        self.writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        self.line()
+    }
+
+    /// The lines of a multi-line answer up to its terminator, as sent (CRLF, dot-stuffed).
+    fn body(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            self.reader.read_until(b'\n', &mut line).unwrap();
+            assert!(!line.is_empty(), "connection closed inside a multi-line answer");
+            if line == b".\r\n" {
+                return body;
+            }
+            body.extend_from_slice(&line);
+        }
+    }
+
+    fn login(addr: &str, user: &str, password: &str) -> (Self, String) {
+        let mut c = Self::connect(addr);
+        c.cmd(&format!("USER {user}"));
+        let reply = c.cmd(&format!("PASS {password}"));
+        (c, reply)
+    }
+}
+
+/// RFC 1939 §3 byte-stuffing of a transmitted message, as it appears on the wire.
+fn stuffed(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+#[test]
+fn mail_in_postgresql_is_delivered_served_byte_exact_and_deleted_only_after_quit() {
+    let Some(store) = Store::postgresql("pop3d postgresql end to end") else { return };
+    let daemon = Daemon::start_on(store);
+    let stored = messages();
+    assert_eq!(daemon.stored("alice"), stored, "pop3d deliver stored the bytes as given");
+
+    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    assert!(reply.starts_with("+OK maildrop has 3 "), "{reply}\n{}", daemon.log());
+    assert!(c.cmd("LIST").starts_with("+OK"));
+    let listing = String::from_utf8(c.body()).unwrap();
+    let expected: String = stored
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("{} {}\r\n", i + 1, transmitted(m).len()))
+        .collect();
+    assert_eq!(listing, expected, "exact RFC 1939 sizes");
+    assert!(c.cmd("UIDL").starts_with("+OK"));
+    let uidls = String::from_utf8(c.body()).unwrap();
+    for (i, m) in stored.iter().enumerate() {
+        let reply = c.cmd(&format!("RETR {}", i + 1));
+        assert!(reply.starts_with("+OK"), "{reply}\n{}", daemon.log());
+        assert_eq!(c.body(), stuffed(&transmitted(m)), "RETR {}", i + 1);
+    }
+    // TOP: the headers, the blank line and two body lines.
+    assert!(c.cmd("TOP 3 2").starts_with("+OK"));
+    let top = c.body();
+    let text = String::from_utf8(top).unwrap();
+    assert!(text.ends_with("\r\n\r\nline 00000: the quick brown fox jumps over it\r\nline 00001: the quick brown fox jumps over it\r\n"), "{text}");
+    assert!(c.cmd("DELE 2").starts_with("+OK"));
+    // Another session meanwhile: the maildrop is locked.
+    let (_other, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    assert!(reply.starts_with("-ERR [IN-USE]"), "{reply}");
+    assert_eq!(daemon.stored("alice").len(), 3, "nothing deleted before QUIT");
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    assert_eq!(daemon.stored("alice"), vec![stored[0].clone(), stored[2].clone()]);
+
+    // The UIDLs are stable across sessions.
+    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    assert!(reply.starts_with("+OK maildrop has 2 "), "{reply}");
+    assert!(c.cmd("UIDL").starts_with("+OK"));
+    let again = String::from_utf8(c.body()).unwrap();
+    let uidl_of = |listing: &str, n: usize| {
+        listing.lines().nth(n).unwrap().split_once(' ').unwrap().1.to_owned()
+    };
+    assert_eq!(uidl_of(&again, 0), uidl_of(&uidls, 0));
+    assert_eq!(uidl_of(&again, 1), uidl_of(&uidls, 2));
+    c.cmd("QUIT");
+}
+
+/// A second node: a data dir with the same users and the same database.
+fn second_node(first: &Daemon) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for file in ["pop3d.toml", "users", "secret"] {
+        if first.data.join(file).exists() {
+            std::fs::copy(first.data.join(file), data.join(file)).unwrap();
+        }
+    }
+    std::fs::create_dir_all(data.join("tls")).unwrap();
+    for file in ["tls/cert.pem", "tls/key.pem"] {
+        std::fs::copy(first.data.join(file), data.join(file)).unwrap();
+    }
+    let mut node = Daemon::serve(dir, data);
+    node.postgresql = first.postgresql.clone();
+    node
+}
+
+#[test]
+fn two_nodes_share_mailboxes_lock_across_nodes_and_a_killed_node_frees_its_locks() {
+    let Some(store) = Store::postgresql("pop3d postgresql two nodes") else { return };
+    let mut node_a = Daemon::start_on(store);
+    let node_b = second_node(&node_a);
+    let stored = messages();
+
+    let (mut held, reply) = Conn::login(&node_a.plain, "alice", "secret");
+    assert!(reply.starts_with("+OK maildrop has 3 "), "{reply}");
+    let (_, reply) = Conn::login(&node_b.plain, "alice", "secret");
+    assert!(reply.starts_with("-ERR [IN-USE]"), "the other node: {reply}");
+    // Marked for deletion on node A, which then dies without QUIT.
+    assert!(held.cmd("DELE 1").starts_with("+OK"));
+    node_a.child.kill().unwrap(); // SIGKILL
+    node_a.child.wait().unwrap();
+    let killed = Instant::now();
+
+    // The lock dies with node A's connections: node B serves the maildrop within seconds.
+    let deadline = killed + Duration::from_secs(10);
+    let mut c = loop {
+        let (c, reply) = Conn::login(&node_b.plain, "alice", "secret");
+        if reply.starts_with("+OK") {
+            assert!(reply.starts_with("+OK maildrop has 3 "), "nothing lost: {reply}");
+            break c;
+        }
+        assert!(reply.starts_with("-ERR [IN-USE]"), "{reply}");
+        assert!(Instant::now() < deadline, "the killed node's lock was not released");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("lock released {:?} after SIGKILL", killed.elapsed());
+    for (i, m) in stored.iter().enumerate() {
+        assert!(c.cmd(&format!("RETR {}", i + 1)).starts_with("+OK"));
+        assert_eq!(c.body(), stuffed(&transmitted(m)), "RETR {} on node B", i + 1);
+    }
+    assert!(c.cmd("DELE 3").starts_with("+OK"));
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    let left = node_b.stored("alice");
+    assert_eq!(left, vec![stored[0].clone(), stored[1].clone()], "exactly node B's deletion");
+    // Delivery works through either node's configuration.
+    output_ok(&run(&["deliver", "alice"], &node_b.data, b"Subject: b\n\nvia b\n"), "deliver");
+    assert_eq!(node_b.stored("alice").len(), 3);
+}
+
+#[test]
+fn a_database_lost_mid_session_ends_it_with_sys_temp_deletes_nothing_and_the_server_recovers() {
+    let Some(cluster) = pop3_testkit::postgres::Cluster::private("pop3d postgresql restart") else {
+        return;
+    };
+    let url = cluster.database();
+    // Store::Postgresql wants the shared cluster; this test owns its own, so it configures
+    // the data dir by hand.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    output_ok(&run(&["user", "add", "alice", "--password-stdin"], &data, b"secret\n"), "user");
+    let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
+    let config = config.replace("format = \"maildir\"", "format = \"postgresql\"")
+        + &format!("\n[postgresql]\nurl = \"{url}\"\n");
+    std::fs::write(data.join("pop3d.toml"), config).unwrap();
+    // No `db migrate`: serve migrates a schema that is behind (here: none) and says so.
+    let daemon = Daemon::serve(dir, data.clone());
+    assert!(daemon.log().contains("migrating"), "{}", daemon.log());
+    for m in messages() {
+        output_ok(&run(&["deliver", "alice"], &data, &m), "deliver");
+    }
+
+    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    assert!(reply.starts_with("+OK maildrop has 3 "), "{reply}");
+    assert!(c.cmd("DELE 1").starts_with("+OK"));
+    assert!(c.cmd("DELE 2").starts_with("+OK"));
+    cluster.stop();
+    let quit = c.cmd("QUIT");
+    assert!(quit.starts_with("-ERR [SYS/TEMP]"), "{quit}");
+    let (_, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    assert!(reply.starts_with("-ERR [SYS/TEMP]"), "database down: {reply}");
+    let down = run(&["deliver", "alice"], &data, b"Subject: x\n\nx\n");
+    assert_eq!(down.status.code(), Some(75), "deliver retries later: {down:?}");
+
+    cluster.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut c = loop {
+        let (c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+        if reply.starts_with("+OK") {
+            assert!(reply.starts_with("+OK maildrop has 3 "), "nothing deleted: {reply}");
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {reply}\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(c.cmd("RETR 1").starts_with("+OK"));
+    assert_eq!(c.body(), stuffed(&transmitted(&messages()[0])));
+    c.cmd("QUIT");
+}
+
+#[test]
+fn serve_with_the_database_down_exits_75_and_says_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    output_ok(&run(&["init"], &data, b""), "init");
+    let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
+    let config = config.replace("format = \"maildir\"", "format = \"postgresql\"")
+        + &format!("\n[postgresql]\nurl = \"postgresql://pop3d:pw@127.0.0.1:{port}/mail\"\n");
+    std::fs::write(data.join("pop3d.toml"), config).unwrap();
+    let out = run(&["serve", "--listen", "127.0.0.1:0"], &data, b"");
+    assert_eq!(out.status.code(), Some(75), "EX_TEMPFAIL: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the PostgreSQL server") && !err.contains(":pw@"), "{err}");
+    // A format that needs the database, without one: a configuration error.
+    let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
+    let without = &config[..config.find("\n[postgresql]").unwrap()];
+    std::fs::write(data.join("pop3d.toml"), without).unwrap();
+    let out = run(&["check-config"], &data, b"");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a [postgresql] url"));
+}
