@@ -8,6 +8,7 @@
 
 mod config;
 mod deliver;
+mod migrate;
 mod privdrop;
 mod secret;
 mod serve;
@@ -97,6 +98,29 @@ enum Command {
     /// Creates nothing: a data dir not created yet is reported with the defaults it will get
     /// (exit 0).
     CheckConfig,
+    /// Copy Maildirs or mboxes into the PostgreSQL store, keeping every UIDL.
+    ///
+    /// Idempotent and resumable: a message already copied (same UIDL) is not copied again,
+    /// so run it again after an interruption, or once more just before switching over. The
+    /// source is read under its lock and never changed. Needs `[mail] format = "postgresql"`.
+    /// Exit codes: 0 done; 75 temporary (database down, maildrop in use): run it again;
+    /// 65 a source that cannot be read as a maildrop; 67 invalid user name; 78 no PostgreSQL
+    /// store configured.
+    Migrate {
+        /// The user whose maildrop to copy.
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_name = "NAME")]
+        name: Option<String>,
+        /// Every user of the users file (`[users] file`, or --users).
+        #[arg(long)]
+        all: bool,
+        /// maildir:PATH or mbox:PATH; %u, %n, %d and %h as in `[mail] location`
+        /// (e.g. maildir:/var/mail/%u).
+        #[arg(long, value_name = "FORMAT:PATH")]
+        from: String,
+        /// With --all: the users file to take the names from [default: `[users] file`].
+        #[arg(long, value_name = "FILE", requires = "all")]
+        users: Option<PathBuf>,
+    },
     /// Manage the PostgreSQL database of `[postgresql] url`.
     Db {
         #[command(subcommand)]
@@ -267,11 +291,75 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let (loaded, _) = configuration(&cli, false)?;
             check_config(&loaded)
         }
+        Some(Command::Migrate { name, all, from, users }) => {
+            let (loaded, _) = configuration(&cli, false)?;
+            migrate(&loaded, name.as_deref(), *all, from, users.as_deref())
+        }
         Some(Command::Db { action: DbAction::Migrate }) => {
             let (loaded, _) = configuration(&cli, false)?;
             db_migrate(&loaded)
         }
     }
+}
+
+/// `pop3d migrate`: copies one user's maildrop, or every user's, into the PostgreSQL store.
+fn migrate(
+    loaded: &Loaded,
+    name: Option<&str>,
+    all: bool,
+    from: &str,
+    users_file: Option<&Path>,
+) -> Result<u8, Failure> {
+    if loaded.file.mail.format != config::Format::Postgresql {
+        return Err((
+            exit::CONFIG,
+            format!(
+                "{}: migrate copies into [mail] format = \"postgresql\"; set it and [postgresql] url",
+                loaded.path.display()
+            ),
+        ));
+    }
+    let dovecot = loaded.mail_location().dovecot_uidl_format;
+    let source = migrate::Source::parse(from, dovecot).map_err(|e| (exit::USAGE, e))?;
+    let target = loaded.mailboxes().map_err(|e| (exit::CONFIG, e))?;
+    let users: Box<dyn pop3_server::Authenticator> = match loaded.users_sql() {
+        Some(sql) if !all => Box::new(sql),
+        _ => {
+            let path = users_file.map_or_else(|| loaded.users_path(), Path::to_owned);
+            Box::new(
+                pop3_server::PasswdFile::load(&path).map_err(|e| (exit::CONFIG, e.to_string()))?,
+            )
+        }
+    };
+    let names: Vec<String> = match name {
+        Some(name) => vec![name.to_owned()],
+        None => {
+            if !migrate::per_user(from) {
+                return Err((
+                    exit::USAGE,
+                    format!("--all --from {from:?}: the path needs %u, %h or %n and %d"),
+                ));
+            }
+            let file = users_file.map_or_else(|| loaded.users_path(), Path::to_owned);
+            let passwd =
+                pop3_server::PasswdFile::load(&file).map_err(|e| (exit::CONFIG, e.to_string()))?;
+            passwd.users().map(|(name, _)| name.to_owned()).collect()
+        }
+    };
+    // Every user is tried; the exit status is the first failure's (75 first: rerun resumes).
+    let mut status = exit::OK;
+    for name in &names {
+        match migrate::migrate_user(&source, &*target, users.as_ref(), name) {
+            Ok(report) => println!("{name}: {report}"),
+            Err((code, message)) => {
+                eprintln!("pop3d: {message}");
+                if status == exit::OK || code == exit::TEMPFAIL {
+                    status = code;
+                }
+            }
+        }
+    }
+    Ok(status)
 }
 
 /// `pop3d db migrate`: brings the `[postgresql]` database's schema to this version's.
