@@ -256,3 +256,36 @@ fn serve_with_the_database_down_exits_75_and_says_why() {
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a [postgresql] url"));
 }
+
+/// A process's resident memory in KiB: `VmRSS` (now) or `VmHWM` (its peak) from /proc.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_50_mb_message_is_streamed_from_the_database_with_bounded_server_memory() {
+    let Some(store) = Store::postgresql("pop3d postgresql 50 MB RETR") else { return };
+    let daemon = Daemon::start_on(store);
+    let line = b"0123456789 the quick brown fox jumps over the lazy dog 0123456789 abcdefghij\n";
+    let mut big = b"Subject: big\n\n".to_vec();
+    while big.len() < 50 << 20 {
+        big.extend_from_slice(line);
+    }
+    output_ok(&run(&["deliver", "alice"], &daemon.data, &big), "deliver 50 MB");
+
+    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    assert!(reply.starts_with("+OK maildrop has 4 "), "{reply}");
+    let pid = daemon.child.id();
+    let before = memory_kib(pid, "VmRSS:");
+    assert!(c.cmd("RETR 4").starts_with("+OK"));
+    let body = c.body();
+    let peak = memory_kib(pid, "VmHWM:");
+    assert_eq!(body.len() as u64, transmitted(&big).len() as u64, "the whole message arrived");
+    assert!(body == transmitted(&big), "byte-exact");
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("pop3d: RSS {before} KiB before RETR, peak {peak} KiB");
+    assert!(grown_mib < 16, "a 50 MB RETR grew pop3d by {grown_mib} MiB: not streamed");
+    c.cmd("QUIT");
+}
