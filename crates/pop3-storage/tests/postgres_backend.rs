@@ -259,3 +259,38 @@ fn a_database_lost_mid_session_fails_temporarily_deletes_nothing_and_is_used_aga
     assert_eq!(drop.messages().len(), 2, "nothing was deleted");
     assert_eq!(read_all(&*drop, 1), b"Subject: two\n\n");
 }
+
+#[test]
+fn tls_to_the_database_is_verified_and_used_when_the_url_asks_for_it() {
+    let Some((cluster, ca)) = pop3_testkit::postgres::Cluster::private_tls("postgres TLS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let plain = cluster.database();
+    migrate(&plain).unwrap();
+    let tls = format!("{plain}?sslmode=verify-full&sslrootcert={}", ca_file.display());
+    let uses_tls = |url: &str| -> bool {
+        let mut client = pop3_storage::postgres::connect(url).unwrap();
+        client
+            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert!(uses_tls(&tls), "sslmode=verify-full");
+    assert!(!uses_tls(&plain), "no sslmode: plain, never TLS unasked");
+    // The store over TLS: delivery and a session.
+    let pg = store(&tls);
+    deliver(&pg, "kim", b"Subject: over TLS\n\n");
+    assert_eq!(read_all(&*pg.open(&User::new("kim")).unwrap(), 0), b"Subject: over TLS\n\n");
+
+    // A server certificate from another CA is refused, as a configuration error.
+    let other = pop3_testkit::server::TestCa::generate();
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&other_file, &other.ca_pem).unwrap();
+    let wrong = format!("{plain}?sslmode=require&sslrootcert={}", other_file.display());
+    let Err(e) = pop3_storage::postgres::connect(&wrong) else { panic!("an unknown CA") };
+    assert!(!e.is_temporary(), "{e}");
+    assert!(e.to_string().contains("certificate"), "{e}");
+}

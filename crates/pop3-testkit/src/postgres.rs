@@ -67,6 +67,19 @@ pub fn cluster(test: &str) -> Option<Arc<Cluster>> {
     Some(cluster)
 }
 
+/// [`find_bin_dir`], or `None` after a loud SKIPPED line (a panic under CI=true).
+fn find_bin(test: &str) -> Option<PathBuf> {
+    let bin = find_bin_dir();
+    if bin.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test} needs PostgreSQL (initdb, pg_ctl: Debian package postgresql) and CI=true"
+        );
+        eprintln!("SKIPPED: {test} needs PostgreSQL (apt-get install postgresql); NOT RUN");
+    }
+    bin
+}
+
 /// The directory holding `initdb` and `pg_ctl`: on PATH, or Debian's
 /// /usr/lib/postgresql/VERSION/bin (the newest).
 fn find_bin_dir() -> Option<PathBuf> {
@@ -127,20 +140,42 @@ fn server_user() -> Option<String> {
 
 impl Cluster {
     fn start(bin: &Path) -> Cluster {
+        Self::start_with(bin, None)
+    }
+
+    /// Starts a cluster; with `tls`, `ssl = on` with its server certificate and key.
+    fn start_with(bin: &Path, tls: Option<&crate::server::TestCa>) -> Cluster {
         let dir = tempfile::Builder::new().prefix("pop3-test-pg-").tempdir().expect("temp dir");
         let user = server_user();
-        if let Some(user) = &user {
+        let owner = user.as_ref().map(|user| {
             let ids = Command::new("id").args(["-u", user]).output().expect("id -u");
             let gids = Command::new("id").args(["-g", user]).output().expect("id -g");
             let parse = |o: &std::process::Output| -> u32 {
                 String::from_utf8_lossy(&o.stdout).trim().parse().expect("numeric id")
             };
-            rustix::fs::chown(
-                dir.path(),
-                Some(rustix::fs::Uid::from_raw(parse(&ids))),
-                Some(rustix::fs::Gid::from_raw(parse(&gids))),
-            )
-            .expect("chown the cluster's temp dir");
+            (rustix::fs::Uid::from_raw(parse(&ids)), rustix::fs::Gid::from_raw(parse(&gids)))
+        });
+        let chown = |path: &Path| {
+            if let Some((uid, gid)) = owner {
+                rustix::fs::chown(path, Some(uid), Some(gid)).expect("chown for the cluster");
+            }
+        };
+        chown(dir.path());
+        let mut tls_options = String::new();
+        if let Some(ca) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert, &ca.cert_pem).expect("write server.crt");
+            std::fs::write(&key, &ca.key_pem).expect("write server.key");
+            // PostgreSQL refuses a key that others can read.
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            chown(&cert);
+            chown(&key);
+            tls_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
         }
         let data = dir.path().join("data");
         let mut initdb = pg_command(&bin.join("initdb"), user.as_deref());
@@ -159,7 +194,7 @@ impl Cluster {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off",
+             -c full_page_writes=off{tls_options}",
             dir.path().display()
         );
         let pg_ctl = bin.join("pg_ctl");
@@ -189,15 +224,15 @@ impl Cluster {
     /// that stops and restarts the server ([`Cluster::stop`], [`Cluster::start_again`]).
     /// Skips and fails like [`cluster`]; never reuses `POP3_TEST_POSTGRES_URL`'s server.
     pub fn private(test: &str) -> Option<Cluster> {
-        let Some(bin) = find_bin_dir() else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{test} needs PostgreSQL (initdb, pg_ctl: Debian package postgresql) and CI=true"
-            );
-            eprintln!("SKIPPED: {test} needs PostgreSQL (apt-get install postgresql); NOT RUN");
-            return None;
-        };
-        Some(Cluster::start(&bin))
+        Some(Cluster::start(&find_bin(test)?))
+    }
+
+    /// [`Cluster::private`] with TLS: `ssl = on` with a server certificate for `localhost`
+    /// and `127.0.0.1` issued by the returned test CA.
+    pub fn private_tls(test: &str) -> Option<(Cluster, crate::server::TestCa)> {
+        let bin = find_bin(test)?;
+        let ca = crate::server::TestCa::generate();
+        Some((Cluster::start_with(&bin, Some(&ca)), ca))
     }
 
     fn owned(&self) -> &Owned {

@@ -108,8 +108,9 @@ level = "info"
 # [postgresql]
 # The database of [mail] format = "postgresql" and [users] sql, shared by any number of pop3d
 # nodes (create its schema with `pop3d db migrate`; serve migrates a schema that is behind).
-# A libpq-style URL, without TLS: a Unix socket (postgresql://pop3d@%2Frun%2Fpostgresql/mail)
-# or a trusted network.
+# A libpq-style URL: a Unix socket (postgresql://pop3d@%2Frun%2Fpostgresql/mail), or TCP;
+# across a network add ?sslmode=verify-full&sslrootcert=/etc/pop3d/db-ca.pem (TLS, the
+# server's certificate verified; without sslmode there is no TLS).
 # url = "postgresql://pop3d@localhost/mail"
 # Connections each node keeps for sessions and deliveries (besides one for maildrop locks);
 # each is borrowed for one short step, so a few serve thousands of sessions.

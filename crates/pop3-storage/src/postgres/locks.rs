@@ -20,9 +20,9 @@
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use postgres::{Client, Config};
+use postgres::Client;
 
-use super::connect::connect_with;
+use super::connect::Connector;
 use super::db_error;
 use crate::{Error, Result};
 
@@ -43,7 +43,7 @@ struct State {
 
 /// This node's lock connection and held mailboxes.
 pub(crate) struct Locks {
-    config: Config,
+    connector: Connector,
     state: Arc<Mutex<State>>,
     /// Unlocks for [`Locks::unlock_later`], done by a thread of their own.
     later: Mutex<Option<mpsc::Sender<Held>>>,
@@ -57,8 +57,8 @@ impl std::fmt::Debug for Locks {
 }
 
 impl Locks {
-    pub(crate) fn new(config: Config) -> Self {
-        Self { config, state: Arc::new(Mutex::new(State::default())), later: Mutex::new(None) }
+    pub(crate) fn new(connector: Connector) -> Self {
+        Self { connector, state: Arc::new(Mutex::new(State::default())), later: Mutex::new(None) }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -78,7 +78,9 @@ impl Locks {
             let (client, pid) = match &mut state.conn {
                 Some((client, pid)) if !client.is_closed() => (client, *pid),
                 _ => {
-                    let mut client = connect_with(&self.config)
+                    let mut client = self
+                        .connector
+                        .connect()
                         .map_err(|e| db_error("connect the lock connection", e))?;
                     let pid: i32 = client
                         .query_one("SELECT pg_backend_pid()", &[])

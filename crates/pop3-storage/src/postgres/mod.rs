@@ -12,8 +12,8 @@
 //!   transaction at commit; delivery is a transaction per sealed batch.
 //!
 //! The client is rust-postgres's blocking `postgres` crate (its calls run on the caller's
-//! thread, like the file backends' I/O), without TLS: connect over a Unix socket, loopback or
-//! a trusted network.
+//! thread, like the file backends' I/O), with TLS by rustls when the URL asks for it
+//! (`sslmode=verify-full&sslrootcert=/etc/pop3d/db-ca.pem`; see [`parse_url`]).
 
 mod connect;
 mod locks;

@@ -13,14 +13,14 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, Config};
+use postgres::Client;
 
-use super::connect::{connect_with, PgError};
+use super::connect::{Connector, PgError};
 
 /// The pool's shared state.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    config: Config,
+    connector: Connector,
     max: usize,
     wait: Duration,
     state: Mutex<State>,
@@ -81,9 +81,9 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl Pool {
     /// A pool of at most `max` connections (at least one); a borrower waits at most `wait`.
-    pub(crate) fn new(config: Config, max: usize, wait: Duration) -> Arc<Self> {
+    pub(crate) fn new(connector: Connector, max: usize, wait: Duration) -> Arc<Self> {
         Arc::new(Self {
-            config,
+            connector,
             max: max.max(1),
             wait,
             state: Mutex::new(State { idle: Vec::new(), out: 0 }),
@@ -107,7 +107,7 @@ impl Pool {
                 state.out += 1;
                 drop(state);
                 // Connect outside the lock: a slow server must not stall the other borrowers.
-                return match connect_with(&self.config) {
+                return match self.connector.connect() {
                     Ok(client) => Ok(Pooled { client: Some(client), pool: self.clone() }),
                     Err(e) => {
                         self.release(None);

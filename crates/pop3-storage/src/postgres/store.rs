@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connect::{config, PgError};
+use super::connect::{Connector, PgError};
 use super::db_error;
 use super::locks::Locks;
 use super::maildrop::PgDrop;
@@ -47,9 +47,9 @@ pub(crate) struct Inner {
 impl PgStore {
     /// A store for the database at `url` (libpq-style; see [`parse_url`](super::parse_url)).
     pub fn new(url: &str, options: PgOptions) -> Result<Self, PgError> {
-        let config = config(url)?;
-        let locks = Locks::new(config.clone());
-        let pool = Pool::new(config, options.pool_size, options.pool_wait);
+        let connector = Connector::new(url)?;
+        let locks = Locks::new(connector.clone());
+        let pool = Pool::new(connector, options.pool_size, options.pool_wait);
         Ok(Self { inner: Arc::new(Inner { pool, locks }) })
     }
 
