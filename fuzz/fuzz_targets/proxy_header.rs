@@ -54,7 +54,8 @@ fuzz_target!(|input: Input<'_>| {
         Err(_) => {}
     }
 
-    let mut cuts: Vec<usize> = input.cuts.iter().map(|&c| usize::from(c) % (data.len() + 1)).collect();
+    let mut cuts: Vec<usize> =
+        input.cuts.iter().map(|&c| usize::from(c) % (data.len() + 1)).collect();
     cuts.push(0);
     cuts.push(data.len());
     cuts.sort_unstable();

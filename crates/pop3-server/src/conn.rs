@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pop3_proto::proxy::ProxyHeader;
 use pop3_proto::sasl::Mechanism;
 use pop3_proto::server::{
     AuthRequest, BodyError, BodyFlow, CommitError, Event, Greeting, LoginError, MessageInfo, Phase,
@@ -22,6 +23,7 @@ use tracing::{debug, field, info, warn, Instrument, Span};
 
 use crate::limits::Slot;
 use crate::penalty::QueueFull;
+use crate::proxy;
 use crate::workers::Busy;
 use crate::{valid_username, AuthError, Config, ListenerKind, Shared};
 
@@ -123,19 +125,50 @@ fn random_token() -> String {
 /// Runs one connection to its end; never panics on I/O errors.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     kind: ListenerKind,
 ) {
+    // A trusted proxy's header comes first, before the slot (counted against the client's
+    // address) and before TLS. Only peers in proxy_from are read for one.
+    let mut via = None;
+    let peer = if shared.config.proxy_from.iter().any(|net| net.contains(peer.ip())) {
+        let limit = shared.config.proxy_header_timeout;
+        let shutdown = shared.shutdown.clone();
+        let header = tokio::select! {
+            header = proxy::read_header(&mut stream, limit) => header,
+            () = shutdown.cancelled() => return,
+        };
+        match header {
+            Ok(header) => {
+                let client =
+                    header.source().map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
+                via = Some((peer, header));
+                // LOCAL (a health check) or no IP address carried: the proxy's own.
+                client.unwrap_or(peer)
+            }
+            Err(reason) => {
+                warn!(proxy = %peer, %local, %reason, "PROXY header refused: connection closed");
+                return;
+            }
+        }
+    } else {
+        peer
+    };
     let span = tracing::info_span!(
         "session",
         %peer,
         %local,
+        proxy = field::Empty,
         tls = field::Empty,
         user = field::Empty,
     );
     async move {
+        if let Some((proxy, header)) = &via {
+            Span::current().record("proxy", field::display(proxy));
+            log_proxy_header(header);
+        }
         let Some(slot) = shared.limits.acquire(peer.ip()) else {
             warn!("connection limit reached, refusing");
             if kind == ListenerKind::Plain {
@@ -168,6 +201,24 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await;
+}
+
+/// Logs what a PROXY header says besides the client address: its version and command, and
+/// the TLS facts of the client's connection to the proxy (PP2_TYPE_SSL) when it sent them.
+/// They are logged only: whether this connection counts as TLS is decided by this server's
+/// own TLS, never by the proxy's word.
+fn log_proxy_header(header: &ProxyHeader) {
+    let ssl = header.ssl();
+    info!(
+        version = ?header.version,
+        command = ?header.command,
+        client_tls = ssl.map(|s| s.client_tls()),
+        tls_version = ssl.and_then(|s| s.version()),
+        tls_cipher = ssl.and_then(|s| s.cipher()),
+        client_cert_cn = ssl.and_then(|s| s.common_name()),
+        authority = header.authority(),
+        "PROXY header accepted"
+    );
 }
 
 struct Driver {

@@ -33,6 +33,7 @@ mod limits;
 mod mailbox;
 mod passwd;
 mod penalty;
+mod proxy;
 #[cfg(feature = "postgresql")]
 mod sql_users;
 pub mod tls;
@@ -54,6 +55,7 @@ pub use limits::ConnectionLimits;
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};
 pub use passwd::{hash_password, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme};
 pub use penalty::PenaltyLimits;
+pub use proxy::Cidr;
 #[cfg(feature = "postgresql")]
 pub use sql_users::SqlUsers;
 
@@ -102,6 +104,13 @@ pub struct Config {
     /// The `IMPLEMENTATION` capability; `None` leaves it out (default: none, it helps attackers
     /// more than clients).
     pub implementation: Option<String>,
+    /// Peers that put a PROXY protocol header (v1 or v2, e.g. HAProxy's `send-proxy-v2`)
+    /// before everything else, TLS included, and must: the client address it carries is the
+    /// session's for limits, penalties, plaintext-password policy and logs. Default: none, and
+    /// no header is ever read (a peer outside these networks cannot claim an address).
+    pub proxy_from: Vec<Cidr>,
+    /// Time a peer in `proxy_from` has to send its whole header (default 5 s).
+    pub proxy_header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -124,6 +133,8 @@ impl Default for Config {
             limits: ConnectionLimits::default(),
             tls_handshake_timeout: Duration::from_secs(30),
             implementation: None,
+            proxy_from: Vec::new(),
+            proxy_header_timeout: Duration::from_secs(5),
         }
     }
 }
