@@ -203,8 +203,10 @@ pub(crate) async fn run(
     .await;
 }
 
-/// Logs what a PROXY header says besides the client address: its version and command, and
-/// the TLS facts of the client's connection to the proxy (PP2_TYPE_SSL) when it sent them.
+/// Logs what a PROXY header says besides the client address: its version and command, the
+/// TLS facts of the client's connection to the proxy (PP2_TYPE_SSL), the name the client asked
+/// for (PP2_TYPE_AUTHORITY) and the proxy's connection ID (PP2_TYPE_UNIQUE_ID, to match its
+/// logs), when it sent them.
 /// They are logged only: whether this connection counts as TLS is decided by this server's
 /// own TLS, never by the proxy's word.
 fn log_proxy_header(header: &ProxyHeader) {
@@ -217,6 +219,7 @@ fn log_proxy_header(header: &ProxyHeader) {
         tls_cipher = ssl.and_then(|s| s.cipher()),
         client_cert_cn = ssl.and_then(|s| s.common_name()),
         authority = header.authority(),
+        unique_id = header.unique_id().map(String::from_utf8_lossy).as_deref(),
         "PROXY header accepted"
     );
 }
