@@ -21,12 +21,12 @@ struct Haproxy {
 
 impl Haproxy {
     /// Frontends on `plain` and `tls` (loopback ports) to pop3d's plain and POP3S ports, with
-    /// PROXY v2 headers that carry a CRC32C and a unique ID (pop3d checks the first and reads
-    /// the second).
+    /// PROXY v2 headers that carry a CRC32C and a unique ID (pop3d checks the first and logs
+    /// the second), and health checks every 100 ms (v2 LOCAL headers).
     fn start(binary: &Path, plain: u16, tls: u16, pop3d_plain: &str, pop3d_tls: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("haproxy.cfg");
-        let server = "send-proxy-v2 proxy-v2-options crc32c,unique-id";
+        let server = "send-proxy-v2 proxy-v2-options crc32c,unique-id check inter 100ms";
         std::fs::write(
             &cfg,
             format!(
@@ -140,6 +140,12 @@ fn pop3d_behind_haproxy_sees_the_client_address() {
     assert!(out.status.success(), "POP3S via haproxy: {}\n{}", text(&out), daemon.log());
     assert_eq!(out.stdout, first);
 
+    // HAProxy's health checks (`check`) send a v2 LOCAL header: the proxy's own address.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.log().contains("command=Local") {
+        assert!(Instant::now() < deadline, "no health check seen: {}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     daemon.stop();
     let log = daemon.log();
     let logins: Vec<&str> = log.lines().filter(|l| l.contains("logged in")).collect();
@@ -150,15 +156,29 @@ fn pop3d_behind_haproxy_sees_the_client_address() {
             "the client's address, and HAProxy's as the proxy: {login}"
         );
     }
-    let accepted: Vec<&str> = log.lines().filter(|l| l.contains("PROXY header accepted")).collect();
-    eprintln!("{}", accepted.first().copied().unwrap_or_default());
-    assert!(accepted.len() >= 3, "{log}");
-    for line in accepted {
+    let accepted = |command: &str| {
+        log.lines()
+            .filter(|l| l.contains("PROXY header accepted") && l.contains(command))
+            .collect::<Vec<_>>()
+    };
+    let relayed = accepted("command=Proxy");
+    assert!(relayed.len() >= 3, "{log}");
+    for line in relayed {
         // HAProxy's unique-id, from its PP2_TYPE_UNIQUE_ID TLV (a UUID here).
         assert!(line.contains("version=V2") && line.contains("unique_id=\""), "{line}");
     }
+    for line in accepted("command=Local") {
+        let proxy = line.split("proxy=").nth(1).and_then(|p| p.split(['}', ' ']).next());
+        let proxy = proxy.expect("a proxy field");
+        assert!(
+            line.contains(&format!("peer={proxy} ")),
+            "LOCAL keeps the proxy's address: {line}"
+        );
+    }
+    // A connection with no header at all from HAProxy would be refused for that reason; only
+    // the readiness probe, hung up at once, may have been.
     for refused in log.lines().filter(|l| l.contains("PROXY header refused")) {
-        assert!(refused.contains("closed before"), "only the readiness probe: {refused}");
+        assert!(refused.contains("closed before"), "{refused}");
     }
     let printed = daemon.printed();
     assert!(
