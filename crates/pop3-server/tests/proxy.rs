@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use pop3_proto::proxy::{ProxyHeader, Ssl, SslTlv, Tlv, Version};
 use pop3_server::{
-    Config, ConnectionLimits, ListenerKind, MailLocation, PasswdFile, Server, UserInfo,
+    Config, ConnectionLimits, ListenerKind, MailLocation, PasswdFile, PenaltyLimits, Server,
+    UserInfo,
 };
 use pop3_storage::Envelope;
 use pop3_testkit::transmitted;
@@ -20,6 +21,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 const STEP: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_millis(400);
+const PENALTY: Duration = Duration::from_millis(800);
 const MESSAGE: &[u8] = b"Subject: behind a proxy\n\nbody line\n.dot line\n";
 
 struct Fixture {
@@ -31,19 +33,23 @@ struct Fixture {
 }
 
 /// One connection per client address before login, so that which address a connection is
-/// counted against shows.
+/// counted against shows; a failed login makes its network's next attempt wait [`PENALTY`].
 async fn fixture() -> Fixture {
     let config = Config {
         proxy_from: vec!["127.0.0.1/32".parse().unwrap()],
         proxy_header_timeout: HEADER_TIMEOUT,
         limits: ConnectionLimits { per_ip: 1, ..ConnectionLimits::default() },
         auth_failure_delay: Duration::from_millis(10),
+        penalties: PenaltyLimits { initial: PENALTY, max: PENALTY, ..PenaltyLimits::default() },
         ..Config::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let location = MailLocation::maildir(format!("{}/mail/%u", dir.path().display()));
     location.deliver(&UserInfo::new("alice"), &mut &MESSAGE[..], &Envelope::default()).unwrap();
-    let users = PasswdFile::parse("alice:{PLAIN}secret\n").unwrap();
+    let users = PasswdFile::parse(
+        "alice:{PLAIN}secret\nbob:{PLAIN}builder\ncarol:{PLAIN}x\ndave:{PLAIN}y\n",
+    )
+    .unwrap();
     let server = Server::new(config, Arc::new(location), Arc::new(users));
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let tls = pop3_server::tls::config_from_pem(
@@ -194,6 +200,39 @@ async fn the_carried_address_is_the_client_for_connection_limits() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(two.cmd("QUIT").await.starts_with("+OK"));
+}
+
+/// Failed-login penalties are kept per carried address: a guesser behind the proxy slows
+/// down its own later attempts, not those of the other clients of the same proxy. (Loopback
+/// client addresses, so that USER/PASS is allowed without TLS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn penalties_follow_the_carried_address() {
+    let fx = fixture().await;
+    let login = |client: &'static str, user: &'static str, password: &'static str| {
+        let plain = fx.plain;
+        async move {
+            let mut c = Client::proxied(plain, &header(Version::V1, client, plain)).await;
+            assert!(c.line().await.starts_with("+OK"));
+            assert!(c.cmd(&format!("USER {user}")).await.starts_with("+OK"));
+            let start = Instant::now();
+            let reply = c.cmd(&format!("PASS {password}")).await;
+            (reply, start.elapsed())
+        }
+    };
+    // A failure makes its network's attempts queue one pace apart: the next one goes at
+    // once and takes the turn, the one after waits for the pace.
+    let (reply, _) = login("127.0.0.5:40000", "alice", "wrong").await;
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    let (reply, took) = login("127.0.0.5:40001", "carol", "x").await;
+    assert!(reply.starts_with("+OK") && took < PENALTY / 2, "{reply} after {took:?}");
+    // Another client of the same proxy: its own network, no wait.
+    let (reply, took) = login("127.0.0.6:40000", "bob", "builder").await;
+    assert!(reply.starts_with("+OK"), "{reply}");
+    assert!(took < PENALTY / 2, "another client waited {took:?}");
+    // The guesser's network waits its pace, whatever the user.
+    let (reply, took) = login("127.0.0.5:40002", "dave", "y").await;
+    assert!(reply.starts_with("+OK"), "{reply}");
+    assert!(took >= PENALTY / 2, "the guesser waited only {took:?}");
 }
 
 /// trust_loopback (on by default) looks at the client, not at the proxy on loopback: a remote
