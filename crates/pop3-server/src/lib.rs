@@ -7,6 +7,10 @@
 //! the session only while it wants more, so a slow reader never makes the server hold a whole
 //! message.
 //!
+//! Behind a load balancer, [`Config::proxy_from`] names the balancers: their connections start
+//! with a PROXY protocol header (v1 or v2, read before TLS), and the client address it carries
+//! is the session's for limits, penalties, the plaintext-password rule and logs.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
