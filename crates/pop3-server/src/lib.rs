@@ -72,7 +72,8 @@ pub struct Config {
     /// neither TLS nor loopback. Off by default (RFC 2595 §2.1; RFC 8314 prefers TLS).
     pub allow_plaintext_without_tls: bool,
     /// Treat loopback connections like TLS ones for plaintext passwords (default true: nothing
-    /// crosses a network). Turn off when a proxy on the same host forwards remote clients.
+    /// crosses a network). Turn off when a proxy on the same host forwards remote clients
+    /// without the PROXY protocol (with it, see `proxy_from`, the client's own address counts).
     pub trust_loopback: bool,
     /// Idle time allowed before login (default 60 s); only complete lines are activity.
     pub idle_timeout_authorization: Duration,
