@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pop3_proto::proxy::ProxyHeader;
 use pop3_proto::sasl::Mechanism;
 use pop3_proto::server::{
     AuthRequest, BodyError, BodyFlow, CommitError, Event, Greeting, LoginError, MessageInfo, Phase,
@@ -130,31 +129,10 @@ pub(crate) async fn run(
     local: SocketAddr,
     kind: ListenerKind,
 ) {
-    // A trusted proxy's header comes first, before the slot (counted against the client's
-    // address) and before TLS. Only peers in proxy_from are read for one.
-    let mut via = None;
-    let peer = if shared.config.proxy_from.iter().any(|net| net.contains(peer.ip())) {
-        let limit = shared.config.proxy_header_timeout;
-        let shutdown = shared.shutdown.clone();
-        let header = tokio::select! {
-            header = proxy::read_header(&mut stream, limit) => header,
-            () = shutdown.cancelled() => return,
-        };
-        match header {
-            Ok(header) => {
-                let client =
-                    header.source().map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
-                via = Some((peer, header));
-                // LOCAL (a health check) or no IP address carried: the proxy's own.
-                client.unwrap_or(peer)
-            }
-            Err(reason) => {
-                warn!(proxy = %peer, %local, %reason, "PROXY header refused: connection closed");
-                return;
-            }
-        }
-    } else {
-        peer
+    // A trusted proxy's header comes first: before the slot (counted against the client's
+    // address) and before TLS.
+    let Some((peer, via)) = proxy::accept(&shared, &mut stream, peer, local).await else {
+        return;
     };
     let span = tracing::info_span!(
         "session",
@@ -167,7 +145,7 @@ pub(crate) async fn run(
     async move {
         if let Some((proxy, header)) = &via {
             Span::current().record("proxy", field::display(proxy));
-            log_proxy_header(header);
+            proxy::log_header(header);
         }
         let Some(slot) = shared.limits.acquire(peer.ip()) else {
             warn!("connection limit reached, refusing");
@@ -201,27 +179,6 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await;
-}
-
-/// Logs what a PROXY header says besides the client address: its version and command, the
-/// TLS facts of the client's connection to the proxy (PP2_TYPE_SSL), the name the client asked
-/// for (PP2_TYPE_AUTHORITY) and the proxy's connection ID (PP2_TYPE_UNIQUE_ID, to match its
-/// logs), when it sent them.
-/// They are logged only: whether this connection counts as TLS is decided by this server's
-/// own TLS, never by the proxy's word.
-fn log_proxy_header(header: &ProxyHeader) {
-    let ssl = header.ssl();
-    info!(
-        version = ?header.version,
-        command = ?header.command,
-        client_tls = ssl.map(|s| s.client_tls()),
-        tls_version = ssl.and_then(|s| s.version()),
-        tls_cipher = ssl.and_then(|s| s.cipher()),
-        client_cert_cn = ssl.and_then(|s| s.common_name()),
-        authority = header.authority(),
-        unique_id = header.unique_id().map(String::from_utf8_lossy).as_deref(),
-        "PROXY header accepted"
-    );
 }
 
 struct Driver {

@@ -9,13 +9,16 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
 use pop3_proto::proxy::{Decode, ProxyDecoder, ProxyError, ProxyHeader};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use crate::Shared;
 
 /// A network in CIDR notation, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a network
 /// of one (`/32`, `/128`).
@@ -31,16 +34,17 @@ impl Cidr {
     /// True if `ip` is in this network. An IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, what a
     /// dual-stack listener reports for an IPv4 client) counts as the IPv4 address it maps.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                mask(u128::from(u32::from(net)) << 96, self.prefix)
-                    == mask(u128::from(u32::from(ip)) << 96, self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                mask(u128::from(net), self.prefix) == mask(u128::from(ip), self.prefix)
-            }
-            _ => false,
-        }
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.network.is_ipv4()
+            && mask(bits(ip), self.prefix) == mask(bits(self.network), self.prefix)
+    }
+}
+
+/// An address as 128 bits, an IPv4 one in the top 32, so that one mask serves both.
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+        IpAddr::V6(v6) => u128::from(v6),
     }
 }
 
@@ -71,23 +75,17 @@ impl FromStr for Cidr {
                 .filter(|&n| n <= max && p.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
-        let cidr = Self { network, prefix };
-        let bits = match network {
-            IpAddr::V4(ip) => u128::from(u32::from(ip)) << 96,
-            IpAddr::V6(ip) => u128::from(ip),
-        };
-        let shift = if network.is_ipv4() { 96 } else { 0 };
-        if mask(bits, prefix) != bits {
-            let net = mask(bits, prefix) >> shift;
-            let net: IpAddr = match network {
-                IpAddr::V4(_) => IpAddr::V4((net as u32).into()),
-                IpAddr::V6(_) => IpAddr::V6(net.into()),
+        let masked = mask(bits(network), prefix);
+        if masked != bits(network) {
+            let net = match network {
+                IpAddr::V4(_) => IpAddr::V4(((masked >> 96) as u32).into()),
+                IpAddr::V6(_) => IpAddr::V6(masked.into()),
             };
             return Err(format!(
                 "{text:?}: address bits set past the prefix; the network is {net}/{prefix}"
             ));
         }
-        Ok(cidr)
+        Ok(Self { network, prefix })
     }
 }
 
@@ -121,6 +119,39 @@ impl fmt::Display for Refused {
     }
 }
 
+/// A proxy's address and the header it sent.
+pub(crate) type Via = (SocketAddr, ProxyHeader);
+
+/// The client's address on a new connection from `peer`: `peer` itself, unless it is in
+/// `proxy_from`; then the address its PROXY header carries (its own for `LOCAL` or a header
+/// without an IP address), with the proxy and the header. `None`: the connection is to be
+/// closed (a refused header, logged here, or a shutdown).
+pub(crate) async fn accept(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<(SocketAddr, Option<Via>)> {
+    if !shared.config.proxy_from.iter().any(|net| net.contains(peer.ip())) {
+        return Some((peer, None));
+    }
+    let limit = shared.config.proxy_header_timeout;
+    let header = tokio::select! {
+        header = read_header(stream, limit) => header,
+        () = shared.shutdown.cancelled() => return None,
+    };
+    match header {
+        Ok(header) => {
+            let client = header.source().map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
+            Some((client.unwrap_or(peer), Some((peer, header))))
+        }
+        Err(reason) => {
+            warn!(proxy = %peer, %local, %reason, "PROXY header refused: connection closed");
+            None
+        }
+    }
+}
+
 /// Reads one PROXY header off `stream`, within `limit`. Reads never ask for more than the
 /// header still needs, so every byte after it (the POP3 stream, a TLS `ClientHello`) is still
 /// in the socket for whoever reads next.
@@ -147,6 +178,27 @@ pub(crate) async fn read_header(
         }
     };
     tokio::time::timeout(limit, read).await.unwrap_or(Err(Refused::TimedOut(limit)))
+}
+
+/// Logs what a PROXY header says besides the client address: its version and command, the
+/// TLS facts of the client's connection to the proxy (PP2_TYPE_SSL), the name the client asked
+/// for (PP2_TYPE_AUTHORITY) and the proxy's connection ID (PP2_TYPE_UNIQUE_ID, to match its
+/// logs), when it sent them.
+/// They are logged only: whether this connection counts as TLS is decided by this server's
+/// own TLS, never by the proxy's word.
+pub(crate) fn log_header(header: &ProxyHeader) {
+    let ssl = header.ssl();
+    info!(
+        version = ?header.version,
+        command = ?header.command,
+        client_tls = ssl.map(|s| s.client_tls()),
+        tls_version = ssl.and_then(|s| s.version()),
+        tls_cipher = ssl.and_then(|s| s.cipher()),
+        client_cert_cn = ssl.and_then(|s| s.common_name()),
+        authority = header.authority(),
+        unique_id = header.unique_id().map(String::from_utf8_lossy).as_deref(),
+        "PROXY header accepted"
+    );
 }
 
 #[cfg(test)]

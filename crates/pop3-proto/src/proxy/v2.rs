@@ -10,6 +10,7 @@
 //! };
 //! ```
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
@@ -92,35 +93,25 @@ fn parse(header: &[u8]) -> Result<ProxyHeader, ProxyError> {
     let Some((addresses, rest)) = block.split_at_checked(size) else {
         return Err(ProxyError::ShortAddressBlock);
     };
+    let port = |at: usize| u16::from_be_bytes(take(addresses, at));
     let addresses = match family {
-        AF_INET => {
-            let ip = |at: usize| {
-                Ipv4Addr::from(<[u8; 4]>::try_from(&addresses[at..at + 4]).unwrap_or_default())
-            };
-            let port = |at: usize| u16::from_be_bytes([addresses[at], addresses[at + 1]]);
-            Addresses::Ipv4 {
-                source: SocketAddrV4::new(ip(0), port(8)),
-                destination: SocketAddrV4::new(ip(4), port(10)),
-            }
-        }
-        AF_INET6 => {
-            let ip = |at: usize| {
-                Ipv6Addr::from(<[u8; 16]>::try_from(&addresses[at..at + 16]).unwrap_or_default())
-            };
-            let port = |at: usize| u16::from_be_bytes([addresses[at], addresses[at + 1]]);
-            Addresses::Ipv6 {
-                source: SocketAddrV6::new(ip(0), port(32), 0, 0),
-                destination: SocketAddrV6::new(ip(16), port(34), 0, 0),
-            }
-        }
-        _ => {
-            let path = |at: usize| {
-                UnixAddr(alloc::boxed::Box::new(
-                    <[u8; 108]>::try_from(&addresses[at..at + 108]).unwrap_or([0; 108]),
-                ))
-            };
-            Addresses::Unix { source: path(0), destination: path(108) }
-        }
+        AF_INET => Addresses::Ipv4 {
+            source: SocketAddrV4::new(Ipv4Addr::from(take::<4>(addresses, 0)), port(8)),
+            destination: SocketAddrV4::new(Ipv4Addr::from(take::<4>(addresses, 4)), port(10)),
+        },
+        AF_INET6 => Addresses::Ipv6 {
+            source: SocketAddrV6::new(Ipv6Addr::from(take::<16>(addresses, 0)), port(32), 0, 0),
+            destination: SocketAddrV6::new(
+                Ipv6Addr::from(take::<16>(addresses, 16)),
+                port(34),
+                0,
+                0,
+            ),
+        },
+        _ => Addresses::Unix {
+            source: UnixAddr(Box::new(take(addresses, 0))),
+            destination: UnixAddr(Box::new(take(addresses, 108))),
+        },
     };
     let (tlvs, crc_at) = tlv::decode(rest)?;
     if let Some(at) = crc_at {
@@ -132,6 +123,13 @@ fn parse(header: &[u8]) -> Result<ProxyHeader, ProxyError> {
         }
     }
     Ok(ProxyHeader { addresses, tlvs, ..proxied })
+}
+
+/// `N` bytes of `block` from `at`; the caller has checked that the block is long enough.
+fn take<const N: usize>(block: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&block[at..at + N]);
+    out
 }
 
 pub(super) fn encode(header: &ProxyHeader, out: &mut Vec<u8>) -> Result<(), EncodeError> {
