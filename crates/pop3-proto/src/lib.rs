@@ -15,6 +15,8 @@
 //!   encoded by the server.
 //! - [`dot`]: streaming dot-stuffing ([`DotStuffer`]) and unstuffing ([`DotUnstuffer`]) of
 //!   message bodies, and the [`TopFilter`] that implements `TOP n lines`.
+//! - [`proxy`]: the PROXY protocol header (versions 1 and 2) a load balancer such as HAProxy
+//!   sends before the client's bytes, carrying the client's address.
 //! - [`Secret`]: a wrapper that keeps passwords and SASL data out of `Debug` output.
 //!
 //! # Decoding a command
@@ -67,6 +69,7 @@ mod hex;
 mod limits;
 mod line;
 mod msgnum;
+pub mod proxy;
 pub mod response;
 pub mod sasl;
 mod secret;

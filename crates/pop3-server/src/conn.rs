@@ -22,6 +22,7 @@ use tracing::{debug, field, info, warn, Instrument, Span};
 
 use crate::limits::Slot;
 use crate::penalty::QueueFull;
+use crate::proxy;
 use crate::workers::Busy;
 use crate::{valid_username, AuthError, Config, ListenerKind, Shared};
 
@@ -123,19 +124,29 @@ fn random_token() -> String {
 /// Runs one connection to its end; never panics on I/O errors.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     kind: ListenerKind,
 ) {
+    // A trusted proxy's header comes first: before the slot (counted against the client's
+    // address) and before TLS.
+    let Some((peer, via)) = proxy::accept(&shared, &mut stream, peer, local).await else {
+        return;
+    };
     let span = tracing::info_span!(
         "session",
         %peer,
         %local,
+        proxy = field::Empty,
         tls = field::Empty,
         user = field::Empty,
     );
     async move {
+        if let Some((proxy, header)) = &via {
+            Span::current().record("proxy", field::display(proxy));
+            proxy::log_header(header);
+        }
         let Some(slot) = shared.limits.acquire(peer.ip()) else {
             warn!("connection limit reached, refusing");
             if kind == ListenerKind::Plain {

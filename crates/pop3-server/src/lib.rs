@@ -7,6 +7,10 @@
 //! the session only while it wants more, so a slow reader never makes the server hold a whole
 //! message.
 //!
+//! Behind a load balancer, [`Config::proxy_from`] names the balancers: their connections start
+//! with a PROXY protocol header (v1 or v2, read before TLS), and the client address it carries
+//! is the session's for limits, penalties, the plaintext-password rule and logs.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
@@ -33,6 +37,7 @@ mod limits;
 mod mailbox;
 mod passwd;
 mod penalty;
+mod proxy;
 #[cfg(feature = "postgresql")]
 mod sql_users;
 pub mod tls;
@@ -54,6 +59,7 @@ pub use limits::ConnectionLimits;
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};
 pub use passwd::{hash_password, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme};
 pub use penalty::PenaltyLimits;
+pub use proxy::Cidr;
 #[cfg(feature = "postgresql")]
 pub use sql_users::SqlUsers;
 
@@ -66,7 +72,8 @@ pub struct Config {
     /// neither TLS nor loopback. Off by default (RFC 2595 §2.1; RFC 8314 prefers TLS).
     pub allow_plaintext_without_tls: bool,
     /// Treat loopback connections like TLS ones for plaintext passwords (default true: nothing
-    /// crosses a network). Turn off when a proxy on the same host forwards remote clients.
+    /// crosses a network). Turn off when a proxy on the same host forwards remote clients
+    /// without the PROXY protocol (with it, see `proxy_from`, the client's own address counts).
     pub trust_loopback: bool,
     /// Idle time allowed before login (default 60 s); only complete lines are activity.
     pub idle_timeout_authorization: Duration,
@@ -102,6 +109,13 @@ pub struct Config {
     /// The `IMPLEMENTATION` capability; `None` leaves it out (default: none, it helps attackers
     /// more than clients).
     pub implementation: Option<String>,
+    /// Peers that put a PROXY protocol header (v1 or v2, e.g. HAProxy's `send-proxy-v2`)
+    /// before everything else, TLS included, and must: the client address it carries is the
+    /// session's for limits, penalties, plaintext-password policy and logs. Default: none, and
+    /// no header is ever read (a peer outside these networks cannot claim an address).
+    pub proxy_from: Vec<Cidr>,
+    /// Time a peer in `proxy_from` has to send its whole header (default 5 s).
+    pub proxy_header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -124,6 +138,8 @@ impl Default for Config {
             limits: ConnectionLimits::default(),
             tls_handshake_timeout: Duration::from_secs(30),
             implementation: None,
+            proxy_from: Vec::new(),
+            proxy_header_timeout: Duration::from_secs(5),
         }
     }
 }

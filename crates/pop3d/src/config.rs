@@ -21,8 +21,13 @@ hostname = "localhost"
 # Leave off unless clients truly cannot do TLS: their passwords cross the network in clear.
 allow_plaintext_without_tls = false
 # Treat loopback connections like TLS ones for plaintext passwords. Turn off when a proxy on
-# this host forwards remote clients.
+# this host forwards remote clients without the PROXY protocol (see proxy_from).
 trust_loopback = true
+# Load balancers (HAProxy with send-proxy or send-proxy-v2) in front of pop3d: connections
+# from these networks must start with a PROXY protocol header (v1 or v2), read within 5 s,
+# even before TLS; the client address it carries is then used for limits, penalties,
+# trust_loopback and logs. Empty: no header is ever read, from anyone.
+proxy_from = []
 # When started as root: bind the listeners, then switch to this user (and its group).
 # run_as = "pop3d"
 
@@ -178,6 +183,8 @@ pub struct ServerSection {
     pub hostname: String,
     pub allow_plaintext_without_tls: bool,
     pub trust_loopback: bool,
+    /// Networks (CIDR) whose connections start with a PROXY protocol header.
+    pub proxy_from: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_as: Option<String>,
 }
@@ -191,6 +198,7 @@ impl Default for ServerSection {
             hostname: "localhost".into(),
             allow_plaintext_without_tls: false,
             trust_loopback: true,
+            proxy_from: Vec::new(),
             run_as: None,
         }
     }
@@ -392,6 +400,7 @@ impl Loaded {
                 return Err("[users] sql: the query must take the user name as $1".into());
             }
         }
+        proxy_from(&f.server)?;
         if f.server.listen.is_empty() && f.server.listen_tls.is_empty() {
             return Err("[server]: no listen or listen_tls address".into());
         }
@@ -531,6 +540,8 @@ impl Loaded {
             hostname: s.hostname.clone(),
             allow_plaintext_without_tls: s.allow_plaintext_without_tls,
             trust_loopback: s.trust_loopback,
+            // Checked by validate().
+            proxy_from: proxy_from(s).unwrap_or_default(),
             idle_timeout_authorization: Duration::from_secs(l.idle_timeout_authorization),
             login_deadline: Some(Duration::from_secs(l.login_timeout)),
             max_commands_before_login: l.max_commands_before_login,
@@ -556,6 +567,14 @@ impl Loaded {
             ..pop3_server::Config::default()
         }
     }
+}
+
+fn proxy_from(server: &ServerSection) -> Result<Vec<pop3_server::Cidr>, String> {
+    server
+        .proxy_from
+        .iter()
+        .map(|net| net.parse().map_err(|e| format!("[server] proxy_from: {e}")))
+        .collect()
 }
 
 fn dovecot_uidl_format(mail: &MailSection) -> Result<pop3_storage::DovecotUidlFormat, String> {
@@ -644,6 +663,18 @@ mod tests {
         std::fs::write(&path, "[mail]\ndovecot_uidl_format = \"%m\"\n").unwrap();
         let err = Loaded::load(&path).unwrap_err();
         assert!(err.contains("dovecot_uidl_format") && err.contains("%m"), "{err}");
+    }
+
+    #[test]
+    fn proxy_from_is_a_list_of_networks() {
+        let path = Path::new("/etc/pop3d/pop3d.toml");
+        let ok = "[server]\nproxy_from = [\"10.0.0.0/8\", \"127.0.0.1\", \"2001:db8::/32\"]\n";
+        let config = Loaded::parse(path, ok).unwrap().server_config();
+        let nets: Vec<String> = config.proxy_from.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"]);
+        assert!(Loaded::parse(path, "").unwrap().server_config().proxy_from.is_empty());
+        let err = Loaded::parse(path, "[server]\nproxy_from = [\"10.0.0.1/8\"]\n").unwrap_err();
+        assert!(err.contains("[server] proxy_from") && err.contains("10.0.0.0/8"), "{err}");
     }
 
     #[test]

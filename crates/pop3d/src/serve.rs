@@ -310,6 +310,10 @@ fn announce(loaded: &Loaded, created: bool, explicit: bool, plain: &[String], se
     if !secure.is_empty() {
         println!("pop3d: POP3S (implicit TLS) on {}", secure.join(", "));
     }
+    let proxies = &loaded.file.server.proxy_from;
+    if !proxies.is_empty() {
+        println!("pop3d: a PROXY protocol header is required from {}", proxies.join(", "));
+    }
     println!(
         "pop3d: users from {}, mail in {}; Ctrl-C stops, SIGHUP reloads users and TLS",
         loaded.users_path().display(),

@@ -128,6 +128,16 @@ impl Daemon {
 
     /// [`start`](Self::start) with mail in `store`.
     pub fn start_on(store: Store) -> Self {
+        Self::start_with(store, str::to_owned)
+    }
+
+    /// [`start`](Self::start) with `pop3d.toml` changed by `edit` first.
+    pub fn start_configured(edit: impl FnOnce(&str) -> String) -> Self {
+        Self::start_with(Store::Maildir, edit)
+    }
+
+    /// [`start`](Self::start) with mail in `store` and `pop3d.toml` changed by `edit`.
+    pub fn start_with(store: Store, edit: impl FnOnce(&str) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = run(&["user", "add", "alice", "--password-stdin"], &data, b"secret\n");
@@ -139,7 +149,7 @@ impl Daemon {
         let all = r#"mechanisms = ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN", "APOP"]"#;
         let config = config.replace(r#"mechanisms = ["PLAIN", "LOGIN"]"#, all);
         assert!(config.contains(all), "the default config lists the mechanisms");
-        std::fs::write(data.join("pop3d.toml"), config).unwrap();
+        std::fs::write(data.join("pop3d.toml"), edit(&config)).unwrap();
         for m in messages() {
             let out = run(&["deliver", "alice"], &data, &m);
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
