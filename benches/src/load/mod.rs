@@ -128,6 +128,10 @@ pub struct Options {
     /// proportional memory (PSS).
     #[arg(long)]
     pub pid: Option<u32>,
+    /// A database server's PID (e.g. PostgreSQL's postmaster): its CPU time (with its
+    /// descendants) is reported apart from the POP3 server's (login, retr, pipeline).
+    #[arg(long)]
+    pub db_pid: Option<u32>,
     /// Allow a target that is not a loopback address.
     #[arg(long)]
     pub allow_remote: bool,
@@ -240,6 +244,8 @@ pub struct Report {
     pub latency_count: u64,
     /// Server CPU seconds over the window (`--pid`).
     pub server_cpu_s: Option<f64>,
+    /// Database CPU seconds over the window (`--db-pid`).
+    pub db_cpu_s: Option<f64>,
     /// This process's CPU seconds over the window.
     pub client_cpu_s: f64,
     /// Whether the server advertised PIPELINING (pipeline mode).
@@ -306,15 +312,17 @@ async fn run_inner(options: &Options) -> Result<Report, String> {
     let start = Instant::now();
     let measure = start + options.warmup;
     let end = measure + options.duration;
-    let pid = options.pid;
+    let (pid, db_pid) = (options.pid, options.db_pid);
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(measure).await;
         let s0 = pid.and_then(procfs::cpu_seconds);
+        let d0 = db_pid.and_then(procfs::cpu_seconds);
         let c0 = procfs::self_cpu_seconds();
         tokio::time::sleep_until(end).await;
         let s1 = pid.and_then(procfs::cpu_seconds);
+        let d1 = db_pid.and_then(procfs::cpu_seconds);
         let c1 = procfs::self_cpu_seconds();
-        (s0.zip(s1).map(|(a, b)| b - a), c1 - c0)
+        (s0.zip(s1).map(|(a, b)| b - a), d0.zip(d1).map(|(a, b)| b - a), c1 - c0)
     });
     let pipelining = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -346,7 +354,8 @@ async fn run_inner(options: &Options) -> Result<Report, String> {
     for w in workers {
         total.merge(w.await.map_err(|e| format!("worker: {e}"))?);
     }
-    let (server_cpu_s, client_cpu_s) = sampler.await.map_err(|e| format!("sampler: {e}"))?;
+    let (server_cpu_s, db_cpu_s, client_cpu_s) =
+        sampler.await.map_err(|e| format!("sampler: {e}"))?;
     let pipelining = match (options.mode, pipelining.load(Ordering::Relaxed)) {
         (Mode::Pipeline, 0) => Some(false),
         (Mode::Pipeline, _) => Some(true),
@@ -356,7 +365,7 @@ async fn run_inner(options: &Options) -> Result<Report, String> {
         options,
         options.duration.as_secs_f64(),
         total,
-        server_cpu_s,
+        (server_cpu_s, db_cpu_s),
         client_cpu_s,
         pipelining,
         None,
@@ -367,7 +376,7 @@ fn report(
     options: &Options,
     measured_s: f64,
     t: Tally,
-    server_cpu_s: Option<f64>,
+    (server_cpu_s, db_cpu_s): (Option<f64>, Option<f64>),
     client_cpu_s: f64,
     pipelining: Option<bool>,
     idle: Option<IdleReport>,
@@ -390,6 +399,7 @@ fn report(
         latency_us,
         latency_count: h.len(),
         server_cpu_s,
+        db_cpu_s,
         client_cpu_s,
         pipelining,
         idle,
@@ -596,7 +606,8 @@ async fn idle(options: &Options, target: Arc<Target>) -> Result<Report, String> 
         processes: held.map(|h| h.1),
     };
     let cpu = s0.zip(s1).map(|(a, b)| b - a);
-    Ok(report(options, options.duration.as_secs_f64(), total, cpu, c1 - c0, None, Some(idle)))
+    let secs = options.duration.as_secs_f64();
+    Ok(report(options, secs, total, (cpu, None), c1 - c0, None, Some(idle)))
 }
 
 fn raise_fd_limit(want: u64) {
@@ -674,7 +685,7 @@ async fn tcp_limit(options: &Options) -> Result<Report, String> {
     sender.abort();
     let c1 = procfs::self_cpu_seconds();
     let c0 = *c0.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(report(options, options.duration.as_secs_f64(), total, None, c1 - c0, None, None))
+    Ok(report(options, options.duration.as_secs_f64(), total, (None, None), c1 - c0, None, None))
 }
 
 impl Report {
@@ -692,7 +703,16 @@ impl Report {
     /// Server CPU milliseconds per session (login) or per MB (retr), per 1000 commands
     /// (pipeline).
     pub fn cpu_per_unit(&self) -> Option<(f64, &'static str)> {
-        let cpu = self.server_cpu_s? * 1000.0;
+        self.per_unit(self.server_cpu_s?)
+    }
+
+    /// The database's CPU milliseconds in the same units (`--db-pid`).
+    pub fn db_cpu_per_unit(&self) -> Option<(f64, &'static str)> {
+        self.per_unit(self.db_cpu_s?)
+    }
+
+    fn per_unit(&self, cpu_s: f64) -> Option<(f64, &'static str)> {
+        let cpu = cpu_s * 1000.0;
         match self.options.mode {
             Mode::Login if self.sessions > 0 => Some((cpu / self.sessions as f64, "ms/login")),
             Mode::Retr if self.octets > 0 => Some((cpu / (self.octets as f64 / 1e6), "ms/MB")),
@@ -762,6 +782,11 @@ impl Report {
                 self.cpu_per_unit().map(|(v, u)| format!(" ({v:.3} {u})")).unwrap_or_default();
             let _ = writeln!(s, "  {:<22}{cpu:>14.2} s{per}", "server CPU");
         }
+        if let Some(cpu) = self.db_cpu_s {
+            let per =
+                self.db_cpu_per_unit().map(|(v, u)| format!(" ({v:.3} {u})")).unwrap_or_default();
+            let _ = writeln!(s, "  {:<22}{cpu:>14.2} s{per}", "database CPU");
+        }
         let _ = writeln!(s, "  {:<22}{:>14.2} s", "load generator CPU", self.client_cpu_s);
         if let Some(p) = self.pipelining {
             let _ = writeln!(
@@ -825,6 +850,8 @@ impl Report {
             "client_cpu_s": self.client_cpu_s,
             "cpu_per_unit": self.cpu_per_unit().map(|c| c.0),
             "cpu_unit": self.cpu_per_unit().map(|c| c.1),
+            "db_cpu_s": self.db_cpu_s,
+            "db_cpu_per_unit": self.db_cpu_per_unit().map(|c| c.0),
             "errors": self.errors,
             "first_error": self.first_error,
         });

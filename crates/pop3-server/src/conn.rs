@@ -336,6 +336,16 @@ impl Driver {
                         info!("client closed the connection");
                         return Ok(());
                     }
+                    // A PROXY header where none is trusted (the peer is not in proxy_from):
+                    // a misconfigured balancer, or a client claiming another address. Either
+                    // way not POP3: closed and logged, never read as commands.
+                    if self.bytes_in == 0 && pop3_proto::proxy::looks_like_header(&buf[..n]) {
+                        warn!(
+                            "PROXY header from an address not in [server] proxy_from: \
+                             connection closed"
+                        );
+                        return Ok(());
+                    }
                     self.bytes_in += n as u64;
                     let now = self.now();
                     if tracing::enabled!(tracing::Level::DEBUG) {

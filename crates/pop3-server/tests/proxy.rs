@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pop3_proto::proxy::{ProxyHeader, Ssl, SslTlv, Tlv, Version};
+use pop3_proto::proxy::{ProxyHeader, Ssl, SslTlv, Tlv, Version, V2_SIGNATURE};
 use pop3_server::{
     Config, ConnectionLimits, ListenerKind, MailLocation, PasswdFile, PenaltyLimits, Server,
     UserInfo,
@@ -263,19 +263,39 @@ async fn plaintext_policy_follows_the_client_and_local_keeps_the_proxy() {
 /// A host outside proxy_from is never read for a header: its PROXY line is an unknown POP3
 /// command, the session goes on, and the address it claims counts for nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_untrusted_peer_gets_plain_pop3() {
+async fn an_untrusted_peer_gets_plain_pop3_and_a_proxy_header_from_it_closes_the_connection() {
     let fx = fixture().await;
     let tcp = tcp_from("127.0.0.2", fx.plain).await;
     let mut c = Client { io: BufReader::new(Box::new(tcp)) };
     assert!(c.line().await.starts_with("+OK"), "greeted at once, no header awaited");
-    let spoof = c.cmd("PROXY TCP4 192.0.2.1 127.0.0.1 40000 110").await;
-    assert!(spoof.starts_with("-ERR"), "{spoof}");
-    assert!(c.capa().await.contains("STLS"), "the session goes on");
+    assert!(c.capa().await.contains("STLS"), "plain POP3");
+    drop(c);
+    // A header of either version from it (a balancer missing from proxy_from, or a client
+    // claiming another address): closed at once, never read as commands.
+    for spoof in [&b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 110\r\n"[..], &V2_SIGNATURE[..]] {
+        let tcp = tcp_from("127.0.0.2", fx.plain).await;
+        let mut c = Client { io: BufReader::new(Box::new(tcp)) };
+        assert!(c.line().await.starts_with("+OK"));
+        c.io.get_mut().write_all(spoof).await.unwrap();
+        let took = c.closed_silently().await;
+        assert!(took < STEP, "closed at once");
+    }
     // Its claim took no place from 192.0.2.1.
     let mut real =
         Client::proxied(fx.plain, &header(Version::V2, "192.0.2.1:40001", fx.plain)).await;
     assert!(real.line().await.starts_with("+OK"));
     // And 127.0.0.2 itself is the address counted: a second connection from it is refused.
+    // (The closed connections' places are given back as their tasks end: moments later.)
+    let deadline = Instant::now() + STEP;
+    let _first = loop {
+        let tcp = tcp_from("127.0.0.2", fx.plain).await;
+        let mut first = Client { io: BufReader::new(Box::new(tcp)) };
+        if first.line().await.starts_with("+OK") {
+            break first;
+        }
+        assert!(Instant::now() < deadline, "the closed connections kept their places");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let tcp = tcp_from("127.0.0.2", fx.plain).await;
     let mut second = Client { io: BufReader::new(Box::new(tcp)) };
     assert!(second.line().await.starts_with("-ERR [SYS/TEMP] too many connections"));

@@ -49,6 +49,15 @@ pub const V1_MAX_LEN: usize = 107;
 /// The longest version 2 header: 16 fixed bytes and a 16-bit length (§2.2).
 pub const V2_MAX_LEN: usize = 16 + 65535;
 
+/// True if `first` (the first bytes a client sent) starts like a PROXY header of either
+/// version: what a balancer sends when it believes this server expects one. A server that
+/// does not trust the sender closes such a connection rather than read the header as POP3.
+/// A v2 signature counts from its fifth byte (the NUL): two empty lines alone are not one.
+pub fn looks_like_header(first: &[u8]) -> bool {
+    let v2 = first.len() >= 5 && V2_SIGNATURE.starts_with(&first[..first.len().min(12)]);
+    first.starts_with(b"PROXY ") || v2
+}
+
 /// The shortest header of either version (`PROXY UNKNOWN\r\n`).
 const MIN_LEN: usize = 15;
 
@@ -390,6 +399,16 @@ impl ProxyDecoder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn headers_are_recognised_by_their_first_bytes() {
+        assert!(super::looks_like_header(b"PROXY TCP4 192.0.2.1 127.0.0.1 1 2\r\n"));
+        assert!(super::looks_like_header(&super::V2_SIGNATURE));
+        assert!(super::looks_like_header(&super::V2_SIGNATURE[..6]));
+        for pop3 in [&b"USER alice\r\n"[..], b"\r\n", b"\r\n\r\n", b"PROXYX", b"CAPA\r\n"] {
+            assert!(!super::looks_like_header(pop3), "{pop3:?}");
+        }
+    }
+
     use super::*;
     use alloc::vec;
 
