@@ -10,8 +10,12 @@
 //! machine and the exact commands are printed, and with `--write` replace the text between the
 //! loadtest markers in `docs/performance.md`.
 //!
+//! pop3d runs twice: on the Maildirs, and on its PostgreSQL store (a throwaway cluster started
+//! with `initdb`/`pg_ctl` as the tests start it, seeded from the same Maildirs by `pop3d
+//! migrate --all`); the PostgreSQL server's own CPU is measured apart (`pop3-load --db-pid`).
+//!
 //! Options: `--rounds N` (default 2), `--duration SECS` (default 5), `--quick` (1 round of 2 s,
-//! small idle runs, no 10,000-connection run), `--no-big-idle`, `--write` (update
+//! small idle runs, no 10,000-connection run), `--no-big-idle`, `--no-postgresql`, `--write` (update
 //! `docs/performance.md`; without it the docs are never touched), `--keep` (keep the temp dir),
 //! `--skip-build`.
 
@@ -44,6 +48,7 @@ struct Settings {
     write: bool,
     keep: bool,
     build: bool,
+    postgresql: bool,
 }
 
 fn settings(args: &[String]) -> Result<Settings> {
@@ -56,6 +61,7 @@ fn settings(args: &[String]) -> Result<Settings> {
         write: false,
         keep: false,
         build: true,
+        postgresql: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -73,6 +79,7 @@ fn settings(args: &[String]) -> Result<Settings> {
                 s.big_idle = None;
             }
             "--no-big-idle" => s.big_idle = None,
+            "--no-postgresql" => s.postgresql = false,
             "--write" => s.write = true,
             "--no-write" => s.write = false,
             "--keep" => s.keep = true,
@@ -199,7 +206,25 @@ struct Env {
     dovecot: Option<PathBuf>,
 }
 
+/// The `[mail]` section of pop3d on the seeded Maildirs.
+fn maildir_mail(env: &Env) -> String {
+    format!(
+        "[mail]\nformat = \"maildir\"\nlocation = \"{}/mail-pop3d/%u\"\ncreate = false\n",
+        env.dir.display()
+    )
+}
+
+/// The `[mail]` and `[postgresql]` sections of pop3d on its PostgreSQL store.
+fn postgresql_mail(url: &str) -> String {
+    format!("[mail]\nformat = \"postgresql\"\n\n[postgresql]\nurl = \"{url}\"\n")
+}
+
 fn start_pop3d(env: &Env, users: &Path, plain: u16, tls: u16) -> Result<Proc> {
+    start_pop3d_on(env, users, plain, tls, &maildir_mail(env))
+}
+
+/// Writes a pop3d configuration with `mail` (its `[mail]` and any further sections).
+fn pop3d_config(env: &Env, users: &Path, plain: u16, tls: u16, mail: &str) -> Result<PathBuf> {
     let d = &env.dir;
     let config = d.join(format!("pop3d-{plain}.toml"));
     let text = format!(
@@ -215,20 +240,22 @@ key = "{d}/key.pem"
 [users]
 file = "{users}"
 
-[mail]
-format = "maildir"
-location = "{d}/mail-pop3d/%u"
-create = false
-
 [limits]
 max_connections = 19000
 max_connections_per_ip = 19000
 max_connections_per_user_ip = 19000
-"#,
+
+{mail}"#,
         d = d.display(),
         users = users.display()
     );
     fs::write(&config, text).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn start_pop3d_on(env: &Env, users: &Path, plain: u16, tls: u16, mail: &str) -> Result<Proc> {
+    let d = &env.dir;
+    let config = pop3d_config(env, users, plain, tls, mail)?;
     let log = fs::File::create(d.join("pop3d.log")).map_err(|e| e.to_string())?;
     // The same descriptor limit for both servers: 65536 (root may raise it), else the hard limit.
     let cmd = format!(
@@ -325,6 +352,41 @@ struct Server {
     proc: Proc,
     plain: u16,
     tls: u16,
+    /// The database server this one's mail is in (its CPU is measured apart).
+    db_pid: Option<u32>,
+}
+
+/// The servers, in table order.
+const SERVERS: [&str; 3] = ["pop3d", PG, "Dovecot"];
+/// pop3d on its PostgreSQL store.
+const PG: &str = "pop3d, PostgreSQL";
+
+/// A PostgreSQL cluster with pop3d's schema and the seeded users' mail, copied from the
+/// Maildirs by `pop3d migrate --all` (so both pop3d runs serve the same messages).
+fn seed_postgresql(
+    env: &Env,
+    users_file: &Path,
+) -> Result<Option<(pop3_testkit::postgres::Cluster, String)>> {
+    let Some(cluster) = pop3_testkit::postgres::Cluster::private("cargo xtask loadtest") else {
+        return Ok(None);
+    };
+    let url = cluster.database();
+    let (p, t) = (free_port()?, free_port()?);
+    let config = pop3d_config(env, users_file, p, t, &postgresql_mail(&url))?;
+    let pop3d = quote(&env.pop3d);
+    sh(&format!("{pop3d} --config {} db migrate", quote(&config)))?;
+    let from = format!("maildir:{}/mail-pop3d/%u", env.dir.display());
+    let started = Instant::now();
+    sh(&format!(
+        "{pop3d} --config {} migrate --all --from {} >/dev/null",
+        quote(&config),
+        quote(Path::new(&from))
+    ))?;
+    eprintln!(
+        "xtask: PostgreSQL seeded by pop3d migrate in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Some((cluster, url)))
 }
 
 /// One `pop3-load` run: its command line and its JSON report.
@@ -508,6 +570,17 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
     }
     fs::write(d.join("users-plain"), plain_users).map_err(|e| e.to_string())?;
     fs::write(d.join("users-sha512"), crypt_users).map_err(|e| e.to_string())?;
+    // Seeded with the Maildir users of the timed modes (not the 10,000 of the big idle run,
+    // which is pop3d on Maildir only).
+    let postgresql = if s.postgresql {
+        let idle_users = users.min(s.idle_connections.max(FULL_USERS));
+        let plain_subset: String =
+            (0..idle_users).map(|u| format!("user{u}:{{PLAIN}}secret\n")).collect();
+        fs::write(d.join("users-postgresql"), plain_subset).map_err(|e| e.to_string())?;
+        seed_postgresql(env, &d.join("users-postgresql"))?
+    } else {
+        None
+    };
 
     // (case label, scheme) -> server -> runs
     let mut results: BTreeMap<(usize, String), BTreeMap<&'static str, Vec<Value>>> =
@@ -525,11 +598,18 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
             proc: start_pop3d(env, &users_file, p, t)?,
             plain: p,
             tls: t,
+            db_pid: None,
         });
+        if let Some((cluster, url)) = &postgresql {
+            let (p, t) = (free_port()?, free_port()?);
+            let proc = start_pop3d_on(env, &users_file, p, t, &postgresql_mail(url))?;
+            let db_pid = cluster.server_pid();
+            servers.push(Server { name: PG, proc, plain: p, tls: t, db_pid });
+        }
         if let Some(dovecot) = &env.dovecot {
             let (p, t) = (free_port()?, free_port()?);
             let proc = start_dovecot(env, dovecot, &users_file, p, t)?;
-            servers.push(Server { name: "Dovecot", proc, plain: p, tls: t });
+            servers.push(Server { name: "Dovecot", proc, plain: p, tls: t, db_pid: None });
         }
         let cases = cases(s, scheme);
         for round in 0..s.rounds {
@@ -562,6 +642,9 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
                         "--ca".into(),
                         d.join("ca.pem").display().to_string(),
                     ]);
+                    if let Some(db) = server.db_pid {
+                        args.extend(["--db-pid".into(), db.to_string()]);
+                    }
                     let r = load(env, &args)?;
                     if round == 0 && server.name == "pop3d" {
                         commands.push(format!("{}    # {}", r.command, c.label));
@@ -630,12 +713,15 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "Medians of {} round(s), {} s measured per run after 1 s warm-up, pop3d and Dovecot \
-         alternating. Rates: logins/s, MB/s of unstuffed message payload, commands/s; CPU: the \
-         server's process tree (from /proc) per login, per MB or per 1000 commands; memory: PSS \
-         per held logged-in connection; load gen. CPU: `pop3-load`'s own CPU seconds in the \
-         window (the machine has cores x duration). Ratio: pop3d over Dovecot (rates: higher is better; CPU \
-         and memory: lower is better).\n",
+        "Medians of {} round(s), {} s measured per run after 1 s warm-up, pop3d on Maildir, \
+         pop3d on PostgreSQL and Dovecot alternating. Rates: logins/s, MB/s of unstuffed message \
+         payload, commands/s; CPU: the server's process tree (from /proc) per login, per MB or \
+         per 1000 commands, and for pop3d on PostgreSQL also the PostgreSQL server's (a \
+         throwaway cluster on the same machine, started as the tests start theirs: fsync off, \
+         which the read-only modes here never wait on); memory: PSS per held logged-in \
+         connection (pop3d's only); load gen. CPU: `pop3-load`'s own CPU seconds in the window \
+         (the machine has cores x duration). Ratio: each pop3d over Dovecot, CPU including \
+         PostgreSQL's (rates: higher is better; CPU and memory: lower is better).\n",
         s.rounds, s.duration
     );
     let tcp_mb = median(tcp.to_vec());
@@ -648,13 +734,14 @@ fn render(
         let mut rates = BTreeMap::new();
         let mut cpus = BTreeMap::new();
         let mut mems = BTreeMap::new();
-        for server in ["pop3d", "Dovecot"] {
+        for server in SERVERS {
             let Some(runs) = by_server.get(server) else { continue };
             let col = |k: &str| median(runs.iter().filter_map(|r| num(r, k)).collect());
             let unit = runs[0]["unit"].as_str().unwrap_or("");
             let rate = col("rate");
             let errors: u64 = runs.iter().filter_map(|r| r["errors"].as_u64()).sum();
             let cpu = col("cpu_per_unit");
+            let db_cpu = col("db_cpu_per_unit");
             let cpu_unit = runs.iter().find_map(|r| r["cpu_unit"].as_str()).unwrap_or("");
             let kib = col("kib_per_connection");
             let is_idle = unit == "connections";
@@ -665,32 +752,39 @@ fn render(
                 rate.map_or("-".into(), |r| format!("{r:.1} {unit}")),
                 if is_idle { format!("{} (NOOP)", ms(p50)) } else { ms(p50) },
                 ms(p99),
-                cpu.map_or("-".into(), |c| format!("{c:.3} {cpu_unit}")),
+                match (cpu, db_cpu) {
+                    (Some(c), Some(db)) => format!("{c:.3} + {db:.3} PostgreSQL {cpu_unit}"),
+                    (Some(c), None) => format!("{c:.3} {cpu_unit}"),
+                    _ => "-".into(),
+                },
                 kib.map_or("-".into(), |k| format!("{:.1} KiB", k)),
                 col("client_cpu_s").map_or("-".into(), |c| format!("{c:.2} s")),
             );
             if !is_idle {
                 rates.insert(server, rate);
             }
-            cpus.insert(server, cpu);
+            // PostgreSQL's CPU is part of what a login or a MB costs on that store.
+            cpus.insert(server, cpu.map(|c| c + db_cpu.unwrap_or(0.0)));
             mems.insert(server, kib);
         }
-        let ratio = |m: &BTreeMap<&str, Option<f64>>| match (m.get("pop3d"), m.get("Dovecot")) {
-            (Some(Some(a)), Some(Some(b))) if *b > 0.0 => Some(a / b),
-            _ => None,
-        };
-        let mut parts = Vec::new();
-        if let Some(r) = ratio(&rates) {
-            parts.push(format!("rate {r:.1}x"));
-        }
-        if let Some(r) = ratio(&cpus) {
-            parts.push(format!("CPU {r:.3}x (1/{:.0})", 1.0 / r));
-        }
-        if let Some(r) = ratio(&mems) {
-            parts.push(format!("memory {r:.3}x (1/{:.0})", 1.0 / r));
-        }
-        if !parts.is_empty() {
-            let _ = writeln!(ratios, "| {label} | {} |", parts.join(", "));
+        for ours in ["pop3d", PG] {
+            let ratio = |m: &BTreeMap<&str, Option<f64>>| match (m.get(ours), m.get("Dovecot")) {
+                (Some(Some(a)), Some(Some(b))) if *b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            let mut parts = Vec::new();
+            if let Some(r) = ratio(&rates) {
+                parts.push(format!("rate {r:.1}x"));
+            }
+            if let Some(r) = ratio(&cpus) {
+                parts.push(format!("CPU {r:.3}x (1/{:.0})", 1.0 / r));
+            }
+            if let Some(r) = ratio(&mems) {
+                parts.push(format!("memory {r:.3}x (1/{:.0})", 1.0 / r));
+            }
+            if !parts.is_empty() {
+                let _ = writeln!(ratios, "| {label}, {ours} | {} |", parts.join(", "));
+            }
         }
         if let (Some(Some(rate)), Some(tcp)) = (rates.get("pop3d"), tcp_mb) {
             if label.starts_with("retr") {
@@ -705,7 +799,7 @@ fn render(
     if let Some(t) = tcp_mb {
         let _ = writeln!(out, "| loopback TCP limit, 4 streams | - | {t:.1} MB/s | | | | | | |");
     }
-    let _ = writeln!(out, "\n| mode | pop3d / Dovecot |\n|---|---|");
+    let _ = writeln!(out, "\n| mode, server | over Dovecot |\n|---|---|");
     out.push_str(&ratios);
     if let Some(b) = big {
         let _ = writeln!(

@@ -417,8 +417,20 @@ impl Driver {
             Event::StartTls => self.start_tls().await,
             Event::Commit { deleted } if deleted.is_empty() => {
                 // Nothing to remove: release the maildrop (closing its lock) and answer +OK,
-                // with no storage call that could fail (e.g. out of descriptors).
-                drop(self.maildrop.take());
+                // with no storage call that could fail (e.g. out of descriptors). A remote
+                // maildrop (a database) is released on the blocking pool, and before the +OK:
+                // a client that logs in again right after QUIT must find it unlocked.
+                match self.maildrop.take() {
+                    Some(mut maildrop) if !maildrop.is_local() => {
+                        let released =
+                            tokio::task::spawn_blocking(move || maildrop.commit(&[])).await;
+                        if let Ok(Err(error)) = released {
+                            // Nothing was to be removed: the lock goes with its connection.
+                            warn!(%error, "releasing the maildrop failed");
+                        }
+                    }
+                    maildrop => drop(maildrop),
+                }
                 info!(deleted = 0, "committed");
                 Ok(self.session.commit_done(Ok(()))?)
             }
@@ -604,7 +616,7 @@ impl Driver {
             return Ok(self.session.body_error(BodyError::Io)?);
         };
         let size = maildrop.messages().get(index).map_or(u64::MAX, |m| m.size);
-        if size > SMALL_MESSAGE || !maildrop.small_reads_are_cheap() {
+        if size > SMALL_MESSAGE || !maildrop.is_local() {
             return self.stream(maildrop, index).await;
         }
         let read = read_small(maildrop.as_ref(), index, size);

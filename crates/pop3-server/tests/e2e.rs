@@ -614,6 +614,10 @@ struct FailingCommit {
 }
 
 impl pop3_storage::Maildrop for FailingCommit {
+    fn is_local(&self) -> bool {
+        true // in memory: an empty commit must need no storage call at all
+    }
+
     fn messages(&self) -> &[pop3_storage::MessageInfo] {
         &self.infos
     }
@@ -704,7 +708,7 @@ struct ListedDrop {
 }
 
 impl pop3_storage::Maildrop for ListedDrop {
-    fn small_reads_are_cheap(&self) -> bool {
+    fn is_local(&self) -> bool {
         true // in memory: exercises the server's inline read
     }
 

@@ -91,12 +91,14 @@ pub trait Maildrop: fmt::Debug + Send {
     /// [`Error::MessageGone`]; the maildrop stays usable.
     fn read_message(&self, index: usize) -> Result<MessageReader<'_>>;
 
-    /// True if reading a small message costs about what a page-cache read does (files on a
-    /// local disk, memory), so that a server may read it on an async runtime thread rather
-    /// than hop to a blocking pool. False (the default) for anything that can wait on a
-    /// network or a remote lock: the PostgreSQL backend, and any maildrop an embedder
-    /// writes without saying otherwise.
-    fn small_reads_are_cheap(&self) -> bool {
+    /// True if this maildrop's work is local: files on this host or memory, so that reading
+    /// a small message costs about what a page-cache read does and dropping it (releasing
+    /// its lock) is a file operation at most. A server may then do both on an async runtime
+    /// thread rather than hop to a blocking pool. False (the default) for anything that can
+    /// wait on a network or a remote lock, such as the PostgreSQL backend, and for any
+    /// maildrop an embedder writes without saying otherwise; release one of those with
+    /// `commit(&[])` on a blocking thread when the release must be finished before going on.
+    fn is_local(&self) -> bool {
         false
     }
 

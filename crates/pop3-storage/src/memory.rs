@@ -157,7 +157,7 @@ pub struct MemoryDrop {
 }
 
 impl Maildrop for MemoryDrop {
-    fn small_reads_are_cheap(&self) -> bool {
+    fn is_local(&self) -> bool {
         true // in memory
     }
 

@@ -239,6 +239,13 @@ impl Cluster {
         self.owned.as_ref().expect("a cluster this process started (Cluster::private)")
     }
 
+    /// The PID of the server's postmaster (the parent of every backend), from
+    /// `postmaster.pid`: for measuring the database's CPU time.
+    pub fn server_pid(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.owned().data.join("postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`: sessions are disconnected, as in a
     /// database failover or restart).
     pub fn stop(&self) {

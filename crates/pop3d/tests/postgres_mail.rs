@@ -109,6 +109,14 @@ fn mail_in_postgresql_is_delivered_served_byte_exact_and_deleted_only_after_quit
     assert!(c.cmd("QUIT").starts_with("+OK"));
     assert_eq!(daemon.stored("alice"), vec![stored[0].clone(), stored[2].clone()]);
 
+    // QUIT without deletions releases the lock before its +OK: logging in again at once works
+    // (a mail client polling, a load generator looping).
+    for _ in 0..20 {
+        let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+        assert!(reply.starts_with("+OK maildrop has 2 "), "{reply}");
+        assert!(c.cmd("QUIT").starts_with("+OK"));
+    }
+
     // The UIDLs are stable across sessions.
     let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("+OK maildrop has 2 "), "{reply}");

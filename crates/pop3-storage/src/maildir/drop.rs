@@ -77,7 +77,7 @@ impl MaildirDrop {
 }
 
 impl Maildrop for MaildirDrop {
-    fn small_reads_are_cheap(&self) -> bool {
+    fn is_local(&self) -> bool {
         true // a local file, most likely in the page cache since the snapshot was taken
     }
 

@@ -683,7 +683,7 @@ impl MboxDrop {
 }
 
 impl Maildrop for MboxDrop {
-    fn small_reads_are_cheap(&self) -> bool {
+    fn is_local(&self) -> bool {
         true // a local file, most likely in the page cache since the snapshot was taken
     }
 
