@@ -15,6 +15,7 @@
 //!   encoded by the server.
 //! - [`dot`]: streaming dot-stuffing ([`DotStuffer`]) and unstuffing ([`DotUnstuffer`]) of
 //!   message bodies, and the [`TopFilter`] that implements `TOP n lines`.
+//! - [`lmtp`]: a sans-IO LMTP server session (RFC 2033), for delivery from an MTA.
 //! - [`Secret`]: a wrapper that keeps passwords and SASL data out of `Debug` output.
 //!
 //! # Decoding a command
@@ -66,6 +67,7 @@ pub mod dot;
 mod hex;
 mod limits;
 mod line;
+pub mod lmtp;
 mod msgnum;
 pub mod response;
 pub mod sasl;
