@@ -27,6 +27,7 @@
 //!
 //! let mut s = LmtpSession::new(LmtpConfig::default(), Duration::ZERO);
 //! s.handle_input(b"LHLO mx\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n", Duration::ZERO);
+//! assert_eq!(s.poll_event(), Some(LmtpEvent::MailFrom { sender: "a@example.org".into() }));
 //! assert_eq!(s.poll_event(), Some(LmtpEvent::Recipient { address: "b@example.test".into() }));
 //! s.recipient_accepted().unwrap();
 //! s.handle_input(b"DATA\r\nSubject: hi\r\n\r\n..dot\r\n.\r\n", Duration::ZERO);

@@ -60,6 +60,13 @@ impl Default for LmtpConfig {
 /// Something only the embedder can do or needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LmtpEvent {
+    /// `MAIL FROM` was accepted: a new transaction starts, and the recipients accepted in an
+    /// earlier one (ended by `RSET`, `LHLO` or its `DATA`) are no longer part of it. Nothing
+    /// to answer.
+    MailFrom {
+        /// The reverse-path; empty for the null sender.
+        sender: String,
+    },
     /// `RCPT TO`: is this a local mailbox? Answer with
     /// [`recipient_accepted`](LmtpSession::recipient_accepted) or
     /// [`recipient_rejected`](LmtpSession::recipient_rejected); until then no further
@@ -430,6 +437,7 @@ impl LmtpSession {
                 let text = format!("<{from}> Sender OK");
                 self.transaction =
                     Some(Transaction { sender: from.into(), recipients: Vec::new() });
+                self.events.push_back(LmtpEvent::MailFrom { sender: from.into() });
                 self.reply(Reply::new(250, [2, 1, 0], text));
             }
             LmtpCommand::Rcpt { to } => match &self.transaction {

@@ -64,6 +64,7 @@ impl Harness {
                         self.s.recipient_accepted().unwrap();
                     }
                 }
+                LmtpEvent::MailFrom { .. } => assert!(self.current.is_none()),
                 LmtpEvent::MessageStart { sender, recipients } => {
                     assert!(self.current.is_none());
                     self.current = Some((sender, recipients, Vec::new()));
@@ -291,6 +292,7 @@ fn idle_timeout_closes_but_not_while_the_embedder_works() {
     assert!(!s.is_closed());
     s.recipient_accepted().unwrap();
     s.handle_input(b"DATA\r\npartial line without end", Duration::from_secs(12));
+    assert!(matches!(s.poll_event(), Some(LmtpEvent::MailFrom { .. })));
     assert!(matches!(s.poll_event(), Some(LmtpEvent::Recipient { .. })));
     assert!(matches!(s.poll_event(), Some(LmtpEvent::MessageStart { .. })));
     assert!(matches!(s.poll_event(), Some(LmtpEvent::MessageData(_))));
