@@ -105,6 +105,20 @@ max_connections_per_user_ip = 10
 # such as pop3_server=debug add detail on top). Passwords are never logged.
 level = "info"
 
+# [lmtp]
+# LMTP delivery from the MTA (RFC 2033), e.g. Postfix's virtual_transport = lmtp:...; off
+# unless listen or socket is set. Replies 250 for a recipient only once its copy is on disk.
+# listen = ["127.0.0.1:24"]
+# A Unix-domain socket (a stale one is replaced), with these permissions.
+# socket = "/run/pop3d/lmtp.sock"
+# socket_mode = 0o660
+# Largest message in octets (announced as SIZE), recipients per message, connections,
+# idle seconds.
+# max_message_size = 52428800
+# max_recipients = 100
+# max_connections = 100
+# idle_timeout = 300
+
 # [postgresql]
 # The PostgreSQL database of the stateless-node setup (in progress: `pop3d db migrate` creates
 # its schema; mail is not served from it yet). A libpq-style URL, without TLS: a Unix socket
@@ -125,6 +139,38 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgresql: Option<PostgresqlSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lmtp: Option<LmtpSection>,
+}
+
+/// `[lmtp]`: the LMTP delivery listeners. Left out, or without `listen` and `socket`, there
+/// are none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmtpSection {
+    pub listen: Vec<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+    pub socket_mode: u32,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub idle_timeout: u64,
+}
+
+impl Default for LmtpSection {
+    fn default() -> Self {
+        let d = pop3_server::LmtpSettings::default();
+        Self {
+            listen: Vec::new(),
+            socket: None,
+            socket_mode: 0o660,
+            max_message_size: d.session.max_message_size,
+            max_recipients: d.session.max_recipients,
+            max_connections: d.max_connections,
+            idle_timeout: d.session.idle_timeout.as_secs(),
+        }
+    }
 }
 
 /// `[postgresql]`: where the schema `pop3d db migrate` manages lives.
@@ -422,7 +468,27 @@ impl Loaded {
             ));
         }
         dovecot_uidl_format(&f.mail)?;
+        if let Some(lmtp) = &f.lmtp {
+            lmtp.validate()?;
+        }
         tracing_level(&f.log.level).map(drop)
+    }
+
+    /// The LMTP listeners' settings and the Unix socket path, if `[lmtp]` asks for any.
+    pub fn lmtp(&self) -> Option<(pop3_server::LmtpSettings, Option<PathBuf>)> {
+        let l = self.file.lmtp.as_ref()?;
+        if l.listen.is_empty() && l.socket.is_none() {
+            return None;
+        }
+        let session = pop3_server::lmtp::LmtpConfig {
+            hostname: self.file.server.hostname.clone(),
+            max_message_size: l.max_message_size,
+            max_recipients: l.max_recipients,
+            idle_timeout: Duration::from_secs(l.idle_timeout),
+            ..pop3_server::lmtp::LmtpConfig::default()
+        };
+        let settings = pop3_server::LmtpSettings { session, max_connections: l.max_connections };
+        Some((settings, l.socket.as_ref().map(|p| self.resolve(p))))
     }
 
     /// A path from the file, relative to the file's directory.
@@ -505,6 +571,28 @@ impl Loaded {
             },
             ..pop3_server::Config::default()
         }
+    }
+}
+
+impl LmtpSection {
+    fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("max_message_size", self.max_message_size),
+            ("max_recipients", self.max_recipients as u64),
+            ("max_connections", self.max_connections as u64),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value == 0 {
+                return Err(format!("[lmtp] {key} must be at least 1"));
+            }
+        }
+        if self.socket_mode > 0o777 {
+            return Err(format!(
+                "[lmtp] socket_mode = {:#o}: permission bits only",
+                self.socket_mode
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -594,6 +682,24 @@ mod tests {
         std::fs::write(&path, "[mail]\ndovecot_uidl_format = \"%m\"\n").unwrap();
         let err = Loaded::load(&path).unwrap_err();
         assert!(err.contains("dovecot_uidl_format") && err.contains("%m"), "{err}");
+    }
+
+    #[test]
+    fn lmtp_is_off_unless_asked_for() {
+        let path = Path::new("/etc/pop3d/pop3d.toml");
+        assert!(Loaded::parse(path, "").unwrap().lmtp().is_none());
+        assert!(Loaded::parse(path, "[lmtp]\nmax_recipients = 5\n").unwrap().lmtp().is_none());
+        let text = "[server]\nhostname = \"mx.test\"\n[lmtp]\nlisten = [\"127.0.0.1:24\"]\n\
+                    socket = \"lmtp.sock\"\nmax_message_size = 1000\n";
+        let (settings, socket) = Loaded::parse(path, text).unwrap().lmtp().unwrap();
+        assert_eq!(socket, Some(PathBuf::from("/etc/pop3d/lmtp.sock")));
+        assert_eq!(settings.session.max_message_size, 1000);
+        assert_eq!(settings.session.hostname, "mx.test");
+        assert_eq!(settings.session.max_recipients, 100);
+        let err = Loaded::parse(path, "[lmtp]\nmax_message_size = 0\n").unwrap_err();
+        assert!(err.contains("[lmtp] max_message_size"), "{err}");
+        let err = Loaded::parse(path, "[lmtp]\nsocket_mode = 0o4777\n").unwrap_err();
+        assert!(err.contains("socket_mode"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod config;
 mod deliver;
+mod lmtp;
 mod privdrop;
 mod secret;
 mod serve;
