@@ -100,7 +100,8 @@ pub enum LmtpEvent {
 pub enum RecipientError {
     /// No such mailbox here: `550 5.1.1`, the MTA bounces.
     UnknownUser,
-    /// The lookup could not be done now (users database down): `451 4.3.0`, the MTA retries.
+    /// The recipient cannot be checked or its maildrop opened now (users database down,
+    /// maildrop unusable): `451 4.3.0`, the MTA retries.
     Temporary,
 }
 
@@ -288,7 +289,7 @@ impl LmtpSession {
             RecipientError::Temporary => Reply::new(
                 451,
                 [4, 3, 0],
-                format!("<{address}> Temporary failure in user lookup, try again later"),
+                format!("<{address}> Temporary failure, try again later"),
             ),
         };
         self.reply(reply);

@@ -143,7 +143,7 @@ fn a_pipelined_transaction_gets_one_reply_per_recipient_after_data() {
             "250 2.1.5 <a@x> Recipient OK",
             "550 5.1.1 <unknown@x> User unknown",
             "250 2.1.5 <full@x> Recipient OK",
-            "451 4.3.0 <temp@x> Temporary failure in user lookup, try again later",
+            "451 4.3.0 <temp@x> Temporary failure, try again later",
             "354 Start mail input; end with <CRLF>.<CRLF>",
         ]
     );
