@@ -183,10 +183,12 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
             }
         }
         tracing::info!(sessions = server.active_sessions(), "shutting down");
-        server.shutdown().await;
-        if let Some(lmtp) = lmtp {
-            lmtp.shutdown().await;
-        }
+        let lmtp_shutdown = async {
+            if let Some(lmtp) = lmtp {
+                lmtp.shutdown().await;
+            }
+        };
+        tokio::join!(server.shutdown(), lmtp_shutdown);
         tracing::info!("stopped");
         Ok(exit::OK)
     })

@@ -319,6 +319,40 @@ fn an_idle_client_is_disconnected() {
     assert_eq!(c.reader.read_line(&mut rest).unwrap(), 0, "closed after the 421");
 }
 
+/// SIGTERM: an idle LMTP session is told `421 4.3.2`, pop3d exits cleanly and removes its
+/// socket.
+#[test]
+fn shutdown_tells_idle_sessions_and_removes_the_socket() {
+    let (mut daemon, addr) =
+        start("maildir", "listen = [\"127.0.0.1:0\"]\nsocket = \"lmtp.sock\"\n");
+    let socket = daemon.data.join("lmtp.sock");
+    assert!(socket.exists());
+    let mut c = Lmtp::connect(&addr);
+    c.send(b"LHLO x\r\n");
+    c.reply();
+    assert!(daemon.stop().success());
+    assert_eq!(c.line(), "421 4.3.2 Server shutting down, try again later");
+    assert!(!socket.exists(), "the socket file is removed");
+}
+
+/// A file that is not a socket where the socket goes is never removed: pop3d refuses to
+/// start.
+#[test]
+fn a_file_in_the_way_of_the_socket_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    output_ok(&run(&["init"], &data, b""), "init");
+    let config = std::fs::read_to_string(data.join("pop3d.toml")).unwrap();
+    std::fs::write(data.join("pop3d.toml"), format!("{config}\n[lmtp]\nsocket = \"lmtp.sock\"\n"))
+        .unwrap();
+    std::fs::write(data.join("lmtp.sock"), "precious").unwrap();
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"], &data, b"");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a socket"), "{stderr}");
+    assert_eq!(std::fs::read(data.join("lmtp.sock")).unwrap(), b"precious");
+}
+
 #[test]
 fn connections_beyond_the_limit_are_told_to_come_back() {
     let (_daemon, addr) = start_tcp("max_connections = 1");
