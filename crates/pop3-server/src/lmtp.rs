@@ -199,6 +199,8 @@ struct Connection<'a, S> {
     headers_pending: bool,
     /// Octets of the current message.
     size: u64,
+    /// The recipients of the message being received, as the session named them.
+    message_recipients: Vec<String>,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
@@ -216,6 +218,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             sender: String::new(),
             headers_pending: false,
             size: 0,
+            message_recipients: Vec::new(),
         }
     }
 
@@ -246,7 +249,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         loop {
             self.flush().await?;
             if let Some(event) = self.session.poll_event() {
-                self.answer(event).await;
+                self.answer(event).await?;
                 continue;
             }
             if self.session.is_closed() {
@@ -281,28 +284,31 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         }
     }
 
-    async fn answer(&mut self, event: LmtpEvent) {
+    /// Answers one event. An error is a broken invariant between the session and this
+    /// driver: the connection ends, and nothing unsettled is acknowledged.
+    async fn answer(&mut self, event: LmtpEvent) -> io::Result<()> {
         match event {
             LmtpEvent::MailFrom { sender } => {
                 // A new transaction: recipients of an earlier one (after RSET or LHLO) go.
                 self.abort_message().await;
                 self.sender = sender;
             }
-            LmtpEvent::Recipient { address } => {
-                let answer = match self.open_recipient(address).await {
-                    Ok(recipient) => {
-                        self.recipients.push(recipient);
-                        self.session.recipient_accepted()
-                    }
-                    Err(error) => self.session.recipient_rejected(error),
-                };
-                debug_assert!(answer.is_ok(), "the session asked for this answer");
-            }
+            LmtpEvent::Recipient { address } => match self.open_recipient(address).await {
+                Ok(recipient) => {
+                    self.recipients.push(recipient);
+                    self.session.recipient_accepted()?;
+                }
+                Err(error) => self.session.recipient_rejected(error)?,
+            },
             LmtpEvent::MessageStart { sender, recipients } => {
-                debug_assert_eq!(recipients.len(), self.recipients.len());
+                let ours: Vec<&str> = self.recipients.iter().map(|r| r.address.as_str()).collect();
+                if ours != recipients {
+                    return Err(io::Error::other("LMTP recipients out of step with the session"));
+                }
                 self.sender = sender;
                 self.headers_pending = true;
                 self.size = 0;
+                self.message_recipients = recipients;
                 let incoming = Incoming {
                     envelope: Envelope {
                         sender: (!self.sender.is_empty()).then(|| self.sender.clone()),
@@ -327,41 +333,34 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                     // An empty message: the headers alone.
                     self.write(Bytes::new()).await;
                 }
-                self.each_sink(|_, sink| {
-                    sink.stage()?;
-                    for settled in sink.finish()? {
-                        settled.result?;
-                    }
-                    Ok(())
-                })
-                .await;
-                let results: Vec<Delivery> = self
-                    .recipients
+                self.seal_all().await;
+                // One result per recipient of the message, whatever happened to the sinks (a
+                // storage call that panicked loses them): only a sink still held after the
+                // seal is a durable copy.
+                let recipients = std::mem::take(&mut self.message_recipients);
+                let results: Vec<Delivery> = recipients
                     .iter()
-                    .map(|r| {
-                        if r.sink.is_some() {
-                            Delivery::Stored
-                        } else {
-                            Delivery::TemporaryFailure
-                        }
+                    .enumerate()
+                    .map(|(i, address)| match self.recipients.get(i) {
+                        Some(r) if r.address == *address && r.sink.is_some() => Delivery::Stored,
+                        _ => Delivery::TemporaryFailure,
                     })
                     .collect();
-                for (r, result) in self.recipients.iter().zip(&results) {
+                for (address, result) in recipients.iter().zip(&results) {
                     tracing::info!(
                         peer = %self.peer,
                         from = %self.sender,
-                        to = %r.address,
-                        user = %r.user,
+                        to = %address,
                         size = self.size,
                         stored = *result == Delivery::Stored,
                         "LMTP delivery"
                     );
                 }
                 self.recipients.clear();
-                let answer = self.session.delivered(&results);
-                debug_assert!(answer.is_ok(), "one result per recipient");
+                self.session.delivered(&results)?;
             }
         }
+        Ok(())
     }
 
     /// Looks a recipient up and opens a sink into its maildrop, on the blocking pool.
@@ -414,6 +413,34 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         .await;
     }
 
+    /// Stages every recipient's copy, seals it and waits until it is settled: afterwards a
+    /// recipient that still has its sink has its copy on stable storage. The copies are made
+    /// durable side by side (a few at a time), so that a message for many recipients costs
+    /// about one sync, not one per recipient.
+    async fn seal_all(&mut self) {
+        let mut recipients = std::mem::take(&mut self.recipients);
+        let peer = self.peer.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            for group in recipients.chunks_mut(SEALS_IN_FLIGHT) {
+                std::thread::scope(|scope| {
+                    for r in group.iter_mut().filter(|r| r.sink.is_some()) {
+                        let peer = &peer;
+                        scope.spawn(move || {
+                            let Some(sink) = r.sink.as_mut() else { return };
+                            if let Err(error) = seal(sink.as_mut()) {
+                                tracing::warn!(%peer, to = %r.address, user = %r.user, %error, "LMTP: storing failed");
+                                sink.abort();
+                                r.sink = None;
+                            }
+                        });
+                    }
+                });
+            }
+            recipients
+        });
+        self.recipients = task.await.unwrap_or_default();
+    }
+
     /// Abandons the message in progress and the transaction's recipients.
     async fn abort_message(&mut self) {
         let mut recipients = std::mem::take(&mut self.recipients);
@@ -454,6 +481,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         // A panic in a storage call: every recipient of this message fails (temporarily).
         self.recipients = task.await.unwrap_or_default();
     }
+}
+
+/// Copies of one message made durable at the same time.
+const SEALS_IN_FLIGHT: usize = 16;
+
+/// Stages the begun message and waits until its batch is settled: `Ok` means durable.
+fn seal(sink: &mut dyn Sink) -> pop3_storage::Result<()> {
+    sink.stage()?;
+    for settled in sink.finish()? {
+        settled.result?;
+    }
+    Ok(())
 }
 
 /// The user a recipient address names: the whole address, else its local part (an MTA
