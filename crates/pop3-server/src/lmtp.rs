@@ -495,19 +495,24 @@ fn seal(sink: &mut dyn Sink) -> pop3_storage::Result<()> {
     Ok(())
 }
 
-/// The user a recipient address names: the whole address, else its local part (an MTA
-/// sends `alice@example.test` for the users file's `alice`). `Err` when the users backend
-/// cannot answer now.
+/// The user a recipient address names, tried in this order: the whole address, the whole
+/// address in lower case, its local part, its local part in lower case (an MTA sends
+/// `Alice@Example.test` for the users file's `alice`; Dovecot's LMTP lower-cases too). `Err`
+/// when the users backend cannot answer now.
 fn lookup(users: &dyn Authenticator, address: &str) -> Result<Option<UserInfo>, String> {
     let local = address.rsplit_once('@').map(|(local, _)| local);
+    let mut tried: Vec<String> = Vec::with_capacity(4);
     for name in std::iter::once(address).chain(local) {
-        if !crate::valid_username(name) {
-            continue;
-        }
-        match users.user(name) {
-            Ok(Some(user)) => return Ok(Some(user)),
-            Ok(None) | Err(AuthError::Rejected) => {}
-            Err(AuthError::Temporary(reason)) => return Err(reason),
+        for name in [name.to_owned(), name.to_lowercase()] {
+            if tried.contains(&name) || !crate::valid_username(&name) {
+                continue;
+            }
+            match users.user(&name) {
+                Ok(Some(user)) => return Ok(Some(user)),
+                Ok(None) | Err(AuthError::Rejected) => {}
+                Err(AuthError::Temporary(reason)) => return Err(reason),
+            }
+            tried.push(name);
         }
     }
     Ok(None)
@@ -537,6 +542,22 @@ pub fn delivery_headers(sender: &str, recipient: &str, crlf: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipients_are_found_by_address_then_local_part_then_lower_case() {
+        let users =
+            crate::PasswdFile::parse("alice:{PLAIN}x\ncarol@example.test:{PLAIN}x\nbob:{PLAIN}x\n")
+                .unwrap();
+        let found = |address: &str| lookup(&users, address).unwrap().map(|u| u.name);
+        assert_eq!(found("alice@example.test").as_deref(), Some("alice"));
+        assert_eq!(found("Alice@Example.TEST").as_deref(), Some("alice"));
+        assert_eq!(found("alice").as_deref(), Some("alice"));
+        assert_eq!(found("carol@example.test").as_deref(), Some("carol@example.test"));
+        assert_eq!(found("CAROL@example.test").as_deref(), Some("carol@example.test"));
+        assert_eq!(found("carol"), None);
+        assert_eq!(found("nobody@example.test"), None);
+        assert_eq!(found("../etc@example.test"), None);
+    }
 
     #[test]
     fn headers_follow_the_line_ends_of_the_message() {

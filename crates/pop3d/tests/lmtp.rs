@@ -279,6 +279,35 @@ fn an_unusable_maildir_is_a_temporary_failure_at_rcpt() {
     assert_eq!(stored(&daemon, "bob").len(), 1);
 }
 
+/// 100 recipients (RFC 5321 §4.5.3.1.8's minimum) in one pipelined transaction, the 101st
+/// deferred with 452 4.5.3; after DATA, 100 replies, each copy durable.
+#[test]
+fn a_hundred_recipients_get_a_hundred_replies() {
+    let (daemon, addr) = start_tcp("");
+    let mut c = Lmtp::connect(&addr);
+    let mut envelope = b"LHLO x\r\nMAIL FROM:<list@x>\r\n".to_vec();
+    for i in 0..101 {
+        let user = if i % 2 == 0 { "alice" } else { "bob" };
+        envelope.extend_from_slice(format!("RCPT TO:<{user}@example.test>\r\n").as_bytes());
+    }
+    envelope.extend_from_slice(b"DATA\r\n");
+    c.send(&envelope);
+    c.reply();
+    assert_eq!(c.line(), "250 2.1.0 <list@x> Sender OK");
+    for i in 0..100 {
+        assert!(c.line().starts_with("250 2.1.5 <"), "recipient {i}");
+    }
+    assert_eq!(c.line(), "452 4.5.3 Too many recipients");
+    assert_eq!(c.line(), "354 Start mail input; end with <CRLF>.<CRLF>");
+    c.send(b"Subject: to many\r\n\r\nhello\r\n.\r\n");
+    for i in 0..100 {
+        let user = if i % 2 == 0 { "alice" } else { "bob" };
+        assert_eq!(c.line(), format!("250 2.0.0 <{user}@example.test> Saved"));
+    }
+    assert_eq!(stored(&daemon, "alice").len(), 50);
+    assert_eq!(stored(&daemon, "bob").len(), 50);
+}
+
 /// A message of several MiB, many of its lines dot-led, crosses every read boundary: stored
 /// byte-exact.
 #[test]
