@@ -448,21 +448,48 @@ print("ok")
 }
 
 /// A private Postfix instance (its own configuration and queue directories, smtpd on a free
-/// loopback port) relays a message for `alice@example.test` to pop3d with
-/// `virtual_transport = lmtp:inet:...`; the message appears in alice's Maildir.
+/// loopback port) relays a message for alice, bob and an unknown user of `example.test` to
+/// pop3d with `virtual_transport = lmtp:inet:...`: alice and bob get it (one LMTP
+/// transaction, a reply each), the unknown recipient bounces on the LMTP 550.
 #[test]
 fn postfix_delivers_through_lmtp() {
     if !peer("postfix", "postfix") || !root("the Postfix LMTP test") {
         return;
     }
     let (daemon, addr) = start_tcp("");
-    let postfix = Postfix::start(&daemon.dir.path().join("postfix"), &addr);
+    postfix_delivery(&daemon, &format!("lmtp:inet:{addr}"));
+}
+
+/// The same over the Unix socket (`lmtp:unix:...`), which Postfix's `lmtp` client (running
+/// as `postfix`) reaches with `socket_mode = 0o666`.
+#[test]
+fn postfix_delivers_through_lmtp_over_a_unix_socket() {
+    if !peer("postfix", "postfix") || !root("the Postfix LMTP socket test") {
+        return;
+    }
+    let (daemon, _) = start(
+        "maildir",
+        "listen = [\"127.0.0.1:0\"]\nsocket = \"lmtp.sock\"\nsocket_mode = 0o666\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    // The postfix user must reach the socket's directory.
+    for dir in [daemon.dir.path(), &daemon.data] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let socket = daemon.data.join("lmtp.sock");
+    postfix_delivery(&daemon, &format!("lmtp:unix:{}", socket.display()));
+}
+
+fn postfix_delivery(daemon: &Daemon, transport: &str) {
+    let postfix = Postfix::start(&daemon.dir.path().join("postfix"), transport);
     let mut smtp = Lmtp::connect(&postfix.smtpd);
     smtp.send(b"EHLO client.test\r\n");
     smtp.reply();
     for (line, code) in [
         ("MAIL FROM:<sender@example.org>", "250"),
         ("RCPT TO:<alice@example.test>", "250"),
+        ("RCPT TO:<ghost@example.test>", "250"),
+        ("RCPT TO:<bob@example.test>", "250"),
         ("DATA", "354"),
     ] {
         let reply = smtp.cmd(line);
@@ -475,29 +502,31 @@ fn postfix_delivers_through_lmtp() {
     assert!(queued.starts_with("250"), "{queued}\n{}", postfix.log());
     smtp.cmd("QUIT");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let message = loop {
-        if let Some(m) = stored(&daemon, "alice").pop() {
-            break m;
+    loop {
+        let log = postfix.log();
+        let done = log.matches("status=sent").count() == 2 && log.contains("status=bounced");
+        if done && stored(daemon, "alice").len() == 1 && stored(daemon, "bob").len() == 1 {
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "no delivery within 30 s\npostfix log:\n{}\npop3d log:\n{}",
-            postfix.log(),
+            "no delivery within 30 s\npostfix log:\n{log}\npop3d log:\n{}",
             daemon.log()
         );
         std::thread::sleep(Duration::from_millis(200));
-    };
-    let text = String::from_utf8_lossy(&message).into_owned();
-    assert!(
-        text.starts_with(
-            "Return-Path: <sender@example.org>\r\nDelivered-To: alice@example.test\r\n"
-        ),
-        "{text}"
-    );
-    assert!(text.contains("Subject: via Postfix\r\n"), "{text}");
-    assert!(text.ends_with("\r\n\r\nHello through LMTP.\r\n.dotted\r\n"), "{text}");
+    }
+    for user in ["alice", "bob"] {
+        let message = stored(daemon, user).pop().unwrap();
+        let text = String::from_utf8_lossy(&message).into_owned();
+        let top =
+            format!("Return-Path: <sender@example.org>\r\nDelivered-To: {user}@example.test\r\n");
+        assert!(text.starts_with(&top), "{text}");
+        assert!(text.contains("Subject: via Postfix\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nHello through LMTP.\r\n.dotted\r\n"), "{text}");
+    }
     let log = postfix.log();
-    assert!(log.contains("status=sent") && log.contains("relay=127.0.0.1"), "{log}");
+    let bounced = log.lines().find(|l| l.contains("status=bounced")).unwrap();
+    assert!(bounced.contains("<ghost@example.test>") && bounced.contains("550 5.1.1"), "{log}");
 }
 
 /// A private Postfix instance, stopped on drop (also when the test fails).
@@ -507,7 +536,7 @@ struct Postfix {
 }
 
 impl Postfix {
-    fn start(dir: &Path, lmtp: &str) -> Self {
+    fn start(dir: &Path, transport: &str) -> Self {
         use std::os::unix::fs::PermissionsExt;
         // Postfix's daemons run as mail_owner: they must reach the directories.
         for d in [dir.parent().unwrap(), dir] {
@@ -537,7 +566,7 @@ impl Postfix {
              mynetworks = 127.0.0.0/8\n\
              smtpd_relay_restrictions = permit_mynetworks, reject\n\
              virtual_mailbox_domains = example.test\n\
-             virtual_transport = lmtp:inet:{lmtp}\n\
+             virtual_transport = {transport}\n\
              maillog_file = {dir}/maillog\n\
              maillog_file_prefixes = {dir}\n\
              alias_maps =\n\
