@@ -531,9 +531,10 @@ fn memchr_lf(chunk: &[u8]) -> Option<usize> {
     chunk.iter().position(|&b| b == b'\n')
 }
 
-/// `Return-Path: <sender>` and `Delivered-To: recipient`, as Dovecot's LMTP server puts
-/// them on top of each copy (RFC 5321 §4.4: the delivering server records the reverse-path;
-/// Delivered-To, as Postfix's and Dovecot's delivery agents write it, lets loops be found).
+/// `Return-Path: <sender>` and `Delivered-To: recipient`, as Dovecot's LMTP server (2.3
+/// and later: the recipient without brackets, on every copy) puts them on top of each copy
+/// (RFC 5321 §4.4: the delivering server records the reverse-path; Delivered-To, as
+/// Postfix's and Dovecot's delivery agents write it, lets loops be found).
 pub fn delivery_headers(sender: &str, recipient: &str, crlf: bool) -> Vec<u8> {
     let eol = if crlf { "\r\n" } else { "\n" };
     format!("Return-Path: <{sender}>{eol}Delivered-To: {recipient}{eol}").into_bytes()
