@@ -3,7 +3,8 @@
 //! Checked: no panic, whatever the bytes; a parsed `MAIL` or `RCPT` address is printable
 //! US-ASCII within RFC 5321's 256-octet path limit (it goes into logs and into the
 //! `Return-Path`/`Delivered-To` headers of stored mail); an error maps to a 5xx reply; and
-//! a reply carrying the line's text encodes as exactly one CRLF-ended line.
+//! a parsed command encodes to a line that parses back to the same command; and a reply
+//! carrying the line's text encodes as exactly one CRLF-ended line.
 
 #![no_main]
 #![forbid(unsafe_code)]
@@ -17,7 +18,17 @@ fn check_address(address: &str) {
     assert!(address.bytes().all(|b| (0x20..0x7f).contains(&b)), "{address:?}");
 }
 
+fn check_round_trip(command: &LmtpCommand<'_>) {
+    let mut wire = BytesMut::new();
+    command.encode(&mut wire);
+    let line = wire.strip_suffix(b"\r\n").expect("CRLF-ended");
+    assert_eq!(parse_command(line).as_ref(), Ok(command), "{wire:?}");
+}
+
 fuzz_target!(|line: &[u8]| {
+    if let Ok(command) = parse_command(line) {
+        check_round_trip(&command);
+    }
     match parse_command(line) {
         Ok(LmtpCommand::Mail { from, .. }) => check_address(from),
         Ok(LmtpCommand::Rcpt { to }) => {

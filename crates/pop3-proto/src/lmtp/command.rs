@@ -4,6 +4,7 @@
 use core::fmt;
 use core::str;
 
+use bytes::{BufMut, BytesMut};
 use nom::bytes::complete::{tag_no_case, take_while1};
 use nom::{IResult, Parser};
 
@@ -58,6 +59,46 @@ pub enum LmtpCommand<'a> {
     Vrfy,
     /// `HELP [string]` (RFC 5321 §4.1.1.8).
     Help,
+}
+
+impl LmtpCommand<'_> {
+    /// Writes the command line, CRLF included: the inverse of [`parse_command`] for every
+    /// command it returns (`parse_command(encode(c)) == c`; `SmtpGreeting` is written as
+    /// `EHLO`, and the ignored arguments of `NOOP`, `VRFY` and `HELP` as a fixed word).
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Self::Lhlo { domain } => {
+                out.put_slice(b"LHLO ");
+                out.put_slice(domain.as_bytes());
+            }
+            Self::SmtpGreeting => out.put_slice(b"EHLO client"),
+            Self::Mail { from, size, body } => {
+                out.put_slice(b"MAIL FROM:<");
+                out.put_slice(from.as_bytes());
+                out.put_u8(b'>');
+                if let Some(size) = size {
+                    out.put_slice(alloc::format!(" SIZE={size}").as_bytes());
+                }
+                match body {
+                    Some(Body::SevenBit) => out.put_slice(b" BODY=7BIT"),
+                    Some(Body::EightBitMime) => out.put_slice(b" BODY=8BITMIME"),
+                    None => {}
+                }
+            }
+            Self::Rcpt { to } => {
+                out.put_slice(b"RCPT TO:<");
+                out.put_slice(to.as_bytes());
+                out.put_u8(b'>');
+            }
+            Self::Data => out.put_slice(b"DATA"),
+            Self::Rset => out.put_slice(b"RSET"),
+            Self::Noop => out.put_slice(b"NOOP"),
+            Self::Quit => out.put_slice(b"QUIT"),
+            Self::Vrfy => out.put_slice(b"VRFY postmaster"),
+            Self::Help => out.put_slice(b"HELP"),
+        }
+        out.put_slice(b"\r\n");
+    }
 }
 
 /// Why a command line was refused; each maps to one reply (see
@@ -367,6 +408,31 @@ mod tests {
             LmtpCommand::Rcpt { to: "alice@example.test" }
         );
         assert_eq!(ok("rcpt to: <Postmaster>"), LmtpCommand::Rcpt { to: "Postmaster" });
+    }
+
+    /// Every parsed command encodes to a line that parses back to it.
+    #[test]
+    fn encode_is_the_inverse_of_parse() {
+        for line in [
+            "LHLO mx.example",
+            "EHLO x",
+            "MAIL FROM:<>",
+            "mail from: <@a,@b:x@y> size=12 body=7bit",
+            "MAIL FROM:<\"a b\"@c> BODY=8BITMIME",
+            "RCPT TO:<alice@example.test>",
+            "DATA",
+            "RSET",
+            "NOOP hello",
+            "QUIT",
+            "VRFY bob",
+            "HELP me",
+        ] {
+            let command = ok(line);
+            let mut out = BytesMut::new();
+            command.encode(&mut out);
+            assert!(out.ends_with(b"\r\n"));
+            assert_eq!(parse_command(&out[..out.len() - 2]), Ok(command), "{line}");
+        }
     }
 
     #[test]
