@@ -17,6 +17,7 @@
 //!   message bodies, and the [`TopFilter`] that implements `TOP n lines`.
 //! - [`proxy`]: the PROXY protocol header (versions 1 and 2) a load balancer such as HAProxy
 //!   sends before the client's bytes, carrying the client's address.
+//! - [`lmtp`]: a sans-IO LMTP server session (RFC 2033), for delivery from an MTA.
 //! - [`Secret`]: a wrapper that keeps passwords and SASL data out of `Debug` output.
 //!
 //! # Decoding a command
@@ -68,6 +69,7 @@ pub mod dot;
 mod hex;
 mod limits;
 mod line;
+pub mod lmtp;
 mod msgnum;
 pub mod proxy;
 pub mod response;

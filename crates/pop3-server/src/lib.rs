@@ -34,6 +34,7 @@ mod auth;
 mod conn;
 mod crammd5;
 mod limits;
+pub mod lmtp;
 mod mailbox;
 mod passwd;
 mod penalty;
@@ -56,6 +57,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthError, Authenticator, Offers, UserInfo};
 pub use limits::ConnectionLimits;
+pub use lmtp::{LmtpServer, LmtpSettings};
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};
 pub use passwd::{hash_password, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme};
 pub use penalty::PenaltyLimits;

@@ -110,6 +110,20 @@ max_connections_per_user_ip = 10
 # such as pop3_server=debug add detail on top). Passwords are never logged.
 level = "info"
 
+# [lmtp]
+# LMTP delivery from the MTA (RFC 2033), e.g. Postfix's virtual_transport = lmtp:...; off
+# unless listen or socket is set. Replies 250 for a recipient only once its copy is on disk.
+# listen = ["127.0.0.1:24"]
+# A Unix-domain socket (a stale one is replaced), with these permissions.
+# socket = "/run/pop3d/lmtp.sock"
+# socket_mode = 0o660
+# Largest message in octets (announced as SIZE), recipients per message, connections,
+# idle seconds.
+# max_message_size = 52428800
+# max_recipients = 100
+# max_connections = 100
+# idle_timeout = 300
+
 # [postgresql]
 # The database of [mail] format = "postgresql" and [users] sql, shared by any number of pop3d
 # nodes (create its schema with `pop3d db migrate`; serve migrates a schema that is behind).
@@ -121,6 +135,10 @@ level = "info"
 # each is borrowed for one short step, so a few serve thousands of sessions.
 # pool_size = 16
 "#;
+
+/// The maildrops as POP3 sessions open them, and the same store as a storage backend.
+pub type Stores =
+    (std::sync::Arc<dyn pop3_server::Mailboxes>, std::sync::Arc<dyn pop3_storage::Backend>);
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +153,38 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgresql: Option<PostgresqlSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lmtp: Option<LmtpSection>,
+}
+
+/// `[lmtp]`: the LMTP delivery listeners. Left out, or without `listen` and `socket`, there
+/// are none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmtpSection {
+    pub listen: Vec<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+    pub socket_mode: u32,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub idle_timeout: u64,
+}
+
+impl Default for LmtpSection {
+    fn default() -> Self {
+        let d = pop3_server::LmtpSettings::default();
+        Self {
+            listen: Vec::new(),
+            socket: None,
+            socket_mode: 0o660,
+            max_message_size: d.session.max_message_size,
+            max_recipients: d.session.max_recipients,
+            max_connections: d.max_connections,
+            idle_timeout: d.session.idle_timeout.as_secs(),
+        }
+    }
 }
 
 /// `[postgresql]`: where the schema `pop3d db migrate` manages lives.
@@ -452,7 +502,27 @@ impl Loaded {
             ));
         }
         dovecot_uidl_format(&f.mail)?;
+        if let Some(lmtp) = &f.lmtp {
+            lmtp.validate()?;
+        }
         tracing_level(&f.log.level).map(drop)
+    }
+
+    /// The LMTP listeners' settings and the Unix socket path, if `[lmtp]` asks for any.
+    pub fn lmtp(&self) -> Option<(pop3_server::LmtpSettings, Option<PathBuf>)> {
+        let l = self.file.lmtp.as_ref()?;
+        if l.listen.is_empty() && l.socket.is_none() {
+            return None;
+        }
+        let session = pop3_server::lmtp::LmtpConfig {
+            hostname: self.file.server.hostname.clone(),
+            max_message_size: l.max_message_size,
+            max_recipients: l.max_recipients,
+            idle_timeout: Duration::from_secs(l.idle_timeout),
+            ..pop3_server::lmtp::LmtpConfig::default()
+        };
+        let settings = pop3_server::LmtpSettings { session, max_connections: l.max_connections };
+        Some((settings, l.socket.as_ref().map(|p| self.resolve(p))))
     }
 
     /// A path from the file, relative to the file's directory.
@@ -508,6 +578,13 @@ impl Loaded {
 
     /// The maildrops of `[mail]`: files at the location, or the PostgreSQL store.
     pub fn mailboxes(&self) -> Result<std::sync::Arc<dyn pop3_server::Mailboxes>, String> {
+        Ok(self.stores()?.0)
+    }
+
+    /// The maildrops of `[mail]` twice over, sharing one store: as the POP3 sessions open
+    /// them and as a storage backend for the LMTP deliveries. With PostgreSQL both use one
+    /// pool and one lock connection.
+    pub fn stores(&self) -> Result<Stores, String> {
         use std::sync::Arc;
         match (self.file.mail.format, &self.file.postgresql) {
             (Format::Postgresql, Some(pg)) => {
@@ -517,12 +594,17 @@ impl Loaded {
                 };
                 let store = pop3_storage::postgres::PgStore::new(&pg.url, options)
                     .map_err(|e| format!("[postgresql] url: {e}"))?;
-                Ok(Arc::new(pop3_server::StoreMailboxes(Arc::new(store))))
+                let store: Arc<dyn pop3_storage::Backend> = Arc::new(store);
+                Ok((Arc::new(pop3_server::StoreMailboxes(Arc::clone(&store))), store))
             }
             (Format::Postgresql, None) => {
                 Err("[mail] format = \"postgresql\" needs a [postgresql] url".into())
             }
-            _ => Ok(Arc::new(self.mail_location())),
+            _ => {
+                let location = self.mail_location();
+                let backend = location.backend().map_err(|e| format!("[mail] location: {e}"))?;
+                Ok((Arc::new(location), Arc::new(backend)))
+            }
         }
     }
 
@@ -575,6 +657,28 @@ fn proxy_from(server: &ServerSection) -> Result<Vec<pop3_server::Cidr>, String> 
         .iter()
         .map(|net| net.parse().map_err(|e| format!("[server] proxy_from: {e}")))
         .collect()
+}
+
+impl LmtpSection {
+    fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("max_message_size", self.max_message_size),
+            ("max_recipients", self.max_recipients as u64),
+            ("max_connections", self.max_connections as u64),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value == 0 {
+                return Err(format!("[lmtp] {key} must be at least 1"));
+            }
+        }
+        if self.socket_mode > 0o777 {
+            return Err(format!(
+                "[lmtp] socket_mode = {:#o}: permission bits only",
+                self.socket_mode
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn dovecot_uidl_format(mail: &MailSection) -> Result<pop3_storage::DovecotUidlFormat, String> {
@@ -675,6 +779,24 @@ mod tests {
         assert!(Loaded::parse(path, "").unwrap().server_config().proxy_from.is_empty());
         let err = Loaded::parse(path, "[server]\nproxy_from = [\"10.0.0.1/8\"]\n").unwrap_err();
         assert!(err.contains("[server] proxy_from") && err.contains("10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn lmtp_is_off_unless_asked_for() {
+        let path = Path::new("/etc/pop3d/pop3d.toml");
+        assert!(Loaded::parse(path, "").unwrap().lmtp().is_none());
+        assert!(Loaded::parse(path, "[lmtp]\nmax_recipients = 5\n").unwrap().lmtp().is_none());
+        let text = "[server]\nhostname = \"mx.test\"\n[lmtp]\nlisten = [\"127.0.0.1:24\"]\n\
+                    socket = \"lmtp.sock\"\nmax_message_size = 1000\n";
+        let (settings, socket) = Loaded::parse(path, text).unwrap().lmtp().unwrap();
+        assert_eq!(socket, Some(PathBuf::from("/etc/pop3d/lmtp.sock")));
+        assert_eq!(settings.session.max_message_size, 1000);
+        assert_eq!(settings.session.hostname, "mx.test");
+        assert_eq!(settings.session.max_recipients, 100);
+        let err = Loaded::parse(path, "[lmtp]\nmax_message_size = 0\n").unwrap_err();
+        assert!(err.contains("[lmtp] max_message_size"), "{err}");
+        let err = Loaded::parse(path, "[lmtp]\nsocket_mode = 0o4777\n").unwrap_err();
+        assert!(err.contains("socket_mode"), "{err}");
     }
 
     #[test]

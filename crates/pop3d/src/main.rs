@@ -8,6 +8,7 @@
 
 mod config;
 mod deliver;
+mod lmtp;
 mod migrate;
 mod privdrop;
 mod secret;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pop3_server::{ListenerKind, ReloadingPasswdFile, Server};
+use pop3_server::{ListenerKind, LmtpServer, ReloadingPasswdFile, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{tracing_level, Loaded};
@@ -99,7 +99,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         "configuration loaded"
     );
     ensure_schema(&loaded)?;
-    let mailboxes = loaded.mailboxes().map_err(|e| (exit::CONFIG, e))?;
+    let (mailboxes, backend) = loaded.stores().map_err(|e| (exit::CONFIG, e))?;
     raise_nofile_limit();
     let secret = server_secret(&loaded);
     let users = authenticator(&loaded, secret)?;
@@ -134,6 +134,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     for addr in &server_section.listen_tls {
         listeners.push((bind(addr)?, ListenerKind::ImplicitTls, *addr));
     }
+    let lmtp = crate::lmtp::bind(&loaded)?;
     if let Some(user) = &server_section.run_as {
         crate::privdrop::drop_to(user).map_err(|e| (exit::OSERR, e))?;
         tracing::debug!(run_as = %user, "after binding: run_as applied");
@@ -143,6 +144,10 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         .build()
         .map_err(|e| (exit::OSERR, format!("tokio runtime: {e}")))?;
     runtime.block_on(async move {
+        let lmtp = match lmtp {
+            Some(bound) => Some(crate::lmtp::start(bound, Arc::clone(&users), backend)?),
+            None => None,
+        };
         let server = Server::new(loaded.server_config(), mailboxes, users);
         server.set_tls(tls);
         let mut plain = Vec::new();
@@ -168,16 +173,24 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        if let Some(lmtp) = &lmtp {
+            println!("pop3d: LMTP on {}", lmtp.announced.join(", "));
+        }
         announce(&loaded, created, explicit, &plain, &secure);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&server, &loaded, secret),
+                _ = hup.recv() => reload(&server, lmtp.as_ref().map(|l| &l.server), &loaded, secret),
             }
         }
         tracing::info!(sessions = server.active_sessions(), "shutting down");
-        server.shutdown().await;
+        let lmtp_shutdown = async {
+            if let Some(lmtp) = lmtp {
+                lmtp.shutdown().await;
+            }
+        };
+        tokio::join!(server.shutdown(), lmtp_shutdown);
         tracing::info!("stopped");
         Ok(exit::OK)
     })
@@ -260,22 +273,31 @@ fn authenticator(
 }
 
 /// SIGHUP: the users file and the TLS certificate, keeping the old ones on error.
-fn reload(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
+fn reload(server: &Server, lmtp: Option<&LmtpServer>, loaded: &Loaded, secret: [u8; 32]) {
     let started = std::time::Instant::now();
     tracing::debug!(sessions = server.active_sessions(), "SIGHUP received");
     if loaded.users_sql().is_some() {
         tracing::info!("SIGHUP: users come from PostgreSQL, nothing to reload");
     } else {
-        reload_users_file(server, loaded, secret);
+        reload_users_file(server, lmtp, loaded, secret);
     }
     reload_tls(server, loaded);
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "SIGHUP handled");
 }
 
-fn reload_users_file(server: &Server, loaded: &Loaded, secret: [u8; 32]) {
+fn reload_users_file(
+    server: &Server,
+    lmtp: Option<&LmtpServer>,
+    loaded: &Loaded,
+    secret: [u8; 32],
+) {
     match ReloadingPasswdFile::load(loaded.users_path()) {
         Ok(users) => {
-            server.set_authenticator(Arc::new(users.with_secret(secret)));
+            let users: Arc<dyn pop3_server::Authenticator> = Arc::new(users.with_secret(secret));
+            if let Some(lmtp) = lmtp {
+                lmtp.set_authenticator(Arc::clone(&users));
+            }
+            server.set_authenticator(users);
             tracing::info!("SIGHUP: users file reloaded");
         }
         Err(error) => tracing::error!(%error, "SIGHUP: users file not reloaded"),

@@ -227,6 +227,13 @@ impl Daemon {
         self.stdout.printed.lock().unwrap().clone()
     }
 
+    /// What an announcement line starting with `prefix` printed so far says after it (the
+    /// LMTP line comes before the POP3 ones `serve_with` waits for).
+    pub fn announced(&self, prefix: &str) -> Option<String> {
+        let printed = self.stdout.printed.lock().unwrap();
+        printed.iter().find_map(|line| line.strip_prefix(prefix).map(str::to_owned))
+    }
+
     pub fn port(addr: &str) -> &str {
         addr.rsplit_once(':').unwrap().1
     }
