@@ -24,7 +24,7 @@ pub enum PgError {
     NewerSchema {
         /// The version in the database.
         found: i32,
-        /// [`LATEST_VERSION`] of this build.
+        /// [`LATEST_VERSION`](super::LATEST_VERSION) of this build.
         known: i32,
     },
 }
