@@ -13,6 +13,8 @@
 //! - `fetchbench [--quick] [--messages N] [--size OCTETS] [--rounds N] [--repeats N]
 //!   [--write]`: `pop3 fetch` against mpop and fetchmail from one Dovecot; prints the table,
 //!   and with `--write` puts it into `docs/performance.md`.
+//! - `lmtpbench [--quick] [--messages N] [--rounds N] [--write]`: durable deliveries per
+//!   second through pop3d's LMTP, Dovecot's LMTP and `pop3d deliver`, side by side.
 //! - `attack [--no-build]`: pop3d (release, default limits) under the attacks of
 //!   `docs/security.md` (login flood, paced guessing, user enumeration, a crowd behind one
 //!   address), with their targets; fails if one is missed. About two and a half minutes.
@@ -22,6 +24,7 @@
 mod attack;
 mod bench_report;
 mod fetchbench;
+mod lmtpbench;
 mod loadtest;
 
 use std::env;
@@ -32,7 +35,7 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
     "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | \
-                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | attack>";
+                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | lmtpbench [--quick] [--write] | attack>";
 
 /// How to get cargo-fuzz, for the messages that need it.
 const GET_CARGO_FUZZ: &str = "cargo install --locked cargo-fuzz (it runs on a nightly \
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("loadtest") => loadtest::loadtest(&args[1..]),
         Some("fetchbench") => fetchbench::fetchbench(&args[1..]),
+        Some("lmtpbench") => lmtpbench::lmtpbench(&args[1..]),
         Some("attack") => attack::attack(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
