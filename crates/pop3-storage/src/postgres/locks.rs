@@ -144,6 +144,15 @@ impl Locks {
     }
 }
 
+impl Drop for Locks {
+    fn drop(&mut self) {
+        // Dropping the lock connection releases every lock it holds.
+        if let Some(conn) = self.state().conn.take() {
+            super::off_runtime(move || drop(conn));
+        }
+    }
+}
+
 fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
     // Updates are single map operations or a whole connection swap.
     state.lock().unwrap_or_else(|e| e.into_inner())

@@ -28,6 +28,17 @@ pub use postgres::Client;
 pub use schema::{migrate, schema_version, MigrateReport, LATEST_VERSION};
 pub use store::{PgOptions, PgStore};
 
+/// Runs `work` (closing database connections) on a thread of its own and waits for it. A
+/// blocking `postgres::Client` talks to its server, and closes its connection when dropped,
+/// by running a small runtime of its own, which panics on a thread that is already driving an
+/// async runtime; and a store, a sink or a pool may well be dropped on such a thread (a server
+/// shutting down, an LMTP session that ended mid-transaction).
+pub(crate) fn off_runtime(work: impl FnOnce() + Send + 'static) {
+    // Without a thread to be had, the work is dropped undone with the failed spawn: the
+    // connections then end when the process does (the server ends them on its side).
+    let _ = std::thread::Builder::new().name("pop3-pg-close".into()).spawn(work).map(|t| t.join());
+}
+
 /// A database error as this crate's [`Error`](crate::Error): temporary when the server is
 /// unreachable or the connection was lost, permanent when the server refused the statement.
 pub(crate) fn db_error(op: &'static str, e: impl Into<PgError>) -> crate::Error {

@@ -135,6 +135,15 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut lock(&self.state).idle);
+        if !idle.is_empty() {
+            super::off_runtime(move || drop(idle));
+        }
+    }
+}
+
 /// A borrowed connection, given back on drop unless it broke or was [`discard`]ed.
 ///
 /// [`discard`]: Pooled::discard

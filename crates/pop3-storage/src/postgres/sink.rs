@@ -340,11 +340,14 @@ impl Sink for PgSink {
 impl Drop for PgSink {
     fn drop(&mut self) {
         // Staged but unsealed messages are abandoned, and the connection must not go back to
-        // the pool inside a transaction.
+        // the pool inside a transaction. Off the caller's thread, which may be an async
+        // runtime's (an LMTP session that ended mid-transaction).
         if let Some(mut batch) = self.batch.take() {
-            if batch.conn.batch_execute("ROLLBACK").is_err() {
-                batch.conn.discard();
-            }
+            super::off_runtime(move || {
+                if batch.conn.batch_execute("ROLLBACK").is_err() {
+                    batch.conn.discard();
+                }
+            });
         }
     }
 }
