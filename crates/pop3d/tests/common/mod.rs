@@ -291,6 +291,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server saw (the data dir is deleted with `dir`).
+        if std::thread::panicking() {
+            eprintln!("--- pop3d log ---\n{}--- end of pop3d log ---", self.log());
+        }
     }
 }
 
