@@ -439,13 +439,19 @@ fn getmail6_ssl_retriever_to_maildir(store: Store) {
     make_maildir();
     let user_line = if as_root { "user = nobody\n" } else { "" };
     let stored = messages();
-    let fetch = |delete: bool| {
+    // getmail6 (6.18, Debian) forks a child per delivered message and installs its SIGCHLD
+    // handler only after fork(): a child that exits first goes unnoticed, and getmail gives up
+    // after its `timeout` with "waiting child pid N timed out" (upstream getmail6 issue #226),
+    // the message delivered but not deleted. That failure, and only that one, is run again
+    // once, loudly; the message then arrives twice, so such a run is checked on distinct
+    // messages. `fetch` returns whether it ran getmail again.
+    let fetch = |delete: bool| -> bool {
         let rc = home.join("getmailrc");
         private_file(
             &rc,
             &format!(
                 "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = localhost\nport = {port}\n\
-                 username = alice\npassword = secret\nca_certs = {cert}\n\n\
+                 username = alice\npassword = secret\nca_certs = {cert}\ntimeout = 30\n\n\
                  [destination]\ntype = Maildir\npath = {maildir}/\n{user_line}\n\
                  [options]\nread_all = true\ndelete = {delete}\ndelivered_to = false\n\
                  received = false\nverbose = 0\n",
@@ -454,22 +460,41 @@ fn getmail6_ssl_retriever_to_maildir(store: Store) {
                 maildir = maildir.display(),
             ),
         );
-        let out = Command::new("getmail")
-            .arg("--rcfile")
-            .arg(&rc)
-            .arg("--getmaildir")
-            .arg(&home)
-            .env("HOME", &home)
-            .output()
-            .unwrap();
+        let getmail = || {
+            Command::new("getmail")
+                .arg("--rcfile")
+                .arg(&rc)
+                .arg("--getmaildir")
+                .arg(&home)
+                .env("HOME", &home)
+                .output()
+                .unwrap()
+        };
+        let mut out = getmail();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lost_child =
+            !out.status.success() && err.contains("waiting child pid") && err.contains("timed out");
+        if lost_child {
+            eprintln!("NOTE: getmail lost its delivery child (its SIGCHLD race); again: {err}");
+            out = getmail();
+        }
         output_ok(&out, "getmail");
+        lost_child
     };
-    fetch(false);
-    assert_fetched(&maildir_messages(&maildir), &stored, "getmail keep");
+    let fetched = |again: bool| {
+        let mut messages = maildir_messages(&maildir);
+        if again {
+            messages.sort();
+            messages.dedup();
+        }
+        messages
+    };
+    let again = fetch(false);
+    assert_fetched(&fetched(again), &stored, "getmail keep");
     assert_eq!(daemon.stored("alice").len(), 3, "delete = false deletes nothing");
     std::fs::remove_dir_all(&maildir).unwrap();
     make_maildir();
-    fetch(true);
-    assert_fetched(&maildir_messages(&maildir), &stored, "getmail delete");
+    let again = fetch(true);
+    assert_fetched(&fetched(again), &stored, "getmail delete");
     assert!(daemon.stored("alice").is_empty(), "delete = true deletes what was fetched");
 }
