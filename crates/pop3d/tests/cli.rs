@@ -1,5 +1,6 @@
 //! The `pop3d` binary: zero-config data dir, user management, delivery exit codes,
-//! check-config errors, serving and graceful SIGTERM.
+//! check-config errors, serving and graceful SIGTERM (on both the Maildir and the PostgreSQL
+//! store).
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{run, Daemon};
+use common::{on_both_stores, run, Daemon, Store};
 
 #[test]
 fn fresh_data_dir_users_and_delivery() {
@@ -297,9 +298,11 @@ fn line(reader: &mut impl BufRead) -> String {
     s
 }
 
-#[test]
-fn serves_and_stops_gracefully() {
-    let mut daemon = Daemon::start();
+on_both_stores!(serves_and_stops_gracefully);
+/// SIGTERM with a session in TRANSACTION state: the client is told, the server exits 0, and
+/// the DELE it had marked is not committed (no UPDATE state without QUIT, RFC 1939 §6).
+fn serves_and_stops_gracefully(store: Store) {
+    let mut daemon = Daemon::start_on(store);
     let stream = TcpStream::connect(&daemon.plain).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());

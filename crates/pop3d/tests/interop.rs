@@ -2,15 +2,17 @@
 //! poplib, fetchmail, mpop and getmail6. Each test checks that the bytes that arrive are the
 //! stored messages and that deletions happen exactly when asked.
 //!
-//! A missing client is a loud SKIPPED line locally and a failure when `CI=true`; `.ci/run`
-//! installs the Debian packages.
+//! Each test runs twice, as `NAME::maildir` on the default Maildir store and as
+//! `NAME::postgresql` with `[mail] format = "postgresql"` on a throwaway PostgreSQL cluster.
+//! A missing client, or a missing PostgreSQL, is a loud SKIPPED line locally and a failure
+//! when `CI=true`; `.ci/run` installs the Debian packages.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{lf, messages, output_ok, peer, Daemon};
+use common::{lf, messages, on_both_stores, output_ok, passwd_ids, peer, Daemon, Store};
 use pop3_testkit::transmitted;
 
 fn curl(args: &[&str]) -> Vec<u8> {
@@ -20,12 +22,12 @@ fn curl(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-#[test]
-fn curl_list_retrieve_delete_plain_stls_and_pop3s() {
+on_both_stores!(curl_list_retrieve_delete_plain_stls_and_pop3s);
+fn curl_list_retrieve_delete_plain_stls_and_pop3s(store: Store) {
     if !peer("curl", "curl") {
         return;
     }
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_on(store);
     let stored = messages();
     let (plain, tls) = (&daemon.plain, &daemon.tls);
     let cacert = daemon.cert();
@@ -146,12 +148,12 @@ p.close()
 print("poplib: all good")
 "#;
 
-#[test]
-fn python_poplib_every_method() {
+on_both_stores!(python_poplib_every_method);
+fn python_poplib_every_method(store: Store) {
     if !peer("python3", "python3") {
         return;
     }
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_on(store);
     let expected = daemon.dir.path().join("expected");
     std::fs::create_dir(&expected).unwrap();
     for (i, m) in messages().iter().enumerate() {
@@ -206,12 +208,12 @@ fn assert_fetched(fetched: &[Vec<u8>], stored: &[Vec<u8>], what: &str) {
     }
 }
 
-#[test]
-fn fetchmail_keep_nokeep_and_stls() {
+on_both_stores!(fetchmail_keep_nokeep_and_stls);
+fn fetchmail_keep_nokeep_and_stls(store: Store) {
     if !peer("fetchmail", "fetchmail") {
         return;
     }
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_on(store);
     let home = daemon.dir.path().join("fetchmail");
     let out_dir = home.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -274,16 +276,16 @@ fn fetchmail_keep_nokeep_and_stls() {
     assert!(daemon.stored("alice").is_empty(), "nokeep deletes what was fetched");
 }
 
+on_both_stores!(fetchmail_keep_mode_delivers_each_message_once);
 /// fetchmail's default keep mode (no `uidl`, no `fetchall`) asks `LAST` first and, if the
 /// server answers it, fetches every message above that number. pop3d refuses `LAST` (as
 /// Dovecot does), so fetchmail falls back to UIDL and its id file: every message is delivered
 /// exactly once over several runs, and a message that arrives in between is the only new one.
-#[test]
-fn fetchmail_keep_mode_delivers_each_message_once() {
+fn fetchmail_keep_mode_delivers_each_message_once(store: Store) {
     if !peer("fetchmail", "fetchmail") {
         return;
     }
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_on(store);
     let extra: Vec<Vec<u8>> = (4..=5)
         .map(|n| format!("Subject: extra {n}\nMessage-ID: <{n}.extra@example.org>\n\nbody {n}\n"))
         .map(String::into_bytes)
@@ -353,12 +355,12 @@ fn fetchmail_keep_mode_delivers_each_message_once() {
     assert_eq!(daemon.stored("alice").len(), 6, "keep deletes nothing");
 }
 
-#[test]
-fn mpop_to_maildir_pipelining_keep_on_and_off() {
+on_both_stores!(mpop_to_maildir_pipelining_keep_on_and_off);
+fn mpop_to_maildir_pipelining_keep_on_and_off(store: Store) {
     if !peer("mpop", "mpop") {
         return;
     }
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_on(store);
     let home = daemon.dir.path().join("mpop");
     let maildir = home.join("Maildir");
     for sub in ["new", "cur", "tmp"] {
@@ -406,12 +408,12 @@ fn mpop_to_maildir_pipelining_keep_on_and_off() {
     assert!(daemon.stored("alice").is_empty(), "keep off deletes what was fetched");
 }
 
-#[test]
-fn getmail6_ssl_retriever_to_maildir() {
+on_both_stores!(getmail6_ssl_retriever_to_maildir);
+fn getmail6_ssl_retriever_to_maildir(store: Store) {
     if !peer("getmail", "getmail6") {
         return;
     }
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_on(store);
     let home = daemon.dir.path().join("getmail");
     let maildir = home.join("Maildir");
     // getmail refuses to deliver to a Maildir as root: as root (CI), it delivers as `nobody`
@@ -437,13 +439,19 @@ fn getmail6_ssl_retriever_to_maildir() {
     make_maildir();
     let user_line = if as_root { "user = nobody\n" } else { "" };
     let stored = messages();
-    let fetch = |delete: bool| {
+    // getmail6 (6.18, Debian) forks a child per delivered message and installs its SIGCHLD
+    // handler only after fork(): a child that exits first goes unnoticed, and getmail gives up
+    // after its `timeout` with "waiting child pid N timed out" (upstream getmail6 issue #226),
+    // the message delivered but not deleted. That failure, and only that one, is run again
+    // once, loudly; the message then arrives twice, so such a run is checked on distinct
+    // messages. `fetch` returns whether it ran getmail again.
+    let fetch = |delete: bool| -> bool {
         let rc = home.join("getmailrc");
         private_file(
             &rc,
             &format!(
                 "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = localhost\nport = {port}\n\
-                 username = alice\npassword = secret\nca_certs = {cert}\n\n\
+                 username = alice\npassword = secret\nca_certs = {cert}\ntimeout = 30\n\n\
                  [destination]\ntype = Maildir\npath = {maildir}/\n{user_line}\n\
                  [options]\nread_all = true\ndelete = {delete}\ndelivered_to = false\n\
                  received = false\nverbose = 0\n",
@@ -452,31 +460,41 @@ fn getmail6_ssl_retriever_to_maildir() {
                 maildir = maildir.display(),
             ),
         );
-        let out = Command::new("getmail")
-            .arg("--rcfile")
-            .arg(&rc)
-            .arg("--getmaildir")
-            .arg(&home)
-            .env("HOME", &home)
-            .output()
-            .unwrap();
+        let getmail = || {
+            Command::new("getmail")
+                .arg("--rcfile")
+                .arg(&rc)
+                .arg("--getmaildir")
+                .arg(&home)
+                .env("HOME", &home)
+                .output()
+                .unwrap()
+        };
+        let mut out = getmail();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lost_child =
+            !out.status.success() && err.contains("waiting child pid") && err.contains("timed out");
+        if lost_child {
+            eprintln!("NOTE: getmail lost its delivery child (its SIGCHLD race); again: {err}");
+            out = getmail();
+        }
         output_ok(&out, "getmail");
+        lost_child
     };
-    fetch(false);
-    assert_fetched(&maildir_messages(&maildir), &stored, "getmail keep");
+    let fetched = |again: bool| {
+        let mut messages = maildir_messages(&maildir);
+        if again {
+            messages.sort();
+            messages.dedup();
+        }
+        messages
+    };
+    let again = fetch(false);
+    assert_fetched(&fetched(again), &stored, "getmail keep");
     assert_eq!(daemon.stored("alice").len(), 3, "delete = false deletes nothing");
     std::fs::remove_dir_all(&maildir).unwrap();
     make_maildir();
-    fetch(true);
-    assert_fetched(&maildir_messages(&maildir), &stored, "getmail delete");
+    let again = fetch(true);
+    assert_fetched(&fetched(again), &stored, "getmail delete");
     assert!(daemon.stored("alice").is_empty(), "delete = true deletes what was fetched");
-}
-
-/// uid and gid of a system user, from /etc/passwd.
-fn passwd_ids(user: &str) -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let line =
-        passwd.lines().find(|l| l.starts_with(&format!("{user}:"))).expect("user in /etc/passwd");
-    let fields: Vec<&str> = line.split(':').collect();
-    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
 }

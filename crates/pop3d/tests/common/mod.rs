@@ -112,6 +112,33 @@ impl Store {
     }
 }
 
+/// Two tests for each body `fn NAME(store: Store)`, in a module `NAME`: `NAME::maildir` on
+/// the default Maildir store and `NAME::postgresql` on a database of the shared test cluster
+/// (skipped loudly without PostgreSQL, failed under CI=true; see [`Store::postgresql`]).
+/// `cargo test postgresql` runs only the database variants.
+// Not every test binary that includes this module uses it.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($body:ident),+ $(,)?) => {$(
+        mod $body {
+            #[test]
+            fn maildir() {
+                super::$body($crate::common::Store::Maildir);
+            }
+
+            #[test]
+            fn postgresql() {
+                let test = concat!(stringify!($body), " on PostgreSQL");
+                if let Some(store) = $crate::common::Store::postgresql(test) {
+                    super::$body(store);
+                }
+            }
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
+
 /// The daemon's standard output, read by a thread.
 struct Stdout {
     printed: Arc<Mutex<Vec<String>>>,
@@ -281,6 +308,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server saw (the data dir is deleted with `dir`).
+        if std::thread::panicking() {
+            eprintln!("--- pop3d log ---\n{}--- end of pop3d log ---", self.log());
+        }
     }
 }
 
