@@ -192,7 +192,10 @@ fn pop3_binary() -> PathBuf {
         if path.parent().is_some_and(|dir| dir.ends_with("release")) {
             build.arg("--release");
         }
-        output_ok(&build.current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap(), "build pop3");
+        // From the workspace root, where a relative CARGO_TARGET_DIR is meant.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
+        output_ok(&build.current_dir(root).output().unwrap(), "cargo build -p pop3-cli");
+        assert!(path.exists(), "cargo built pop3 elsewhere than {}", path.display());
     }
     path
 }
