@@ -5,92 +5,17 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::haproxy::{curl, text, Frontend, Haproxy};
 use common::{messages, peer, Daemon};
 use pop3_testkit::peer::free_port;
 use pop3_testkit::transmitted;
 
-/// HAProxy in the foreground (`-db`) with its own configuration file; killed on drop.
-struct Haproxy {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Haproxy {
-    /// Frontends on `plain` and `tls` (loopback ports) to pop3d's plain and POP3S ports, with
-    /// PROXY v2 headers that carry a CRC32C and a unique ID (pop3d checks the first and logs
-    /// the second), and health checks every 100 ms (v2 LOCAL headers).
-    fn start(binary: &Path, plain: u16, tls: u16, pop3d_plain: &str, pop3d_tls: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("haproxy.cfg");
-        let server = "send-proxy-v2 proxy-v2-options crc32c,unique-id check inter 100ms";
-        std::fs::write(
-            &cfg,
-            format!(
-                "global\n    maxconn 100\n\
-                 defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    \
-                 timeout server 30s\n    unique-id-format %[uuid()]\n\
-                 frontend pop3\n    bind 127.0.0.1:{plain}\n    default_backend pop3\n\
-                 backend pop3\n    server n1 {pop3d_plain} {server}\n\
-                 frontend pop3s\n    bind 127.0.0.1:{tls}\n    default_backend pop3s\n\
-                 backend pop3s\n    server n1 {pop3d_tls} {server}\n"
-            ),
-        )
-        .unwrap();
-        let check = Command::new(binary).arg("-c").arg("-f").arg(&cfg).output().unwrap();
-        assert!(check.status.success(), "haproxy -c: {}", text(&check));
-        let stderr = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let proxy = Self { child, dir };
-        // Listening once its frontend accepts a connection. (HAProxy may relay this probe:
-        // pop3d then gets a header and a client that hangs up, which it logs and forgets.)
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", plain)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy did not listen: {}", proxy.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        proxy
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl").args(["-s", "-S", "--max-time", "30"]).args(args).output().unwrap()
-}
-
 /// True when HAProxy and curl are here (else a loud skip, or a failure under CI=true).
 fn peers() -> Option<std::path::PathBuf> {
-    let haproxy = pop3_testkit::peer::find("haproxy");
-    if haproxy.is_none() {
-        // Says SKIPPED, or panics under CI=true.
-        peer("haproxy", "haproxy");
-        return None;
-    }
-    peer("curl", "curl").then_some(haproxy?)
+    let haproxy = common::haproxy::binary()?;
+    peer("curl", "curl").then_some(haproxy)
 }
 
 #[test]
@@ -102,7 +27,16 @@ fn pop3d_behind_haproxy_sees_the_client_address() {
         trusted
     });
     let (plain, tls) = (free_port(), free_port());
-    let haproxy = Haproxy::start(&binary, plain, tls, &daemon.plain, &daemon.tls);
+    // PROXY v2 headers that carry a CRC32C and a unique ID (pop3d checks the first and logs
+    // the second), and health checks every 100 ms (v2 LOCAL headers).
+    let haproxy = Haproxy::start(
+        &binary,
+        &[
+            Frontend { name: "pop3", port: plain, servers: &[&daemon.plain] },
+            Frontend { name: "pop3s", port: tls, servers: &[&daemon.tls] },
+        ],
+        "send-proxy-v2 proxy-v2-options crc32c,unique-id check inter 100ms",
+    );
     let cacert = daemon.cert().display().to_string();
     let first = transmitted(&messages()[0]);
 

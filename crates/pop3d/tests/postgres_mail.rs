@@ -130,30 +130,11 @@ fn mail_in_postgresql_is_delivered_served_byte_exact_and_deleted_only_after_quit
     c.cmd("QUIT");
 }
 
-/// A second node: a data dir with the same users and the same database.
-fn second_node(first: &Daemon) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for file in ["pop3d.toml", "users", "secret"] {
-        if first.data.join(file).exists() {
-            std::fs::copy(first.data.join(file), data.join(file)).unwrap();
-        }
-    }
-    std::fs::create_dir_all(data.join("tls")).unwrap();
-    for file in ["tls/cert.pem", "tls/key.pem"] {
-        std::fs::copy(first.data.join(file), data.join(file)).unwrap();
-    }
-    let mut node = Daemon::serve(dir, data);
-    node.postgresql = first.postgresql.clone();
-    node
-}
-
 #[test]
 fn two_nodes_share_mailboxes_lock_across_nodes_and_a_killed_node_frees_its_locks() {
     let Some(store) = Store::postgresql("pop3d postgresql two nodes") else { return };
     let mut node_a = Daemon::start_on(store);
-    let node_b = second_node(&node_a);
+    let node_b = node_a.another_node();
     let stored = messages();
 
     let (mut held, reply) = Conn::login(&node_a.plain, "alice", "secret");

@@ -2,6 +2,10 @@
 //! interop tests.
 #![allow(dead_code)]
 
+pub mod haproxy;
+pub mod lmtp;
+pub mod postfix;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -186,6 +190,22 @@ impl Daemon {
             daemon.postgresql = Some(db);
         }
         daemon
+    }
+
+    /// Another node of the same cluster: a data dir with this one's configuration, users,
+    /// server secret and certificate (so the same database), served on random ports.
+    pub fn another_node(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("tls")).unwrap();
+        for file in ["pop3d.toml", "users", "secret", "tls/cert.pem", "tls/key.pem"] {
+            if self.data.join(file).exists() {
+                std::fs::copy(self.data.join(file), data.join(file)).unwrap();
+            }
+        }
+        let mut node = Self::serve(dir, data);
+        node.postgresql = self.postgresql.clone();
+        node
     }
 
     pub fn serve(dir: tempfile::TempDir, data: PathBuf) -> Self {
@@ -399,13 +419,35 @@ pub struct Session {
 impl Session {
     /// Connects to `addr` and reads the greeting, which must be `+OK`.
     pub fn connect(addr: &str) -> Self {
-        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let (s, greeting) = Self::greeted(std::net::TcpStream::connect(addr).unwrap());
+        assert!(greeting.starts_with("+OK"), "{greeting}");
+        s
+    }
+
+    /// A session on a connected `stream` and the first line the server sent (empty if it
+    /// closed the connection at once, as a proxy does when no server takes it).
+    pub fn greeted(stream: std::net::TcpStream) -> (Self, String) {
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let writer = stream.try_clone().unwrap();
         let mut s = Self { reader: BufReader::new(stream), writer };
-        let greeting = s.line();
-        assert!(greeting.starts_with("+OK"), "{greeting}");
-        s
+        let mut greeting = String::new();
+        // A reset connection reads as no greeting at all.
+        let _ = s.reader.read_line(&mut greeting);
+        (s, greeting.trim_end().to_owned())
+    }
+
+    /// The lines of a multi-line answer up to its terminator, as sent (CRLF, dot-stuffed).
+    pub fn body(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            self.reader.read_until(b'\n', &mut line).unwrap();
+            assert!(!line.is_empty(), "connection closed inside a multi-line answer");
+            if line == b".\r\n" {
+                return body;
+            }
+            body.extend_from_slice(&line);
+        }
     }
 
     /// The next line, without its line end.
