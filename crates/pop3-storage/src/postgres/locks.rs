@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use postgres::Client;
+use super::conn::Conn;
 
 use super::connect::Connector;
 use super::db_error;
@@ -35,7 +35,7 @@ pub(crate) struct Held {
 
 #[derive(Default)]
 struct State {
-    conn: Option<(Client, i32)>,
+    conn: Option<(Conn, i32)>,
     /// Mailbox ids held by this node's sessions, with the pid of the connection that took
     /// each lock (an old pid after a reconnect: the lock is gone, the session not yet).
     held: HashMap<i64, i32>,
@@ -86,7 +86,7 @@ impl Locks {
                         .query_one("SELECT pg_backend_pid()", &[])
                         .map_err(|e| db_error("connect the lock connection", e))?
                         .get(0);
-                    let (client, pid) = state.conn.insert((client, pid));
+                    let (client, pid) = state.conn.insert((Conn::new(client), pid));
                     (client, *pid)
                 }
             };

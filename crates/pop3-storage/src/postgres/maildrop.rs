@@ -72,17 +72,16 @@ impl Maildrop for PgDrop {
             let ids: Vec<i64> = deleted.iter().map(|&i| self.ids[i]).collect();
             let mut conn = self.inner.conn("commit")?;
             let result = (|| -> Result<bool, postgres::Error> {
-                let mut tx = conn.transaction()?;
+                let still = conn.statement(STILL_HELD)?;
+                let delete =
+                    conn.statement("DELETE FROM messages WHERE mailbox_id = $1 AND id = ANY($2)")?;
+                let mut tx = conn.client().transaction()?;
                 let (classid, objid) = lock_key_oids(held.mailbox);
-                let still_held: bool =
-                    tx.query_one(STILL_HELD, &[&held.pid, &classid, &objid])?.get(0);
+                let still_held: bool = tx.query_one(&still, &[&held.pid, &classid, &objid])?.get(0);
                 if !still_held {
                     return Ok(false);
                 }
-                tx.execute(
-                    "DELETE FROM messages WHERE mailbox_id = $1 AND id = ANY($2)",
-                    &[&held.mailbox, &ids],
-                )?;
+                tx.execute(&delete, &[&held.mailbox, &ids])?;
                 tx.commit()?;
                 Ok(true)
             })();

@@ -15,6 +15,7 @@
 //! thread, like the file backends' I/O), with TLS by rustls when the URL asks for it
 //! (`sslmode=verify-full&sslrootcert=/etc/pop3d/db-ca.pem`; see [`parse_url`]).
 
+mod conn;
 mod connect;
 mod locks;
 mod maildrop;

@@ -7,13 +7,13 @@
 //! a timeout. Deliberately this small: the pool crates for the blocking client start
 //! background threads for reaping and minimum-idle upkeep that a POP3 node does not need,
 //! and checking health costs nothing here because rust-postgres reports a connection that
-//! broke ([`Client::is_closed`]); a broken or mid-transaction client is never given back.
+//! broke (`Client::is_closed`); a broken or mid-transaction client is never given back.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use postgres::Client;
+use super::conn::Conn;
 
 use super::connect::{Connector, PgError};
 
@@ -28,7 +28,7 @@ pub(crate) struct Pool {
 }
 
 struct State {
-    idle: Vec<Client>,
+    idle: Vec<Conn>,
     /// Clients borrowed or being connected.
     out: usize,
 }
@@ -108,7 +108,9 @@ impl Pool {
                 drop(state);
                 // Connect outside the lock: a slow server must not stall the other borrowers.
                 return match self.connector.connect() {
-                    Ok(client) => Ok(Pooled { client: Some(client), pool: self.clone() }),
+                    Ok(client) => {
+                        Ok(Pooled { client: Some(Conn::new(client)), pool: self.clone() })
+                    }
                     Err(e) => {
                         self.release(None);
                         Err(CheckoutError::Connect(e))
@@ -124,7 +126,7 @@ impl Pool {
         }
     }
 
-    fn release(&self, client: Option<Client>) {
+    fn release(&self, client: Option<Conn>) {
         let mut state = lock(&self.state);
         state.out -= 1;
         if let Some(client) = client {
@@ -148,7 +150,7 @@ impl Drop for Pool {
 ///
 /// [`discard`]: Pooled::discard
 pub(crate) struct Pooled {
-    client: Option<Client>,
+    client: Option<Conn>,
     pool: Arc<Pool>,
 }
 
@@ -167,14 +169,14 @@ impl Pooled {
 }
 
 impl Deref for Pooled {
-    type Target = Client;
-    fn deref(&self) -> &Client {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         self.client.as_ref().expect("a pooled client is present until drop")
     }
 }
 
 impl DerefMut for Pooled {
-    fn deref_mut(&mut self) -> &mut Client {
+    fn deref_mut(&mut self) -> &mut Conn {
         self.client.as_mut().expect("a pooled client is present until drop")
     }
 }

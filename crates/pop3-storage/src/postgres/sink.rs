@@ -354,6 +354,6 @@ impl Drop for PgSink {
 
 /// Undoes the current message: back to its savepoint (which also works in a transaction that
 /// a failed statement aborted), and the savepoint released.
-fn rollback_message(conn: &mut postgres::Client) -> Result<(), postgres::Error> {
+fn rollback_message(conn: &mut super::conn::Conn) -> Result<(), postgres::Error> {
     conn.batch_execute("ROLLBACK TO SAVEPOINT message; RELEASE SAVEPOINT message")
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::conn::Conn;
 use super::connect::{Connector, PgError};
 use super::db_error;
 use super::locks::Locks;
@@ -94,7 +95,7 @@ impl Inner {
 }
 
 /// The id of `user`'s mailbox, created on first use (as a Maildir is).
-pub(crate) fn mailbox_id(conn: &mut postgres::Client, user: &str) -> Result<i64> {
+pub(crate) fn mailbox_id(conn: &mut Conn, user: &str) -> Result<i64> {
     let find = "SELECT id FROM mailboxes WHERE user_name = $1";
     if let Some(row) = conn.query_opt(find, &[&user]).map_err(|e| db_error("find mailbox", e))? {
         return Ok(row.get(0));
