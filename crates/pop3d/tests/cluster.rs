@@ -1,7 +1,7 @@
 //! A cluster as docs/scaling.md describes it, on loopback: one PostgreSQL, two pop3d nodes on
 //! it (each with `proxy_from` and an LMTP listener), and the real HAProxy in front balancing
 //! POP3 over both, round robin, with `send-proxy-v2` and health checks every 200 ms. Mail comes
-//! in by LMTP through either node (Postfix into one of them); curl, mpop and the `pop3`
+//! in by LMTP through either node (Postfix into one of them); curl, mpop, fetchmail and the `pop3`
 //! retriever fetch it through HAProxy. The test shows that the nodes see the clients'
 //! addresses (in their logs and for the per-address limit), that `kill -9` of the node holding
 //! a session after DELE loses and duplicates nothing, that the client's next attempt through
@@ -223,6 +223,30 @@ fn maildir_messages(dir: &Path) -> Vec<Vec<u8>> {
     out
 }
 
+/// `message` without the `Received:` header fetchmail writes (it puts it after a leading
+/// `Return-Path` and `Delivered-To`, not in front of everything).
+fn without_fetchmail_received(message: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(message);
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut in_header = true;
+    for line in text.split_inclusive('\n') {
+        if in_header && line.trim_end().is_empty() {
+            in_header = false;
+        }
+        if in_header && line.starts_with("Received: from 127.0.0.1 ") {
+            skipping = true;
+            continue;
+        }
+        if skipping && (line.starts_with('\t') || line.starts_with(' ')) {
+            continue;
+        }
+        skipping = false;
+        out.push_str(line);
+    }
+    out.into_bytes()
+}
+
 /// Each stored message was fetched once, maybe after whole header lines the client adds in
 /// front, and nothing else was.
 fn assert_fetched(fetched: &[Vec<u8>], stored: &[Message], what: &str) {
@@ -316,6 +340,50 @@ fn two_nodes_behind_haproxy_see_client_addresses_and_survive_a_killed_node() {
         let out = Command::new("mpop").arg("-C").arg(&conf).arg("-q").env("HOME", &home).output();
         output_ok(&out.unwrap(), "mpop through HAProxy");
         assert_fetched(&maildir_messages(&maildir), &stored, "mpop");
+        locks.wait_none();
+    }
+
+    // fetchmail with STLS (certificate checked), keeping the mail.
+    if peer("fetchmail", "fetchmail") {
+        use std::os::unix::fs::PermissionsExt;
+        let home = nodes[0].dir.path().join("fetchmail");
+        let out_dir = home.join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let mda = home.join("mda.sh");
+        let script = format!("#!/bin/sh\ncat > \"$(mktemp {}/msg.XXXXXX)\"\n", out_dir.display());
+        std::fs::write(&mda, script).unwrap();
+        std::fs::set_permissions(&mda, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rc = home.join("fetchmailrc");
+        std::fs::write(
+            &rc,
+            format!(
+                "set no bouncemail\n\
+                 poll localhost via 127.0.0.1 protocol pop3 service {port} uidl\n\
+                   user \"alice\" there with password \"secret\" is \"alice\" here\n\
+                   sslproto 'TLS1.2+' sslcertck sslcertfile \"{cert}\" sslcommonname localhost\n\
+                   mda \"{mda}\" keep fetchall no rewrite\n",
+                cert = cert.display(),
+                mda = mda.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = Command::new("fetchmail")
+            .args(["--nodetach", "--nosyslog", "-f"])
+            .arg(&rc)
+            .arg("--pidfile")
+            .arg(home.join("pid"))
+            .arg("--idfile")
+            .arg(home.join("ids"))
+            .env("HOME", &home)
+            .env("FETCHMAILHOME", &home)
+            .output();
+        output_ok(&out.unwrap(), "fetchmail through HAProxy");
+        let fetched: Vec<Vec<u8>> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| without_fetchmail_received(&std::fs::read(e.unwrap().path()).unwrap()))
+            .collect();
+        assert_fetched(&fetched, &stored, "fetchmail");
         locks.wait_none();
     }
 
