@@ -59,7 +59,10 @@ pub use auth::{AuthError, Authenticator, Offers, UserInfo};
 pub use limits::ConnectionLimits;
 pub use lmtp::{LmtpServer, LmtpSettings};
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};
-pub use passwd::{hash_password, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme};
+pub use passwd::{
+    hash_password, hash_password_as, PasswdError, PasswdFile, ReloadingPasswdFile, Scheme,
+    GENERATED_SCHEMES,
+};
 pub use penalty::PenaltyLimits;
 pub use proxy::Cidr;
 #[cfg(feature = "postgresql")]

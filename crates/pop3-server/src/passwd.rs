@@ -12,15 +12,19 @@
 //! | `ARGON2I`, `ARGON2ID` (`$argon2i$`, `$argon2id$`) | yes | no | no |
 //! | `SCRAM-SHA-256` (`iter,salt,StoredKey,ServerKey`) | yes | no | yes |
 //! | `CRAM-MD5` (HMAC-MD5 context) | yes | CRAM-MD5 only | no |
+//! | `MD5-CRYPT` (`$1$`), `PBKDF2`, `SCRAM-SHA-1` | yes | no | no |
+//! | `SHA`, `SHA256`, `SHA512`, `PLAIN-MD5`, `LDAP-MD5` (and `.b64`/`.hex`) | yes | no | no |
+//! | `SSHA`, `SSHA256`, `SSHA512`, `SMD5` (and `.b64`/`.hex`) | yes | no | no |
 //!
 //! A hash without `{SCHEME}` is recognised by its `$id$` prefix (Dovecot's `CRYPT`). Other
-//! schemes (`SSHA`, `MD5-CRYPT`, ...) are reported as warnings and their users cannot log in.
+//! schemes (`DES-CRYPT`, `OTP`, ...) are reported as warnings and their users cannot log in.
+//! A login with a weak scheme (see [`Scheme::is_weak`]) logs a warning once per user.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::PasswordHash;
 use argon2::Argon2;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -31,73 +35,18 @@ use sha2::{Digest, Sha256};
 use crate::crammd5::CramContext;
 use crate::{valid_username, AuthError, Authenticator, UserInfo};
 
+mod digest;
+mod generate;
+mod md5crypt;
+mod pbkdf2;
+mod scheme;
+
+pub use generate::{hash_password, hash_password_as, GENERATED_SCHEMES};
+use scheme::Decoded;
+pub use scheme::Scheme;
+
 /// PBKDF2 iterations for SCRAM keys derived from `PLAIN` passwords (RFC 7677 §4 minimum).
 const SCRAM_ITERATIONS: u32 = 4096;
-
-/// A password scheme (Dovecot's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// `PLAIN`: the password itself.
-    Plain,
-    /// `SHA256-CRYPT` (`$5$`).
-    Sha256Crypt,
-    /// `SHA512-CRYPT` (`$6$`).
-    Sha512Crypt,
-    /// `BLF-CRYPT` (bcrypt, `$2y$`).
-    BlfCrypt,
-    /// `ARGON2I`.
-    Argon2i,
-    /// `ARGON2ID` (what `pop3d user add` writes).
-    Argon2id,
-    /// `SCRAM-SHA-256`.
-    ScramSha256,
-    /// `CRAM-MD5`: Dovecot's HMAC-MD5 context.
-    CramMd5,
-}
-
-impl Scheme {
-    /// Dovecot's name for the scheme.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::Plain => "PLAIN",
-            Scheme::Sha256Crypt => "SHA256-CRYPT",
-            Scheme::Sha512Crypt => "SHA512-CRYPT",
-            Scheme::BlfCrypt => "BLF-CRYPT",
-            Scheme::Argon2i => "ARGON2I",
-            Scheme::Argon2id => "ARGON2ID",
-            Scheme::ScramSha256 => "SCRAM-SHA-256",
-            Scheme::CramMd5 => "CRAM-MD5",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        Some(match name.to_ascii_uppercase().as_str() {
-            "PLAIN" | "CLEAR" | "CLEARTEXT" => Scheme::Plain,
-            "SHA256-CRYPT" => Scheme::Sha256Crypt,
-            "SHA512-CRYPT" => Scheme::Sha512Crypt,
-            "BLF-CRYPT" => Scheme::BlfCrypt,
-            "ARGON2I" => Scheme::Argon2i,
-            "ARGON2ID" => Scheme::Argon2id,
-            "SCRAM-SHA-256" => Scheme::ScramSha256,
-            "CRAM-MD5" => Scheme::CramMd5,
-            _ => return None,
-        })
-    }
-
-    /// The scheme of a crypt(3)-style hash, from its `$id$` prefix.
-    fn from_crypt(hash: &str) -> Option<Self> {
-        Some(match hash {
-            h if h.starts_with("$5$") => Scheme::Sha256Crypt,
-            h if h.starts_with("$6$") => Scheme::Sha512Crypt,
-            h if h.starts_with("$2a$") || h.starts_with("$2b$") || h.starts_with("$2y$") => {
-                Scheme::BlfCrypt
-            }
-            h if h.starts_with("$argon2id$") => Scheme::Argon2id,
-            h if h.starts_with("$argon2i$") => Scheme::Argon2i,
-            _ => return None,
-        })
-    }
-}
 
 /// A stored password. `Debug` never shows it.
 #[derive(Clone)]
@@ -106,6 +55,7 @@ struct Password {
     value: String,
     scram: Option<ScramKeys>,
     cram: Option<CramContext>,
+    decoded: Option<Decoded>,
 }
 
 impl fmt::Debug for Password {
@@ -116,21 +66,24 @@ impl fmt::Debug for Password {
 
 impl Password {
     fn parse(field: &str) -> Result<Self, String> {
-        let (scheme, value) = match field.strip_prefix('{').and_then(|r| r.split_once('}')) {
-            Some((name, value)) => {
-                let scheme = match name.to_ascii_uppercase().as_str() {
-                    "CRYPT" => Scheme::from_crypt(value),
-                    _ => Scheme::from_name(name),
+        let (scheme, encoding, value) =
+            match field.strip_prefix('{').and_then(|r| r.split_once('}')) {
+                Some((name, value)) => {
+                    let scheme = match name.to_ascii_uppercase().as_str() {
+                        "CRYPT" => Scheme::from_crypt(value).map(|s| (s, None)),
+                        _ => Scheme::with_encoding(name),
+                    }
+                    .ok_or_else(|| format!("unsupported password scheme {{{name}}}"))?;
+                    (scheme.0, scheme.1, value)
                 }
-                .ok_or_else(|| format!("unsupported password scheme {{{name}}}"))?;
-                (scheme, value)
-            }
-            None => (
-                Scheme::from_crypt(field)
-                    .ok_or("password without a {SCHEME} prefix or $id$ hash")?,
-                field,
-            ),
-        };
+                None => (
+                    Scheme::from_crypt(field)
+                        .ok_or("password without a {SCHEME} prefix or $id$ hash")?,
+                    None,
+                    field,
+                ),
+            };
+        let decoded = Decoded::parse(scheme, encoding, value)?;
         let scram = match scheme {
             Scheme::ScramSha256 => Some(parse_scram(value).ok_or("malformed SCRAM-SHA-256 value")?),
             _ => None,
@@ -139,7 +92,7 @@ impl Password {
             Scheme::CramMd5 => Some(CramContext::parse(value).ok_or("malformed CRAM-MD5 value")?),
             _ => None,
         };
-        Ok(Self { scheme, value: value.to_owned(), scram, cram })
+        Ok(Self { scheme, value: value.to_owned(), scram, cram, decoded })
     }
 
     fn verify(&self, password: &[u8]) -> bool {
@@ -162,6 +115,8 @@ impl Password {
                 .cram
                 .as_ref()
                 .is_some_and(|stored| stored.matches(&CramContext::from_password(password))),
+            Scheme::Md5Crypt => md5crypt::verify(&self.value, password),
+            _ => self.decoded.as_ref().is_some_and(|decoded| decoded.verify(password)),
         }
     }
 
@@ -224,19 +179,6 @@ fn parse_scram(value: &str) -> Option<ScramKeys> {
     let stored_key = BASE64.decode(parts.next()?).ok()?.try_into().ok()?;
     let server_key = BASE64.decode(parts.next()?).ok()?.try_into().ok()?;
     parts.next().is_none().then_some(ScramKeys { salt, iterations, stored_key, server_key })
-}
-
-/// A new password hash for the users file: `{ARGON2ID}` with the `argon2` crate's default
-/// parameters (RFC 9106's second recommended option: m=19 MiB, t=2, p=1) and a random salt.
-pub fn hash_password(password: &[u8]) -> String {
-    let mut salt = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
-        .expect("the system random number generator works");
-    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt length");
-    let hash = Argon2::default()
-        .hash_password(password, &salt)
-        .expect("default Argon2 parameters and a valid salt");
-    format!("{{ARGON2ID}}{hash}")
 }
 
 #[derive(Debug, Clone)]
@@ -441,6 +383,24 @@ impl PasswdFile {
         ScramKeys { stored_key: derived.stored_key, server_key: derived.server_key, ..keys }
     }
 
+    /// After a successful login with a password of a weak scheme (see [`Scheme::is_weak`]):
+    /// logs once per user and process that it should be rehashed (the user name and scheme,
+    /// never the password or hash). The hash is not rewritten at login. Returns whether it
+    /// logged.
+    fn warn_if_weak(&self, name: &str) -> bool {
+        let Some(scheme) = self.users.get(name).map(|e| e.password.scheme) else { return false };
+        if !scheme.is_weak() || !scheme::first_weak_login(name) {
+            return false;
+        }
+        tracing::warn!(
+            user = name,
+            scheme = scheme.name(),
+            "login with a weak password scheme: set a new password (`pop3d user passwd`, \
+             ARGON2ID) to rehash it"
+        );
+        true
+    }
+
     /// Logs why a listed user cannot use `mechanism` (the client is told only that the login
     /// failed, as for a wrong password).
     fn cannot_serve(&self, name: &str, mechanism: &str) {
@@ -498,6 +458,9 @@ impl Authenticator for PasswdFile {
             AuthRequest::Bearer { username, .. } => (username, false),
         };
         if ok {
+            if !matches!(request, AuthRequest::Verified { .. }) {
+                self.warn_if_weak(name);
+            }
             self.user_info(name).ok_or(AuthError::Rejected)
         } else {
             Err(AuthError::Rejected)
@@ -622,6 +585,74 @@ argon2i:{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$DJAvSvIavpLUf7+9f/AlrQ$x8ARMBL0sr
         assert!(cram("sha512", &cram_md5_digest(b"secret", challenge.as_bytes())).is_err());
         let scram = file.scram_keys("scram").unwrap();
         assert_eq!(scram, ScramKeys::from_password(b"secret", &scram.salt, 4096));
+    }
+
+    /// `doveadm pw -p secret` with the digest schemes, their encodings and MD5-crypt.
+    #[test]
+    fn dovecot_digest_schemes_and_encodings() {
+        let text = "\
+md5crypt:{MD5-CRYPT}$1$CQPZV/8k$/fYv6UvV6O4lsi1I66I4U1
+md5:{MD5}$1$ulwdhsmU$msm7kbkzETOao2uheRzSO/
+crypt:{CRYPT}$1$CQPZV/8k$/fYv6UvV6O4lsi1I66I4U1
+bare:$1$CQPZV/8k$/fYv6UvV6O4lsi1I66I4U1
+pbkdf2:{PBKDF2}$1$rSfMOs8fNjahmz7Y$5000$776940501e12ea4df97c11778b8980839f03425a
+scram1:{SCRAM-SHA-1}4096,6bON658lLHC0/gEIxZXHrQ==,KYxXvdSPH7dhexVAJZ+kbG33Hf0=,t81oQg3J5UOdi1nd7KGt154EaQI=
+ssha:{SSHA}RkVvhnZbKHjKK03zn2BkYfLZFM9P2Q7Q
+ssha256:{SSHA256}W8WaU/UGVqgUBUKVredcz7w8M8neWmkFwo4uvQ9zzMQc3O62
+sha:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=
+smd5:{SMD5}qpgzOQUQDbSmERnTr1o+Fnp47WI=
+plainmd5:{PLAIN-MD5}5ebe2294ecd0e0f08eab7690d2a6ee69
+ldapmd5:{LDAP-MD5}Xr4ilOzQ4PCOq3aQ0qbuaQ==
+sha256hex:{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b
+plainmd5b64:{PLAIN-MD5.B64}Xr4ilOzQ4PCOq3aQ0qbuaQ==
+sshahex:{SSHA.HEX}195704ba2ea94fe942179ed0e5f75d731d8484f2d638afb2
+shabase64:{SHA.BASE64}5en6G6MezRroT3XKqkdPOmY/BfQ=
+";
+        let file = PasswdFile::parse(text).unwrap();
+        assert!(file.warnings().is_empty(), "{:?}", file.warnings());
+        assert_eq!(file.users().count(), 16);
+        for (user, _) in file.users() {
+            assert!(login(&file, user, "secret"), "{user}");
+            assert!(!login(&file, user, "secreT"), "{user}");
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_encodings_and_malformed_hashes_are_warnings_naming_the_line() {
+        let text = "\
+a:{DES-CRYPT}abcdefghijklm
+b:{SHA256.b32}abc
+c:{ARGON2ID.hex}abc
+d:{MD5-CRYPT}$1$toolongsalt$/fYv6UvV6O4lsi1I66I4U1
+e:{PBKDF2}$1$salt$notanumber$00
+f:{SSHA}c2hvcnQ=
+g:{PLAIN-MD5}5ebe2294
+ok:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=
+";
+        let file = PasswdFile::parse(text).unwrap();
+        assert_eq!(file.users().count(), 1);
+        let warnings = file.warnings();
+        assert_eq!(warnings.len(), 7, "{warnings:?}");
+        for (n, user) in ["a", "b", "c", "d", "e", "f", "g"].iter().enumerate() {
+            assert!(warnings[n].starts_with(&format!("line {}: user {user}: ", n + 1)));
+        }
+        assert!(warnings[0].contains("unsupported password scheme {DES-CRYPT}"));
+        assert!(warnings[2].contains("unsupported password scheme {ARGON2ID.hex}"));
+        assert!(!warnings.iter().any(|w| w.contains("5ebe2294")), "no hash in a warning");
+    }
+
+    #[test]
+    fn weak_schemes_warn_once_per_user() {
+        let file = PasswdFile::parse(
+            "weak-once:{PLAIN-MD5}5ebe2294ecd0e0f08eab7690d2a6ee69\n\
+             strong-once:{SHA512-CRYPT}$6$GK74ECkarISHQXna$dLVsMWjoRowkRyRyMRVuOvfxx4BwV.ShliImRTx2w3qLCHgtNkjYl57RBc5w1PwXGx0MAsy8FwHaD17xLb0by/\n",
+        )
+        .unwrap();
+        assert!(login(&file, "weak-once", "secret"));
+        assert!(!file.warn_if_weak("weak-once"), "logged at the first login, not again");
+        assert!(!file.warn_if_weak("strong-once"), "SHA512-CRYPT is not weak");
+        assert!(Scheme::PlainMd5.is_weak() && Scheme::Plain.is_weak());
+        assert!(!Scheme::Argon2id.is_weak() && !Scheme::Ssha512.is_weak());
     }
 
     #[test]
