@@ -159,6 +159,18 @@ enum UserAction {
     Del { name: String },
     /// List users and their password schemes.
     List,
+    /// Print a password hash as the users file takes it (`{SCHEME}hash`, like `doveadm pw`),
+    /// changing no file.
+    Hash {
+        /// ARGON2ID, SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, PBKDF2, SCRAM-SHA-256, SSHA512 or
+        /// SSHA256.
+        #[arg(long, default_value = "ARGON2ID")]
+        scheme: String,
+        /// Read the password from standard input (first line) instead of generating one
+        /// (printed on standard error).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -222,6 +234,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             serve::serve(loaded, created, cli.data_dir.is_some() || cli.config.is_some())
         }
+        Some(Command::User { action: UserAction::Hash { scheme, password_stdin } }) => {
+            print_hash(scheme, *password_stdin)
+        }
         Some(Command::User { action }) => {
             let (loaded, _) = configuration(&cli, true)?;
             if loaded.file.users.sql.is_some() {
@@ -265,6 +280,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 UserAction::Del { name } => {
                     users::delete(&users_path, name)?;
                     println!("user {name} removed from {} (mail kept)", users_path.display());
+                }
+                // Taken above, before a configuration is read or a data dir made.
+                UserAction::Hash { scheme, password_stdin } => {
+                    return print_hash(scheme, *password_stdin)
                 }
                 UserAction::List => {
                     let file = pop3_server::PasswdFile::load(&users_path)
@@ -434,6 +453,24 @@ fn report_password(name: &str, password: &str, from_stdin: bool, what: &str) {
     } else {
         println!("user {name}: {what}; generated password: {password}");
     }
+}
+
+/// `pop3d user hash`: a hash of the password in `scheme`, on standard output.
+fn print_hash(scheme: &str, from_stdin: bool) -> Result<u8, Failure> {
+    let known = || {
+        let names: Vec<_> = pop3_server::GENERATED_SCHEMES.iter().map(|s| s.name()).collect();
+        names.join(", ")
+    };
+    let scheme = pop3_server::Scheme::from_name(scheme)
+        .ok_or_else(|| (exit::USAGE, format!("unknown scheme {scheme}: use one of {}", known())))?;
+    let password = read_password(from_stdin)?;
+    let hash = pop3_server::hash_password_as(scheme, password.as_bytes())
+        .map_err(|e| (exit::USAGE, format!("{e}: use one of {}", known())))?;
+    if !from_stdin {
+        eprintln!("generated password: {password}");
+    }
+    println!("{hash}");
+    Ok(exit::OK)
 }
 
 /// The first line of standard input, or a generated password.

@@ -15,8 +15,10 @@ fn io(message: String) -> Failure {
 pub const USERS_HEADER: &str = "\
 # pop3d users, in Dovecot's passwd-file format:
 #   user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
-# Manage with `pop3d user add|passwd|del|list`. Schemes: ARGON2ID (new passwords), ARGON2I,
-# BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, SCRAM-SHA-256, CRAM-MD5, PLAIN.
+# Manage with `pop3d user add|passwd|del|list`; `pop3d user hash --scheme S` prints a hash.
+# Schemes: ARGON2ID (new passwords), ARGON2I, BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, PBKDF2,
+# SCRAM-SHA-256, SCRAM-SHA-1, SSHA512, SSHA256, SHA512, SHA256, and weak ones kept for
+# migration: MD5-CRYPT, SSHA, SMD5, SHA, PLAIN-MD5, LDAP-MD5, CRAM-MD5, PLAIN.
 ";
 
 /// A random password: 16 characters from a 56-letter alphabet without look-alikes (~93 bits).

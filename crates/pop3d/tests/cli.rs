@@ -524,3 +524,56 @@ fn delivery_order_compares_numbers() {
     assert!(early < late);
     assert!(late < common::delivery_order("1796648280.M1P1Q0.host"));
 }
+
+/// `pop3d user hash` prints a `{SCHEME}hash` line that the users file takes and that verifies
+/// the password (and no other), for each scheme it makes; weak or unknown schemes are usage
+/// errors. `check-config` names the lines whose scheme pop3d does not know.
+#[test]
+fn user_hash_prints_a_line_the_users_file_takes() {
+    use pop3_proto::server::AuthRequest;
+    use pop3_server::Authenticator;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let login = |file: &pop3_server::PasswdFile, password: &str| {
+        file.authenticate(&AuthRequest::Password {
+            username: "alice".into(),
+            authzid: None,
+            password: pop3_proto::Secret::new(password.as_bytes().to_vec()),
+            mechanism: None,
+        })
+        .is_ok()
+    };
+    let mut lines = String::new();
+    for scheme in [None, Some("SHA512-CRYPT"), Some("BLF-CRYPT"), Some("SSHA512"), Some("PBKDF2")] {
+        let mut args = vec!["user", "hash", "--password-stdin"];
+        args.extend(scheme.iter().flat_map(|s| ["--scheme", s]));
+        let out = run(&args, &data, b"s3cret pw\n");
+        common::output_ok(&out, "user hash");
+        let hash = String::from_utf8(out.stdout).unwrap();
+        let expected = format!("{{{}}}", scheme.unwrap_or("ARGON2ID"));
+        assert!(hash.starts_with(&expected) && hash.ends_with('\n'), "{hash}");
+        let file = pop3_server::PasswdFile::parse(&format!("alice:{hash}")).unwrap();
+        assert!(file.warnings().is_empty(), "{:?}", file.warnings());
+        assert!(login(&file, "s3cret pw") && !login(&file, "s3cret"), "{hash}");
+        lines.push_str(&format!("u{}:{hash}", lines.lines().count()));
+    }
+    assert!(!data.exists(), "user hash reads no configuration and creates nothing");
+    let generated = run(&["user", "hash", "--scheme", "ssha256"], &data, b"");
+    common::output_ok(&generated, "user hash with a generated password");
+    assert!(String::from_utf8_lossy(&generated.stderr).starts_with("generated password: "));
+    for bad in ["PLAIN-MD5", "DES-CRYPT"] {
+        let out = run(&["user", "hash", "--scheme", bad, "--password-stdin"], &data, b"x\n");
+        assert_eq!(out.status.code(), Some(64), "{bad}: EX_USAGE");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("SHA512-CRYPT"), "{bad}: the list");
+    }
+
+    common::output_ok(&run(&["init"], &data, b""), "init");
+    lines.push_str("old:{DES-CRYPT}abcdefghijklm\nodd:{SHA256.b32}abc\n");
+    std::fs::write(data.join("users"), &lines).unwrap();
+    let check = run(&["check-config"], &data, b"");
+    common::output_ok(&check, "check-config");
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(err.contains("line 6: user old: unsupported password scheme {DES-CRYPT}"), "{err}");
+    assert!(err.contains("line 7: user odd: unsupported password scheme {SHA256.b32}"), "{err}");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("OK (5 users)"));
+}
