@@ -69,12 +69,12 @@ impl Password {
         let (scheme, encoding, value) =
             match field.strip_prefix('{').and_then(|r| r.split_once('}')) {
                 Some((name, value)) => {
-                    let scheme = match name.to_ascii_uppercase().as_str() {
+                    let (scheme, encoding) = match name.to_ascii_uppercase().as_str() {
                         "CRYPT" => Scheme::from_crypt(value).map(|s| (s, None)),
                         _ => Scheme::with_encoding(name),
                     }
                     .ok_or_else(|| format!("unsupported password scheme {{{name}}}"))?;
-                    (scheme.0, scheme.1, value)
+                    (scheme, encoding, value)
                 }
                 None => (
                     Scheme::from_crypt(field)
@@ -116,7 +116,19 @@ impl Password {
                 .as_ref()
                 .is_some_and(|stored| stored.matches(&CramContext::from_password(password))),
             Scheme::Md5Crypt => md5crypt::verify(&self.value, password),
-            _ => self.decoded.as_ref().is_some_and(|decoded| decoded.verify(password)),
+            Scheme::Pbkdf2
+            | Scheme::ScramSha1
+            | Scheme::Sha1
+            | Scheme::Sha256
+            | Scheme::Sha512
+            | Scheme::Ssha
+            | Scheme::Ssha256
+            | Scheme::Ssha512
+            | Scheme::Smd5
+            | Scheme::PlainMd5
+            | Scheme::LdapMd5 => {
+                self.decoded.as_ref().is_some_and(|decoded| decoded.verify(password))
+            }
         }
     }
 

@@ -163,7 +163,8 @@ impl StoredDigest {
 }
 
 /// A new salted digest of `password` in the stored form (`H(password || salt) || salt`,
-/// encoded), with an 8-byte random salt as `doveadm pw` uses for `SSHA*`.
+/// encoded), with an 8-byte random salt (`doveadm pw` uses shorter ones; Dovecot verifies
+/// any length).
 pub(crate) fn hash_salted(algorithm: Algorithm, encoding: Encoding, password: &[u8]) -> String {
     let mut salt = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
