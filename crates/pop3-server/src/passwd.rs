@@ -653,6 +653,20 @@ ok:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=
         assert!(!warnings.iter().any(|w| w.contains("5ebe2294")), "no hash in a warning");
     }
 
+    /// A `tracing` writer into a shared buffer.
+    struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn weak_schemes_warn_once_per_user() {
         let file = PasswdFile::parse(
@@ -660,9 +674,24 @@ ok:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=
              strong-once:{SHA512-CRYPT}$6$GK74ECkarISHQXna$dLVsMWjoRowkRyRyMRVuOvfxx4BwV.ShliImRTx2w3qLCHgtNkjYl57RBc5w1PwXGx0MAsy8FwHaD17xLb0by/\n",
         )
         .unwrap();
-        assert!(login(&file, "weak-once", "secret"));
-        assert!(!file.warn_if_weak("weak-once"), "logged at the first login, not again");
-        assert!(!file.warn_if_weak("strong-once"), "SHA512-CRYPT is not weak");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = std::sync::Arc::clone(&log);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogWriter(std::sync::Arc::clone(&writer)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(login(&file, "weak-once", "secret"));
+            assert!(login(&file, "weak-once", "secret"));
+            assert!(!login(&file, "weak-once", "wrong"));
+            assert!(login(&file, "strong-once", "secret"));
+        });
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("weak password scheme").count(), 1, "once per user: {log}");
+        assert!(log.contains("user=\"weak-once\"") && log.contains("PLAIN-MD5"), "{log}");
+        assert!(!log.contains("strong-once"), "SHA512-CRYPT is not weak: {log}");
+        assert!(!log.contains("5ebe2294") && !log.contains("secret"), "no hash, no password");
+        assert!(!file.warn_if_weak("weak-once"), "not again in this process");
         assert!(Scheme::PlainMd5.is_weak() && Scheme::Plain.is_weak());
         assert!(!Scheme::Argon2id.is_weak() && !Scheme::Ssha512.is_weak());
     }
