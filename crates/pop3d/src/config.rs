@@ -37,6 +37,12 @@ proxy_from = []
 # Without this section there is no TLS at all (no STLS, listen_tls must be empty).
 cert = "tls/cert.pem"
 key = "tls/key.pem"
+# More certificates, chosen by the name the client asks for (SNI); the pair above stays the
+# default. Reloaded with it on SIGHUP.
+# [[tls.sni]]
+# names = ["mail.example.org", "*.example.net"]
+# cert = "/etc/letsencrypt/live/mail.example.org/fullchain.pem"
+# key = "/etc/letsencrypt/live/mail.example.org/privkey.pem"
 
 [users]
 # Dovecot passwd-file format: user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
@@ -264,6 +270,20 @@ pub struct TlsSection {
     pub cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// `[[tls.sni]]`: more certificates, each for the SNI names it lists; `cert`/`key` above
+    /// stay the default (clients without SNI, names nobody listed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sni: Vec<SniSection>,
+}
+
+/// One `[[tls.sni]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniSection {
+    /// Host names (`*.example.org` for one label in front of it).
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,6 +477,25 @@ impl Loaded {
         if f.tls.cert.is_some() != f.tls.key.is_some() {
             return Err("[tls]: set both cert and key, or neither".into());
         }
+        if !f.tls.sni.is_empty() && f.tls.cert.is_none() {
+            return Err("[[tls.sni]] needs [tls] cert and key, the default certificate".into());
+        }
+        for sni in &f.tls.sni {
+            let bad = |n: &String| {
+                let host = n.strip_prefix("*.").unwrap_or(n);
+                host.is_empty()
+                    || host.contains('*')
+                    || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            };
+            if sni.names.is_empty() {
+                return Err(format!("[[tls.sni]] {}: names is empty", sni.cert.display()));
+            }
+            if let Some(name) = sni.names.iter().find(|n| bad(n)) {
+                return Err(format!(
+                    "[[tls.sni]] names: {name:?} is not a host name (or *.domain)"
+                ));
+            }
+        }
         if !f.server.listen_tls.is_empty() && f.tls.cert.is_none() {
             return Err("[server] listen_tls needs [tls] cert and key".into());
         }
@@ -547,6 +586,23 @@ impl Loaded {
 
     pub fn users_path(&self) -> PathBuf {
         self.resolve(&self.file.users.file)
+    }
+
+    /// The TLS configuration: the default pair and the `[[tls.sni]]` ones, paths resolved.
+    pub fn load_tls(&self) -> Option<Result<pop3_server::tls::TlsConfig, String>> {
+        let (cert, key) = self.tls_paths()?;
+        let sni: Vec<pop3_server::tls::SniCertificate> = self
+            .file
+            .tls
+            .sni
+            .iter()
+            .map(|s| pop3_server::tls::SniCertificate {
+                names: s.names.clone(),
+                cert: self.resolve(&s.cert),
+                key: self.resolve(&s.key),
+            })
+            .collect();
+        Some(pop3_server::tls::load_with_sni(&cert, &key, &sni).map_err(|e| e.to_string()))
     }
 
     pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
@@ -700,8 +756,11 @@ mod tests {
         let parsed: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
         let mut expected = FileConfig::default();
         expected.server.listen_tls = vec!["127.0.0.1:1995".parse().unwrap()];
-        expected.tls =
-            TlsSection { cert: Some("tls/cert.pem".into()), key: Some("tls/key.pem".into()) };
+        expected.tls = TlsSection {
+            cert: Some("tls/cert.pem".into()),
+            key: Some("tls/key.pem".into()),
+            sni: Vec::new(),
+        };
         assert_eq!(parsed, expected);
     }
 

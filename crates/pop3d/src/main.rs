@@ -552,8 +552,8 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     for warning in users.warnings() {
         eprintln!("pop3d: warning: {}: {warning}", users_path.display());
     }
-    if let Some((cert, key)) = loaded.tls_paths() {
-        pop3_server::tls::load(&cert, &key).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    if let Some(tls) = loaded.load_tls() {
+        tls.map_err(|e| (exit::CONFIG, e))?;
     }
     if let Some(user) = &loaded.file.server.run_as {
         privdrop::lookup(user).map_err(|e| (exit::CONFIG, e))?;

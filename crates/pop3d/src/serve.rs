@@ -103,11 +103,10 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     raise_nofile_limit();
     let secret = server_secret(&loaded);
     let users = authenticator(&loaded, secret)?;
-    let tls = match loaded.tls_paths() {
-        Some((cert, key)) => {
-            let tls =
-                pop3_server::tls::load(&cert, &key).map_err(|e| (exit::CONFIG, e.to_string()))?;
-            tracing::debug!(cert = %cert.display(), key = %key.display(), "TLS certificate loaded");
+    let tls = match loaded.load_tls() {
+        Some(tls) => {
+            let tls = tls.map_err(|e| (exit::CONFIG, e))?;
+            tracing::debug!(sni = loaded.file.tls.sni.len(), "TLS certificates loaded");
             Some(tls)
         }
         None => {
@@ -305,14 +304,13 @@ fn reload_users_file(
 }
 
 fn reload_tls(server: &Server, loaded: &Loaded) {
-    if let Some((cert, key)) = loaded.tls_paths() {
-        match pop3_server::tls::load(&cert, &key) {
-            Ok(tls) => {
-                server.set_tls(Some(tls));
-                tracing::info!("SIGHUP: TLS certificate reloaded");
-            }
-            Err(error) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded"),
+    match loaded.load_tls() {
+        Some(Ok(tls)) => {
+            server.set_tls(Some(tls));
+            tracing::info!(sni = loaded.file.tls.sni.len(), "SIGHUP: TLS certificate reloaded");
         }
+        Some(Err(error)) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded"),
+        None => {}
     }
 }
 
