@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fetchmail::Fetchmail;
 use common::haproxy::{curl, text, Frontend, Haproxy};
 use common::lmtp::{stuffed, Lmtp};
 use common::postfix::Postfix;
@@ -345,44 +346,11 @@ fn two_nodes_behind_haproxy_see_client_addresses_and_survive_a_killed_node() {
 
     // fetchmail with STLS (certificate checked), keeping the mail.
     if peer("fetchmail", "fetchmail") {
-        use std::os::unix::fs::PermissionsExt;
-        let home = nodes[0].dir.path().join("fetchmail");
-        let out_dir = home.join("out");
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let mda = home.join("mda.sh");
-        let script = format!("#!/bin/sh\ncat > \"$(mktemp {}/msg.XXXXXX)\"\n", out_dir.display());
-        std::fs::write(&mda, script).unwrap();
-        std::fs::set_permissions(&mda, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let rc = home.join("fetchmailrc");
-        std::fs::write(
-            &rc,
-            format!(
-                "set no bouncemail\n\
-                 poll localhost via 127.0.0.1 protocol pop3 service {port} uidl\n\
-                   user \"alice\" there with password \"secret\" is \"alice\" here\n\
-                   sslproto 'TLS1.2+' sslcertck sslcertfile \"{cert}\" sslcommonname localhost\n\
-                   mda \"{mda}\" keep fetchall no rewrite\n",
-                cert = cert.display(),
-                mda = mda.display(),
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let out = Command::new("fetchmail")
-            .args(["--nodetach", "--nosyslog", "-f"])
-            .arg(&rc)
-            .arg("--pidfile")
-            .arg(home.join("pid"))
-            .arg("--idfile")
-            .arg(home.join("ids"))
-            .env("HOME", &home)
-            .env("FETCHMAILHOME", &home)
-            .output();
-        output_ok(&out.unwrap(), "fetchmail through HAProxy");
-        let fetched: Vec<Vec<u8>> = std::fs::read_dir(&out_dir)
-            .unwrap()
-            .map(|e| without_fetchmail_received(&std::fs::read(e.unwrap().path()).unwrap()))
-            .collect();
+        let fetchmail = Fetchmail::new(&nodes[0].dir.path().join("fetchmail"));
+        let out = fetchmail.poll(&port.to_string(), &cert, "keep fetchall no rewrite");
+        output_ok(&out, "fetchmail through HAProxy");
+        let fetched: Vec<Vec<u8>> =
+            fetchmail.take().iter().map(|m| without_fetchmail_received(m)).collect();
         assert_fetched(&fetched, &stored, "fetchmail");
         locks.wait_none();
     }

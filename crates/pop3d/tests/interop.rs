@@ -12,6 +12,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::fetchmail::Fetchmail;
 use common::{lf, messages, on_both_stores, output_ok, passwd_ids, peer, Daemon, Store};
 use pop3_testkit::transmitted;
 
@@ -214,65 +215,19 @@ fn fetchmail_keep_nokeep_and_stls(store: Store) {
         return;
     }
     let daemon = Daemon::start_on(store);
-    let home = daemon.dir.path().join("fetchmail");
-    let out_dir = home.join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mda = home.join("mda.sh");
-    std::fs::write(
-        &mda,
-        format!("#!/bin/sh\ncat > \"$(mktemp {}/msg.XXXXXX)\"\n", out_dir.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&mda, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fetchmail = Fetchmail::new(&daemon.dir.path().join("fetchmail"));
     let stored = messages();
-    let fetch = |keep: &str| {
-        let rc = home.join("fetchmailrc");
-        private_file(
-            &rc,
-            &format!(
-                "set no bouncemail\n\
-                 poll localhost via 127.0.0.1 protocol pop3 service {port} uidl\n\
-                   user \"alice\" there with password \"secret\" is \"alice\" here\n\
-                   sslproto 'TLS1.2+' sslcertck sslcertfile \"{cert}\" sslcommonname localhost\n\
-                   mda \"{mda}\" {keep} fetchall\n",
-                port = Daemon::port(&daemon.plain),
-                cert = daemon.cert().display(),
-                mda = mda.display(),
-            ),
-        );
-        let out = Command::new("fetchmail")
-            .args(["--nodetach", "--nosyslog", "-v", "-f"])
-            .arg(&rc)
-            .arg("--pidfile")
-            .arg(home.join("pid"))
-            .arg("--idfile")
-            .arg(home.join("ids"))
-            .env("HOME", &home)
-            .env("FETCHMAILHOME", &home)
-            .output()
-            .unwrap();
+    let fetch = |options: &str| {
+        let out = fetchmail.poll(Daemon::port(&daemon.plain), &daemon.cert(), options);
         output_ok(&out, "fetchmail");
         let log = String::from_utf8_lossy(&out.stderr).into_owned()
             + &String::from_utf8_lossy(&out.stdout);
         assert!(log.contains("STLS"), "fetchmail used STLS:\n{log}");
+        fetchmail.take()
     };
-    fetch("keep");
-    let fetched: Vec<_> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-        .collect();
-    assert_fetched(&fetched, &stored, "fetchmail keep");
+    assert_fetched(&fetch("keep fetchall"), &stored, "fetchmail keep");
     assert_eq!(daemon.stored("alice").len(), 3, "keep deletes nothing");
-    for e in std::fs::read_dir(&out_dir).unwrap() {
-        std::fs::remove_file(e.unwrap().path()).unwrap();
-    }
-    fetch("nokeep");
-    let fetched: Vec<_> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-        .collect();
-    assert_fetched(&fetched, &stored, "fetchmail nokeep");
+    assert_fetched(&fetch("nokeep fetchall"), &stored, "fetchmail nokeep");
     assert!(daemon.stored("alice").is_empty(), "nokeep deletes what was fetched");
 }
 

@@ -5,60 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
-use common::{messages, output_ok, run, Daemon, Store};
+use common::{messages, output_ok, run, Daemon, Session, Store};
 use pop3_testkit::transmitted;
-
-/// A POP3 connection that also reads multi-line answers.
-struct Conn {
-    reader: BufReader<std::net::TcpStream>,
-    writer: std::net::TcpStream,
-}
-
-impl Conn {
-    fn connect(addr: &str) -> Self {
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let writer = stream.try_clone().unwrap();
-        let mut c = Self { reader: BufReader::new(stream), writer };
-        assert!(c.line().starts_with("+OK"));
-        c
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        line.trim_end().to_owned()
-    }
-
-    fn cmd(&mut self, command: &str) -> String {
-        self.writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        self.line()
-    }
-
-    /// The lines of a multi-line answer up to its terminator, as sent (CRLF, dot-stuffed).
-    fn body(&mut self) -> Vec<u8> {
-        let mut body = Vec::new();
-        loop {
-            let mut line = Vec::new();
-            self.reader.read_until(b'\n', &mut line).unwrap();
-            assert!(!line.is_empty(), "connection closed inside a multi-line answer");
-            if line == b".\r\n" {
-                return body;
-            }
-            body.extend_from_slice(&line);
-        }
-    }
-
-    fn login(addr: &str, user: &str, password: &str) -> (Self, String) {
-        let mut c = Self::connect(addr);
-        c.cmd(&format!("USER {user}"));
-        let reply = c.cmd(&format!("PASS {password}"));
-        (c, reply)
-    }
-}
 
 /// RFC 1939 §3 byte-stuffing of a transmitted message, as it appears on the wire.
 fn stuffed(message: &[u8]) -> Vec<u8> {
@@ -79,7 +29,7 @@ fn mail_in_postgresql_is_delivered_served_byte_exact_and_deleted_only_after_quit
     let stored = messages();
     assert_eq!(daemon.stored("alice"), stored, "pop3d deliver stored the bytes as given");
 
-    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    let (mut c, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("+OK maildrop has 3 "), "{reply}\n{}", daemon.log());
     assert!(c.cmd("LIST").starts_with("+OK"));
     let listing = String::from_utf8(c.body()).unwrap();
@@ -103,7 +53,7 @@ fn mail_in_postgresql_is_delivered_served_byte_exact_and_deleted_only_after_quit
     assert!(text.ends_with("\r\n\r\nline 00000: the quick brown fox jumps over it\r\nline 00001: the quick brown fox jumps over it\r\n"), "{text}");
     assert!(c.cmd("DELE 2").starts_with("+OK"));
     // Another session meanwhile: the maildrop is locked.
-    let (_other, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    let (_other, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("-ERR [IN-USE]"), "{reply}");
     assert_eq!(daemon.stored("alice").len(), 3, "nothing deleted before QUIT");
     assert!(c.cmd("QUIT").starts_with("+OK"));
@@ -112,13 +62,13 @@ fn mail_in_postgresql_is_delivered_served_byte_exact_and_deleted_only_after_quit
     // QUIT without deletions releases the lock before its +OK: logging in again at once works
     // (a mail client polling, a load generator looping).
     for _ in 0..20 {
-        let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+        let (mut c, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
         assert!(reply.starts_with("+OK maildrop has 2 "), "{reply}");
         assert!(c.cmd("QUIT").starts_with("+OK"));
     }
 
     // The UIDLs are stable across sessions.
-    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    let (mut c, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("+OK maildrop has 2 "), "{reply}");
     assert!(c.cmd("UIDL").starts_with("+OK"));
     let again = String::from_utf8(c.body()).unwrap();
@@ -137,9 +87,9 @@ fn two_nodes_share_mailboxes_lock_across_nodes_and_a_killed_node_frees_its_locks
     let node_b = node_a.another_node();
     let stored = messages();
 
-    let (mut held, reply) = Conn::login(&node_a.plain, "alice", "secret");
+    let (mut held, reply) = Session::logged_in(&node_a.plain, "alice", "secret");
     assert!(reply.starts_with("+OK maildrop has 3 "), "{reply}");
-    let (_, reply) = Conn::login(&node_b.plain, "alice", "secret");
+    let (_, reply) = Session::logged_in(&node_b.plain, "alice", "secret");
     assert!(reply.starts_with("-ERR [IN-USE]"), "the other node: {reply}");
     // Marked for deletion on node A, which then dies without QUIT.
     assert!(held.cmd("DELE 1").starts_with("+OK"));
@@ -150,7 +100,7 @@ fn two_nodes_share_mailboxes_lock_across_nodes_and_a_killed_node_frees_its_locks
     // The lock dies with node A's connections: node B serves the maildrop within seconds.
     let deadline = killed + Duration::from_secs(10);
     let mut c = loop {
-        let (c, reply) = Conn::login(&node_b.plain, "alice", "secret");
+        let (c, reply) = Session::logged_in(&node_b.plain, "alice", "secret");
         if reply.starts_with("+OK") {
             assert!(reply.starts_with("+OK maildrop has 3 "), "nothing lost: {reply}");
             break c;
@@ -195,14 +145,14 @@ fn a_database_lost_mid_session_ends_it_with_sys_temp_deletes_nothing_and_the_ser
         output_ok(&run(&["deliver", "alice"], &data, &m), "deliver");
     }
 
-    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    let (mut c, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("+OK maildrop has 3 "), "{reply}");
     assert!(c.cmd("DELE 1").starts_with("+OK"));
     assert!(c.cmd("DELE 2").starts_with("+OK"));
     cluster.stop();
     let quit = c.cmd("QUIT");
     assert!(quit.starts_with("-ERR [SYS/TEMP]"), "{quit}");
-    let (_, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    let (_, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("-ERR [SYS/TEMP]"), "database down: {reply}");
     let down = run(&["deliver", "alice"], &data, b"Subject: x\n\nx\n");
     assert_eq!(down.status.code(), Some(75), "deliver retries later: {down:?}");
@@ -210,7 +160,7 @@ fn a_database_lost_mid_session_ends_it_with_sys_temp_deletes_nothing_and_the_ser
     cluster.start_again();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut c = loop {
-        let (c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+        let (c, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
         if reply.starts_with("+OK") {
             assert!(reply.starts_with("+OK maildrop has 3 "), "nothing deleted: {reply}");
             break c;
@@ -264,7 +214,7 @@ fn a_50_mb_message_is_streamed_from_the_database_with_bounded_server_memory() {
     }
     output_ok(&run(&["deliver", "alice"], &daemon.data, &big), "deliver 50 MB");
 
-    let (mut c, reply) = Conn::login(&daemon.plain, "alice", "secret");
+    let (mut c, reply) = Session::logged_in(&daemon.plain, "alice", "secret");
     assert!(reply.starts_with("+OK maildrop has 4 "), "{reply}");
     let pid = daemon.child.id();
     let before = memory_kib(pid, "VmRSS:");

@@ -2,6 +2,7 @@
 //! interop tests.
 #![allow(dead_code)]
 
+pub mod fetchmail;
 pub mod haproxy;
 pub mod lmtp;
 pub mod postfix;
@@ -463,11 +464,17 @@ impl Session {
         self.line()
     }
 
-    /// One USER/PASS login on a new connection, then QUIT: the reply to PASS.
-    pub fn login(addr: &str, user: &str, password: &str) -> String {
+    /// USER/PASS on a new connection, left open: the session and the reply to PASS.
+    pub fn logged_in(addr: &str, user: &str, password: &str) -> (Self, String) {
         let mut s = Self::connect(addr);
         s.cmd(&format!("USER {user}"));
         let reply = s.cmd(&format!("PASS {password}"));
+        (s, reply)
+    }
+
+    /// One USER/PASS login on a new connection, then QUIT: the reply to PASS.
+    pub fn login(addr: &str, user: &str, password: &str) -> String {
+        let (mut s, reply) = Self::logged_in(addr, user, password);
         s.cmd("QUIT");
         reply
     }
