@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use std::{env, fs};
 
 use crate::loadtest::{free_port, wait_listening, Proc};
-use crate::{cargo_with, root, run, Result};
+use crate::{cargo_with, release_dir, run, Result};
 
 const FLOOD: Duration = Duration::from_secs(45);
 const COOL_DOWN: Duration = Duration::from_secs(30);
@@ -55,11 +55,7 @@ pub fn attack(args: &[String]) -> Result {
     if build {
         run(cargo_with(&["build", "--release", "-p", "pop3d", "--bin", "pop3d"]))?;
     }
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let target = if target.is_absolute() { target } else { root().join(target) };
-    let pop3d = target.join("release/pop3d");
+    let pop3d = release_dir().join("pop3d");
     let dir = env::temp_dir().join(format!("pop3-attack-{}", std::process::id()));
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let result = attack_in(&pop3d, &dir);

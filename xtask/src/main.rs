@@ -72,6 +72,15 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
+/// Where `cargo build --release` puts binaries: `CARGO_TARGET_DIR` (relative to the
+/// workspace) or `target/`, then `release/`.
+fn release_dir() -> PathBuf {
+    let target =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target = if target.is_absolute() { target } else { root().join(target) };
+    target.join("release")
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     c.current_dir(root());
