@@ -154,7 +154,7 @@ pub struct Noted {
 #[derive(Debug)]
 pub struct Ledger {
     file: File,
-    _lock: File,
+    lock: File,
     /// uidl -> entry.
     pub entries: HashMap<String, Entry>,
     /// mbox appends found in the file when it was opened whose messages are not all
@@ -165,6 +165,15 @@ pub struct Ledger {
 }
 
 const MAGIC: &str = "pop3-state 1";
+
+/// Unlocks explicitly rather than by closing: a child being spawned on another thread (an MDA)
+/// holds a copy of every descriptor until its `exec`, and a lock released only by closing
+/// would stay held by that copy. `LOCK_UN` acts on the open file itself, copies included.
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.lock, rustix::fs::FlockOperation::Unlock);
+    }
+}
 
 impl Ledger {
     /// Opens and locks the ledger of `account` in `dir`, compacting it. Fails with
@@ -199,7 +208,7 @@ impl Ledger {
         } else {
             compact(dir, &path, &entries, &pending)?
         };
-        Ok(Self { file, _lock: lock, entries, pending, read_only })
+        Ok(Self { file, lock, entries, pending, read_only })
     }
 
     fn append(&mut self, records: &str) -> io::Result<()> {
