@@ -673,3 +673,76 @@ fn an_empty_initial_response_is_the_clients_message() {
     // Without one, PLAIN asks for the message.
     assert_eq!(h.send("AUTH PLAIN\r\n"), "+ \r\n");
 }
+
+#[test]
+fn a_refused_bearer_token_gets_the_configured_error_report_then_auth_failure() {
+    use base64::Engine as _;
+    use pop3_proto::sasl::Mechanism;
+    use pop3_proto::server::BearerErrorReport;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let report = |challenge: &str| {
+        let line = challenge.strip_prefix("+ ").unwrap().trim_end();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(line).unwrap()).unwrap()
+    };
+    let config = ServerConfig {
+        plaintext_without_tls: true,
+        sasl_mechanisms: vec![Mechanism::OAuthBearer, Mechanism::XOAuth2],
+        bearer_error: BearerErrorReport {
+            scope: Some("pop3 \"mail\"".into()),
+            openid_configuration: Some("https://idp/.well-known/openid-configuration".into()),
+        },
+        ..ServerConfig::default()
+    };
+    // OAUTHBEARER: RFC 7628 §3.2.2's report, strings escaped as JSON.
+    let mut h = Harness::new(config.clone()).0;
+    let initial = b"n,a=alice,\x01auth=Bearer tok\x01\x01";
+    h.send(&format!("AUTH OAUTHBEARER {}\r\n", b64(initial)));
+    assert!(matches!(h.event(), Some(Event::Authenticate(AuthRequest::Bearer { .. }))));
+    h.session.login_rejected(LoginError::BadCredentials).unwrap();
+    assert_eq!(
+        report(&h.output()),
+        r#"{"status":"invalid_token","scope":"pop3 \"mail\"","openid-configuration":"https://idp/.well-known/openid-configuration"}"#
+    );
+    // The client acknowledges with 0x01 (§3.2.3); the embedder answers the failure.
+    assert_eq!(h.send(&format!("{}\r\n", b64(b"\x01"))), "");
+    assert!(matches!(
+        h.event(),
+        Some(Event::SaslFailed { mechanism: Mechanism::OAuthBearer, cancelled: false })
+    ));
+    h.session.login_rejected(LoginError::BadCredentials).unwrap();
+    assert!(h.output().starts_with("-ERR [AUTH]"));
+
+    // XOAUTH2: the form Google's servers send.
+    let mut h = Harness::new(config).0;
+    h.send(&format!("AUTH XOAUTH2 {}\r\n", b64(b"user=alice\x01auth=Bearer tok\x01\x01")));
+    assert!(matches!(h.event(), Some(Event::Authenticate(AuthRequest::Bearer { .. }))));
+    h.session.login_rejected(LoginError::BadCredentials).unwrap();
+    assert_eq!(
+        report(&h.output()),
+        r#"{"status":"401","schemes":"bearer","scope":"pop3 \"mail\""}"#
+    );
+    assert_eq!(h.send("\r\n"), "");
+    assert!(matches!(h.event(), Some(Event::SaslFailed { mechanism: Mechanism::XOAuth2, .. })));
+    h.session.login_rejected(LoginError::BadCredentials).unwrap();
+    assert!(h.output().starts_with("-ERR [AUTH]"));
+}
+
+#[test]
+fn bearer_mechanisms_are_offered_only_where_plaintext_passwords_are() {
+    use pop3_proto::sasl::Mechanism;
+    let mechanisms = vec![Mechanism::ScramSha256, Mechanism::OAuthBearer, Mechanism::XOAuth2];
+    let config = ServerConfig { sasl_mechanisms: mechanisms.clone(), ..ServerConfig::default() };
+    let (mut h, _) = Harness::new(config);
+    let capa = h.send("CAPA\r\n");
+    assert!(capa.contains("SASL SCRAM-SHA-256\r\n"), "{capa}");
+    // Not offered, so not accepted either.
+    assert!(h.send("AUTH XOAUTH2 dXNlcj1hAWF1dGg9QmVhcmVyIHQBAQ==\r\n").starts_with("-ERR"));
+    assert!(h.event().is_none());
+    let config = ServerConfig {
+        sasl_mechanisms: mechanisms,
+        plaintext_without_tls: true,
+        ..ServerConfig::default()
+    };
+    let (mut h, _) = Harness::new(config);
+    assert!(h.send("CAPA\r\n").contains("SASL SCRAM-SHA-256 OAUTHBEARER XOAUTH2\r\n"));
+}

@@ -43,6 +43,11 @@ pub struct Offers {
     pub cram_md5: bool,
     /// SASL SCRAM-SHA-256.
     pub scram_sha256: bool,
+    /// SASL OAUTHBEARER (RFC 7628): needs a users backend that checks bearer tokens
+    /// (`oauth::BearerAuth`); others refuse every token.
+    pub oauthbearer: bool,
+    /// SASL XOAUTH2 (Google's and Microsoft's), likewise.
+    pub xoauth2: bool,
 }
 
 /// A users backend. Methods may block (file reads, slow password hashes): the server calls

@@ -101,7 +101,14 @@ pub(crate) fn session_config(config: &Config) -> ServerConfig {
         mechanisms.push(Mechanism::CramMd5);
     }
     mechanisms.extend([Mechanism::Plain, Mechanism::Login]);
+    if config.offers.oauthbearer {
+        mechanisms.push(Mechanism::OAuthBearer);
+    }
+    if config.offers.xoauth2 {
+        mechanisms.push(Mechanism::XOAuth2);
+    }
     ServerConfig {
+        bearer_error: config.bearer_error.clone(),
         implementation: config.implementation.clone(),
         apop: config.offers.apop,
         sasl_mechanisms: mechanisms,
@@ -190,6 +197,10 @@ struct Driver {
     slot: Slot,
     /// The user of the SCRAM exchange in progress, for the penalty of its failure.
     sasl_user: Option<String>,
+    /// A refused bearer token's error report went out (counted and delayed then): the
+    /// client's acknowledgement that ends the exchange (RFC 7628 §3.2.3) is not a second
+    /// failure.
+    bearer_refused: bool,
     /// The start of a command line not yet complete, for the debug log.
     log_buf: Vec<u8>,
     /// Logins refused unchecked on this connection (see `refuse_unchecked`).
@@ -250,6 +261,7 @@ impl Driver {
             peer,
             slot,
             sasl_user: None,
+            bearer_refused: false,
             log_buf: Vec::new(),
             refused: 0,
             start,
@@ -382,6 +394,9 @@ impl Driver {
             // A wrong SCRAM proof, a malformed SASL response or a cancelled exchange: counted
             // and delayed as a bad password.
             Event::SaslFailed { mechanism, cancelled } => {
+                if std::mem::take(&mut self.bearer_refused) {
+                    return Ok(self.session.login_rejected(LoginError::BadCredentials)?);
+                }
                 let user = self.sasl_user.take();
                 match cancelled {
                     true => {
@@ -534,13 +549,17 @@ impl Driver {
             }
         };
         let verified = matches!(request, AuthRequest::Verified { .. });
+        let bearer = matches!(request, AuthRequest::Bearer { .. });
+        // OAUTHBEARER may leave the user out: the token names it.
+        let claimed = Some(username.as_str()).filter(|u| !u.is_empty() || !bearer);
         // (SCRAM waited before its salt was sent.)
-        if !verified && !self.penalty_wait(Some(&username)).await? {
+        if !verified && !self.penalty_wait(claimed).await? {
             return self.refuse_unchecked(true).await;
         }
         self.sasl_user = None;
-        if !valid_username(&username) {
+        if claimed.is_some_and(|u| !valid_username(u)) {
             warn!(method, "login with an invalid user name refused");
+            self.bearer_refused = bearer;
             return self.failed(None).await;
         }
         if authzid.as_deref().is_some_and(|a| !a.is_empty() && a != username) {
@@ -555,7 +574,9 @@ impl Driver {
             Ok(Ok(user)) => user,
             Ok(Err(AuthError::Rejected)) => {
                 warn!(method, user = %username, "login failed");
-                return self.failed(Some(&username)).await;
+                // The error report goes out now; the exchange ends with the client's answer.
+                self.bearer_refused = bearer;
+                return self.failed(claimed).await;
             }
             Ok(Err(AuthError::Temporary(error))) => {
                 warn!(method, user = %username, %error, "users backend failed");

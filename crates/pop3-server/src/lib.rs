@@ -36,6 +36,8 @@ mod crammd5;
 mod limits;
 pub mod lmtp;
 mod mailbox;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 mod passwd;
 mod penalty;
 mod proxy;
@@ -64,6 +66,7 @@ pub use passwd::{
     GENERATED_SCHEMES,
 };
 pub use penalty::PenaltyLimits;
+pub use pop3_proto::server::BearerErrorReport;
 pub use proxy::Cidr;
 #[cfg(feature = "postgresql")]
 pub use sql_users::SqlUsers;
@@ -103,6 +106,9 @@ pub struct Config {
     pub auth_queue: usize,
     /// Methods offered besides USER/PASS and SASL PLAIN/LOGIN (default: none).
     pub offers: Offers,
+    /// The scope and discovery URL a refused bearer token's error report names (RFC 7628
+    /// §3.2.2; default: neither).
+    pub bearer_error: BearerErrorReport,
     /// Bad commands before the connection is closed (default 20).
     pub max_bad_commands: u32,
     /// Failed logins per connection before it is closed (default 3).
@@ -138,6 +144,7 @@ impl Default for Config {
             auth_workers: 0,
             auth_queue: 1024,
             offers: Offers::default(),
+            bearer_error: BearerErrorReport::default(),
             max_bad_commands: 20,
             max_failed_logins: 3,
             limits: ConnectionLimits::default(),

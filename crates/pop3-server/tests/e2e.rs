@@ -107,7 +107,7 @@ fn quick() -> Config {
             max: Duration::from_millis(400),
             ..PenaltyLimits::default()
         },
-        offers: Offers { apop: true, cram_md5: true, scram_sha256: true },
+        offers: Offers { apop: true, cram_md5: true, scram_sha256: true, ..Offers::default() },
         ..Config::default()
     }
 }

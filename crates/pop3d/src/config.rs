@@ -72,7 +72,7 @@ dovecot_uidl_format = "%08Xu%08Xv"
 # {SCRAM-SHA-256} passwords, CRAM-MD5 {PLAIN} or {CRAM-MD5}, APOP {PLAIN}: a user whose
 # password cannot serve an offered mechanism fails that mechanism alone (logged) and can still
 # log in with the others. Clients pick the strongest offered, so offer only what your users'
-# passwords can serve.
+# passwords can serve. "OAUTHBEARER" and "XOAUTH2" take OAuth 2.0 access tokens ([oauth]).
 mechanisms = ["PLAIN", "LOGIN"]
 # A secret (created on first start) that keys SCRAM salts, so that they stay the same across
 # restarts for known and unknown users alike.
@@ -130,6 +130,20 @@ level = "info"
 # max_connections = 100
 # idle_timeout = 300
 
+# [oauth]
+# OAuth 2.0 access tokens for OAUTHBEARER and XOAUTH2 (add them to [auth] mechanisms); offered,
+# like passwords, only over TLS or where plaintext is allowed. A token is checked as a JWT
+# against the issuer's keys (found by OpenID Connect discovery, or jwks_url / jwks_file), or by
+# RFC 7662 introspection (introspection_url, client_id, client_secret_file). The user is the
+# user_claim of the token, and must be a known user unless allow_unknown_users = true.
+# issuer = "https://login.microsoftonline.com/TENANT-ID/v2.0"
+# audience = ["api://pop3.example.org"]
+# user_claim = "email"
+# scope = ["pop3"]
+# ca_file = "/etc/pop3d/idp-ca.pem"
+# timeout = 5
+# clock_skew = 60
+
 # [postgresql]
 # The database of [mail] format = "postgresql" and [users] sql, shared by any number of pop3d
 # nodes (create its schema with `pop3d db migrate`; serve migrates a schema that is behind).
@@ -161,6 +175,8 @@ pub struct FileConfig {
     pub postgresql: Option<PostgresqlSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lmtp: Option<LmtpSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<crate::oauth::OAuthSection>,
 }
 
 /// `[lmtp]`: the LMTP delivery listeners. Left out, or without `listen` and `socket`, there
@@ -352,10 +368,12 @@ impl AuthSection {
                 "SCRAM-SHA-256" => offers.scram_sha256 = true,
                 "CRAM-MD5" => offers.cram_md5 = true,
                 "APOP" => offers.apop = true,
+                "OAUTHBEARER" => offers.oauthbearer = true,
+                "XOAUTH2" => offers.xoauth2 = true,
                 _ => {
                     return Err(format!(
                         "[auth] mechanisms: unknown {name:?}; use PLAIN, LOGIN, SCRAM-SHA-256, \
-                         CRAM-MD5 or APOP"
+                         CRAM-MD5, APOP, OAUTHBEARER or XOAUTH2"
                     ))
                 }
             }
@@ -530,7 +548,13 @@ impl Loaded {
         if l.auth_penalty_max_ms < l.auth_penalty_initial_ms {
             return Err("[limits] auth_penalty_max_ms is below auth_penalty_initial_ms".into());
         }
-        f.auth.offers()?;
+        let offers = f.auth.offers()?;
+        if (offers.oauthbearer || offers.xoauth2) && f.oauth.is_none() {
+            return Err("[auth] mechanisms: OAUTHBEARER and XOAUTH2 need an [oauth] section".into());
+        }
+        if let Some(oauth) = &f.oauth {
+            oauth.validate()?;
+        }
         let template =
             pop3_storage::Template::parse(&*f.mail.location).map_err(|e| format!("[mail] {e}"))?;
         if !template.is_per_user() {
@@ -695,6 +719,7 @@ impl Loaded {
             auth_queue: l.auth_queue,
             // Checked by validate().
             offers: self.file.auth.offers().unwrap_or_default(),
+            bearer_error: self.file.oauth.as_ref().map(|o| o.error_report()).unwrap_or_default(),
             max_bad_commands: l.max_bad_commands,
             max_failed_logins: l.max_failed_logins,
             limits: pop3_server::ConnectionLimits {

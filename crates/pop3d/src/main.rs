@@ -10,6 +10,7 @@ mod config;
 mod deliver;
 mod lmtp;
 mod migrate;
+mod oauth;
 mod privdrop;
 mod secret;
 mod serve;
@@ -559,6 +560,7 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
         privdrop::lookup(user).map_err(|e| (exit::CONFIG, e))?;
     }
     let database = check_database(loaded)?;
+    let oauth = oauth::check(loaded).map_err(|e| (exit::CONFIG, e))?;
     let effective = toml::to_string(&loaded.file).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
     println!("# {}: OK ({} users)", loaded.path.display(), users.users().count());
     if let Some(database) = database {
@@ -570,6 +572,9 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
         None => println!("#        tls = none (no [tls]: no STLS, no POP3S)"),
     }
     println!("#        mail = {}", loaded.mail_description());
+    if let Some(oauth) = oauth {
+        println!("#        oauth = {oauth}");
+    }
     print!("{effective}");
     Ok(exit::OK)
 }

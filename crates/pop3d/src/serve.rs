@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use pop3_server::oauth::TokenValidator;
 use pop3_server::{ListenerKind, LmtpServer, ReloadingPasswdFile, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -102,7 +103,8 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
     let (mailboxes, backend) = loaded.stores().map_err(|e| (exit::CONFIG, e))?;
     raise_nofile_limit();
     let secret = server_secret(&loaded);
-    let users = authenticator(&loaded, secret)?;
+    let tokens = crate::oauth::validator(&loaded).map_err(|e| (exit::CONFIG, e))?;
+    let users = crate::oauth::with_tokens(authenticator(&loaded, secret)?, tokens.as_ref());
     let tls = match loaded.load_tls() {
         Some(tls) => {
             let tls = tls.map_err(|e| (exit::CONFIG, e))?;
@@ -180,7 +182,10 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&server, lmtp.as_ref().map(|l| &l.server), &loaded, secret),
+                _ = hup.recv() => {
+                    let lmtp = lmtp.as_ref().map(|l| &l.server);
+                    reload(&server, lmtp, &loaded, secret, tokens.as_ref());
+                }
             }
         }
         tracing::info!(sessions = server.active_sessions(), "shutting down");
@@ -272,13 +277,19 @@ fn authenticator(
 }
 
 /// SIGHUP: the users file and the TLS certificate, keeping the old ones on error.
-fn reload(server: &Server, lmtp: Option<&LmtpServer>, loaded: &Loaded, secret: [u8; 32]) {
+fn reload(
+    server: &Server,
+    lmtp: Option<&LmtpServer>,
+    loaded: &Loaded,
+    secret: [u8; 32],
+    tokens: Option<&Arc<TokenValidator>>,
+) {
     let started = std::time::Instant::now();
     tracing::debug!(sessions = server.active_sessions(), "SIGHUP received");
     if loaded.users_sql().is_some() {
         tracing::info!("SIGHUP: users come from PostgreSQL, nothing to reload");
     } else {
-        reload_users_file(server, lmtp, loaded, secret);
+        reload_users_file(server, lmtp, loaded, secret, tokens);
     }
     reload_tls(server, loaded);
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "SIGHUP handled");
@@ -289,10 +300,11 @@ fn reload_users_file(
     lmtp: Option<&LmtpServer>,
     loaded: &Loaded,
     secret: [u8; 32],
+    tokens: Option<&Arc<TokenValidator>>,
 ) {
     match ReloadingPasswdFile::load(loaded.users_path()) {
         Ok(users) => {
-            let users: Arc<dyn pop3_server::Authenticator> = Arc::new(users.with_secret(secret));
+            let users = crate::oauth::with_tokens(Arc::new(users.with_secret(secret)), tokens);
             if let Some(lmtp) = lmtp {
                 lmtp.set_authenticator(Arc::clone(&users));
             }

@@ -57,11 +57,16 @@ impl Mechanism {
     /// Whether the mechanism reveals the password to anyone who can read the exchange
     /// (`PLAIN` and `LOGIN`), so that it should only be offered and used over TLS or loopback
     /// (RFC 4616 §6, RFC 2595 §2.1).
-    ///
-    /// Bearer tokens are credentials too; they are not counted here because a token is scoped
-    /// and short-lived, but the same care applies.
     pub fn sends_password(self) -> bool {
         matches!(self, Self::Plain | Self::Login)
+    }
+
+    /// Whether the mechanism sends an OAuth 2.0 bearer token (`OAUTHBEARER`, `XOAUTH2`):
+    /// anyone who reads the exchange can use the token until it expires, so a server offers
+    /// these, like the password mechanisms, only over TLS or where it allows plaintext
+    /// passwords (RFC 7628 §5: "MUST be used with TLS").
+    pub fn sends_bearer_token(self) -> bool {
+        matches!(self, Self::OAuthBearer | Self::XOAuth2)
     }
 }
 

@@ -10,14 +10,58 @@ use base64::Engine as _;
 use bytes::Buf;
 
 use super::capa::offered_mechanisms;
+use super::config::BearerErrorReport;
 use super::event::{CloseReason, Event, LoginError};
 use super::session::{CommitError, ServerSession, State, Transaction, WrongState};
 use super::snapshot::Snapshot;
 use crate::sasl::{AuthRequest, Mechanism, SaslError, SaslServer, ScramKeys, ServerStep};
 use crate::{RespCode, SaslResponse, Secret, StatusLine};
 
-/// The JSON error an OAUTHBEARER server sends for a refused token (RFC 7628 §3.2.2).
-const BEARER_ERROR: &str = r#"{"status":"invalid_token"}"#;
+/// The JSON error report for a refused token: RFC 7628 §3.2.2's for OAUTHBEARER
+/// (`invalid_token`, with the scope and discovery URL when configured), and for XOAUTH2 the
+/// form Google's servers send (`"status":"401"`, the schemes and the scope).
+fn bearer_error(mechanism: Mechanism, report: &BearerErrorReport) -> String {
+    let mut json = String::from("{");
+    let mut field = |name: &str, value: &str| {
+        if json.len() > 1 {
+            json.push(',');
+        }
+        json_string(&mut json, name);
+        json.push(':');
+        json_string(&mut json, value);
+    };
+    if mechanism == Mechanism::XOAuth2 {
+        field("status", "401");
+        field("schemes", "bearer");
+        if let Some(scope) = &report.scope {
+            field("scope", scope);
+        }
+    } else {
+        field("status", "invalid_token");
+        if let Some(scope) = &report.scope {
+            field("scope", scope);
+        }
+        if let Some(url) = &report.openid_configuration {
+            field("openid-configuration", url);
+        }
+    }
+    json.push('}');
+    json
+}
+
+/// Appends `value` as a JSON string (RFC 8259 §7).
+fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
 
 impl ServerSession {
     fn refuse_plaintext(&mut self) -> bool {
@@ -209,7 +253,8 @@ impl ServerSession {
                 if let Some(mut server) = sasl.filter(|s| {
                     matches!(s.mechanism(), Mechanism::OAuthBearer | Mechanism::XOAuth2)
                 }) {
-                    let step = server.bearer_rejected(BEARER_ERROR);
+                    let report = bearer_error(server.mechanism(), &self.config.bearer_error);
+                    let step = server.bearer_rejected(&report);
                     self.sasl_step(server, step);
                     return Ok(());
                 }

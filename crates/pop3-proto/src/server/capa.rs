@@ -57,5 +57,9 @@ pub(super) fn offered_mechanisms(
     config: &ServerConfig,
     plaintext_allowed: bool,
 ) -> impl Iterator<Item = Mechanism> + '_ {
-    config.sasl_mechanisms.iter().copied().filter(move |m| plaintext_allowed || !m.sends_password())
+    config
+        .sasl_mechanisms
+        .iter()
+        .copied()
+        .filter(move |m| plaintext_allowed || !(m.sends_password() || m.sends_bearer_token()))
 }

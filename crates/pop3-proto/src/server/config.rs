@@ -17,9 +17,9 @@ pub struct ServerConfig {
     pub implementation: Option<String>,
     /// The embedder can run a TLS handshake, so `STLS` is offered before TLS (RFC 2595).
     pub tls_available: bool,
-    /// Plaintext passwords (USER/PASS, AUTH PLAIN and LOGIN) may be sent on this connection
-    /// before TLS. The embedder decides (loopback, or an operator's explicit choice); after TLS
-    /// they are always allowed.
+    /// Plaintext passwords (USER/PASS, AUTH PLAIN and LOGIN) and bearer tokens (OAUTHBEARER,
+    /// XOAUTH2) may be sent on this connection before TLS. The embedder decides (loopback, or
+    /// an operator's explicit choice); after TLS they are always allowed.
     pub plaintext_without_tls: bool,
     /// APOP is offered: the greeting carries a timestamp and `APOP` is accepted. It needs the
     /// users' plaintext-equivalent secrets on the server.
@@ -59,6 +59,19 @@ pub struct ServerConfig {
     /// keep mode, takes every message for new and downloads it again. Refused, such clients
     /// fall back to UIDL.
     pub last_command: bool,
+    /// What the error report for a refused OAUTHBEARER or XOAUTH2 token tells the client
+    /// besides its status (RFC 7628 §3.2.2).
+    pub bearer_error: BearerErrorReport,
+}
+
+/// The optional fields of a refused bearer token's error report (RFC 7628 §3.2.2): where the
+/// client finds out how to get a better token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BearerErrorReport {
+    /// The scope a token needs (`scope`), space-separated.
+    pub scope: Option<String>,
+    /// The authorization server's OpenID Connect discovery URL (`openid-configuration`).
+    pub openid_configuration: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +94,7 @@ impl Default for ServerConfig {
             output_high_water: 64 * 1024,
             languages: vec![(String::from("en"), String::from("English"))],
             last_command: false,
+            bearer_error: BearerErrorReport::default(),
         }
     }
 }

@@ -45,7 +45,7 @@ mod session;
 mod snapshot;
 
 pub use body::BodyFlow;
-pub use config::{Greeting, ServerConfig};
+pub use config::{BearerErrorReport, Greeting, ServerConfig};
 pub use event::{BodyError, CloseReason, Event, LoginError};
 pub use session::{CommitError, Phase, ServerSession, WrongState};
 pub use snapshot::{MessageInfo, Snapshot};
