@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod oauth;
 pub mod peer;
 pub mod postgres;
 pub mod server;
