@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod attack;
+mod authbench;
 mod bench_report;
 mod fetchbench;
 mod lmtpbench;
@@ -35,7 +36,7 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
     "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | \
-                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | lmtpbench [--quick] [--write] | attack>";
+                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | lmtpbench [--quick] [--write] | authbench [--quick] [--write] | attack>";
 
 /// How to get cargo-fuzz, for the messages that need it.
 const GET_CARGO_FUZZ: &str = "cargo install --locked cargo-fuzz (it runs on a nightly \
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Some("fetchbench") => fetchbench::fetchbench(&args[1..]),
         Some("lmtpbench") => lmtpbench::lmtpbench(&args[1..]),
         Some("attack") => attack::attack(&args[1..]),
+        Some("authbench") => authbench::authbench(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pop3_proto::client::{ClientConfig, ClientEvent, ClientSession, Reply, RequestId};
+use pop3_proto::sasl::SaslClient;
 use pop3_proto::{MsgNum, ScanListing};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::Security;
+use super::{Auth, Security};
 
 /// Where and how to connect; shared by every worker.
 #[derive(Clone)]
@@ -174,6 +175,18 @@ impl Conn {
         let p = self.session.pass(pass).map_err(|e| e.to_string())?;
         self.expect_ok(u).await.map_err(|e| format!("USER {user}: {e}"))?;
         self.expect_ok(p).await.map_err(|e| format!("PASS ({user}): {e}"))?;
+        Ok(())
+    }
+
+    /// Logs in as `auth` says: USER/PASS, or SASL with `secret` as the bearer token.
+    pub async fn login_with(&mut self, auth: Auth, user: &str, secret: &str) -> Result<(), Error> {
+        let sasl = match auth {
+            Auth::User => return self.login(user, secret).await,
+            Auth::Oauthbearer => SaslClient::oauthbearer(user, secret, None, None),
+            Auth::Xoauth2 => SaslClient::xoauth2(user, secret, true),
+        };
+        let id = self.session.auth(sasl).map_err(|e| e.to_string())?;
+        self.expect_ok(id).await.map_err(|e| format!("AUTH ({user}): {e}"))?;
         Ok(())
     }
 

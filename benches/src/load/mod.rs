@@ -47,6 +47,17 @@ pub enum Mode {
     Tcp,
 }
 
+/// How each connection logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Auth {
+    /// USER and PASS.
+    User,
+    /// SASL OAUTHBEARER (RFC 7628) with the user's token.
+    Oauthbearer,
+    /// SASL XOAUTH2 with the user's token.
+    Xoauth2,
+}
+
 /// Transport security.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Security {
@@ -99,9 +110,13 @@ pub struct Options {
     /// sessions do not lock each other's maildrop.
     #[arg(long, short = 'u', default_value = "user%n")]
     pub user: String,
-    /// Password of every user.
+    /// Password of every user; with a bearer `--auth`, a file of `USER TOKEN` lines (each
+    /// connection presents its user's token).
     #[arg(long, short = 'p', default_value = "secret")]
     pub pass: String,
+    /// How to log in.
+    #[arg(long, value_enum, default_value = "user")]
+    pub auth: Auth,
     /// Concurrent connections (C).
     #[arg(long, short = 'c', default_value_t = 8)]
     pub concurrency: usize,
@@ -144,6 +159,18 @@ pub struct Options {
 }
 
 impl Options {
+    /// What `user` logs in with: the password, or its token from the `--pass` file.
+    fn secret(&self, user: &str) -> Result<String, String> {
+        if self.auth == Auth::User {
+            return Ok(self.pass.clone());
+        }
+        let text =
+            std::fs::read_to_string(&self.pass).map_err(|e| format!("{}: {e}", self.pass))?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(user)?.strip_prefix(' ').map(str::to_owned))
+            .ok_or_else(|| format!("{}: no token for {user}", self.pass))
+    }
+
     /// Options for `mode` against `target` with the defaults, for tests and tools.
     pub fn new(mode: Mode, target: &str) -> Self {
         use clap::Parser as _;
@@ -329,7 +356,7 @@ async fn run_inner(options: &Options) -> Result<Report, String> {
     for n in 0..options.concurrency {
         let target = Arc::clone(&target);
         let user = options.user.replace("%n", &n.to_string());
-        let pass = options.pass.clone();
+        let pass = options.secret(&user)?;
         let o = options.clone();
         let pipelining = Arc::clone(&pipelining);
         workers.push(tokio::spawn(async move {
@@ -421,7 +448,7 @@ async fn session(
 ) -> Result<(), String> {
     let t0 = Instant::now();
     let mut conn = Conn::open(target).await?;
-    conn.login(user, pass).await?;
+    conn.login_with(o.auth, user, pass).await?;
     let in_window = |t: Instant| t >= measure && t < end;
     match o.mode {
         Mode::Login => {
@@ -516,7 +543,8 @@ async fn idle(options: &Options, target: Arc<Target>) -> Result<Report, String> 
     for n in 0..options.concurrency {
         let target = Arc::clone(&target);
         let user = options.user.replace("%n", &n.to_string());
-        let pass = options.pass.clone();
+        let pass = options.secret(&user)?;
+        let auth = options.auth;
         let ramp = Arc::clone(&ramp);
         let mut go = go.subscribe();
         let (established, done) = (Arc::clone(&established), Arc::clone(&done));
@@ -526,7 +554,7 @@ async fn idle(options: &Options, target: Arc<Target>) -> Result<Report, String> 
             let permit = ramp.acquire_owned().await;
             let conn = timeout(limit, async {
                 let mut c = Conn::open(&target).await?;
-                c.login(&user, &pass).await?;
+                c.login_with(auth, &user, &pass).await?;
                 Ok::<_, String>(c)
             })
             .await

@@ -14,8 +14,9 @@ Test controls (loopback only, never part of a real server):
 Token request extras for the tests: alg (RS256, ES256, EdDSA), expires_in (seconds, may be
 negative for a token that is already expired), aud (another audience).
 
-Usage: oauth_server.py [--tls CERT KEY] [--audience AUD]; prints "READY <port>" once listening
-on 127.0.0.1.
+Usage: oauth_server.py [--tls CERT KEY] [--audience AUD] [--bench-users N]; prints
+"READY <port>" once listening on 127.0.0.1. --bench-users adds user0..user(N-1), password
+"secret", for the load generator (cargo xtask authbench).
 """
 
 import argparse
@@ -291,7 +292,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--audience", default="pop3")
+    parser.add_argument("--bench-users", type=int, default=0)
     args = parser.parse_args()
+    for n in range(args.bench_users):
+        USERS[f"user{n}"] = {"password": "secret", "email": f"user{n}@example.org"}
     AUDIENCE = args.audience
     if not args.tls:
         # Authlib insists on https; plain http is for loopback tests only.
