@@ -120,7 +120,12 @@ fn jwts_of_every_algorithm_log_in_and_bad_ones_are_refused_with_the_error_report
     let test = "jwts_of_every_algorithm_log_in_and_bad_ones_are_refused";
     let Some(idp) = AuthServer::start(test) else { return };
     let Some(other) = AuthServer::start(test) else { return };
-    let daemon = Daemon::start_configured(|c| configured(c, &jwt_section(&idp)));
+    // Logged at trace level: not even there may a token appear.
+    let daemon = Daemon::start_configured(|c| {
+        let traced = c.replace("level = \"info\"", "level = \"trace\"");
+        assert_ne!(traced, c, "the default configuration sets the log level");
+        configured(&traced, &jwt_section(&idp))
+    });
     let addr = daemon.plain.as_str();
     let mut tokens = Vec::new();
     for alg in ["RS256", "ES256", "EdDSA"] {
@@ -180,9 +185,13 @@ fn jwts_of_every_algorithm_log_in_and_bad_ones_are_refused_with_the_error_report
     ] {
         assert!(log.contains(reason), "the log says {reason:?}:\n{log}");
     }
+    assert!(log.contains("DEBUG"), "the log is at debug level or finer");
     for token in tokens.iter().chain([&expired]) {
         let signature = token.rsplit('.').next().unwrap();
         assert!(!log.contains(signature), "a token's signature is in the log");
+        // Nor the SASL message that carried it (as `bearer_login` sends it without a user).
+        let sent = B64.encode(format!("n,,\x01host=127.0.0.1\x01auth=Bearer {token}\x01\x01"));
+        assert!(!log.contains(&sent), "a SASL message with a token is in the log");
     }
     // The keys were fetched once for all of this (the other issuer's key id is not its own).
     assert!(idp.requests().0 <= 2, "JWKS fetched {} times", idp.requests().0);
