@@ -364,8 +364,7 @@ fn render(s: &Settings, cases: &[Case], results: &[Vec<Value>], commands: &[Stri
             let sessions = v["sessions"].as_f64().unwrap_or(0.0);
             v[key].as_f64().map_or(f64::NAN, |cpu| cpu * 1000.0 / sessions.max(1.0))
         };
-        let latency =
-            |v: &Value, i: usize| v["latency_us"][i].as_f64().unwrap_or(f64::NAN) / 1000.0;
+        let latency = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN) / 1000.0;
         let m =
             |f: &dyn Fn(&Value) -> f64| median(runs.iter().map(f).collect()).unwrap_or(f64::NAN);
         let idp = if case.idp_cpu {
@@ -379,8 +378,8 @@ fn render(s: &Settings, cases: &[Case], results: &[Vec<Value>], commands: &[Stri
             case.label,
             m(&rate),
             m(&|v| per_login(v, "server_cpu_s")),
-            m(&|v| latency(v, 0)),
-            m(&|v| latency(v, 2)),
+            m(&|v| latency(v, "p50_us")),
+            m(&|v| latency(v, "p99_us")),
         );
     }
     let _ = writeln!(out, "\nCommands (first round; the token files hold one token per user):\n");
