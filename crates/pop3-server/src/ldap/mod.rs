@@ -386,8 +386,11 @@ impl Inner {
 
     /// `check-config`'s steps on a connection of its own.
     async fn probe(&self) -> Result<(), ProbeError> {
-        let mut conn =
-            self.pool.connect().await.map_err(|message| ProbeError { message, temporary: true })?;
+        let mut conn = self.pool.connect().await.map_err(|message| {
+            // A certificate the settings do not trust is not a passing outage.
+            let temporary = !message.contains("certificate");
+            ProbeError { message, temporary }
+        })?;
         let failed = |e: AuthError| match e {
             AuthError::Temporary(message) => {
                 // A refused service bind, a missing base or a refused search: the settings.
