@@ -297,3 +297,73 @@ fn check_config_says_what_is_wrong() {
     let (code, err) = check_config(&data);
     assert_eq!(code, Some(0), "all good: {err}");
 }
+
+/// USER/PASS logins per second by one client per user (a maildrop is opened by one session
+/// at a time) for `seconds`.
+fn logins_per_second(addr: &str, users: &[&str], password: &str, seconds: u64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let counts: Vec<usize> = std::thread::scope(|scope| {
+        let workers: Vec<_> = users
+            .iter()
+            .map(|user| {
+                scope.spawn(move || {
+                    let mut n = 0;
+                    while Instant::now() < deadline {
+                        let reply = Session::login(addr, user, password);
+                        assert!(reply.starts_with("+OK"), "{reply}");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    counts.iter().sum::<usize>() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A rough figure, not a test: logins per second through pop3d with the users file (the
+/// scheme `pop3d user add` writes) and with LDAP (bind by template over StartTLS; and
+/// search-then-bind over LDAPS), slapd on the same machine, 4 clients. Run on a quiet machine:
+/// `cargo test --release -p pop3d --test ldap -- --ignored --nocapture logins_per_second`.
+#[test]
+#[ignore = "a measurement: run by hand on a quiet machine"]
+fn logins_per_second_ldap_against_the_users_file() {
+    let names = ["u0", "u1", "u2", "u3"];
+    let users: Vec<LdapUser<'_>> = names
+        .iter()
+        .map(|name| LdapUser { name, password: "pw", home: "/nonexistent", mail: name })
+        .collect();
+    let Some(slapd) = Slapd::start("pop3d [ldap] logins/s", &users) else { return };
+    let seconds = 5;
+    let (dir, data) = data_dir("");
+    for name in names {
+        output_ok(&run(&["user", "add", name, "--password-stdin"], &data, b"pw\n"), "user add");
+    }
+    let file = Daemon::serve(dir, data);
+    let file_rate = logins_per_second(&file.plain, &names, "pw", seconds);
+    drop(file);
+
+    let (dir, data) = data_dir(&template_section(&slapd, 5));
+    let template = Daemon::serve(dir, data);
+    let template_rate = logins_per_second(&template.plain, &names, "pw", seconds);
+    drop(template);
+
+    let password_file = slapd.dir().join("service.pw");
+    std::fs::write(&password_file, SERVICE_PASSWORD).unwrap();
+    let (dir, data) = data_dir(&format!(
+        "[ldap]\nurl = \"{}\"\nca_file = \"{}\"\nbase = \"{PEOPLE}\"\nfilter = \"(uid=%u)\"\n\
+         search_dn = \"{SERVICE_DN}\"\nsearch_password_file = \"{}\"\n",
+        slapd.ldaps_url,
+        slapd.ca_file.display(),
+        password_file.display()
+    ));
+    let search = Daemon::serve(dir, data);
+    let search_rate = logins_per_second(&search.plain, &names, "pw", seconds);
+    eprintln!(
+        "logins/s, {} clients, {seconds} s each: users file {file_rate:.0}, LDAP bind_dn over \
+         StartTLS {template_rate:.0}, LDAP search-then-bind over LDAPS {search_rate:.0}",
+        names.len()
+    );
+}
