@@ -137,7 +137,7 @@ impl LdapUsers {
         }
         let inner = Arc::clone(&self.inner);
         let (name, password) = (name.to_owned(), password.to_owned());
-        self.run(async move { inner.check(&name, &password).await })
+        self.run(async move { inner.check(&name, &password).await.map_err(AuthError::from) })
     }
 
     /// `check-config`: connects on a connection of its own, binds as the service account if
@@ -193,7 +193,7 @@ impl Authenticator for LdapUsers {
     fn user(&self, name: &str) -> Result<Option<UserInfo>, AuthError> {
         let inner = Arc::clone(&self.inner);
         let name = name.to_owned();
-        self.run(async move { inner.lookup(&name).await })
+        self.run(async move { inner.lookup(&name).await.map_err(AuthError::from) })
     }
 
     /// Decoys, the same for a name on every connection: LDAP holds no SCRAM keys, so the
@@ -203,9 +203,46 @@ impl Authenticator for LdapUsers {
     }
 }
 
-/// A temporary failure naming the step.
-fn temporary(step: &str, why: impl std::fmt::Display) -> AuthError {
-    AuthError::Temporary(format!("LDAP {step}: {why}"))
+/// Why a step gave no user. Every kind but `Rejected` is `-ERR [SYS/TEMP]` for the client;
+/// `check-config` tells the other two apart (try later, or fix the settings).
+#[derive(Debug)]
+enum Failure {
+    /// Wrong credentials, an unknown user, several entries for one name.
+    Rejected,
+    /// Not reached, no answer in time, a broken connection.
+    Unreachable(String),
+    /// The directory answered with an error: a refused service bind, a missing base, busy.
+    Refused(String),
+}
+
+impl From<Failure> for AuthError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Rejected => AuthError::Rejected,
+            Failure::Unreachable(why) | Failure::Refused(why) => AuthError::Temporary(why),
+        }
+    }
+}
+
+/// The directory answered `step` with an error.
+fn refused(step: &str, why: impl std::fmt::Display) -> Failure {
+    Failure::Refused(format!("LDAP {step}: {why}"))
+}
+
+/// `step` on `dn` answered with an error `result`: busy, unavailable and time limits pass, the
+/// others are the settings' or the directory's.
+fn answered(step: &str, dn: &str, result: &LdapResult) -> Failure {
+    let why = format!("LDAP {step}: {dn:?}: {}", text(result));
+    match result.rc {
+        // timeLimitExceeded, busy, unavailable (RFC 4511 Appendix A.1).
+        3 | 51 | 52 => Failure::Unreachable(why),
+        _ => Failure::Refused(why),
+    }
+}
+
+/// `step` got no answer.
+fn unreachable(step: &str, why: impl std::fmt::Display) -> Failure {
+    Failure::Unreachable(format!("LDAP {step}: {why}"))
 }
 
 impl Inner {
@@ -214,11 +251,11 @@ impl Inner {
         &self,
         step: &str,
         operation: impl std::future::Future<Output = ldap3::result::Result<T>>,
-    ) -> Result<T, AuthError> {
+    ) -> Result<T, Failure> {
         match tokio::time::timeout(self.settings.timeout, operation).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(temporary(step, pool::describe(&e))),
-            Err(_) => Err(temporary(
+            Ok(Err(e)) => Err(unreachable(step, pool::describe(&e))),
+            Err(_) => Err(unreachable(
                 step,
                 format_args!("no answer within {} s", self.settings.timeout.as_secs()),
             )),
@@ -227,7 +264,7 @@ impl Inner {
 
     /// Binds as the service account (or anonymously) unless already bound so: the identity
     /// searches run as.
-    async fn bind_searcher(&self, conn: &mut Conn) -> Result<(), AuthError> {
+    async fn bind_searcher(&self, conn: &mut Conn) -> Result<(), Failure> {
         let (dn, password, bound) = match (&self.settings.search_dn, &self.settings.search_password)
         {
             (Some(dn), Some(password)) => (dn.as_str(), password.as_str(), Bound::Service),
@@ -245,13 +282,13 @@ impl Inner {
                 conn.bound = bound;
                 Ok(())
             }
-            INVALID_CREDENTIALS => Err(temporary(
+            INVALID_CREDENTIALS => Err(refused(
                 "service bind",
                 format_args!(
                     "{dn:?} refused: invalid credentials (search_dn, search_password_file)"
                 ),
             )),
-            _ => Err(temporary("service bind", format_args!("{dn:?}: {}", text(&result)))),
+            _ => Err(answered("service bind", dn, &result)),
         }
     }
 
@@ -260,7 +297,7 @@ impl Inner {
         &self,
         conn: &mut Conn,
         name: &str,
-    ) -> Result<Option<(String, Option<PathBuf>)>, AuthError> {
+    ) -> Result<Option<(String, Option<PathBuf>)>, Failure> {
         self.bind_searcher(conn).await?;
         let (scope, base, filter) = match &self.settings.find {
             Find::Search { base, filter } => (
@@ -286,9 +323,9 @@ impl Inner {
             // The templated DN does not exist: an unknown user.
             (NO_SUCH_OBJECT, Find::Template(_)) => return Ok(None),
             (NO_SUCH_OBJECT, Find::Search { .. }) => {
-                return Err(temporary("search", format_args!("base {base:?} does not exist")))
+                return Err(refused("search", format_args!("base {base:?} does not exist")))
             }
-            _ => return Err(temporary("search", format_args!("{base:?}: {}", text(&result)))),
+            _ => return Err(answered("search", &base, &result)),
         }
         let mut entries: Vec<SearchEntry> =
             entries.into_iter().filter(|e| !e.is_ref()).map(SearchEntry::construct).collect();
@@ -299,7 +336,7 @@ impl Inner {
                 ?dns,
                 "LDAP: several entries match the filter; login refused (make the filter unique)"
             );
-            return Err(AuthError::Rejected);
+            return Err(Failure::Rejected);
         }
         let Some(entry) = entries.pop() else { return Ok(None) };
         let home = self.settings.home_attribute.as_ref().and_then(|wanted| {
@@ -314,8 +351,8 @@ impl Inner {
     }
 
     /// The password check: find the DN, bind as it, read the home if it is wanted.
-    async fn check(&self, name: &str, password: &str) -> Result<UserInfo, AuthError> {
-        let mut lease = self.pool.lease().await?;
+    async fn check(&self, name: &str, password: &str) -> Result<UserInfo, Failure> {
+        let mut lease = self.pool.lease().await.map_err(Failure::Unreachable)?;
         let (dn, mut home) = match &self.settings.find {
             Find::Template(template) => {
                 (escape::substitute(template, &escape::dn_value(name)), None)
@@ -325,7 +362,7 @@ impl Inner {
                 None => {
                     tracing::debug!(user = name, "LDAP: no entry matches");
                     lease.keep();
-                    return Err(AuthError::Rejected);
+                    return Err(Failure::Rejected);
                 }
             },
         };
@@ -338,9 +375,9 @@ impl Inner {
             INVALID_CREDENTIALS => {
                 tracing::debug!(user = name, "LDAP: invalid credentials");
                 lease.keep();
-                return Err(AuthError::Rejected);
+                return Err(Failure::Rejected);
             }
-            _ => return Err(temporary("bind", format_args!("{dn:?}: {}", text(&result)))),
+            _ => return Err(answered("bind", &dn, &result)),
         }
         if matches!(self.settings.find, Find::Template(_)) && self.settings.home_attribute.is_some()
         {
@@ -352,17 +389,13 @@ impl Inner {
     }
 
     /// The home attribute of the entry `dn`, read as whoever the connection is bound as.
-    async fn read_home(
-        &self,
-        lease: &mut Lease<'_>,
-        dn: &str,
-    ) -> Result<Option<PathBuf>, AuthError> {
+    async fn read_home(&self, lease: &mut Lease<'_>, dn: &str) -> Result<Option<PathBuf>, Failure> {
         let Some(wanted) = &self.settings.home_attribute else { return Ok(None) };
         let conn = lease.conn();
         let search = conn.ldap.search(dn, Scope::Base, "(objectClass=*)", vec![wanted.as_str()]);
         let ldap3::SearchResult(entries, result) = self.op("reading the home", search).await?;
         if result.rc != 0 {
-            return Err(temporary("reading the home", format_args!("{dn:?}: {}", text(&result))));
+            return Err(answered("reading the home", dn, &result));
         }
         Ok(entries.into_iter().filter(|e| !e.is_ref()).map(SearchEntry::construct).find_map(
             |entry| {
@@ -377,8 +410,8 @@ impl Inner {
     }
 
     /// A lookup without a password (local delivery, token logins).
-    async fn lookup(&self, name: &str) -> Result<Option<UserInfo>, AuthError> {
-        let mut lease = self.pool.lease().await?;
+    async fn lookup(&self, name: &str) -> Result<Option<UserInfo>, Failure> {
+        let mut lease = self.pool.lease().await.map_err(Failure::Unreachable)?;
         let found = self.find(lease.conn(), name).await?;
         lease.keep();
         Ok(found.map(|(_, home)| UserInfo { name: name.to_owned(), home }))
@@ -391,15 +424,10 @@ impl Inner {
             let temporary = !message.contains("certificate");
             ProbeError { message, temporary }
         })?;
-        let failed = |e: AuthError| match e {
-            AuthError::Temporary(message) => {
-                // A refused service bind, a missing base or a refused search: the settings.
-                let temporary = message.contains("no answer within")
-                    || message.contains("I/O error")
-                    || message.contains("connection");
-                ProbeError { message, temporary }
-            }
-            AuthError::Rejected => ProbeError {
+        let failed = |failure: Failure| match failure {
+            Failure::Unreachable(message) => ProbeError { message, temporary: true },
+            Failure::Refused(message) => ProbeError { message, temporary: false },
+            Failure::Rejected => ProbeError {
                 message: format!(
                     "LDAP search: several entries match the filter for {NOBODY:?}: the filter is \
                      too wide"

@@ -160,15 +160,16 @@ impl Pool {
         }
     }
 
-    /// A connection of the pool, or a new one; waits at most the timeout for a free one.
-    pub(super) async fn lease(&self) -> Result<Lease<'_>, AuthError> {
+    /// A connection of the pool, or a new one; waits at most the timeout for a free one. The
+    /// error says why none could be had (every one busy, or the directory not reached).
+    pub(super) async fn lease(&self) -> Result<Lease<'_>, String> {
         let permit = tokio::time::timeout(self.timeout, self.permits.acquire())
             .await
             .map_err(|_| {
-                AuthError::Temporary(format!(
+                format!(
                     "LDAP: every pooled connection stayed busy for {} s",
                     self.timeout.as_secs()
-                ))
+                )
             })?
             .expect("the pool's semaphore is never closed");
         let reused = loop {
@@ -185,7 +186,7 @@ impl Pool {
         };
         let conn = match reused {
             Some(conn) => conn,
-            None => self.connect().await.map_err(AuthError::Temporary)?,
+            None => self.connect().await?,
         };
         Ok(Lease { pool: self, conn: Some(conn), _permit: permit })
     }
