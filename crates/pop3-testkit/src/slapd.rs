@@ -51,6 +51,9 @@ pub struct Slapd {
     /// The CA that issued slapd's certificate, PEM.
     pub ca_file: PathBuf,
     log: PathBuf,
+    binary: PathBuf,
+    conf: PathBuf,
+    ports: [u16; 2],
     // Last: removed after slapd stopped.
     dir: tempfile::TempDir,
 }
@@ -166,22 +169,48 @@ impl Slapd {
         let (plain, tls) = (free_port(), free_port());
         let ldap_url = format!("ldap://127.0.0.1:{plain}");
         let ldaps_url = format!("ldaps://127.0.0.1:{tls}");
+        let conf = conf.clone();
         let log = root.join("slapd.log");
-        let log_file = std::fs::File::create(&log).unwrap();
+        let mut slapd = Self {
+            child: None,
+            ldap_url,
+            ldaps_url,
+            ca_file,
+            log,
+            binary: slapd,
+            conf,
+            ports: [plain, tls],
+            dir,
+        };
+        slapd.spawn();
+        Some(slapd)
+    }
+
+    fn spawn(&mut self) {
+        let log_file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let [plain, tls] = self.ports;
+        let urls = format!("ldap://127.0.0.1:{plain}/ ldaps://127.0.0.1:{tls}/");
         // -d: in the foreground (no fork), so the child is slapd itself: kill and SIGSTOP
         // reach it. Level 0 logs little beyond errors.
-        let child = Command::new(&slapd)
+        let child = Command::new(&self.binary)
             .arg("-f")
-            .arg(&conf)
-            .args(["-h", &format!("{ldap_url}/ {ldaps_url}/"), "-d", "0"])
+            .arg(&self.conf)
+            .args(["-h", &urls, "-d", "0"])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()
             .expect("slapd starts");
-        let mut slapd = Self { child: Some(child), ldap_url, ldaps_url, ca_file, log, dir };
-        slapd.wait_ready(&[plain, tls]);
-        Some(slapd)
+        self.child = Some(child);
+        self.wait_ready(&[plain, tls]);
+    }
+
+    /// Starts slapd again after [`Slapd::kill`], on the same ports with the same data: a
+    /// directory that came back.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
     }
 
     fn wait_ready(&mut self, ports: &[u16]) {

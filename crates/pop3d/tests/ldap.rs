@@ -229,6 +229,10 @@ fn a_dead_stalled_or_garbled_directory_is_a_temporary_failure_never_a_login() {
     let (code, err) = check_config(&data);
     assert_eq!(code, Some(75), "unreachable: {err}");
     assert!(err.contains("connecting to") && err.contains(&ldap_url), "{err}");
+    // Back again: the broken connections were dropped, new ones are made; no restart.
+    slapd.restart();
+    let back = timed_login(&addr, "alice", "alice pw", bound);
+    assert!(back.starts_with("+OK"), "after a restart: {back}\n{}", daemon.log());
     drop(daemon);
 
     // Garbage: a peer that answers junk to anything.
