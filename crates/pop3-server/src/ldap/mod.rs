@@ -526,6 +526,17 @@ mod tests {
             digest: Secret::new("00".into()),
         };
         assert_eq!(users.authenticate(&cram), Err(AuthError::Rejected));
+        let bearer = AuthRequest::Bearer {
+            mechanism: pop3_proto::sasl::Mechanism::OAuthBearer,
+            username: "alice".into(),
+            token: Secret::new("token".into()),
+        };
+        assert_eq!(users.authenticate(&bearer), Err(AuthError::Rejected), "not a password");
+        // Unreachable directory: a password that is not UTF-8 is refused without asking it,
+        // and a SCRAM-verified user is only looked up (which fails here).
+        assert_eq!(users.authenticate(&password("alice", b"\xff\xfe")), Err(AuthError::Rejected));
+        let verified = AuthRequest::Verified { username: "alice".into(), authzid: None };
+        assert!(matches!(users.authenticate(&verified), Err(AuthError::Temporary(_))));
         let keys = users.scram_keys("alice").unwrap();
         assert_eq!(Some(keys), users.scram_keys("alice"), "stable decoys");
         assert_ne!(users.scram_keys("alice"), users.scram_keys("bob"));
