@@ -84,7 +84,8 @@ impl LdapSection {
         if self.search_dn.is_some() != self.search_password_file.is_some() {
             return Err("[ldap]: search_dn and search_password_file go together".into());
         }
-        let placeholder = self.search_dn.as_ref().map(|_| String::new());
+        // The file is read when the backend is made; a stand-in until then.
+        let placeholder = self.search_dn.as_ref().map(|_| "not read yet".to_owned());
         self.settings(loaded, placeholder)?.validate().map_err(|e| format!("[ldap] {e}"))
     }
 }
@@ -147,6 +148,17 @@ mod tests {
         assert!(parse(&with_sql).unwrap_err().contains("[users] sql and [ldap]"));
         let unknown = format!("{template}password = \"x\"\n");
         assert!(parse(&unknown).unwrap_err().contains("unknown field"));
+    }
+
+    #[test]
+    fn an_empty_password_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ldap.pw"), "\n").unwrap();
+        let text = "[server]\nlisten = [\"127.0.0.1:1110\"]\n[ldap]\nurl = \"ldaps://h\"\n\
+                    bind_dn = \"uid=%u\"\nsearch_dn = \"cn=s\"\nsearch_password_file = \"ldap.pw\"\n";
+        let loaded = Loaded::parse(&dir.path().join("pop3d.toml"), text).unwrap();
+        let e = loaded.users_ldap().unwrap().unwrap_err();
+        assert!(e.contains("search_password_file is empty"), "{e}");
     }
 
     #[test]

@@ -270,10 +270,7 @@ impl Inner {
             (Some(dn), Some(password)) => (dn.as_str(), password.as_str(), Bound::Service),
             _ => ("", "", Bound::Anonymous),
         };
-        if conn.bound == bound && bound == Bound::Service {
-            return Ok(());
-        }
-        if conn.bound == Bound::Anonymous && bound == Bound::Anonymous {
+        if conn.bound == bound {
             return Ok(());
         }
         let result = self.op("service bind", conn.ldap.simple_bind(dn, password)).await?;

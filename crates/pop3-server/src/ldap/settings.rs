@@ -121,6 +121,10 @@ impl LdapSettings {
         if self.search_dn.is_some() != self.search_password.is_some() {
             return Err("search_dn and search_password_file go together".into());
         }
+        if self.search_password.as_deref() == Some("") {
+            // RFC 4513 §5.1.2: with no password the service bind would be unauthenticated.
+            return Err("search_password_file is empty".into());
+        }
         if self.pool_size == 0 {
             return Err("pool_size must be at least 1".into());
         }
@@ -247,6 +251,8 @@ mod tests {
         let mut s = template("ldaps://h");
         s.search_dn = Some("cn=svc".into());
         assert!(s.validate().unwrap_err().contains("search_password_file"));
+        s.search_password = Some(String::new());
+        assert!(s.validate().unwrap_err().contains("is empty"));
         s.search_password = Some("pw".into());
         assert!(s.validate().is_ok());
         assert!(!format!("{s:?}").contains("\"pw\""), "the password is not shown");
