@@ -33,6 +33,8 @@
 mod auth;
 mod conn;
 mod crammd5;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 mod limits;
 pub mod lmtp;
 mod mailbox;
@@ -58,6 +60,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthError, Authenticator, Offers, UserInfo};
+#[cfg(feature = "ldap")]
+pub use ldap::{LdapSettings, LdapUsers};
 pub use limits::ConnectionLimits;
 pub use lmtp::{LmtpServer, LmtpSettings};
 pub use mailbox::{valid_username, MailFormat, MailLocation, Mailboxes, StoreMailboxes};

@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod peer;
 pub mod postgres;
 pub mod server;
+pub mod slapd;
 
 /// What the protocol layer transmits for a stored message, before dot-stuffing (RFC 1939 §3:
 /// lines end in CRLF): every bare LF becomes CRLF, and an unterminated last line is completed

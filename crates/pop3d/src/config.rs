@@ -154,6 +154,30 @@ level = "info"
 # Connections each node keeps for sessions and deliveries (besides one for maildrop locks);
 # each is borrowed for one short step, so a few serve thousands of sessions.
 # pool_size = 16
+
+# [ldap]
+# Users from an LDAP directory instead of the users file (this section's presence chooses it).
+# Passwords are checked by binding as the user; the directory compares the hash.
+# url = "ldaps://ldap.example.org"
+# Or ldap:// with StartTLS. ldap:// without TLS only to a loopback host, or with
+# allow_plaintext = true (passwords would then cross the network in clear).
+# starttls = false
+# CAs to trust (PEM) instead of the system's roots.
+# ca_file = "/etc/pop3d/ldap-ca.pem"
+# Either a DN template (%u = the user name, escaped for a DN)...
+# bind_dn = "uid=%u,ou=people,dc=example,dc=org"
+# ...or search-then-bind: one entry under base matching filter (%u escaped for a filter),
+# searched as search_dn (its password in a file, first line) or anonymously.
+# base = "ou=people,dc=example,dc=org"
+# filter = "(&(objectClass=inetOrgPerson)(uid=%u))"
+# search_dn = "cn=pop3d,ou=services,dc=example,dc=org"
+# search_password_file = "/etc/pop3d/ldap.pw"
+# The attribute giving [mail] location's %h.
+# home_attribute = "homeDirectory"
+# Connections to the directory, each used by one login at a time.
+# pool_size = 8
+# Seconds allowed for connecting and for each operation; past it: -ERR [SYS/TEMP].
+# timeout = 5
 "#;
 
 /// The maildrops as POP3 sessions open them, and the same store as a storage backend.
@@ -177,6 +201,8 @@ pub struct FileConfig {
     pub lmtp: Option<LmtpSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth: Option<crate::oauth::OAuthSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<crate::ldap::LdapSection>,
 }
 
 /// `[lmtp]`: the LMTP delivery listeners. Left out, or without `listen` and `socket`, there
@@ -487,6 +513,12 @@ impl Loaded {
             if !sql.contains("$1") {
                 return Err("[users] sql: the query must take the user name as $1".into());
             }
+        }
+        if let Some(ldap) = &f.ldap {
+            if f.users.sql.is_some() {
+                return Err("[users] sql and [ldap] both name the users: keep one".into());
+            }
+            ldap.validate(self)?;
         }
         proxy_from(&f.server)?;
         if f.server.listen.is_empty() && f.server.listen_tls.is_empty() {

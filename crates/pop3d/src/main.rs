@@ -8,6 +8,7 @@
 
 mod config;
 mod deliver;
+mod ldap;
 mod lmtp;
 mod migrate;
 mod oauth;
@@ -240,6 +241,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Some(Command::User { action }) => {
             let (loaded, _) = configuration(&cli, true)?;
+            if loaded.file.ldap.is_some() {
+                let shown = loaded.path.display();
+                return Err((
+                    exit::CONFIG,
+                    format!("{shown}: users come from LDAP ([ldap]): manage them there"),
+                ));
+            }
             if loaded.file.users.sql.is_some() {
                 let shown = loaded.path.display();
                 return Err((
@@ -343,8 +351,10 @@ fn migrate(
     let dovecot = loaded.mail_location().dovecot_uidl_format;
     let source = migrate::Source::parse(from, dovecot).map_err(|e| (exit::USAGE, e))?;
     let target = loaded.mailboxes().map_err(|e| (exit::CONFIG, e))?;
-    let users: Box<dyn pop3_server::Authenticator> = match loaded.users_sql() {
-        Some(sql) if !all => Box::new(sql),
+    let users: Box<dyn pop3_server::Authenticator> = match (loaded.users_ldap(), loaded.users_sql())
+    {
+        (Some(ldap), _) if !all => Box::new(ldap.map_err(|e| (exit::CONFIG, e))?),
+        (_, Some(sql)) if !all => Box::new(sql),
         _ => {
             let path = users_file.map_or_else(|| loaded.users_path(), Path::to_owned);
             Box::new(
@@ -505,9 +515,11 @@ fn create_maildrop(loaded: &Loaded, user: &pop3_server::UserInfo) -> Result<(), 
 fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Failure> {
     // An MTA must requeue on a configuration problem, not bounce.
     let (loaded, _) = configuration(cli, false).map_err(|(_, e)| (exit::TEMPFAIL, e))?;
-    let users: Box<dyn pop3_server::Authenticator> = match loaded.users_sql() {
-        Some(sql) => Box::new(sql),
-        None => Box::new(
+    let users: Box<dyn pop3_server::Authenticator> = match (loaded.users_ldap(), loaded.users_sql())
+    {
+        (Some(ldap), _) => Box::new(ldap.map_err(|e| (exit::TEMPFAIL, e))?),
+        (None, Some(sql)) => Box::new(sql),
+        (None, None) => Box::new(
             pop3_server::PasswdFile::load(loaded.users_path())
                 .map_err(|e| (exit::TEMPFAIL, e.to_string()))?,
         ),
@@ -536,10 +548,20 @@ fn deliver(cli: &Cli, names: &[String], sender: Option<String>) -> Result<u8, Fa
 fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     let users_path = loaded.users_path();
     let users =
-        match loaded.users_sql() {
+        match (loaded.users_ldap(), loaded.users_sql()) {
+            // Connects, binds as the service account if any, looks a name no one has up: a
+            // directory that cannot be reached is 75, wrong settings 78.
+            (Some(ldap), _) => {
+                let ldap = ldap.map_err(|e| (exit::CONFIG, e))?;
+                if let Err(e) = ldap.probe() {
+                    let code = if e.temporary { exit::TEMPFAIL } else { exit::CONFIG };
+                    return Err((code, format!("[ldap] {e}")));
+                }
+                pop3_server::PasswdFile::parse("").map_err(|e| (exit::SOFTWARE, e.to_string()))?
+            }
             // The query runs once, for a name no user has: a query PostgreSQL refuses is 78, a
             // database that cannot be reached 75.
-            Some(sql) => match sql.probe() {
+            (None, Some(sql)) => match sql.probe() {
                 Ok(()) => pop3_server::PasswdFile::parse("")
                     .map_err(|e| (exit::SOFTWARE, e.to_string()))?,
                 Err(e) => {
@@ -547,7 +569,7 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
                     return Err((code, format!("[users] sql: {e}")));
                 }
             },
-            None => pop3_server::PasswdFile::load(&users_path)
+            (None, None) => pop3_server::PasswdFile::load(&users_path)
                 .map_err(|e| (exit::CONFIG, e.to_string()))?,
         };
     for warning in users.warnings() {
@@ -566,7 +588,10 @@ fn check_config(loaded: &Loaded) -> Result<u8, Failure> {
     if let Some(database) = database {
         println!("#        postgresql = {database}");
     }
-    println!("# paths: users = {}", users_path.display());
+    match &loaded.file.ldap {
+        Some(ldap) => println!("# paths: users = LDAP {} (reachable, search works)", ldap.url),
+        None => println!("# paths: users = {}", users_path.display()),
+    }
     match loaded.tls_paths() {
         Some((cert, key)) => println!("#        tls = {} + {}", cert.display(), key.display()),
         None => println!("#        tls = none (no [tls]: no STLS, no POP3S)"),

@@ -251,12 +251,17 @@ fn server_secret(loaded: &Loaded) -> [u8; 32] {
     }
 }
 
-/// The users backend: `[users] sql` against PostgreSQL (contacted at the first login), or the
-/// users file, followed as it changes.
+/// The users backend: `[ldap]` or `[users] sql` against PostgreSQL (contacted at the first
+/// login), or the users file, followed as it changes.
 fn authenticator(
     loaded: &Loaded,
     secret: [u8; 32],
 ) -> Result<Arc<dyn pop3_server::Authenticator>, Failure> {
+    if let Some(ldap) = loaded.users_ldap() {
+        let ldap = ldap.map_err(|e| (exit::CONFIG, e))?;
+        tracing::info!("users from LDAP ([ldap])");
+        return Ok(Arc::new(ldap.with_secret(secret)));
+    }
     if let Some(sql) = loaded.users_sql() {
         tracing::info!("users from PostgreSQL ([users] sql)");
         return Ok(Arc::new(sql.with_secret(secret)));
@@ -286,7 +291,9 @@ fn reload(
 ) {
     let started = std::time::Instant::now();
     tracing::debug!(sessions = server.active_sessions(), "SIGHUP received");
-    if loaded.users_sql().is_some() {
+    if loaded.file.ldap.is_some() {
+        tracing::info!("SIGHUP: users come from LDAP, nothing to reload");
+    } else if loaded.users_sql().is_some() {
         tracing::info!("SIGHUP: users come from PostgreSQL, nothing to reload");
     } else {
         reload_users_file(server, lmtp, loaded, secret, tokens);
