@@ -241,6 +241,11 @@ impl Slapd {
         rustix::process::Pid::from_child(child)
     }
 
+    /// slapd's process id (for its CPU time in a benchmark), while it runs.
+    pub fn process_id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops slapd at once (SIGKILL): a directory that went away.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
