@@ -495,3 +495,28 @@ fn curl_mpop_and_pop3_log_in_with_tokens_over_tls() {
     }
     assert!(daemon.log().contains("logged in method=\"XOAUTH2\""));
 }
+
+#[test]
+fn tokens_name_users_the_ldap_directory_knows() {
+    use pop3_testkit::slapd::{LdapUser, Slapd, PEOPLE};
+    let test = "tokens_name_users_the_ldap_directory_knows";
+    let Some(idp) = AuthServer::start(test) else { return };
+    let alice = LdapUser { name: "alice", password: "ldap-pw", home: "/nonexistent", mail: "a" };
+    let Some(slapd) = Slapd::start(test, &[alice]) else { return };
+    let ldap = format!(
+        "\n[ldap]\nurl = \"{}\"\nstarttls = true\nca_file = \"{}\"\nbind_dn = \"uid=%u,{PEOPLE}\"\n",
+        slapd.ldap_url,
+        slapd.ca_file.display()
+    );
+    // Delivered to alice through the directory's lookup, then logged in by token or password.
+    let daemon = Daemon::start_configured(|c| configured(c, &jwt_section(&idp)) + &ldap);
+    let addr = daemon.plain.as_str();
+    assert!(bearer_login(addr, false, "", &idp.token("alice", "pop3", &[])).ok());
+    let outcome = bearer_login(addr, true, "carol", &idp.token("carol", "pop3", &[]));
+    assert!(
+        outcome.status.starts_with("-ERR [AUTH]"),
+        "carol is not in the directory: {outcome:?}"
+    );
+    assert!(common::Session::login(addr, "alice", "ldap-pw").starts_with("+OK"));
+    assert!(daemon.log().contains("names no known user token_user=carol"));
+}
