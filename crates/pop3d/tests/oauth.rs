@@ -520,3 +520,38 @@ fn tokens_name_users_the_ldap_directory_knows() {
     assert!(common::Session::login(addr, "alice", "ldap-pw").starts_with("+OK"));
     assert!(daemon.log().contains("names no known user token_user=carol"));
 }
+
+#[test]
+fn keys_from_a_jwks_file() {
+    let test = "keys_from_a_jwks_file";
+    let Some(idp) = AuthServer::start(test) else { return };
+    let files = tempfile::tempdir().unwrap();
+    let jwks = files.path().join("jwks.json");
+    if !peer("curl", "curl") {
+        return;
+    }
+    let out =
+        Command::new("curl").args(["-s", "-S", &format!("{}/jwks", idp.issuer)]).output().unwrap();
+    output_ok(&out, "curl fetches the JWKS");
+    std::fs::write(&jwks, &out.stdout).unwrap();
+    let section = format!(
+        "issuer = \"{}\"\naudience = [\"pop3\"]\nuser_claim = \"preferred_username\"\n\
+         jwks_file = \"{}\"\n",
+        idp.issuer,
+        jwks.display()
+    );
+    let daemon = Daemon::start_configured(|c| configured(c, &section));
+    let fetched = idp.requests().0;
+    assert!(bearer_login(
+        &daemon.plain,
+        false,
+        "",
+        &idp.token("alice", "pop3", &[("alg", "EdDSA")])
+    )
+    .ok());
+    assert_eq!(idp.requests().0, fetched, "the keys came from the file, not the issuer");
+    let out = run(&["check-config"], &daemon.data, b"");
+    output_ok(&out, "check-config");
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("3 signing keys from {}", jwks.display())));
+}
