@@ -396,20 +396,11 @@ struct RunResult {
 }
 
 fn load(env: &Env, args: &[String]) -> Result<RunResult> {
-    let mut c = Command::new(&env.load);
-    c.args(args).arg("--json");
-    let shown = format!("pop3-load {}", args.join(" "));
-    eprintln!("==> {shown}");
-    let out = c.output().map_err(|e| format!("{shown}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| {
-        format!("{shown}: no report ({})", String::from_utf8_lossy(&out.stderr).trim())
-    })?;
-    let json: Value = serde_json::from_str(line).map_err(|e| format!("{shown}: {e}"))?;
+    let (command, json) = load_report(&env.load, args)?;
     if json["errors"].as_u64() != Some(0) {
         eprintln!("    errors: {} (first: {})", json["errors"], json["first_error"]);
     }
-    Ok(RunResult { command: shown, json })
+    Ok(RunResult { command, json })
 }
 
 /// A benchmark case: a label and the pop3-load arguments (target and PID are added).
@@ -489,18 +480,7 @@ fn num(v: &Value, key: &str) -> Option<f64> {
 pub fn loadtest(args: &[String]) -> Result {
     let s = settings(args)?;
     if s.build {
-        run(cargo_with(&[
-            "build",
-            "--release",
-            "-p",
-            "pop3d",
-            "-p",
-            "pop3-benches",
-            "--bin",
-            "pop3d",
-            "--bin",
-            "pop3-load",
-        ]))?;
+        build_pop3d_and_load()?;
     }
     let release = release_dir();
     let dovecot = sh("command -v dovecot || ls /usr/sbin/dovecot").ok().map(PathBuf::from);
@@ -517,16 +497,7 @@ pub fn loadtest(args: &[String]) -> Result {
         load: release.join("pop3-load"),
         dovecot,
     };
-    let result = measure(&s, &env).and_then(|doc| {
-        println!("{doc}");
-        if s.write {
-            write_doc(&doc)?;
-            eprintln!("xtask: wrote docs/performance.md");
-        } else {
-            eprintln!("xtask: docs/performance.md left as it is (--write updates it)");
-        }
-        Ok(())
-    });
+    let result = measure(&s, &env).and_then(|doc| publish(&doc, s.write, (SECTION, BEGIN, END)));
     if s.keep {
         eprintln!("xtask: kept {}", dir.display());
     } else {
@@ -827,12 +798,53 @@ fn render(
     out
 }
 
-fn write_doc(generated: &str) -> Result {
-    write_generated(SECTION, BEGIN, END, generated)
-}
-
 /// Replaces the text between `begin` and `end` in `docs/performance.md` with `generated`
 /// (or adds it, under `section`, at the end).
+/// Prints generated figures; with `write`, also puts them into `docs/performance.md` between
+/// `begin` and `end` under `section` (opt-in: a quick or local run must not replace the
+/// published figures).
+pub(crate) fn publish(doc: &str, write: bool, (section, begin, end): (&str, &str, &str)) -> Result {
+    println!("{doc}");
+    if write {
+        write_generated(section, begin, end, doc)?;
+        eprintln!("xtask: wrote docs/performance.md");
+    } else {
+        eprintln!("xtask: docs/performance.md left as it is (--write updates it)");
+    }
+    Ok(())
+}
+
+/// Builds the release pop3d and the load generator.
+pub(crate) fn build_pop3d_and_load() -> Result {
+    run(cargo_with(&[
+        "build",
+        "--release",
+        "-p",
+        "pop3d",
+        "-p",
+        "pop3-benches",
+        "--bin",
+        "pop3d",
+        "--bin",
+        "pop3-load",
+    ]))
+}
+
+/// Runs `pop3-load ARGS --json` and returns the command line shown and its report.
+pub(crate) fn load_report(load: &Path, args: &[String]) -> Result<(String, Value)> {
+    let mut c = Command::new(load);
+    c.args(args).arg("--json");
+    let shown = format!("pop3-load {}", args.join(" "));
+    eprintln!("==> {shown}");
+    let out = c.output().map_err(|e| format!("{shown}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| {
+        format!("{shown}: no report ({})", String::from_utf8_lossy(&out.stderr).trim())
+    })?;
+    let json: Value = serde_json::from_str(line).map_err(|e| format!("{shown}: {e}"))?;
+    Ok((shown, json))
+}
+
 pub(crate) fn write_generated(section: &str, begin: &str, end: &str, generated: &str) -> Result {
     let path = root().join("docs").join("performance.md");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
