@@ -609,6 +609,14 @@ impl Loaded {
         if l.listen.is_empty() && l.socket.is_none() {
             return None;
         }
+        Some((self.lmtp_settings(), l.socket.as_ref().map(|p| self.resolve(p))))
+    }
+
+    /// The LMTP settings of `[lmtp]`, or the defaults without it (for listeners systemd
+    /// passes).
+    pub fn lmtp_settings(&self) -> pop3_server::LmtpSettings {
+        let default = LmtpSection::default();
+        let l = self.file.lmtp.as_ref().unwrap_or(&default);
         let session = pop3_server::lmtp::LmtpConfig {
             hostname: self.file.server.hostname.clone(),
             max_message_size: l.max_message_size,
@@ -616,8 +624,7 @@ impl Loaded {
             idle_timeout: Duration::from_secs(l.idle_timeout),
             ..pop3_server::lmtp::LmtpConfig::default()
         };
-        let settings = pop3_server::LmtpSettings { session, max_connections: l.max_connections };
-        Some((settings, l.socket.as_ref().map(|p| self.resolve(p))))
+        pop3_server::LmtpSettings { session, max_connections: l.max_connections }
     }
 
     /// A path from the file, relative to the file's directory.

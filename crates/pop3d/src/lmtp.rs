@@ -14,7 +14,9 @@ use crate::{exit, Failure};
 pub struct Bound {
     settings: LmtpSettings,
     tcp: Vec<std::net::TcpListener>,
-    unix: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    /// Unix-domain listeners, with the socket file pop3d made (and removes at shutdown);
+    /// `None` for one systemd passed.
+    unix: Vec<(std::os::unix::net::UnixListener, Option<PathBuf>)>,
 }
 
 /// Binds what `[lmtp]` asks for; `None` when it asks for nothing (the default).
@@ -29,10 +31,24 @@ pub fn bind(loaded: &Loaded) -> Result<Option<Bound>, Failure> {
     }
     let mode = loaded.file.lmtp.as_ref().map_or(0o660, |l| l.socket_mode);
     let unix = match socket {
-        Some(path) => Some((bind_unix(&path, mode)?, path)),
-        None => None,
+        Some(path) => vec![(bind_unix(&path, mode)?, Some(path))],
+        None => Vec::new(),
     };
     Ok(Some(Bound { settings, tcp, unix }))
+}
+
+/// The LMTP listeners systemd passed (socket activation), with `[lmtp]`'s settings (or the
+/// defaults); `None` when none was passed. The socket files belong to systemd: never removed.
+pub fn adopt(
+    loaded: &Loaded,
+    tcp: Vec<std::net::TcpListener>,
+    unix: Vec<std::os::unix::net::UnixListener>,
+) -> Option<Bound> {
+    if tcp.is_empty() && unix.is_empty() {
+        return None;
+    }
+    let settings = loaded.lmtp_settings();
+    Some(Bound { settings, tcp, unix: unix.into_iter().map(|l| (l, None)).collect() })
 }
 
 /// Binds a Unix-domain socket at `path` with `mode`. A socket file left by an earlier run
@@ -106,17 +122,25 @@ pub fn start(
         });
     }
     let mut socket = None;
-    if let Some((listener, path)) = bound.unix {
+    for (listener, path) in bound.unix {
+        let shown = match &path {
+            Some(path) => path.display().to_string(),
+            None => listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_else(|| "(passed by systemd)".into()),
+        };
         let listener = tokio::net::UnixListener::from_std(listener)
             .map_err(|e| (exit::OSERR, format!("LMTP socket: {e}")))?;
-        announced.push(format!("unix:{}", path.display()));
+        announced.push(format!("unix:{shown}"));
         let server = server.clone();
         tokio::spawn(async move {
             if let Err(error) = server.serve_unix(listener).await {
                 tracing::error!(%error, "LMTP socket listener failed");
             }
         });
-        socket = Some(path);
+        socket = socket.or(path);
     }
     Ok(Running { server, announced, socket })
 }

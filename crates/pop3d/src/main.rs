@@ -15,6 +15,7 @@ mod oauth;
 mod privdrop;
 mod secret;
 mod serve;
+mod systemd;
 mod users;
 
 use std::io::IsTerminal;

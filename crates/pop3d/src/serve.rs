@@ -129,13 +129,33 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         Ok::<_, Failure>(listener)
     };
     let mut listeners = Vec::new();
-    for addr in &server_section.listen {
-        listeners.push((bind(addr)?, ListenerKind::Plain, *addr));
-    }
-    for addr in &server_section.listen_tls {
-        listeners.push((bind(addr)?, ListenerKind::ImplicitTls, *addr));
-    }
-    let lmtp = crate::lmtp::bind(&loaded)?;
+    // Sockets passed by systemd (pop3d.socket) replace the configured addresses.
+    let activated = crate::systemd::activated().map_err(|e| (exit::CONFIG, e))?;
+    let lmtp = match activated {
+        Some(activated) => {
+            if !activated.pop3s.is_empty() && tls.is_none() {
+                return Err((exit::CONFIG, "a pop3s socket needs [tls] cert and key".into()));
+            }
+            let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+            for listener in activated.pop3 {
+                listeners.push((listener, ListenerKind::Plain, unspecified));
+            }
+            for listener in activated.pop3s {
+                listeners.push((listener, ListenerKind::ImplicitTls, unspecified));
+            }
+            tracing::info!(sockets = listeners.len(), "listening on sockets passed by systemd");
+            crate::lmtp::adopt(&loaded, activated.lmtp_tcp, activated.lmtp_unix)
+        }
+        None => {
+            for addr in &server_section.listen {
+                listeners.push((bind(addr)?, ListenerKind::Plain, *addr));
+            }
+            for addr in &server_section.listen_tls {
+                listeners.push((bind(addr)?, ListenerKind::ImplicitTls, *addr));
+            }
+            crate::lmtp::bind(&loaded)?
+        }
+    };
     if let Some(user) = &server_section.run_as {
         crate::privdrop::drop_to(user).map_err(|e| (exit::OSERR, e))?;
         tracing::debug!(run_as = %user, "after binding: run_as applied");
@@ -178,15 +198,31 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
             println!("pop3d: LMTP on {}", lmtp.announced.join(", "));
         }
         announce(&loaded, created, explicit, &plain, &secure);
+        crate::systemd::ready("serving");
+        let watchdog = crate::systemd::watchdog_interval().map(|interval| {
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(interval);
+                loop {
+                    ticks.tick().await;
+                    crate::systemd::watchdog_ping();
+                }
+            })
+        });
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
+                    crate::systemd::reloading();
                     let lmtp = lmtp.as_ref().map(|l| &l.server);
                     reload(&server, lmtp, &loaded, secret, tokens.as_ref());
+                    crate::systemd::ready("serving");
                 }
             }
+        }
+        crate::systemd::stopping();
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
         }
         tracing::info!(sessions = server.active_sessions(), "shutting down");
         let lmtp_shutdown = async {
