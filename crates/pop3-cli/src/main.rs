@@ -19,6 +19,7 @@ mod deliver;
 mod fetch;
 mod ledger;
 mod listing;
+mod oauth;
 mod report;
 mod retrieve;
 mod settings;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::account::run_account;
-use crate::args::{Cli, Cmd};
+use crate::args::{AuthArgs, Cli, Cmd};
 use crate::report::{print_report, Position, Report};
 use crate::settings::Settings;
 
@@ -56,6 +57,9 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Cmd::Auth(args) = &cli.command {
+        return auth(args, &config, &config_path);
+    }
     let common = cli.command.common();
     let names: Vec<String> = if common.accounts.is_empty() {
         config.accounts.keys().cloned().collect()
@@ -101,5 +105,39 @@ async fn run(cli: Cli) -> ExitCode {
         (0, false) => ExitCode::SUCCESS,
         (n, _) if n == accounts.len() => ExitCode::from(4),
         _ => ExitCode::from(3),
+    }
+}
+
+/// `pop3 auth ACCOUNT`: exit 0 once the tokens are stored, 2 for an account without
+/// `[accounts.NAME.oauth]` (or another mistake in the config), 4 if the authorization failed.
+fn auth(args: &AuthArgs, config: &config::ConfigFile, config_path: &std::path::Path) -> ExitCode {
+    let resolved = config::resolve(&args.account, config, config_path).and_then(|account| {
+        let section = account.config.oauth.as_ref().ok_or_else(|| {
+            format!(
+                "{}: no [accounts.{}.oauth] section in {} (see docs/client.md, OAuth 2.0)",
+                account.name,
+                account.name,
+                config_path.display()
+            )
+        })?;
+        let oauth = oauth::OAuth::new(section).map_err(|e| format!("{}: {e}", account.name))?;
+        Ok((account.name, oauth))
+    });
+    let (name, oauth) = match resolved {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            eprintln!("pop3: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let flow = if args.device { oauth::Flow::Device } else { oauth::Flow::Browser };
+    let wait = std::time::Duration::from_secs(args.wait.unwrap_or(300));
+    let timeout = std::time::Duration::from_secs(args.timeout.unwrap_or(60));
+    match oauth::authorize(&name, &oauth, flow, wait, timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pop3: {name}: {e}");
+            ExitCode::from(4)
+        }
     }
 }

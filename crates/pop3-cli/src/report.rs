@@ -85,6 +85,7 @@ pub fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report, position: P
                 );
             }
         }
+        Cmd::Auth(_) => {}
         Cmd::Check(_) => {
             println!("{}: {} messages, {} new", report.account, report.messages, report.new)
         }

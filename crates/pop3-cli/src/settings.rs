@@ -11,6 +11,7 @@ use pop3_client::{parse_fingerprint, AuthMethod, TlsMode};
 use crate::args::{Cmd, FetchArgs};
 use crate::config::Account;
 use crate::deliver::{Modes, Target};
+use crate::oauth::OAuth;
 
 /// Seconds without progress before giving up, unless set.
 const DEFAULT_TIMEOUT: u64 = 60;
@@ -60,6 +61,8 @@ pub struct Settings {
     pub auth: AuthMethod,
     /// The command printing the password.
     pub password_command: Option<String>,
+    /// OAuth 2.0 built in: tokens from the store, refreshed as needed.
+    pub oauth: Option<OAuth>,
     /// Longest wait without progress.
     pub timeout: Duration,
     /// Messages larger than this (octets) are not fetched, and not counted as new.
@@ -109,6 +112,21 @@ impl Settings {
             })?,
             None => AuthMethod::Auto,
         };
+        let oauth = config.oauth.as_ref().map(OAuth::new).transpose()?;
+        // With OAuth the login presents a token: the mechanism is the provider's, unless
+        // --auth (or auth) names the other bearer one.
+        let auth = match (&oauth, auth) {
+            (None, auth) => auth,
+            (Some(_), AuthMethod::OAuthBearer | AuthMethod::XOAuth2) => auth,
+            (Some(oauth), AuthMethod::Auto) => oauth.mechanism,
+            (Some(_), _) => {
+                return Err("an [oauth] account logs in with oauthbearer or xoauth2, not a password                             method (remove auth, or set oauth.mechanism)"
+                    .into())
+            }
+        };
+        if oauth.is_some() && config.token_command.is_some() {
+            return Err("token_command and [oauth] both give tokens: keep one".into());
+        }
         let (fetch, max_size) = match cmd {
             Cmd::Fetch(args) => (Some(Fetch::new(args, &account)?), args.max_size),
             _ => (None, None),
@@ -129,6 +147,7 @@ impl Settings {
                 .password_command
                 .clone()
                 .or_else(|| config.password_command.clone()),
+            oauth,
             timeout: Duration::from_secs(timeout),
             max_size,
             fetch,
