@@ -45,6 +45,8 @@ struct Pop3d {
     child: Child,
     dir: tempfile::TempDir,
     port: String,
+    /// The introspection client's secret file, kept while the daemon runs.
+    _secret: Option<tempfile::TempDir>,
 }
 
 impl Pop3d {
@@ -63,14 +65,14 @@ impl Pop3d {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("client-secret");
         std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
-        let daemon = Self::start(&format!(
+        let mut daemon = Self::start(&format!(
             "issuer = \"{issuer}\"\nintrospection_url = \"{issuer}/introspect\"\n\
              client_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{secret}\"\n\
              user_claim = \"username\"\ncache_seconds = 1\n",
             issuer = idp.issuer,
             secret = secret.display()
         ));
-        std::mem::forget(dir); // the secret must outlive the daemon; a few octets in /tmp
+        daemon._secret = Some(dir);
         daemon
     }
 
@@ -120,7 +122,7 @@ impl Pop3d {
                 break addr.rsplit_once(':').unwrap().1.to_owned();
             }
         };
-        Self { child, dir, port }
+        Self { child, dir, port, _secret: None }
     }
 
     fn run_in(data: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {

@@ -191,7 +191,10 @@ pub fn access_token(
 /// The stored tokens, which must exist and come from this provider and client.
 fn load(store: &Store, account: &str, oauth: &OAuth) -> Result<Stored, TokenError> {
     let stored = store.load().map_err(TokenError::Failed)?.ok_or_else(|| {
-        reauthorize(account, &format!("no OAuth tokens stored in {}", store.path().display()))
+        TokenError::Reauthorize(format!(
+            "no OAuth tokens stored in {}; run `pop3 auth {account}` to authorize the account",
+            store.path().display()
+        ))
     })?;
     if stored.provider != oauth.key() || stored.client_id != oauth.client_id {
         return Err(reauthorize(
