@@ -1,4 +1,4 @@
-//! OAuth 2.0 built in: `pop3 auth ACCOUNT` obtains a refresh token ([`authorize`]), and every
+//! OAuth 2.0 built in: `pop3 auth ACCOUNT` obtains a refresh token ([`authorize()`]), and every
 //! login of the account gets an access token from the store, refreshed when it has expired or
 //! the server refused it ([`access_token`]).
 //!
