@@ -143,6 +143,16 @@ pub struct FetchArgs {
     /// the umask) instead of private to the user (0700 and 0600, the default).
     #[arg(long)]
     pub use_umask: bool,
+    /// Keep running: poll each account every --interval seconds, a failed one again sooner
+    /// (jittered exponential backoff); one line on standard error per poll. SIGTERM or SIGINT:
+    /// the poll in progress finishes and commits, then pop3 exits 0 (a second one exits at
+    /// once); SIGHUP reloads the config file.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub daemon: bool,
+    /// With --daemon: seconds between two polls of an account [default: 300, or the account's
+    /// `interval`].
+    #[arg(long, value_name = "SECONDS", requires = "daemon", value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: Option<u64>,
 }
 
 /// `auth` works on the config file alone, without the options of a POP3 connection.

@@ -15,6 +15,7 @@ mod account;
 mod args;
 mod config;
 mod connect;
+mod daemon;
 mod deliver;
 mod fetch;
 mod ledger;
@@ -61,30 +62,15 @@ async fn run(cli: Cli) -> ExitCode {
         return auth(args, &config, &config_path);
     }
     let common = cli.command.common();
-    let names: Vec<String> = if common.accounts.is_empty() {
-        config.accounts.keys().cloned().collect()
-    } else {
-        common.accounts.clone()
-    };
-    if names.is_empty() {
-        eprintln!("pop3: no account given and none in {}", config_path.display());
-        return ExitCode::from(2);
-    }
-    // Every account and its settings are checked before any server is contacted: a mistake
-    // on the command line or in the config file is a usage error, not a failed account.
-    let mut accounts = Vec::with_capacity(names.len());
-    for name in &names {
-        let settings = config::resolve(name, &config, &config_path).and_then(|account| {
-            let name = account.name.clone();
-            Settings::new(&cli.command, account).map_err(|e| format!("{name}: {e}"))
-        });
-        match settings {
-            Ok(settings) => accounts.push(settings),
-            Err(e) => {
-                eprintln!("pop3: {e}");
-                return ExitCode::from(2);
-            }
+    let accounts = match accounts(&cli, &config, &config_path) {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            eprintln!("pop3: {e}");
+            return ExitCode::from(2);
         }
+    };
+    if matches!(&cli.command, Cmd::Fetch(f) if f.daemon) {
+        return daemon::run(&cli, &config_path, accounts).await;
     }
     let (mut any_new, mut failures) = (false, 0);
     for (index, settings) in accounts.iter().enumerate() {
@@ -106,6 +92,34 @@ async fn run(cli: Cli) -> ExitCode {
         (n, _) if n == accounts.len() => ExitCode::from(4),
         _ => ExitCode::from(3),
     }
+}
+
+/// The settings of every account named on the command line (or configured). Every account
+/// and its settings are checked before any server is contacted: a mistake on the command line
+/// or in the config file is a usage error, not a failed account.
+fn accounts(
+    cli: &Cli,
+    config: &config::ConfigFile,
+    config_path: &std::path::Path,
+) -> Result<Vec<Settings>, String> {
+    let common = cli.command.common();
+    let names: Vec<String> = if common.accounts.is_empty() {
+        config.accounts.keys().cloned().collect()
+    } else {
+        common.accounts.clone()
+    };
+    if names.is_empty() {
+        return Err(format!("no account given and none in {}", config_path.display()));
+    }
+    names
+        .iter()
+        .map(|name| {
+            config::resolve(name, config, config_path).and_then(|account| {
+                let name = account.name.clone();
+                Settings::new(&cli.command, account).map_err(|e| format!("{name}: {e}"))
+            })
+        })
+        .collect()
 }
 
 /// `pop3 auth ACCOUNT`: exit 0 once the tokens are stored, 2 for an account without

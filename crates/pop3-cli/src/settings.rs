@@ -17,6 +17,8 @@ use crate::oauth::OAuth;
 const DEFAULT_TIMEOUT: u64 = 60;
 /// Maildir messages per durable batch, unless set.
 const DEFAULT_BATCH: u32 = 1024;
+/// Seconds between two polls of an account in daemon mode, unless set.
+const DEFAULT_INTERVAL: u64 = 300;
 
 /// When messages are deleted on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,8 @@ pub struct Fetch {
     pub batch: u32,
     /// The permissions of created Maildir files and directories.
     pub modes: Modes,
+    /// Daemon mode: time between two polls.
+    pub interval: Duration,
 }
 
 impl Settings {
@@ -185,7 +189,12 @@ impl Fetch {
             return Err("batch = 0: expected at least 1 (messages)".into());
         }
         let modes = if args.use_umask || config.use_umask { Modes::UMASK } else { Modes::PRIVATE };
-        Ok(Self { target, policy, batch, modes })
+        let interval = args.interval.or(config.interval).unwrap_or(DEFAULT_INTERVAL);
+        if interval == 0 {
+            return Err("interval = 0: expected at least 1 (seconds)".into());
+        }
+        let interval = Duration::from_secs(interval);
+        Ok(Self { target, policy, batch, modes, interval })
     }
 }
 
