@@ -7,7 +7,9 @@
 //! account: [`connect`], [`listing`], `QUIT`), [`fetch`] (list → plan → retrieve → sink →
 //! ledger → `DELE`) with [`retrieve`] (the download), [`sink`] (the interface to where mail
 //! goes) and [`deliver`] (today's sink, over pop3-storage's), [`ledger`] (what is stored, durably),
-//! and [`report`] (what the user is told). Exit codes: see [`args::EXIT_CODES`].
+//! and [`report`] (what the user is told). [`oauth`] gets and refreshes OAuth 2.0 tokens
+//! (`pop3 auth`, and logins of accounts with an `[oauth]` section); [`daemon`] polls the
+//! accounts again and again (`fetch --daemon`). Exit codes: see [`args::EXIT_CODES`].
 
 #![forbid(unsafe_code)]
 
