@@ -36,7 +36,7 @@ pub async fn run_account(
         .filter(|l| !ledger.is_fetched(&l.uid) && !settings.too_large(l.size))
         .count();
     match cmd {
-        Cmd::Check(_) => {}
+        Cmd::Check(_) | Cmd::Auth(_) => {}
         Cmd::RebuildState(_) => {
             let uids: Vec<&str> = listing.messages.iter().map(|l| l.uid.as_str()).collect();
             ledger.mark_all_fetched(&uids, now()).map_err(|e| e.to_string())?;

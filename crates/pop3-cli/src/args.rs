@@ -14,7 +14,9 @@ Exit codes:
   2  usage error: bad arguments, an unknown account, a bad URL or --to, a bad value in the
      config file, or a config file that cannot be read (no server was contacted)
   3  some accounts or messages failed, the others succeeded
-  4  every account failed (connection, TLS, login, server or local error)";
+  4  every account failed (connection, TLS, login, server or local error; an OAuth account
+     whose refresh token was refused, or that has none, says to run `pop3 auth ACCOUNT`);
+     auth: the authorization failed";
 
 #[derive(Debug, Parser)]
 #[command(name = "pop3", version, about = "Fetch mail over POP3, crash-safe.")]
@@ -47,6 +49,27 @@ pub enum Cmd {
     /// Record everything on the server as already fetched, without downloading it.
     #[command(after_help = EXIT_CODES)]
     RebuildState(CommonArgs),
+    /// Authorize an account with OAuth 2.0 (its [accounts.NAME.oauth] section) and store its
+    /// refresh token: in a browser (authorization code with PKCE, redirected to a loopback
+    /// port), or with --device on any other device (a code to enter).
+    #[command(after_help = EXIT_CODES)]
+    Auth(AuthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The account's name in the config file.
+    pub account: String,
+    /// Use the device authorization grant (RFC 8628): print a URL and a code to enter on any
+    /// device, for a machine without a browser.
+    #[arg(long)]
+    pub device: bool,
+    /// Seconds to wait for the user to authorize [default: 300].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait: Option<u64>,
+    /// Seconds without an answer from the authorization server before giving up [default: 60].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -120,20 +143,46 @@ pub struct FetchArgs {
     /// the umask) instead of private to the user (0700 and 0600, the default).
     #[arg(long)]
     pub use_umask: bool,
+    /// Keep running: poll each account every --interval seconds, a failed one again sooner
+    /// (jittered exponential backoff); one line on standard error per poll. SIGTERM or SIGINT:
+    /// the poll in progress finishes and commits, then pop3 exits 0 (a second one exits at
+    /// once); SIGHUP reloads the config file.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub daemon: bool,
+    /// With --daemon: seconds between two polls of an account [default: 300, or the account's
+    /// `interval`].
+    #[arg(long, value_name = "SECONDS", requires = "daemon", value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: Option<u64>,
 }
 
+/// `auth` works on the config file alone, without the options of a POP3 connection.
+static NO_OPTIONS: CommonArgs = CommonArgs {
+    accounts: Vec::new(),
+    no_tls: false,
+    tls_ca: None,
+    tls_fingerprint: None,
+    insecure: false,
+    password_command: None,
+    auth: None,
+    timeout: None,
+    json: false,
+    quiet: false,
+};
+
 impl Cmd {
-    /// The options every command has.
+    /// The options every command has (none for `auth`).
     pub fn common(&self) -> &CommonArgs {
         match self {
             Cmd::Fetch(f) => &f.common,
             Cmd::List(c) | Cmd::Check(c) | Cmd::RebuildState(c) => c,
+            Cmd::Auth(_) => &NO_OPTIONS,
         }
     }
 
     /// True for the commands that change nothing, on the server or locally: the ledger is
     /// opened read-only for them.
     pub fn is_read_only(&self) -> bool {
-        matches!(self, Cmd::List(_) | Cmd::Check(_)) || matches!(self, Cmd::Fetch(f) if f.dry_run)
+        matches!(self, Cmd::List(_) | Cmd::Check(_) | Cmd::Auth(_))
+            || matches!(self, Cmd::Fetch(f) if f.dry_run)
     }
 }

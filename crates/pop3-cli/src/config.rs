@@ -13,6 +13,11 @@
 //! timeout = 60                               # seconds without progress
 //! batch = 1024                               # Maildir: messages per durable batch
 //! use_umask = false                          # true: files 0666, dirs 0777 less the umask
+//! interval = 300                             # fetch --daemon: seconds between polls
+//!
+//! [accounts.work.oauth]                      # OAuth 2.0 built in (instead of token_command):
+//! provider = "microsoft"                     # google | microsoft | oidc (oauth::OAuthConfig)
+//! client_id = "..."
 //! ```
 //!
 //! The command line overrides the config file, option by option.
@@ -23,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 use pop3_client::TlsMode;
 use serde::Deserialize;
+
+use crate::oauth::OAuthConfig;
 
 /// The config file.
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +65,10 @@ pub struct AccountConfig {
     /// `--use-umask`.
     #[serde(default)]
     pub use_umask: bool,
+    /// `--interval` (with `--daemon`): seconds.
+    pub interval: Option<u64>,
+    /// OAuth 2.0: where its tokens come from (`pop3 auth`).
+    pub oauth: Option<OAuthConfig>,
 }
 
 /// A resolved account.

@@ -1,11 +1,12 @@
 //! Reaching the server: connection options from the account's settings, the secret (from
-//! the environment, a command or a prompt), login, and an error that says how to trust a
-//! certificate nobody vouches for.
+//! the environment, a command, a prompt, or the OAuth 2.0 token store), login, and an error
+//! that says how to trust a certificate nobody vouches for.
 
 use std::io::IsTerminal;
 
 use pop3_client::{AuthMethod, Client, ConnectOptions, TlsMode};
 
+use crate::oauth::{self, OAuth};
 use crate::settings::Settings;
 
 /// The password (or token) for the account.
@@ -72,6 +73,51 @@ const PIPELINE_WINDOW: usize = 64;
 
 /// Connects and logs in as the account says.
 pub async fn connect(settings: &Settings) -> Result<Client, String> {
+    if let Some(oauth) = &settings.oauth {
+        return connect_oauth(settings, oauth).await;
+    }
+    let method = settings.auth;
+    let bearer = matches!(method, AuthMethod::OAuthBearer | AuthMethod::XOAuth2);
+    let secret = secret(settings, bearer)?;
+    let mut client = open(settings).await?;
+    client.login(&settings.account.user, &secret, method).await.map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
+/// Logs in with an access token from the store (refreshed first if it has expired). A token
+/// the server refuses (RFC 7628 section 3.2.2's error, then `-ERR`) may have been revoked or
+/// have lost its validity early: it is refreshed once, and the login tried again on a new
+/// connection.
+///
+/// The token requests block this thread; the runtime has nothing else to run meanwhile (one
+/// account at a time).
+async fn connect_oauth(settings: &Settings, oauth: &OAuth) -> Result<Client, String> {
+    let account = &settings.account;
+    let token = oauth::access_token(&account.name, oauth, settings.timeout, None)
+        .map_err(|e| e.to_string())?;
+    let mut client = open(settings).await?;
+    let refused = match client.login(&account.user, &token.secret, settings.auth).await {
+        Ok(_) => return Ok(client),
+        Err(e) if refused(&e) && !token.fresh => e,
+        Err(e) => return Err(e.to_string()),
+    };
+    drop(client);
+    let token = oauth::access_token(&account.name, oauth, settings.timeout, Some(&token.secret))
+        .map_err(|e| format!("the server refused the access token ({refused}); {e}"))?;
+    let mut client = open(settings).await?;
+    client.login(&account.user, &token.secret, settings.auth).await.map_err(|e| {
+        format!("{e} (with an access token just issued: check the account's user name, scopes and mechanism)")
+    })?;
+    Ok(client)
+}
+
+/// True for a login the server refused (rather than a connection that failed).
+fn refused(e: &pop3_client::Error) -> bool {
+    matches!(e, pop3_client::Error::Server { .. } | pop3_client::Error::AuthFailed(_))
+}
+
+/// Connects (TLS as the account says), without logging in.
+async fn open(settings: &Settings) -> Result<Client, String> {
     let account = &settings.account;
     let mut options = ConnectOptions::new(account.host.clone());
     options.port = account.port;
@@ -82,12 +128,7 @@ pub async fn connect(settings: &Settings) -> Result<Client, String> {
     options.tls_options.extra_ca_file = settings.tls_ca.clone();
     options.tls_options.pinned_sha256 = settings.pin.into_iter().collect();
     options.tls_options.danger_accept_invalid_certs = settings.insecure;
-    let method = settings.auth;
-    let bearer = matches!(method, AuthMethod::OAuthBearer | AuthMethod::XOAuth2);
-    let secret = secret(settings, bearer)?;
-    let mut client = Client::connect(&options).await.map_err(|e| connect_error(&e, settings))?;
-    client.login(&account.user, &secret, method).await.map_err(|e| e.to_string())?;
-    Ok(client)
+    Client::connect(&options).await.map_err(|e| connect_error(&e, settings))
 }
 
 /// A failed connection's error; for a certificate whose issuer is not trusted (a self-signed

@@ -7,7 +7,9 @@
 //! account: [`connect`], [`listing`], `QUIT`), [`fetch`] (list → plan → retrieve → sink →
 //! ledger → `DELE`) with [`retrieve`] (the download), [`sink`] (the interface to where mail
 //! goes) and [`deliver`] (today's sink, over pop3-storage's), [`ledger`] (what is stored, durably),
-//! and [`report`] (what the user is told). Exit codes: see [`args::EXIT_CODES`].
+//! and [`report`] (what the user is told). [`oauth`] gets and refreshes OAuth 2.0 tokens
+//! (`pop3 auth`, and logins of accounts with an `[oauth]` section); [`daemon`] polls the
+//! accounts again and again (`fetch --daemon`). Exit codes: see [`args::EXIT_CODES`].
 
 #![forbid(unsafe_code)]
 
@@ -15,10 +17,12 @@ mod account;
 mod args;
 mod config;
 mod connect;
+mod daemon;
 mod deliver;
 mod fetch;
 mod ledger;
 mod listing;
+mod oauth;
 mod report;
 mod retrieve;
 mod settings;
@@ -29,7 +33,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::account::run_account;
-use crate::args::{Cli, Cmd};
+use crate::args::{AuthArgs, Cli, Cmd};
 use crate::report::{print_report, Position, Report};
 use crate::settings::Settings;
 
@@ -56,31 +60,19 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let common = cli.command.common();
-    let names: Vec<String> = if common.accounts.is_empty() {
-        config.accounts.keys().cloned().collect()
-    } else {
-        common.accounts.clone()
-    };
-    if names.is_empty() {
-        eprintln!("pop3: no account given and none in {}", config_path.display());
-        return ExitCode::from(2);
+    if let Cmd::Auth(args) = &cli.command {
+        return auth(args, &config, &config_path);
     }
-    // Every account and its settings are checked before any server is contacted: a mistake
-    // on the command line or in the config file is a usage error, not a failed account.
-    let mut accounts = Vec::with_capacity(names.len());
-    for name in &names {
-        let settings = config::resolve(name, &config, &config_path).and_then(|account| {
-            let name = account.name.clone();
-            Settings::new(&cli.command, account).map_err(|e| format!("{name}: {e}"))
-        });
-        match settings {
-            Ok(settings) => accounts.push(settings),
-            Err(e) => {
-                eprintln!("pop3: {e}");
-                return ExitCode::from(2);
-            }
+    let common = cli.command.common();
+    let accounts = match accounts(&cli, &config, &config_path) {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            eprintln!("pop3: {e}");
+            return ExitCode::from(2);
         }
+    };
+    if matches!(&cli.command, Cmd::Fetch(f) if f.daemon) {
+        return daemon::run(&cli, &config_path, accounts).await;
     }
     let (mut any_new, mut failures) = (false, 0);
     for (index, settings) in accounts.iter().enumerate() {
@@ -101,5 +93,67 @@ async fn run(cli: Cli) -> ExitCode {
         (0, false) => ExitCode::SUCCESS,
         (n, _) if n == accounts.len() => ExitCode::from(4),
         _ => ExitCode::from(3),
+    }
+}
+
+/// The settings of every account named on the command line (or configured). Every account
+/// and its settings are checked before any server is contacted: a mistake on the command line
+/// or in the config file is a usage error, not a failed account.
+fn accounts(
+    cli: &Cli,
+    config: &config::ConfigFile,
+    config_path: &std::path::Path,
+) -> Result<Vec<Settings>, String> {
+    let common = cli.command.common();
+    let names: Vec<String> = if common.accounts.is_empty() {
+        config.accounts.keys().cloned().collect()
+    } else {
+        common.accounts.clone()
+    };
+    if names.is_empty() {
+        return Err(format!("no account given and none in {}", config_path.display()));
+    }
+    names
+        .iter()
+        .map(|name| {
+            config::resolve(name, config, config_path).and_then(|account| {
+                let name = account.name.clone();
+                Settings::new(&cli.command, account).map_err(|e| format!("{name}: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// `pop3 auth ACCOUNT`: exit 0 once the tokens are stored, 2 for an account without
+/// `[accounts.NAME.oauth]` (or another mistake in the config), 4 if the authorization failed.
+fn auth(args: &AuthArgs, config: &config::ConfigFile, config_path: &std::path::Path) -> ExitCode {
+    let resolved = config::resolve(&args.account, config, config_path).and_then(|account| {
+        let section = account.config.oauth.as_ref().ok_or_else(|| {
+            format!(
+                "{}: no [accounts.{}.oauth] section in {} (see docs/client.md, OAuth 2.0)",
+                account.name,
+                account.name,
+                config_path.display()
+            )
+        })?;
+        let oauth = oauth::OAuth::new(section).map_err(|e| format!("{}: {e}", account.name))?;
+        Ok((account.name, oauth))
+    });
+    let (name, oauth) = match resolved {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            eprintln!("pop3: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let flow = if args.device { oauth::Flow::Device } else { oauth::Flow::Browser };
+    let wait = std::time::Duration::from_secs(args.wait.unwrap_or(300));
+    let timeout = std::time::Duration::from_secs(args.timeout.unwrap_or(60));
+    match oauth::authorize(&name, &oauth, flow, wait, timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pop3: {name}: {e}");
+            ExitCode::from(4)
+        }
     }
 }

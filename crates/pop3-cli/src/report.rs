@@ -85,6 +85,7 @@ pub fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report, position: P
                 );
             }
         }
+        Cmd::Auth(_) => {}
         Cmd::Check(_) => {
             println!("{}: {} messages, {} new", report.account, report.messages, report.new)
         }
@@ -99,21 +100,25 @@ pub fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report, position: P
                 println!("would delete {uid}");
             }
         }
-        Cmd::Fetch(_) => println!(
-            "{}: {} new of {} messages, fetched {} ({} octets), deleted {}{}",
-            report.account,
-            report.new,
-            report.messages,
-            report.fetched,
-            report.bytes,
-            report.deleted,
-            if report.skipped_too_large > 0 {
-                format!(", skipped {} too large", report.skipped_too_large)
-            } else {
-                String::new()
-            }
-        ),
+        Cmd::Fetch(_) => println!("{}: {}", report.account, fetch_summary(report)),
     }
+}
+
+/// What a fetch did, in one line (without the account's name).
+pub fn fetch_summary(report: &Report) -> String {
+    format!(
+        "{} new of {} messages, fetched {} ({} octets), deleted {}{}",
+        report.new,
+        report.messages,
+        report.fetched,
+        report.bytes,
+        report.deleted,
+        if report.skipped_too_large > 0 {
+            format!(", skipped {} too large", report.skipped_too_large)
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// A progress bar (octets, rate, ETA) on a terminal, unless --json or -q.

@@ -11,11 +11,14 @@ use pop3_client::{parse_fingerprint, AuthMethod, TlsMode};
 use crate::args::{Cmd, FetchArgs};
 use crate::config::Account;
 use crate::deliver::{Modes, Target};
+use crate::oauth::OAuth;
 
 /// Seconds without progress before giving up, unless set.
 const DEFAULT_TIMEOUT: u64 = 60;
 /// Maildir messages per durable batch, unless set.
 const DEFAULT_BATCH: u32 = 1024;
+/// Seconds between two polls of an account in daemon mode, unless set.
+const DEFAULT_INTERVAL: u64 = 300;
 
 /// When messages are deleted on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub struct Settings {
     pub auth: AuthMethod,
     /// The command printing the password.
     pub password_command: Option<String>,
+    /// OAuth 2.0 built in: tokens from the store, refreshed as needed.
+    pub oauth: Option<OAuth>,
     /// Longest wait without progress.
     pub timeout: Duration,
     /// Messages larger than this (octets) are not fetched, and not counted as new.
@@ -79,6 +84,8 @@ pub struct Fetch {
     pub batch: u32,
     /// The permissions of created Maildir files and directories.
     pub modes: Modes,
+    /// Daemon mode: time between two polls.
+    pub interval: Duration,
 }
 
 impl Settings {
@@ -109,6 +116,21 @@ impl Settings {
             })?,
             None => AuthMethod::Auto,
         };
+        let oauth = config.oauth.as_ref().map(OAuth::new).transpose()?;
+        // With OAuth the login presents a token: the mechanism is the provider's, unless
+        // --auth (or auth) names the other bearer one.
+        let auth = match (&oauth, auth) {
+            (None, auth) => auth,
+            (Some(_), AuthMethod::OAuthBearer | AuthMethod::XOAuth2) => auth,
+            (Some(oauth), AuthMethod::Auto) => oauth.mechanism,
+            (Some(_), _) => {
+                return Err("an [oauth] account logs in with oauthbearer or xoauth2, not a password                             method (remove auth, or set oauth.mechanism)"
+                    .into())
+            }
+        };
+        if oauth.is_some() && config.token_command.is_some() {
+            return Err("token_command and [oauth] both give tokens: keep one".into());
+        }
         let (fetch, max_size) = match cmd {
             Cmd::Fetch(args) => (Some(Fetch::new(args, &account)?), args.max_size),
             _ => (None, None),
@@ -129,6 +151,7 @@ impl Settings {
                 .password_command
                 .clone()
                 .or_else(|| config.password_command.clone()),
+            oauth,
             timeout: Duration::from_secs(timeout),
             max_size,
             fetch,
@@ -166,7 +189,12 @@ impl Fetch {
             return Err("batch = 0: expected at least 1 (messages)".into());
         }
         let modes = if args.use_umask || config.use_umask { Modes::UMASK } else { Modes::PRIVATE };
-        Ok(Self { target, policy, batch, modes })
+        let interval = args.interval.or(config.interval).unwrap_or(DEFAULT_INTERVAL);
+        if interval == 0 {
+            return Err("interval = 0: expected at least 1 (seconds)".into());
+        }
+        let interval = Duration::from_secs(interval);
+        Ok(Self { target, policy, batch, modes, interval })
     }
 }
 

@@ -2,7 +2,10 @@
 //! built on Authlib (Debian's python3-authlib and python3-flask), started on a loopback port.
 //! It issues JWT access tokens signed with RS256, ES256 or EdDSA keys it publishes as a JWKS,
 //! answers introspection and revocation, and lets a test rotate its keys or make its JWKS and
-//! introspection endpoints stall, answer garbage or fail.
+//! introspection endpoints stall, answer garbage or fail. For a mail client, it also has a public
+//! client ([`PUBLIC_CLIENT_ID`]) with the authorization code grant (PKCE, loopback redirects),
+//! the device authorization grant and rotating refresh tokens, whose users the test logs in
+//! ([`AuthServer::login_as`]) or approves ([`AuthServer::approve_device`]) without a browser.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,9 @@ const PYTHON: &str = "/usr/bin/python3";
 pub const CLIENT_ID: &str = "pop3-test-client";
 /// Its secret.
 pub const CLIENT_SECRET: &str = "pop3-test-client-secret";
+
+/// The public client (no secret) a mail client such as `pop3` is registered as.
+pub const PUBLIC_CLIENT_ID: &str = "pop3-retriever";
 
 /// A running authorization server, stopped when dropped.
 #[derive(Debug)]
@@ -168,10 +174,103 @@ impl AuthServer {
 
     /// How many times the JWKS and the introspection endpoint were asked.
     pub fn requests(&self) -> (u64, u64) {
-        let mut answer = self.agent.get(&format!("{}/admin/stats", self.issuer)).call().unwrap();
-        let stats: serde_json::Value =
-            serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+        let stats = self.stats();
         (stats["jwks_fetches"].as_u64().unwrap(), stats["introspections"].as_u64().unwrap())
+    }
+
+    /// How many token requests came, and how many of them were refresh grants.
+    pub fn token_requests(&self) -> (u64, u64) {
+        let stats = self.stats();
+        (stats["token_requests"].as_u64().unwrap(), stats["refresh_requests"].as_u64().unwrap())
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let mut answer = self.agent.get(&format!("{}/admin/stats", self.issuer)).call().unwrap();
+        serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// The user the authorization endpoint approves every request as (`None`: nobody is logged
+    /// in, so requests are denied with `access_denied`).
+    pub fn login_as(&self, user: Option<&str>) {
+        self.post("/admin/login", &[("user", user.unwrap_or(""))]);
+    }
+
+    /// The lifetime of the access tokens issued from now on, unless a request says otherwise.
+    pub fn access_lifetime(&self, seconds: i64) {
+        self.post("/admin/lifetime", &[("seconds", &seconds.to_string())]);
+    }
+
+    /// `user` approves (or denies) the device authorization with `user_code`.
+    pub fn approve_device(&self, user_code: &str, user: &str, approve: bool) {
+        let approve = if approve { "1" } else { "0" };
+        self.post(
+            "/admin/device",
+            &[("user_code", user_code), ("user", user), ("approve", approve)],
+        );
+    }
+
+    /// Device authorizations from now on: polling interval and lifetime (seconds), and how many
+    /// of the next polls are told `slow_down`.
+    pub fn device_settings(&self, interval: u64, expires_in: u64, slow_down: u64) {
+        let (interval, expires_in, slow_down) =
+            (interval.to_string(), expires_in.to_string(), slow_down.to_string());
+        self.post(
+            "/admin/device",
+            &[("interval", &interval), ("expires_in", &expires_in), ("slow_down", &slow_down)],
+        );
+    }
+
+    /// How the token endpoint answers: `normal`, `stall` (30 s, then 503, having done nothing)
+    /// or `lose` (does what is asked, then waits 30 s before answering).
+    pub fn token_behave(&self, mode: &str) {
+        self.post("/admin/token_behaviour", &[("mode", mode)]);
+    }
+
+    /// Revokes `token` (a refresh token) as the public client does (RFC 7009).
+    pub fn revoke_as_public_client(&self, token: &str) {
+        let answer = self
+            .agent
+            .post(&format!("{}/revoke", self.issuer))
+            .send_form([("token", token), ("client_id", PUBLIC_CLIENT_ID)])
+            .unwrap();
+        assert_eq!(answer.status(), 200, "revocation");
+    }
+
+    /// A refresh grant with `refresh_token`, as the public client: the answer's JSON (an
+    /// `error` when the token is no longer valid).
+    pub fn refresh(&self, refresh_token: &str) -> serde_json::Value {
+        let mut answer = self
+            .agent
+            .post(&format!("{}/token", self.issuer))
+            .send_form([
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", PUBLIC_CLIENT_ID),
+            ])
+            .unwrap();
+        serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// What a browser does with an authorization URL: asks the authorization server, which
+    /// (for the user logged in with [`login_as`](Self::login_as)) redirects, and follows the
+    /// redirect. Returns where it was redirected and that page's status and text.
+    pub fn browse(&self, url: &str) -> (String, u16, String) {
+        let answer = self.agent.get(url).config().max_redirects(0).build().call().unwrap();
+        let location = answer
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("{url}: no redirect ({})", answer.status()))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (status, page) = self.page(&location);
+        (location, status, page)
+    }
+
+    /// GETs `url` (a redirect URI, as a browser would be sent to it): its status and text.
+    pub fn page(&self, url: &str) -> (u16, String) {
+        let mut page = self.agent.get(url).call().unwrap();
+        (page.status().as_u16(), page.body_mut().read_to_string().unwrap_or_default())
     }
 
     /// Stops the server (a test of an authorization server that is gone).
