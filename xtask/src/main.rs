@@ -24,6 +24,7 @@
 mod attack;
 mod authbench;
 mod bench_report;
+mod dist;
 mod fetchbench;
 mod lmtpbench;
 mod loadtest;
@@ -36,7 +37,7 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
     "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | \
-                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | lmtpbench [--quick] [--write] | authbench [--quick] [--write] | attack>";
+                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | lmtpbench [--quick] [--write] | authbench [--quick] [--write] | dist [--check] | attack>";
 
 /// How to get cargo-fuzz, for the messages that need it.
 const GET_CARGO_FUZZ: &str = "cargo install --locked cargo-fuzz (it runs on a nightly \
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Some("fetchbench") => fetchbench::fetchbench(&args[1..]),
         Some("lmtpbench") => lmtpbench::lmtpbench(&args[1..]),
         Some("attack") => attack::attack(&args[1..]),
+        Some("dist") => dist::dist(&args[1..]),
         Some("authbench") => authbench::authbench(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
@@ -128,6 +130,8 @@ fn gates() -> Result {
     // pop3-proto is `no_std` + `alloc` without its default features.
     run(cargo_with(&["build", "-p", "pop3-proto", "--no-default-features"]))?;
     run(cargo_with(&["bench", "--workspace", "--no-run"]))?;
+    // The man pages and completions build, and every page renders without a groff warning.
+    dist::dist(&["--check".to_owned()])?;
     match fuzz_gate(has_cargo_fuzz(), env::var("CI").as_deref() == Ok("true")) {
         FuzzGate::Run => fuzz(None, CI_FUZZ_RUNS),
         FuzzGate::Fail(why) => Err(why),
