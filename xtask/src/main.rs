@@ -24,6 +24,7 @@
 mod attack;
 mod authbench;
 mod bench_report;
+mod deb;
 mod dist;
 mod fetchbench;
 mod lmtpbench;
@@ -37,7 +38,7 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str =
     "usage: cargo xtask <test | gates | ci | fuzz [TARGET] [--runs N] | bench [FILTER] | \
-                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | lmtpbench [--quick] [--write] | authbench [--quick] [--write] | dist [--check] | attack>";
+                     loadtest [--quick] [--write] | fetchbench [--quick] [--write] | lmtpbench [--quick] [--write] | authbench [--quick] [--write] | dist [--check] | deb [--check] | attack>";
 
 /// How to get cargo-fuzz, for the messages that need it.
 const GET_CARGO_FUZZ: &str = "cargo install --locked cargo-fuzz (it runs on a nightly \
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Some("lmtpbench") => lmtpbench::lmtpbench(&args[1..]),
         Some("attack") => attack::attack(&args[1..]),
         Some("dist") => dist::dist(&args[1..]),
+        Some("deb") => deb::deb(&args[1..]),
         Some("authbench") => authbench::authbench(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
