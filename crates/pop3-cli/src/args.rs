@@ -130,6 +130,15 @@ pub struct FetchArgs {
     /// (neither in the counts nor for the exit code).
     #[arg(long, value_name = "N")]
     pub max_size: Option<u64>,
+    /// Run COMMAND (sh -c) for each message to fetch, its header (TOP n 0) on standard input
+    /// and POP3_FILTER_SIZE, POP3_FILTER_UIDL, POP3_FILTER_MSG, POP3_FILTER_ACCOUNT,
+    /// POP3_FILTER_HOST, POP3_FILTER_USER in its environment; its exit status decides: 0 fetch,
+    /// 1 skip (left on the server), 2 delete without downloading (with --delete or
+    /// --keep-days; otherwise skip), anything else (or no exit within --timeout: killed) is an
+    /// error for that message, which stays on the server. Messages over --max-size are skipped
+    /// before any filter runs.
+    #[arg(long, value_name = "COMMAND")]
+    pub filter: Option<String>,
     /// Show what would be done; download, store and delete nothing.
     #[arg(long)]
     pub dry_run: bool,

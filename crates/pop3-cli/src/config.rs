@@ -10,6 +10,7 @@
 //! tls_ca = "/etc/ssl/my-ca.pem"
 //! tls_fingerprint = "AB:CD:..."
 //! max_size = 10000000                        # octets; larger messages are skipped
+//! filter = "grep -qi '^Subject:.*spam' && exit 2 || exit 0"  # header on stdin (filter.rs)
 //! timeout = 60                               # seconds without progress
 //! batch = 1024                               # Maildir: messages per durable batch
 //! use_umask = false                          # true: files 0666, dirs 0777 less the umask
@@ -58,6 +59,8 @@ pub struct AccountConfig {
     pub insecure: bool,
     /// `--max-size`: octets.
     pub max_size: Option<u64>,
+    /// `--filter`: a command judging each message by its header (see `filter.rs`).
+    pub filter: Option<String>,
     /// `--timeout`: seconds.
     pub timeout: Option<u64>,
     /// `--batch`: messages.

@@ -20,6 +20,7 @@ mod connect;
 mod daemon;
 mod deliver;
 mod fetch;
+mod filter;
 mod ledger;
 mod listing;
 mod oauth;

@@ -86,6 +86,8 @@ pub struct Fetch {
     pub modes: Modes,
     /// Daemon mode: time between two polls.
     pub interval: Duration,
+    /// The command that judges each message by its header before it is downloaded.
+    pub filter: Option<String>,
 }
 
 impl Settings {
@@ -194,7 +196,11 @@ impl Fetch {
             return Err("interval = 0: expected at least 1 (seconds)".into());
         }
         let interval = Duration::from_secs(interval);
-        Ok(Self { target, policy, batch, modes, interval })
+        let filter = args.filter.clone().or_else(|| config.filter.clone());
+        if filter.as_deref().is_some_and(|f| f.trim().is_empty()) {
+            return Err("filter = \"\": expected a command".into());
+        }
+        Ok(Self { target, policy, batch, modes, interval, filter })
     }
 }
 
