@@ -111,9 +111,16 @@ pub struct CommonArgs {
 pub struct FetchArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Where to deliver: maildir:DIR, mbox:FILE or mda:COMMAND [default: maildir:~/Maildir].
+    /// Where to deliver: maildir:DIR, mbox:FILE, mda:COMMAND, lmtp:HOST:PORT,
+    /// lmtp:/PATH/TO/SOCKET or smtp:HOST[:PORT] [default: maildir:~/Maildir]. A message sent
+    /// over LMTP or SMTP counts as fetched once the server answered 250; a 4xx or 5xx answer
+    /// leaves it on the POP3 server, reported.
     #[arg(long, value_name = "TARGET")]
     pub to: Option<String>,
+    /// lmtp: and smtp: targets: the one recipient (RCPT TO) [default: $USER]. The envelope
+    /// sender is the message's Return-Path, else the account's address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub recipient: Option<String>,
     /// Leave messages on the server (the default).
     #[arg(long, conflicts_with_all = ["delete", "keep_days"])]
     pub keep: bool,

@@ -5,7 +5,9 @@
 //! url = "pop3s://alice@pop.example.org"
 //! password_command = "pass show mail/work"   # or token_command for OAUTHBEARER/XOAUTH2
 //! auth = "auto"                              # scram-sha-256, plain, user, apop, xoauth2...
-//! to = "maildir:~/Mail/work"
+//! to = "maildir:~/Mail/work"               # or mbox:FILE, mda:CMD, lmtp:HOST:PORT,
+//!                                            # lmtp:/SOCKET, smtp:HOST[:PORT]
+//! recipient = "alice"                        # lmtp/smtp: RCPT TO (default: $USER)
 //! policy = "keep"                            # keep | delete | keep-days:N
 //! tls_ca = "/etc/ssl/my-ca.pem"
 //! tls_fingerprint = "AB:CD:..."
@@ -61,6 +63,8 @@ pub struct AccountConfig {
     pub max_size: Option<u64>,
     /// `--filter`: a command judging each message by its header (see `filter.rs`).
     pub filter: Option<String>,
+    /// `--recipient`: who an LMTP or SMTP target delivers to.
+    pub recipient: Option<String>,
     /// `--timeout`: seconds.
     pub timeout: Option<u64>,
     /// `--batch`: messages.
@@ -149,7 +153,7 @@ pub fn parse_url(url: &str) -> Result<(String, String, Option<u16>, TlsMode), St
 /// Splits RFC 3986's `host [ ":" port ]`, where `host` is a name, an IPv4 address or an
 /// IP-literal: an IPv6 address in brackets (section 3.2.2), returned without them. An empty
 /// port is the scheme's default (section 3.2.3).
-fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
+pub(crate) fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = match hostport.strip_prefix('[') {
         Some(literal) => {
             let (address, rest) =

@@ -24,6 +24,7 @@ mod filter;
 mod ledger;
 mod listing;
 mod oauth;
+mod relay;
 mod report;
 mod retrieve;
 mod settings;

@@ -181,11 +181,30 @@ impl Fetch {
         } else {
             config.policy.as_deref().map_or(Ok(Policy::Keep), Policy::parse)?
         };
-        let target = match (&args.to, &config.to) {
+        let mut target = match (&args.to, &config.to) {
             (Some(to), _) => Target::parse(to).map_err(|e| format!("--to {e}"))?,
             (None, Some(to)) => Target::parse(to).map_err(|e| format!("to = {e}"))?,
             (None, None) => Target::parse("maildir:~/Maildir")?,
         };
+        if let Target::Relay(relay) = &mut target {
+            relay.recipient = match args.recipient.as_ref().or(config.recipient.as_ref()) {
+                Some(recipient) => recipient.clone(),
+                None => ["USER", "LOGNAME"]
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+                    .unwrap_or_else(|| account.user.clone()),
+            };
+            if relay.recipient.contains(['<', '>', ' ', '\r', '\n']) {
+                return Err(format!("recipient {:?}: expected a mail address", relay.recipient));
+            }
+            relay.sender = if account.user.contains('@') {
+                account.user.clone()
+            } else {
+                format!("{}@{}", account.user, account.host)
+            };
+            let timeout = args.common.timeout.or(config.timeout).unwrap_or(DEFAULT_TIMEOUT);
+            relay.timeout = Duration::from_secs(timeout.max(1));
+        }
         let batch = args.batch.or(config.batch).unwrap_or(DEFAULT_BATCH);
         if batch == 0 {
             return Err("batch = 0: expected at least 1 (messages)".into());
