@@ -197,11 +197,7 @@ impl Fetch {
             if relay.recipient.contains(['<', '>', ' ', '\r', '\n']) {
                 return Err(format!("recipient {:?}: expected a mail address", relay.recipient));
             }
-            relay.sender = if account.user.contains('@') {
-                account.user.clone()
-            } else {
-                format!("{}@{}", account.user, account.host)
-            };
+            relay.sender = envelope_sender(&account.user, &account.host);
             let timeout = args.common.timeout.or(config.timeout).unwrap_or(DEFAULT_TIMEOUT);
             relay.timeout = Duration::from_secs(timeout.max(1));
         }
@@ -223,9 +219,31 @@ impl Fetch {
     }
 }
 
+/// The account's address, the envelope sender of a message without a Return-Path: its
+/// login name if that is an address, else LOGIN@HOST, an IP address written as an address
+/// literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`, RFC 5321 section 4.1.3).
+fn envelope_sender(user: &str, host: &str) -> String {
+    if user.contains('@') {
+        return user.to_owned();
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => format!("{user}@[{ip}]"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("{user}@[IPv6:{ip}]"),
+        Err(_) => format!("{user}@{host}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Policy;
+    use super::{envelope_sender, Policy};
+
+    #[test]
+    fn envelope_senders() {
+        assert_eq!(envelope_sender("a@b.org", "pop.example"), "a@b.org");
+        assert_eq!(envelope_sender("alice", "pop.example"), "alice@pop.example");
+        assert_eq!(envelope_sender("alice", "127.0.0.1"), "alice@[127.0.0.1]");
+        assert_eq!(envelope_sender("alice", "::1"), "alice@[IPv6:::1]");
+    }
 
     #[test]
     fn policies() {

@@ -1,6 +1,6 @@
 //! Delivery to a mail server (`--to lmtp:...`, `smtp:...`) into a real `pop3d serve` with its
 //! LMTP listener (`[lmtp]`, over TCP and a Unix socket), from the in-process POP3 test
-//! server: each message recorded as fetched only after the 250, a refused recipient (550)
+//! server, and over SMTP into a private Postfix relaying to it: each message recorded as fetched only after the 250, a refused recipient (550)
 //! leaving mail on the POP3 server, and SIGKILL at random points of a delivery.
 
 mod common;
@@ -16,7 +16,7 @@ use pop3_testkit::server::{TestServer, TestServerConfig};
 /// A pop3d with users alice and bob and an LMTP listener on a loopback port and a socket.
 struct Lmtpd {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     data: PathBuf,
     /// `HOST:PORT` of the LMTP listener.
     addr: String,
@@ -67,7 +67,7 @@ impl Lmtpd {
                 break addrs.split(", ").next().unwrap().to_owned();
             }
         };
-        Self { child, _dir: dir, data, addr }
+        Self { child, dir, data, addr }
     }
 
     fn socket(&self) -> PathBuf {
@@ -136,7 +136,7 @@ async fn lmtp_over_tcp_and_a_unix_socket_then_a_refused_recipient_stays_on_the_s
     let mut mail: Vec<Vec<u8>> = (0..3).map(message).collect();
     mail.push(b"Return-Path: <bounce@lists.example>\r\nSubject: list\r\n\r\nhi\r\n".to_vec());
     let server = TestServer::start(TestServerConfig::default(), mail).await.unwrap();
-    let sender = "alice@127.0.0.1".to_owned();
+    let sender = "alice@[127.0.0.1]".to_owned();
 
     // TCP, --delete: all four delivered to bob, then deleted on the POP3 server.
     let to = format!("lmtp:{}", lmtpd.addr);
@@ -272,4 +272,50 @@ async fn sigkill_during_lmtp_delivery_loses_nothing() {
     assert_eq!(counts.len(), total, "nothing lost");
     let duplicates = stored.len() - total;
     assert!(duplicates <= kills, "at most one duplicate per kill: {duplicates} for {kills} kills");
+}
+
+/// `--to smtp:` into a real Postfix (a private instance from Debian's `postfix`), which
+/// relays to pop3d's LMTP listener: the message arrives with its envelope, and is recorded
+/// and deleted on the POP3 server once Postfix queued it (250). Without Postfix: SKIPPED,
+/// unless CI=true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_into_a_real_postfix() {
+    if !Path::new("/usr/sbin/postfix").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "postfix not installed (apt-get install postfix), and CI=true"
+        );
+        eprintln!("SKIPPED: postfix not installed (apt-get install postfix)");
+        return;
+    }
+    let lmtpd = Lmtpd::start();
+    let postfix = tokio::task::block_in_place(|| {
+        common::postfix::Postfix::start(
+            &lmtpd.dir.path().join("postfix"),
+            &format!("lmtp:inet:{}", lmtpd.addr),
+        )
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut mail = vec![message(1)];
+    mail.push(b"Return-Path: <list@lists.example>\r\nSubject: two\r\n\r\n.x\r\n".to_vec());
+    let server = TestServer::start(TestServerConfig::default(), mail).await.unwrap();
+    let to = format!("smtp:{}", postfix.smtpd);
+    let args = ["fetch", "--json", "--delete", "--to", &to, "--recipient", "bob@example.test"];
+    let (code, report, stderr) = run(&mut pop3(&server, home.path(), &args));
+    assert_eq!(code, 0, "{report} {stderr}\n{}", postfix.log());
+    assert_eq!((&report["fetched"], &report["deleted"]), (&2.into(), &2.into()), "{report}");
+    assert!(server.messages().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lmtpd.stored("bob").len() < 2 {
+        assert!(Instant::now() < deadline, "not relayed within 30 s\n{}", postfix.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = lmtpd.stored("bob");
+    assert_eq!(stored.len(), 2);
+    let two = stored.iter().find(|m| m.contains("Subject: two")).unwrap();
+    assert!(two.starts_with("Return-Path: <list@lists.example>\r\n"), "{two}");
+    assert!(two.ends_with("\r\n\r\n.x\r\n"), "dot-stuffed and unstuffed: {two}");
+    let one = stored.iter().find(|m| m.contains("Subject: message 1")).unwrap();
+    assert!(one.starts_with("Return-Path: <alice@[127.0.0.1]>\r\n"), "{one}");
+    assert!(one.contains("body 1\r\n.dot line\r\n"), "{one}");
 }
