@@ -1,5 +1,5 @@
 //! Reaching the server: connection options from the account's settings, the secret (from
-//! the environment, a command, a prompt, or the OAuth 2.0 token store), login, and an error
+//! the environment, a command, `~/.netrc`, a prompt, or the OAuth 2.0 token store), login, and an error
 //! that says how to trust a certificate nobody vouches for.
 
 use std::io::IsTerminal;
@@ -38,6 +38,12 @@ fn secret(settings: &Settings, bearer: bool) -> Result<String, String> {
     if bearer {
         return Err("OAuth2 needs token_command in the config".into());
     }
+    // After password_command, before the prompt: the netrc's entry for the host and user.
+    if let Some(path) = crate::netrc::path() {
+        if let Some(password) = crate::netrc::password(&path, &account.host, &account.user)? {
+            return Ok(password);
+        }
+    }
     prompt(&format!("Password for {}: ", account.name))
 }
 
@@ -46,7 +52,7 @@ fn prompt(text: &str) -> Result<String, String> {
     use std::io::{BufRead, Write};
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err("no password: set POP3_PASSWORD, password_command or run on a terminal".into());
+        return Err("no password: set POP3_PASSWORD, password_command, a ~/.netrc entry or run on a terminal".into());
     }
     eprint!("{text}");
     let _ = std::io::stderr().flush();

@@ -23,6 +23,7 @@ mod fetch;
 mod filter;
 mod ledger;
 mod listing;
+mod netrc;
 mod oauth;
 mod relay;
 mod report;
