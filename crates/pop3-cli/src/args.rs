@@ -24,7 +24,8 @@ Exit codes:
 #[command(long_about = "Fetch mail over POP3, crash-safe.\n\n\
     Accounts come from the config file or are given as URLs. Every option of an account \
     (--to, --keep/--delete/--keep-days as `policy`, --max-size, --timeout, --batch, --auth, \
-    --use-umask, --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command) can \
+    --use-umask, --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command, \
+    --filter, --recipient, --proxy) can \
     also be set in its config entry; the command line overrides the config file.")]
 pub struct Cli {
     /// The config file, which must exist [default: $XDG_CONFIG_HOME/pop3/config.toml, which
@@ -99,6 +100,11 @@ pub struct CommonArgs {
     /// Seconds without progress before giving up [default: 60].
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+    /// Connect through a SOCKS5 proxy: socks5h://[USER:PASS@]HOST:PORT (the proxy resolves
+    /// the server's name: nothing is looked up here, as Tor wants) or socks5://... (resolved
+    /// here).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
     /// Print one JSON object per account on standard output.
     #[arg(long)]
     pub json: bool,
@@ -181,6 +187,7 @@ static NO_OPTIONS: CommonArgs = CommonArgs {
     password_command: None,
     auth: None,
     timeout: None,
+    proxy: None,
     json: false,
     quiet: false,
 };

@@ -13,6 +13,7 @@
 //! tls_fingerprint = "AB:CD:..."
 //! max_size = 10000000                        # octets; larger messages are skipped
 //! filter = "grep -qi '^Subject:.*spam' && exit 2 || exit 0"  # header on stdin (filter.rs)
+//! proxy = "socks5h://127.0.0.1:9050"         # SOCKS5, the proxy resolving names (Tor)
 //! timeout = 60                               # seconds without progress
 //! batch = 1024                               # Maildir: messages per durable batch
 //! use_umask = false                          # true: files 0666, dirs 0777 less the umask
@@ -65,6 +66,8 @@ pub struct AccountConfig {
     pub filter: Option<String>,
     /// `--recipient`: who an LMTP or SMTP target delivers to.
     pub recipient: Option<String>,
+    /// `--proxy`: a SOCKS5 proxy (`socks5h://HOST:PORT`, see `socks.rs`).
+    pub proxy: Option<String>,
     /// `--timeout`: seconds.
     pub timeout: Option<u64>,
     /// `--batch`: messages.

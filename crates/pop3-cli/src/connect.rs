@@ -8,6 +8,7 @@ use pop3_client::{AuthMethod, Client, ConnectOptions, TlsMode};
 
 use crate::oauth::{self, OAuth};
 use crate::settings::Settings;
+use crate::socks;
 
 /// The password (or token) for the account.
 fn secret(settings: &Settings, bearer: bool) -> Result<String, String> {
@@ -134,7 +135,15 @@ async fn open(settings: &Settings) -> Result<Client, String> {
     options.tls_options.extra_ca_file = settings.tls_ca.clone();
     options.tls_options.pinned_sha256 = settings.pin.into_iter().collect();
     options.tls_options.danger_accept_invalid_certs = settings.insecure;
-    Client::connect(&options).await.map_err(|e| connect_error(&e, settings))
+    let connected = match &settings.proxy {
+        None => Client::connect(&options).await,
+        Some(proxy) => {
+            let port = options.port();
+            let tcp = socks::connect(proxy, &account.host, port, settings.timeout).await?;
+            Client::connect_over(&options, tcp).await
+        }
+    };
+    connected.map_err(|e| connect_error(&e, settings))
 }
 
 /// A failed connection's error; for a certificate whose issuer is not trusted (a self-signed

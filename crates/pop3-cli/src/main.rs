@@ -30,6 +30,7 @@ mod report;
 mod retrieve;
 mod settings;
 mod sink;
+mod socks;
 
 use std::process::ExitCode;
 

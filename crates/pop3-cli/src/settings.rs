@@ -12,6 +12,7 @@ use crate::args::{Cmd, FetchArgs};
 use crate::config::Account;
 use crate::deliver::{Modes, Target};
 use crate::oauth::OAuth;
+use crate::socks::Proxy;
 
 /// Seconds without progress before giving up, unless set.
 const DEFAULT_TIMEOUT: u64 = 60;
@@ -67,6 +68,8 @@ pub struct Settings {
     pub oauth: Option<OAuth>,
     /// Longest wait without progress.
     pub timeout: Duration,
+    /// A SOCKS5 proxy to connect through.
+    pub proxy: Option<Proxy>,
     /// Messages larger than this (octets) are not fetched, and not counted as new.
     pub max_size: Option<u64>,
     /// What `fetch` does (`None` for the other commands).
@@ -155,6 +158,12 @@ impl Settings {
                 .or_else(|| config.password_command.clone()),
             oauth,
             timeout: Duration::from_secs(timeout),
+            proxy: common
+                .proxy
+                .as_ref()
+                .or(config.proxy.as_ref())
+                .map(|url| Proxy::parse(url))
+                .transpose()?,
             max_size,
             fetch,
             account,
