@@ -100,9 +100,9 @@ pub struct CommonArgs {
     /// Seconds without progress before giving up [default: 60].
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
-    /// Connect through a SOCKS5 proxy: socks5h://[USER:PASS@]HOST:PORT (the proxy resolves
-    /// the server's name: nothing is looked up here, as Tor wants) or socks5://... (resolved
-    /// here).
+    /// Connect through a SOCKS5 proxy: socks5h://HOST:PORT (the proxy resolves the server's
+    /// name: nothing is looked up here, as Tor wants) or socks5://HOST:PORT (resolved here);
+    /// socks5h://USER:PASS@HOST:PORT logs in to the proxy.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
     /// Print one JSON object per account on standard output.
@@ -118,7 +118,8 @@ pub struct FetchArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Where to deliver: maildir:DIR, mbox:FILE, mda:COMMAND, lmtp:HOST:PORT,
-    /// lmtp:/PATH/TO/SOCKET or smtp:HOST[:PORT] [default: maildir:~/Maildir]. A message sent
+    /// lmtp:/PATH/TO/SOCKET or smtp:HOST:PORT (port 25 if left out) [default:
+    /// maildir:~/Maildir]. A message sent
     /// over LMTP or SMTP counts as fetched once the server answered 250; a 4xx or 5xx answer
     /// leaves it on the POP3 server, reported.
     #[arg(long, value_name = "TARGET")]
