@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  new mail was fetched (check: there is new mail; list, rebuild-state: done)
-  1  nothing new (messages skipped by --max-size do not count as new)
+  1  nothing new (messages skipped by --max-size or the filter do not count as new)
   2  usage error: bad arguments, an unknown account, a bad URL or --to, a bad value in the
      config file, or a config file that cannot be read (no server was contacted)
   3  some accounts or messages failed, the others succeeded
