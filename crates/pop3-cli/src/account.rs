@@ -83,7 +83,7 @@ async fn list(
 }
 
 /// The unfolded value of a header field, or "".
-fn header_field(header: &[u8], name: &str) -> String {
+pub(crate) fn header_field(header: &[u8], name: &str) -> String {
     let text = String::from_utf8_lossy(header);
     let mut value: Option<String> = None;
     for line in text.split('\n') {

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  new mail was fetched (check: there is new mail; list, rebuild-state: done)
-  1  nothing new (messages skipped by --max-size do not count as new)
+  1  nothing new (messages skipped by --max-size or the filter do not count as new)
   2  usage error: bad arguments, an unknown account, a bad URL or --to, a bad value in the
      config file, or a config file that cannot be read (no server was contacted)
   3  some accounts or messages failed, the others succeeded
@@ -24,7 +24,8 @@ Exit codes:
 #[command(long_about = "Fetch mail over POP3, crash-safe.\n\n\
     Accounts come from the config file or are given as URLs. Every option of an account \
     (--to, --keep/--delete/--keep-days as `policy`, --max-size, --timeout, --batch, --auth, \
-    --use-umask, --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command) can \
+    --use-umask, --tls-ca, --tls-fingerprint, --no-tls, --insecure, --password-command, \
+    --filter, --recipient, --proxy) can \
     also be set in its config entry; the command line overrides the config file.")]
 pub struct Cli {
     /// The config file, which must exist [default: $XDG_CONFIG_HOME/pop3/config.toml, which
@@ -99,6 +100,11 @@ pub struct CommonArgs {
     /// Seconds without progress before giving up [default: 60].
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+    /// Connect through a SOCKS5 proxy: socks5h://HOST:PORT (the proxy resolves the server's
+    /// name: nothing is looked up here, as Tor wants) or socks5://HOST:PORT (resolved here);
+    /// socks5h://USER:PASS@HOST:PORT logs in to the proxy.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
     /// Print one JSON object per account on standard output.
     #[arg(long)]
     pub json: bool,
@@ -111,9 +117,17 @@ pub struct CommonArgs {
 pub struct FetchArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Where to deliver: maildir:DIR, mbox:FILE or mda:COMMAND [default: maildir:~/Maildir].
+    /// Where to deliver: maildir:DIR, mbox:FILE, mda:COMMAND, lmtp:HOST:PORT,
+    /// lmtp:/PATH/TO/SOCKET or smtp:HOST:PORT (port 25 if left out) [default:
+    /// maildir:~/Maildir]. A message sent
+    /// over LMTP or SMTP counts as fetched once the server answered 250; a 4xx or 5xx answer
+    /// leaves it on the POP3 server, reported.
     #[arg(long, value_name = "TARGET")]
     pub to: Option<String>,
+    /// lmtp: and smtp: targets: the one recipient (RCPT TO) [default: $USER]. The envelope
+    /// sender is the message's Return-Path, else the account's address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub recipient: Option<String>,
     /// Leave messages on the server (the default).
     #[arg(long, conflicts_with_all = ["delete", "keep_days"])]
     pub keep: bool,
@@ -130,6 +144,15 @@ pub struct FetchArgs {
     /// (neither in the counts nor for the exit code).
     #[arg(long, value_name = "N")]
     pub max_size: Option<u64>,
+    /// Run COMMAND (sh -c) for each message to fetch, its header (TOP n 0) on standard input
+    /// and POP3_FILTER_SIZE, POP3_FILTER_UIDL, POP3_FILTER_MSG, POP3_FILTER_ACCOUNT,
+    /// POP3_FILTER_HOST, POP3_FILTER_USER in its environment; its exit status decides: 0 fetch,
+    /// 1 skip (left on the server), 2 delete without downloading (with --delete or
+    /// --keep-days; otherwise skip), anything else (or no exit within --timeout: killed) is an
+    /// error for that message, which stays on the server. Messages over --max-size are skipped
+    /// before any filter runs.
+    #[arg(long, value_name = "COMMAND")]
+    pub filter: Option<String>,
     /// Show what would be done; download, store and delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -165,6 +188,7 @@ static NO_OPTIONS: CommonArgs = CommonArgs {
     password_command: None,
     auth: None,
     timeout: None,
+    proxy: None,
     json: false,
     quiet: false,
 };

@@ -5,11 +5,15 @@
 //! url = "pop3s://alice@pop.example.org"
 //! password_command = "pass show mail/work"   # or token_command for OAUTHBEARER/XOAUTH2
 //! auth = "auto"                              # scram-sha-256, plain, user, apop, xoauth2...
-//! to = "maildir:~/Mail/work"
+//! to = "maildir:~/Mail/work"               # or mbox:FILE, mda:CMD, lmtp:HOST:PORT,
+//!                                            # lmtp:/SOCKET, smtp:HOST[:PORT]
+//! recipient = "alice"                        # lmtp/smtp: RCPT TO (default: $USER)
 //! policy = "keep"                            # keep | delete | keep-days:N
 //! tls_ca = "/etc/ssl/my-ca.pem"
 //! tls_fingerprint = "AB:CD:..."
 //! max_size = 10000000                        # octets; larger messages are skipped
+//! filter = "grep -qi '^Subject:.*spam' && exit 2 || exit 0"  # header on stdin (filter.rs)
+//! proxy = "socks5h://127.0.0.1:9050"         # SOCKS5, the proxy resolving names (Tor)
 //! timeout = 60                               # seconds without progress
 //! batch = 1024                               # Maildir: messages per durable batch
 //! use_umask = false                          # true: files 0666, dirs 0777 less the umask
@@ -58,6 +62,12 @@ pub struct AccountConfig {
     pub insecure: bool,
     /// `--max-size`: octets.
     pub max_size: Option<u64>,
+    /// `--filter`: a command judging each message by its header (see `filter.rs`).
+    pub filter: Option<String>,
+    /// `--recipient`: who an LMTP or SMTP target delivers to.
+    pub recipient: Option<String>,
+    /// `--proxy`: a SOCKS5 proxy (`socks5h://HOST:PORT`, see `socks.rs`).
+    pub proxy: Option<String>,
     /// `--timeout`: seconds.
     pub timeout: Option<u64>,
     /// `--batch`: messages.
@@ -146,7 +156,7 @@ pub fn parse_url(url: &str) -> Result<(String, String, Option<u16>, TlsMode), St
 /// Splits RFC 3986's `host [ ":" port ]`, where `host` is a name, an IPv4 address or an
 /// IP-literal: an IPv6 address in brackets (section 3.2.2), returned without them. An empty
 /// port is the scheme's default (section 3.2.3).
-fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
+pub(crate) fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = match hostport.strip_prefix('[') {
         Some(literal) => {
             let (address, rest) =

@@ -1,5 +1,5 @@
 //! Reaching the server: connection options from the account's settings, the secret (from
-//! the environment, a command, a prompt, or the OAuth 2.0 token store), login, and an error
+//! the environment, a command, `~/.netrc`, a prompt, or the OAuth 2.0 token store), login, and an error
 //! that says how to trust a certificate nobody vouches for.
 
 use std::io::IsTerminal;
@@ -8,6 +8,7 @@ use pop3_client::{AuthMethod, Client, ConnectOptions, TlsMode};
 
 use crate::oauth::{self, OAuth};
 use crate::settings::Settings;
+use crate::socks;
 
 /// The password (or token) for the account.
 fn secret(settings: &Settings, bearer: bool) -> Result<String, String> {
@@ -38,6 +39,12 @@ fn secret(settings: &Settings, bearer: bool) -> Result<String, String> {
     if bearer {
         return Err("OAuth2 needs token_command in the config".into());
     }
+    // After password_command, before the prompt: the netrc's entry for the host and user.
+    if let Some(path) = crate::netrc::path() {
+        if let Some(password) = crate::netrc::password(&path, &account.host, &account.user)? {
+            return Ok(password);
+        }
+    }
     prompt(&format!("Password for {}: ", account.name))
 }
 
@@ -46,7 +53,7 @@ fn prompt(text: &str) -> Result<String, String> {
     use std::io::{BufRead, Write};
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err("no password: set POP3_PASSWORD, password_command or run on a terminal".into());
+        return Err("no password: set POP3_PASSWORD, password_command, a ~/.netrc entry or run on a terminal".into());
     }
     eprint!("{text}");
     let _ = std::io::stderr().flush();
@@ -128,7 +135,15 @@ async fn open(settings: &Settings) -> Result<Client, String> {
     options.tls_options.extra_ca_file = settings.tls_ca.clone();
     options.tls_options.pinned_sha256 = settings.pin.into_iter().collect();
     options.tls_options.danger_accept_invalid_certs = settings.insecure;
-    Client::connect(&options).await.map_err(|e| connect_error(&e, settings))
+    let connected = match &settings.proxy {
+        None => Client::connect(&options).await,
+        Some(proxy) => {
+            let port = options.port();
+            let tcp = socks::connect(proxy, &account.host, port, settings.timeout).await?;
+            Client::connect_over(&options, tcp).await
+        }
+    };
+    connected.map_err(|e| connect_error(&e, settings))
 }
 
 /// A failed connection's error; for a certificate whose issuer is not trusted (a self-signed

@@ -32,6 +32,7 @@ use pop3_storage::sink::{Settled as Stored, Sink as StorageSink};
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{Parcel, Recorder, Settled};
+use crate::relay::{Protocol, Refused, Relay, Session};
 use crate::sink::{Message, Sink};
 
 pub use pop3_storage::sink::Modes;
@@ -46,10 +47,13 @@ pub enum Target {
     /// A command run with `sh -c`, the message on its standard input; exit status 0 means
     /// delivered.
     Mda(String),
+    /// A mail server over LMTP or SMTP: delivered once it answered 250 (see `relay.rs`).
+    Relay(Relay),
 }
 
 impl Target {
-    /// Parses `maildir:DIR`, `mbox:FILE` or `mda:COMMAND` (`~/` expanded).
+    /// Parses `maildir:DIR`, `mbox:FILE`, `mda:COMMAND` (`~/` expanded), `lmtp:HOST:PORT`,
+    /// `lmtp:/PATH/TO/SOCKET` or `smtp:HOST[:PORT]` (a relay's envelope is set afterwards).
     pub fn parse(text: &str) -> Result<Self, String> {
         let expand = |p: &str| -> PathBuf {
             match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
@@ -57,7 +61,12 @@ impl Target {
                 _ => PathBuf::from(p),
             }
         };
-        let expected = || format!("{text:?}: expected maildir:DIR, mbox:FILE or mda:COMMAND");
+        let expected = || {
+            format!(
+                "{text:?}: expected maildir:DIR, mbox:FILE, mda:COMMAND, lmtp:HOST:PORT, \
+                 lmtp:/PATH/TO/SOCKET or smtp:HOST[:PORT]"
+            )
+        };
         let (kind, rest) = text.split_once(':').ok_or_else(expected)?;
         if rest.is_empty() {
             return Err(expected());
@@ -66,6 +75,12 @@ impl Target {
             "maildir" => Ok(Self::Maildir(expand(rest))),
             "mbox" => Ok(Self::Mbox(expand(rest))),
             "mda" => Ok(Self::Mda(rest.to_owned())),
+            "lmtp" => Relay::parse(Protocol::Lmtp, rest)
+                .map(Self::Relay)
+                .map_err(|e| format!("{text:?}: {e}")),
+            "smtp" => Relay::parse(Protocol::Smtp, rest)
+                .map(Self::Relay)
+                .map_err(|e| format!("{text:?}: {e}")),
             _ => Err(expected()),
         }
     }
@@ -125,6 +140,8 @@ pub struct Deliverer {
     recorded: Recorded,
     /// Settled batches not yet handed out by [`Sink::settled`], oldest first.
     settled: VecDeque<Settled>,
+    /// The connection to a relay target's mail server, once made.
+    session: Option<Session>,
 }
 
 /// One message being delivered.
@@ -136,6 +153,8 @@ pub enum Delivery {
     Stored { store: SharedStore, uid: String, lf: ToLf },
     /// Feeding an MDA.
     Mda { child: Child, uid: String, lf: ToLf },
+    /// Held whole for a mail server (its envelope sender comes from its header).
+    Relayed { uid: String, data: Vec<u8> },
 }
 
 /// Streaming CRLF to LF, over any chunking: a CR at the end of a chunk waits for the next.
@@ -222,7 +241,7 @@ impl Deliverer {
             Target::Mbox(path) => {
                 Some(Store::Mbox(MboxSink::open(path, modes, limits).map_err(io_error)?))
             }
-            Target::Mda(_) => None,
+            Target::Mda(_) | Target::Relay(_) => None,
         };
         Ok(Self {
             target,
@@ -232,6 +251,7 @@ impl Deliverer {
             parcels,
             recorded,
             settled: VecDeque::new(),
+            session: None,
         })
     }
 
@@ -281,6 +301,36 @@ impl Deliverer {
     }
 }
 
+impl Deliverer {
+    /// Hands `message` to the relay target's mail server: Ok once it answered 250. A broken
+    /// connection is dropped (the next message connects again).
+    fn relay(&mut self, message: &[u8]) -> io::Result<()> {
+        let Target::Relay(relay) = &self.target else { return Err(io::Error::other("no relay")) };
+        // Connected by `start`, unless the connection broke since.
+        let Some(session) = self.session.as_mut() else {
+            return Err(io::Error::other("the mail server connection was lost"));
+        };
+        let sender = relay.sender_of(message);
+        match session.send(&sender, &relay.recipient, message) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                if let Refused::Broken(_) = refused {
+                    self.session = None;
+                }
+                Err(io::Error::other(refused.to_string()))
+            }
+        }
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.quit();
+        }
+    }
+}
+
 impl Sink for Deliverer {
     type Message = Delivery;
 
@@ -295,6 +345,16 @@ impl Sink for Deliverer {
                     .stdout(Stdio::null())
                     .spawn()?;
                 Ok(Delivery::Mda { child, uid, lf: ToLf::default() })
+            }
+            (Target::Relay(relay), _) => {
+                // Connected before the first message: a server that cannot be reached ends
+                // the run (an error) instead of failing every message in turn.
+                if self.session.is_none() {
+                    let session = Session::connect(&relay.endpoint, relay.protocol, relay.timeout)
+                        .map_err(|e| io::Error::new(e.kind(), format!("mail server: {e}")))?;
+                    self.session = Some(session);
+                }
+                Ok(Delivery::Relayed { uid, data: Vec::new() })
             }
             (_, Some(store)) => {
                 let incoming = Incoming {
@@ -333,7 +393,13 @@ impl Sink for Deliverer {
                 }
                 Parcel { uid, octets }
             }
+            Delivery::Relayed { uid, data } => {
+                self.relay(&data)?;
+                Parcel { uid, octets }
+            }
         };
+        // Recorded (synced) at once: the window in which a crash delivers a message twice
+        // is from the server's commit to this record (see docs/client.md).
         self.settled.push_back(self.recorder.settle(vec![parcel], Ok(())));
         Ok(())
     }
@@ -346,7 +412,7 @@ impl Sink for Deliverer {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            Delivery::Present { .. } => {}
+            Delivery::Present { .. } | Delivery::Relayed { .. } => {}
         }
     }
 
@@ -407,6 +473,11 @@ impl Message for Delivery {
                 Some(stdin) => io::Write::write_all(stdin, lf.convert(data)),
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
+            // As received: SMTP wants CRLF.
+            Self::Relayed { data: held, .. } => {
+                held.extend_from_slice(data);
+                Ok(())
+            }
         }
     }
 }
@@ -415,7 +486,7 @@ impl Delivery {
     /// Writes a CR held back at the end of the last chunk.
     fn flush_line_end(&mut self) -> io::Result<()> {
         match self {
-            Self::Present { .. } => Ok(()),
+            Self::Present { .. } | Self::Relayed { .. } => Ok(()),
             Self::Stored { store, lf, .. } => {
                 lock(store).sink().write(lf.finish()).map_err(io_error)
             }

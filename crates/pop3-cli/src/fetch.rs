@@ -12,6 +12,7 @@ use pop3_client::{Client, MsgNum};
 
 use crate::args::FetchArgs;
 use crate::deliver::{mbox_append_present, Deliverer, Target};
+use crate::filter::{judge, About, Verdict};
 use crate::ledger::{now, Ledger};
 use crate::listing::{Listed, Listing};
 use crate::report::{progress, Report};
@@ -32,7 +33,13 @@ pub async fn fetch(
     if !args.dry_run {
         prepare(ledger, listing, &fetch.target, now)?;
     }
-    let todo = plan(args, settings, ledger, listing, report);
+    let mut todo = plan(args, settings, ledger, listing, report);
+    let mut condemned = Vec::new();
+    if let Some(command) = &fetch.filter {
+        let deletes = fetch.policy != Policy::Keep;
+        let screened = screen(command, settings, client, ledger, todo, deletes, report).await?;
+        (todo, condemned) = screened;
+    }
     if args.dry_run {
         report.would_fetch = todo.iter().map(|l| l.uid.clone()).collect();
     } else if !todo.is_empty() {
@@ -50,7 +57,12 @@ pub async fn fetch(
         retrieved?;
         finished?;
     }
-    let doomed = deletions(fetch.policy, ledger, listing, now);
+    let mut doomed = deletions(fetch.policy, ledger, listing, now);
+    for listed in &condemned {
+        if !doomed.iter().any(|d| d.msg == listed.msg) {
+            doomed.push(listed);
+        }
+    }
     if args.dry_run {
         report.would_delete = doomed.iter().map(|l| l.uid.clone()).collect();
         return Ok(());
@@ -61,6 +73,8 @@ pub async fn fetch(
         report.errors.push(format!("deleting message {msg}: {e}"));
     }
     report.deleted = msgs.len() - refused.len();
+    report.deleted_by_filter =
+        condemned.iter().filter(|l| !refused.iter().any(|(msg, _)| *msg == l.msg)).count();
     Ok(())
 }
 
@@ -110,6 +124,69 @@ fn plan<'a>(
         todo.push(listed);
     }
     todo
+}
+
+/// Runs the filter on each planned message's header (`TOP n 0`), size limit first (the
+/// plan has left out messages over `max_size`): returns the messages to download and those
+/// to delete without downloading (exit 2, only when `deletes`, the policy deleting mail;
+/// under `keep` an exit 2 leaves the message like exit 1). A message the filter fails on
+/// stays on the server and is reported. Messages left or deleted do not count as new.
+async fn screen<'a>(
+    command: &str,
+    settings: &Settings,
+    client: &mut Client,
+    ledger: &Ledger,
+    planned: Vec<&'a Listed>,
+    deletes: bool,
+    report: &mut Report,
+) -> Result<(Vec<&'a Listed>, Vec<&'a Listed>), String> {
+    let account = &settings.account;
+    let (mut todo, mut condemned) = (Vec::new(), Vec::new());
+    for listed in planned {
+        let header = header(client, listed.msg).await?;
+        let about = About {
+            account: &account.name,
+            host: &account.host,
+            user: &account.user,
+            msg: listed.msg.get(),
+            size: listed.size,
+            uidl: &listed.uid,
+        };
+        let verdict = judge(command, &header, about, settings.timeout).await;
+        let verdict = match verdict {
+            Ok(Verdict::Fetch) => {
+                todo.push(listed);
+                continue;
+            }
+            Ok(Verdict::Delete) if deletes => {
+                condemned.push(listed);
+                Verdict::Delete
+            }
+            Ok(_) => {
+                report.skipped_by_filter += 1;
+                Verdict::Skip
+            }
+            Err(e) => {
+                report.errors.push(format!("message {} ({}): {e}", listed.msg, listed.uid));
+                Verdict::Skip
+            }
+        };
+        if !ledger.is_fetched(&listed.uid) && verdict != Verdict::Fetch {
+            report.new = report.new.saturating_sub(1);
+        }
+    }
+    Ok((todo, condemned))
+}
+
+/// The header of message `msg` (`TOP msg 0`), at most 256 KiB of it.
+async fn header(client: &mut Client, msg: MsgNum) -> Result<Vec<u8>, String> {
+    let mut header = Vec::new();
+    let mut body = client.top(msg, 0).await.map_err(|e| e.to_string())?;
+    while let Some(chunk) = body.chunk().await.map_err(|e| e.to_string())? {
+        let room = (256 * 1024usize).saturating_sub(header.len());
+        header.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(header)
 }
 
 /// What to delete: only messages the ledger knows as stored (recorded, synced), as the

@@ -20,13 +20,17 @@ mod connect;
 mod daemon;
 mod deliver;
 mod fetch;
+mod filter;
 mod ledger;
 mod listing;
+mod netrc;
 mod oauth;
+mod relay;
 mod report;
 mod retrieve;
 mod settings;
 mod sink;
+mod socks;
 
 use std::process::ExitCode;
 

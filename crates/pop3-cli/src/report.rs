@@ -19,6 +19,12 @@ pub struct Report {
     pub fetched: usize,
     pub bytes: u64,
     pub skipped_too_large: usize,
+    /// Left on the server by the filter (exit 1, or exit 2 under a policy that keeps mail).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped_by_filter: usize,
+    /// Deleted without being downloaded, as the filter asked (exit 2); also in `deleted`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deleted_by_filter: usize,
     pub deleted: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_fetch: Vec<String>,
@@ -30,6 +36,10 @@ pub struct Report {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub list: Vec<ListEntry>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -107,7 +117,7 @@ pub fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report, position: P
 /// What a fetch did, in one line (without the account's name).
 pub fn fetch_summary(report: &Report) -> String {
     format!(
-        "{} new of {} messages, fetched {} ({} octets), deleted {}{}",
+        "{} new of {} messages, fetched {} ({} octets), deleted {}{}{}",
         report.new,
         report.messages,
         report.fetched,
@@ -115,6 +125,14 @@ pub fn fetch_summary(report: &Report) -> String {
         report.deleted,
         if report.skipped_too_large > 0 {
             format!(", skipped {} too large", report.skipped_too_large)
+        } else {
+            String::new()
+        },
+        if report.skipped_by_filter + report.deleted_by_filter > 0 {
+            format!(
+                ", filter skipped {} and deleted {}",
+                report.skipped_by_filter, report.deleted_by_filter
+            )
         } else {
             String::new()
         }

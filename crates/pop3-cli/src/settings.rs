@@ -12,6 +12,7 @@ use crate::args::{Cmd, FetchArgs};
 use crate::config::Account;
 use crate::deliver::{Modes, Target};
 use crate::oauth::OAuth;
+use crate::socks::Proxy;
 
 /// Seconds without progress before giving up, unless set.
 const DEFAULT_TIMEOUT: u64 = 60;
@@ -67,6 +68,8 @@ pub struct Settings {
     pub oauth: Option<OAuth>,
     /// Longest wait without progress.
     pub timeout: Duration,
+    /// A SOCKS5 proxy to connect through.
+    pub proxy: Option<Proxy>,
     /// Messages larger than this (octets) are not fetched, and not counted as new.
     pub max_size: Option<u64>,
     /// What `fetch` does (`None` for the other commands).
@@ -86,6 +89,8 @@ pub struct Fetch {
     pub modes: Modes,
     /// Daemon mode: time between two polls.
     pub interval: Duration,
+    /// The command that judges each message by its header before it is downloaded.
+    pub filter: Option<String>,
 }
 
 impl Settings {
@@ -153,6 +158,12 @@ impl Settings {
                 .or_else(|| config.password_command.clone()),
             oauth,
             timeout: Duration::from_secs(timeout),
+            proxy: common
+                .proxy
+                .as_ref()
+                .or(config.proxy.as_ref())
+                .map(|url| Proxy::parse(url))
+                .transpose()?,
             max_size,
             fetch,
             account,
@@ -179,11 +190,26 @@ impl Fetch {
         } else {
             config.policy.as_deref().map_or(Ok(Policy::Keep), Policy::parse)?
         };
-        let target = match (&args.to, &config.to) {
+        let mut target = match (&args.to, &config.to) {
             (Some(to), _) => Target::parse(to).map_err(|e| format!("--to {e}"))?,
             (None, Some(to)) => Target::parse(to).map_err(|e| format!("to = {e}"))?,
             (None, None) => Target::parse("maildir:~/Maildir")?,
         };
+        if let Target::Relay(relay) = &mut target {
+            relay.recipient = match args.recipient.as_ref().or(config.recipient.as_ref()) {
+                Some(recipient) => recipient.clone(),
+                None => ["USER", "LOGNAME"]
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+                    .unwrap_or_else(|| account.user.clone()),
+            };
+            if relay.recipient.contains(['<', '>', ' ', '\r', '\n']) {
+                return Err(format!("recipient {:?}: expected a mail address", relay.recipient));
+            }
+            relay.sender = envelope_sender(&account.user, &account.host);
+            let timeout = args.common.timeout.or(config.timeout).unwrap_or(DEFAULT_TIMEOUT);
+            relay.timeout = Duration::from_secs(timeout.max(1));
+        }
         let batch = args.batch.or(config.batch).unwrap_or(DEFAULT_BATCH);
         if batch == 0 {
             return Err("batch = 0: expected at least 1 (messages)".into());
@@ -194,13 +220,39 @@ impl Fetch {
             return Err("interval = 0: expected at least 1 (seconds)".into());
         }
         let interval = Duration::from_secs(interval);
-        Ok(Self { target, policy, batch, modes, interval })
+        let filter = args.filter.clone().or_else(|| config.filter.clone());
+        if filter.as_deref().is_some_and(|f| f.trim().is_empty()) {
+            return Err("filter = \"\": expected a command".into());
+        }
+        Ok(Self { target, policy, batch, modes, interval, filter })
+    }
+}
+
+/// The account's address, the envelope sender of a message without a Return-Path: its
+/// login name if that is an address, else LOGIN@HOST, an IP address written as an address
+/// literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`, RFC 5321 section 4.1.3).
+fn envelope_sender(user: &str, host: &str) -> String {
+    if user.contains('@') {
+        return user.to_owned();
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => format!("{user}@[{ip}]"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("{user}@[IPv6:{ip}]"),
+        Err(_) => format!("{user}@{host}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Policy;
+    use super::{envelope_sender, Policy};
+
+    #[test]
+    fn envelope_senders() {
+        assert_eq!(envelope_sender("a@b.org", "pop.example"), "a@b.org");
+        assert_eq!(envelope_sender("alice", "pop.example"), "alice@pop.example");
+        assert_eq!(envelope_sender("alice", "127.0.0.1"), "alice@[127.0.0.1]");
+        assert_eq!(envelope_sender("alice", "::1"), "alice@[IPv6:::1]");
+    }
 
     #[test]
     fn policies() {

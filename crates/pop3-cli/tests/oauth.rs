@@ -12,32 +12,11 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{pop3, run, write_config, Output};
+use common::{pop3, pop3d_binary, run, write_config, Output};
 use pop3_testkit::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
-
-/// The pop3d binary, built once for this test run (next to `pop3`).
-fn pop3d_binary() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let path = Path::new(env!("CARGO_BIN_EXE_pop3")).with_file_name("pop3d");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "pop3d", "--bin", "pop3d"]);
-        if path.parent().is_some_and(|dir| dir.ends_with("release")) {
-            build.arg("--release");
-        }
-        // From the workspace root, where a relative CARGO_TARGET_DIR is meant.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
-        eprintln!("building the server: cargo build -p pop3d --bin pop3d");
-        let out = build.current_dir(root).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(path.exists(), "cargo built pop3d elsewhere than {}", path.display());
-        path
-    })
-}
 
 /// A pop3d with user alice (three messages), bearer mechanisms offered and `[oauth]` checking
 /// tokens of `idp`.

@@ -167,15 +167,23 @@ fn command_name(reply_to: &'static str) -> &'static str {
 impl Client {
     /// Connects, reads the greeting, asks `CAPA`, and sets up TLS as `options.tls` says.
     pub async fn connect(options: &ConnectOptions) -> Result<Self> {
+        let (host, port) = (unbracketed(&options.host), options.port());
+        let tcp = tokio::time::timeout(options.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| Error::Timeout { what: "the TCP connection" })??;
+        Self::connect_over(options, tcp).await
+    }
+
+    /// [`connect`](Self::connect) over `tcp`, a connection made by the caller that leads to
+    /// the server (through a SOCKS proxy, say): the greeting, `CAPA` and TLS as
+    /// `options.tls` says, the certificate checked against `options.host`.
+    pub async fn connect_over(options: &ConnectOptions, tcp: TcpStream) -> Result<Self> {
         let port = options.port();
         let host = unbracketed(&options.host);
         let tls_config = match options.tls {
             TlsMode::None => None,
             _ => Some(client_config(&options.tls_options)?),
         };
-        let tcp = tokio::time::timeout(options.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| Error::Timeout { what: "the TCP connection" })??;
         let _ = tcp.set_nodelay(true);
         let stream = match (&tls_config, options.tls) {
             (Some(config), TlsMode::Implicit) => {
