@@ -147,8 +147,8 @@ pub struct FetchArgs {
     /// Run COMMAND (sh -c) for each message to fetch, its header (TOP n 0) on standard input
     /// and POP3_FILTER_SIZE, POP3_FILTER_UIDL, POP3_FILTER_MSG, POP3_FILTER_ACCOUNT,
     /// POP3_FILTER_HOST, POP3_FILTER_USER in its environment; its exit status decides: 0 fetch,
-    /// 1 skip (left on the server), 2 delete without downloading (with --delete or
-    /// --keep-days; otherwise skip), anything else (or no exit within --timeout: killed) is an
+    /// 1 delete without downloading (with --delete or --keep-days; otherwise skip), 2 skip
+    /// (left on the server), as mpop's filter, anything else (or no exit within --timeout: killed) is an
     /// error for that message, which stays on the server. Messages over --max-size are skipped
     /// before any filter runs.
     #[arg(long, value_name = "COMMAND")]

@@ -12,7 +12,7 @@
 //! tls_ca = "/etc/ssl/my-ca.pem"
 //! tls_fingerprint = "AB:CD:..."
 //! max_size = 10000000                        # octets; larger messages are skipped
-//! filter = "grep -qi '^Subject:.*spam' && exit 2 || exit 0"  # header on stdin (filter.rs)
+//! filter = "grep -qi '^Subject:.*spam' && exit 1 || exit 0"  # header on stdin (filter.rs)
 //! proxy = "socks5h://127.0.0.1:9050"         # SOCKS5, the proxy resolving names (Tor)
 //! timeout = 60                               # seconds without progress
 //! batch = 1024                               # Maildir: messages per durable batch

@@ -129,7 +129,7 @@ fn plan<'a>(
 /// Runs the filter on each planned message's header (`TOP n 0`), size limit first (the
 /// plan has left out messages over `max_size`): returns the messages to download and those
 /// to delete without downloading (exit 2, only when `deletes`, the policy deleting mail;
-/// under `keep` an exit 2 leaves the message like exit 1). A message the filter fails on
+/// under `keep` an exit 1 leaves the message like exit 2). A message the filter fails on
 /// stays on the server and is reported. Messages left or deleted do not count as new.
 async fn screen<'a>(
     command: &str,

@@ -24,9 +24,9 @@ use tokio::process::Command;
 pub enum Verdict {
     /// Download it (exit 0).
     Fetch,
-    /// Leave it on the server (exit 1).
+    /// Leave it on the server (exit 2).
     Skip,
-    /// Delete it without downloading it (exit 2).
+    /// Delete it without downloading it (exit 1).
     Delete,
 }
 
@@ -95,8 +95,9 @@ pub async fn judge(
     };
     match status.code() {
         Some(0) => Ok(Verdict::Fetch),
-        Some(1) => Ok(Verdict::Skip),
-        Some(2) => Ok(Verdict::Delete),
+        // mpop's codes: 1 kills (deletes unread), 2 skips.
+        Some(1) => Ok(Verdict::Delete),
+        Some(2) => Ok(Verdict::Skip),
         _ => Err(format!("filter failed: {status} (expected exit 0 fetch, 1 skip, 2 delete)")),
     }
 }
@@ -115,14 +116,14 @@ mod tests {
     #[tokio::test]
     async fn exit_codes_and_environment() {
         assert_eq!(verdict("exit 0", 5).await, Ok(Verdict::Fetch));
-        assert_eq!(verdict("exit 1", 5).await, Ok(Verdict::Skip));
-        assert_eq!(verdict("exit 2", 5).await, Ok(Verdict::Delete));
+        assert_eq!(verdict("exit 1", 5).await, Ok(Verdict::Delete));
+        assert_eq!(verdict("exit 2", 5).await, Ok(Verdict::Skip));
         assert!(verdict("exit 3", 5).await.unwrap_err().contains("exit status: 3"));
         assert!(verdict("kill -9 $$", 5).await.unwrap_err().contains("signal"));
         let env = r#"test "$POP3_FILTER_SIZE/$POP3_FILTER_UIDL/$POP3_FILTER_ACCOUNT/$POP3_FILTER_MSG" = 1234/abc/work/3"#;
         assert_eq!(verdict(env, 5).await, Ok(Verdict::Fetch));
-        assert_eq!(verdict("grep -q '^Subject: hi' || exit 1", 5).await, Ok(Verdict::Fetch));
-        assert_eq!(verdict("grep -q '^Subject: no' || exit 1", 5).await, Ok(Verdict::Skip));
+        assert_eq!(verdict("grep -q '^Subject: hi' || exit 2", 5).await, Ok(Verdict::Fetch));
+        assert_eq!(verdict("grep -q '^Subject: no' || exit 2", 5).await, Ok(Verdict::Skip));
     }
 
     #[tokio::test]
@@ -136,7 +137,7 @@ mod tests {
     #[tokio::test]
     async fn a_filter_that_reads_nothing_of_a_large_header_is_fine() {
         let header = vec![b'x'; 1 << 20];
-        let v = judge("exit 1", &header, ABOUT, Duration::from_secs(5)).await;
+        let v = judge("exit 2", &header, ABOUT, Duration::from_secs(5)).await;
         assert_eq!(v, Ok(Verdict::Skip));
     }
 }

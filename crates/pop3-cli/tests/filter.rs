@@ -48,8 +48,8 @@ fn filter(log: &Path) -> String {
         r#"echo "$POP3_FILTER_UIDL $POP3_FILTER_SIZE" >> {log}
         subject=$(grep '^Subject:')
         case "$subject" in
-          *spam*) exit 2 ;;
-          *later*) exit 1 ;;
+          *spam*) exit 1 ;;
+          *later*) exit 2 ;;
           *broken*) exit 3 ;;
           *hang*) sleep 60 ;;
         esac
@@ -76,7 +76,7 @@ async fn filter_fetches_skips_deletes_and_fails_per_message_after_max_size() {
     let filter = filter(&log);
     let args = ["fetch", "--json", "--to", &to, "--max-size", "1000", "--timeout", "2"];
 
-    // Under --keep an exit 2 only skips: nothing is deleted.
+    // Under --keep an exit 1 only skips: nothing is deleted.
     let started = std::time::Instant::now();
     let (code, report, stderr) = run(pop3(&server, home.path(), &args).args(["--filter", &filter]));
     assert_eq!(code, 4, "messages failed on the only account: {report} {stderr}");
@@ -99,7 +99,7 @@ async fn filter_fetches_skips_deletes_and_fails_per_message_after_max_size() {
     let size = server.messages()[0].1.len();
     assert!(asked.lines().any(|l| l == format!("uid-1 {size}")), "{asked}");
 
-    // With --delete: exit 2 deletes the spam without downloading it; the skipped, failed
+    // With --delete: exit 1 deletes the spam without downloading it; the skipped, failed
     // and oversized messages stay, the fetched ones (now and before) go.
     std::fs::remove_file(&log).unwrap();
     let (code, report, stderr) =
@@ -112,7 +112,7 @@ async fn filter_fetches_skips_deletes_and_fails_per_message_after_max_size() {
     let left: Vec<String> = server.messages().into_iter().map(|(uid, _)| uid).collect();
     assert_eq!(left, ["uid-3", "uid-4", "uid-5", "uid-7"]);
     // Filter-skipped messages are not new mail: a run with only those exits 1 (nothing new).
-    let skip = "exit 1";
+    let skip = "exit 2";
     let (code, report, _) =
         run(pop3(&server, home.path(), &args).args(["--delete", "--filter", skip]));
     assert_eq!((code, &report["new"], &report["skipped_by_filter"]), (1, &0.into(), &3.into()));
@@ -126,7 +126,7 @@ async fn filter_from_the_config_file_with_dry_run() {
     let maildir = home.path().join("Mail");
     let config = format!(
         "[accounts.a]\nurl = \"pop3://alice@127.0.0.1:{}\"\nno_tls = true\nto = \"maildir:{}\"\n\
-         policy = \"delete\"\nmax_size = 1000\nfilter = \"grep -q '^Subject: spam' && exit 2; exit 1\"\n",
+         policy = \"delete\"\nmax_size = 1000\nfilter = \"grep -q '^Subject: spam' && exit 1; exit 2\"\n",
         server.addr().port(),
         maildir.display()
     );
