@@ -212,6 +212,8 @@ fn stage_pop3(stage: &Path) -> Result<String> {
     let binary = root().join("target/release/pop3");
     put(stage, "/usr/bin/pop3", &stripped(&binary)?, 0o755)?;
     docs_and_completions(stage, "pop3")?;
+    let example = read("dist/pop3/config.example.toml")?;
+    put(stage, "/usr/share/doc/pop3/examples/config.toml", &example, 0o644)?;
     for entry in fs::read_dir(root().join("dist/systemd/user")).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

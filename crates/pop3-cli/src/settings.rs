@@ -255,6 +255,24 @@ mod tests {
     }
 
     #[test]
+    fn every_account_of_the_shipped_example_config_is_valid() {
+        use clap::Parser as _;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../dist/pop3/config.example.toml");
+        let config = crate::config::load(&path, true).unwrap();
+        let cli = crate::args::Cli::parse_from(["pop3", "fetch"]);
+        let names: Vec<String> = config.accounts.keys().cloned().collect();
+        assert_eq!(names, ["gmail", "isp", "onion", "work"]);
+        for name in names {
+            let account = crate::config::resolve(&name, &config, &path).unwrap();
+            if let Some(oauth) = &account.config.oauth {
+                crate::oauth::OAuth::new(oauth).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            super::Settings::new(&cli.command, account).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
     fn policies() {
         assert_eq!(Policy::parse("keep"), Ok(Policy::Keep));
         assert_eq!(Policy::parse("delete"), Ok(Policy::Delete));
