@@ -130,6 +130,13 @@ level = "info"
 # max_connections = 100
 # idle_timeout = 300
 
+# [metrics]
+# Prometheus metrics (GET /metrics) and a health check (GET /health: 200 when serving and the
+# mail store answers, else 503 with the reason) over HTTP on a listener of their own; off
+# unless listen is set. Keep it on loopback or a management network: it has no login.
+# `pop3d status` asks the running server here.
+# listen = "127.0.0.1:9110"
+
 # [oauth]
 # OAuth 2.0 access tokens for OAUTHBEARER and XOAUTH2 (add them to [auth] mechanisms); offered,
 # like passwords, only over TLS or where plaintext is allowed. A token is checked as a JWT
@@ -203,6 +210,8 @@ pub struct FileConfig {
     pub oauth: Option<crate::oauth::OAuthSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::LdapSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::metrics::MetricsSection>,
 }
 
 /// `[lmtp]`: the LMTP delivery listeners. Left out, or without `listen` and `socket`, there

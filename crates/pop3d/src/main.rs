@@ -10,6 +10,7 @@ mod config;
 mod deliver;
 mod ldap;
 mod lmtp;
+mod metrics;
 mod migrate;
 mod oauth;
 mod privdrop;
@@ -31,6 +32,7 @@ pub mod exit {
     pub const OK: u8 = 0;
     pub const USAGE: u8 = 64;
     pub const DATAERR: u8 = 65;
+    pub const UNAVAILABLE: u8 = 69;
     pub const NOUSER: u8 = 67;
     pub const SOFTWARE: u8 = 70;
     pub const OSERR: u8 = 71;
@@ -125,6 +127,12 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "all")]
         users: Option<PathBuf>,
     },
+    /// Ask the running server (through `[metrics] listen`) whether it is healthy.
+    ///
+    /// Prints its health and a summary of its connections and logins. Exit codes: 0 healthy;
+    /// 1 unhealthy (the reason is printed); 69 the server cannot be asked (metrics off, or
+    /// nothing answers on the metrics address).
+    Status,
     /// Manage the PostgreSQL database of `[postgresql] url`.
     Db {
         #[command(subcommand)]
@@ -324,6 +332,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Some(Command::Migrate { name, all, from, users }) => {
             let (loaded, _) = configuration(&cli, false)?;
             migrate(&loaded, name.as_deref(), *all, from, users.as_deref())
+        }
+        Some(Command::Status) => {
+            let (loaded, _) = configuration(&cli, false)?;
+            metrics::status(&loaded)
         }
         Some(Command::Db { action: DbAction::Migrate }) => {
             let (loaded, _) = configuration(&cli, false)?;

@@ -156,6 +156,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
             crate::lmtp::bind(&loaded)?
         }
     };
+    let metrics = crate::metrics::bind(&loaded)?;
     if let Some(user) = &server_section.run_as {
         crate::privdrop::drop_to(user).map_err(|e| (exit::OSERR, e))?;
         tracing::debug!(run_as = %user, "after binding: run_as applied");
@@ -171,6 +172,16 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         };
         let server = Server::new(loaded.server_config(), mailboxes, users);
         server.set_tls(tls);
+        if let Some(listener) = metrics {
+            let addr = listener.local_addr().map_err(|e| (exit::OSERR, e.to_string()))?;
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| (exit::OSERR, format!("{addr}: {e}")))?;
+            let health = crate::metrics::health_check(&loaded);
+            let serving = server.clone();
+            let serving = Arc::new(move || serving.is_serving());
+            tokio::spawn(pop3_server::metrics::http::serve(listener, health, serving));
+            println!("pop3d: metrics on http://{addr}/metrics, health on http://{addr}/health");
+        }
         let mut plain = Vec::new();
         let mut secure = Vec::new();
         for (listener, kind, configured) in listeners {
