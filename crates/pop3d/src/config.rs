@@ -115,6 +115,10 @@ max_connections_per_user_ip = 10
 # error, warn, info, debug or trace (`serve --log-level` overrides it; RUST_LOG directives
 # such as pop3_server=debug add detail on top). Passwords are never logged.
 level = "info"
+# "text" (key=value lines) or "json" (one JSON object a line, for a log pipeline). Each login
+# attempt writes an audit event (target pop3d::audit: user, client, mechanism, tls, result,
+# reason, duration_ms), each session a summary when it closes.
+format = "text"
 
 # [lmtp]
 # LMTP delivery from the MTA (RFC 2033), e.g. Postfix's virtual_transport = lmtp:...; off
@@ -467,12 +471,25 @@ impl Default for LimitsSection {
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     pub level: String,
+    pub format: LogFormat,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
+}
+
+/// `[log] format`: how each event is written on standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `tracing`'s human-readable lines: time, level, spans, message, key=value fields.
+    #[default]
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `target`, the event's fields (its
+    /// `message` among them) at the top level, and the session's span as `span`.
+    Json,
 }
 
 /// A loaded configuration: the file's settings and where relative paths start.
