@@ -10,10 +10,11 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::lmtp::Lmtp;
 use common::{peer, run, Daemon, Session};
 
 /// A daemon with metrics on a fixed free port (`pop3d status` reads it from the config), no
-/// failed-login delay and a short penalty.
+/// failed-login delay, a short penalty, four connections per address before login, and LMTP.
 fn daemon() -> (Daemon, String) {
     let port = pop3_testkit::peer::free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -21,8 +22,9 @@ fn daemon() -> (Daemon, String) {
     let daemon = Daemon::start_configured(|config| {
         let config = config
             .replace("auth_failure_delay_ms = 2000", "auth_failure_delay_ms = 0")
-            .replace("auth_penalty_initial_ms = 2000", "auth_penalty_initial_ms = 50");
-        format!("{config}\n{listen}")
+            .replace("auth_penalty_initial_ms = 2000", "auth_penalty_initial_ms = 50")
+            .replace("max_connections_per_ip = 100", "max_connections_per_ip = 4");
+        format!("{config}\n{listen}\n[lmtp]\nlisten = [\"127.0.0.1:0\"]\n")
     });
     let announced =
         daemon.announced("pop3d: metrics on ").expect("the metrics listener is announced");
@@ -145,7 +147,45 @@ fn counters_move_by_what_clients_did_and_health_and_status_follow_the_mail_store
         ],
     );
 
-    // Implicit TLS: a handshake that works (openssl s_client), one that cannot (plain text).
+    // A fifth connection from this address before login is refused.
+    let held: Vec<Session> = (0..4).map(|_| Session::connect(&daemon.plain)).collect();
+    let (_, refused) = Session::greeted(TcpStream::connect(&daemon.plain).unwrap());
+    assert!(refused.starts_with("-ERR [SYS/TEMP]"), "{refused}");
+    drop(held);
+    let limited = wait_idle(&addr);
+    assert_moved(
+        &after,
+        &limited,
+        &[
+            ("pop3_connections_total", 5.0),
+            ("pop3_connections_refused_total{limit=\"per_ip\"}", 1.0),
+            ("pop3_connections_refused_total{limit=\"total\"}", 0.0),
+        ],
+    );
+    let after = limited;
+
+    // LMTP: one recipient stored, one unknown.
+    let lmtp = daemon.announced("pop3d: LMTP on ").expect("the LMTP listener is announced");
+    let mut c = Lmtp::connect(&lmtp);
+    c.send(b"LHLO mx.example\r\n");
+    c.reply();
+    assert!(c.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<alice>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<nobody>").starts_with("550"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c.cmd("Subject: counted\r\n\r\nHello.\r\n.").starts_with("250"));
+    c.cmd("QUIT");
+    let delivered = scrape(&addr);
+    let lmtp = |result: &str| format!("pop3_lmtp_deliveries_total{{result=\"{result}\"}}");
+    assert_moved(
+        &after,
+        &delivered,
+        &[(&lmtp("accepted"), 1.0), (&lmtp("permanent"), 1.0), (&lmtp("temporary"), 0.0)],
+    );
+    let after = delivered;
+
+    // TLS: a handshake that works on each listener (openssl s_client, implicit and after
+    // STLS), and one that cannot (plain text on the POP3S port).
     if peer("openssl", "openssl") {
         let mut client = Command::new("openssl")
             .args(["s_client", "-quiet", "-connect", &daemon.tls])
@@ -157,21 +197,34 @@ fn counters_move_by_what_clients_did_and_health_and_status_follow_the_mail_store
         client.stdin.take().unwrap().write_all(b"QUIT\r\n").unwrap();
         let out = client.wait_with_output().unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("+OK"), "{out:?}");
+        let mut client = Command::new("openssl")
+            .args(["s_client", "-quiet", "-starttls", "pop3", "-connect", &daemon.plain])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        client.stdin.take().unwrap().write_all(b"QUIT\r\n").unwrap();
+        let out = client.wait_with_output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("+OK"), "{out:?}");
         let mut raw = TcpStream::connect(&daemon.tls).unwrap();
         raw.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         raw.write_all(b"USER alice\r\n\r\n").unwrap();
         let _ = raw.read_to_end(&mut Vec::new());
         let tls = wait_idle(&addr);
-        let handshakes = |result: &str| {
-            format!("pop3_tls_handshakes_total{{kind=\"implicit\",result=\"{result}\"}}")
+        let handshakes = |kind: &str, result: &str| {
+            format!("pop3_tls_handshakes_total{{kind=\"{kind}\",result=\"{result}\"}}")
         };
         assert_moved(
             &after,
             &tls,
             &[
-                ("pop3_connections_total", 2.0),
-                (&handshakes("ok"), 1.0),
-                (&handshakes("failed"), 1.0),
+                ("pop3_connections_total", 3.0),
+                (&handshakes("implicit", "ok"), 1.0),
+                (&handshakes("implicit", "failed"), 1.0),
+                (&handshakes("stls", "ok"), 1.0),
+                (&handshakes("stls", "failed"), 0.0),
+                ("pop3_commands_total{command=\"STLS\"}", 1.0),
             ],
         );
     }
