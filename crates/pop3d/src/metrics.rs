@@ -45,23 +45,34 @@ fn mail_base(template: &str) -> Option<PathBuf> {
     Some(PathBuf::from(if dir.is_empty() { "/" } else { dir }))
 }
 
-/// What `/health` checks besides "serving": the PostgreSQL database answers `SELECT 1` (when
-/// mail or users are there), and the mail location's base directory exists.
-pub fn health_check(loaded: &Loaded) -> HealthCheck {
-    let url = loaded.file.postgresql.as_ref().map(|pg| pg.url.clone());
+/// What `/health` checks besides "serving": the mail store (`store`) answers (PostgreSQL:
+/// `SELECT 1` on its pool), the mail location's base directory exists (Maildir, mbox), and a
+/// `[users] sql` database next to files answers `SELECT 1` too.
+pub fn health_check(loaded: &Loaded, store: Arc<dyn pop3_storage::Backend>) -> HealthCheck {
     let shown = loaded.file.postgresql.as_ref().map(|pg| crate::config::redact_password(&pg.url));
-    let base = match loaded.file.mail.format {
-        Format::Postgresql => None,
-        Format::Maildir | Format::Mbox => mail_base(&loaded.mail_location().template),
+    let (base, users_db) = match loaded.file.mail.format {
+        Format::Postgresql => (None, None),
+        Format::Maildir | Format::Mbox => (
+            mail_base(&loaded.mail_location().template),
+            loaded
+                .file
+                .users
+                .sql
+                .as_ref()
+                .and(loaded.file.postgresql.as_ref())
+                .map(|pg| pg.url.clone()),
+        ),
     };
+    let shown = shown.unwrap_or_default();
     Arc::new(move || {
-        if let (Some(url), Some(shown)) = (&url, &shown) {
-            let mut client = pop3_storage::postgres::connect(url)
-                .map_err(|e| format!("database {shown}: {e}"))?;
-            client.simple_query("SELECT 1").map_err(|e| format!("database {shown}: {e}"))?;
-        }
+        store.health().map_err(|e| format!("mail store: {e}"))?;
         if let Some(base) = &base {
             check_dir(base)?;
+        }
+        if let Some(url) = &users_db {
+            let mut client = pop3_storage::postgres::connect(url)
+                .map_err(|e| format!("users database {shown}: {e}"))?;
+            client.simple_query("SELECT 1").map_err(|e| format!("users database {shown}: {e}"))?;
         }
         Ok(())
     })

@@ -179,6 +179,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         .enable_all()
         .build()
         .map_err(|e| (exit::OSERR, format!("tokio runtime: {e}")))?;
+    let store = Arc::clone(&backend);
     runtime.block_on(async move {
         let lmtp = match lmtp {
             Some(bound) => Some(crate::lmtp::start(bound, Arc::clone(&users), backend)?),
@@ -190,7 +191,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
             let addr = listener.local_addr().map_err(|e| (exit::OSERR, e.to_string()))?;
             let listener = tokio::net::TcpListener::from_std(listener)
                 .map_err(|e| (exit::OSERR, format!("{addr}: {e}")))?;
-            let health = crate::metrics::health_check(&loaded);
+            let health = crate::metrics::health_check(&loaded, store);
             let serving = server.clone();
             let serving = Arc::new(move || serving.is_serving());
             tokio::spawn(pop3_server::metrics::http::serve(listener, health, serving));

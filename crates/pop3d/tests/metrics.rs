@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lmtp::Lmtp;
-use common::{peer, run, Daemon, Session};
+use common::{peer, run, Daemon, Session, Store};
 
 /// A daemon with metrics on a fixed free port (`pop3d status` reads it from the config), no
 /// failed-login delay, a short penalty, four connections per address before login, and LMTP.
@@ -272,6 +272,29 @@ fn counters_move_by_what_clients_did_and_health_and_status_follow_the_mail_store
     let (code, said) = status(&daemon);
     assert_eq!(code, 69, "{said}");
     assert!(said.contains(&format!("cannot ask pop3d on {addr}")), "{said}");
+}
+
+#[test]
+fn health_follows_the_postgresql_store() {
+    let test = "health_follows_the_postgresql_store";
+    let Some(cluster) = pop3_testkit::postgres::Cluster::private(test) else { return };
+    let cluster = std::sync::Arc::new(cluster);
+    let addr = format!("127.0.0.1:{}", pop3_testkit::peer::free_port());
+    let store = Store::on_cluster(std::sync::Arc::clone(&cluster));
+    let mut daemon =
+        Daemon::start_with(store, |config| format!("{config}\n[metrics]\nlisten = \"{addr}\"\n"));
+    assert_eq!(get(&addr, "/health"), (200, "ok\n".to_owned()));
+    // A session leaves a connection in the pool, which the stop breaks.
+    assert!(Session::login(&daemon.plain, "alice", "secret").starts_with("+OK"));
+    cluster.stop();
+    let (code, body) = get(&addr, "/health");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.starts_with("unhealthy: mail store: "), "{body}");
+    let (code, said) = status(&daemon);
+    assert_eq!(code, 1, "{said}");
+    cluster.start_again();
+    assert_eq!(get(&addr, "/health"), (200, "ok\n".to_owned()));
+    assert!(daemon.stop().success());
 }
 
 /// Socket inodes the process `pid` listens on (TCP, IPv4 and IPv6).
