@@ -980,6 +980,33 @@ fn read_small(
 }
 
 #[cfg(test)]
+mod count_tests {
+    use super::LineHead;
+
+    /// The value of one `pop3_commands_total` sample.
+    fn count(command: &str) -> u64 {
+        let text = crate::metrics::render();
+        let name = format!("pop3_commands_total{{command=\"{command}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(name.as_str())).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn commands_are_counted_once_complete_even_when_split_across_reads() {
+        let (retr, quit, noop) = (count("RETR"), count("NOOP"), count("QUIT"));
+        let mut head = LineHead::default();
+        for chunk in [&b"RE"[..], b"TR 1\r\nNO", b"OP\r\nQU", b"IT"] {
+            head.feed(chunk, true);
+        }
+        assert_eq!((count("RETR") - retr, count("NOOP") - noop, count("QUIT") - quit), (1, 1, 0));
+        head.feed(b"\r\n", true);
+        assert_eq!(count("QUIT") - quit, 1, "counted at its line end");
+        // SASL responses are not commands, even one that looks like one.
+        head.feed(b"NOOP\r\n", false);
+        assert_eq!(count("NOOP") - noop, 1);
+    }
+}
+
+#[cfg(test)]
 mod log_tests {
     use super::masked;
 
