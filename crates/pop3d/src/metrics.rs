@@ -119,10 +119,22 @@ fn total(metrics: &str, name: &str, filter: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Where to ask a listener bound to `addr`: on loopback when it listens on every address
+/// (`0.0.0.0:9110`, `[::]:9110`).
+fn askable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
 /// `pop3d status`: 0 healthy, 1 unhealthy, 69 (EX_UNAVAILABLE) when the server cannot be
 /// asked (metrics off, or nothing answering).
 pub fn status(loaded: &Loaded) -> Result<u8, Failure> {
-    let Some(addr) = address(loaded) else {
+    let Some(addr) = address(loaded).map(askable) else {
         return Err((
             exit::UNAVAILABLE,
             format!(
@@ -167,6 +179,14 @@ mod tests {
         assert_eq!(mail_base("/srv/mail/u-%u/Maildir"), Some("/srv/mail".into()));
         assert_eq!(mail_base("/%u"), Some("/".into()));
         assert_eq!(mail_base("%h/Maildir"), None);
+    }
+
+    #[test]
+    fn a_listener_on_every_address_is_asked_on_loopback() {
+        let ask = |a: &str| askable(a.parse().unwrap()).to_string();
+        assert_eq!(ask("0.0.0.0:9110"), "127.0.0.1:9110");
+        assert_eq!(ask("[::]:9110"), "[::1]:9110");
+        assert_eq!(ask("192.0.2.1:9110"), "192.0.2.1:9110");
     }
 
     #[test]
