@@ -21,6 +21,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, field, info, warn, Instrument, Span};
 
 use crate::limits::Slot;
+use crate::metrics::{self, Backend, Command, Limit, LoginResult, Method, TlsKind};
 use crate::penalty::QueueFull;
 use crate::proxy;
 use crate::workers::Busy;
@@ -141,6 +142,7 @@ pub(crate) async fn run(
     let Some((peer, via)) = proxy::accept(&shared, &mut stream, peer, local).await else {
         return;
     };
+    metrics::connection_accepted();
     let span = tracing::info_span!(
         "session",
         %peer,
@@ -174,10 +176,14 @@ pub(crate) async fn run(
                         commands = driver.session.commands(),
                         bytes_in = driver.bytes_in,
                         bytes_out = driver.bytes_out,
+                        deleted = driver.deleted,
+                        duration_ms = driver.start.elapsed().as_millis() as u64,
                         "session closed"
                     ),
                     Err(error) => info!(%error, ?reason, commands = driver.session.commands(),
-                        bytes_in = driver.bytes_in, bytes_out = driver.bytes_out, "session ended"),
+                        bytes_in = driver.bytes_in, bytes_out = driver.bytes_out,
+                        deleted = driver.deleted,
+                        duration_ms = driver.start.elapsed().as_millis() as u64, "session ended"),
                 }
             }
             Ok(None) => {}
@@ -209,6 +215,12 @@ struct Driver {
     maildrop: Option<Box<dyn Maildrop>>,
     bytes_in: u64,
     bytes_out: u64,
+    /// Messages removed by this session's UPDATE, for the summary at close.
+    deleted: usize,
+    /// The first bytes of the command line being received, for the command counts.
+    line_head: LineHead,
+    /// When the login attempt in progress began (its audit line's duration).
+    attempt_start: Option<Instant>,
 }
 
 impl Driver {
@@ -230,9 +242,10 @@ impl Driver {
                 };
                 let tls = timeout(shared.config.tls_handshake_timeout, acceptor.accept(stream))
                     .await
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                    })??;
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+                    .and_then(|accepted| accepted);
+                metrics::tls_handshake(TlsKind::Implicit, tls.is_ok());
+                let tls = tls?;
                 Span::current().record("tls", true);
                 Conn::Tls(Box::new(tls))
             }
@@ -268,6 +281,9 @@ impl Driver {
             maildrop: None,
             bytes_in: 0,
             bytes_out: 0,
+            deleted: 0,
+            line_head: LineHead::default(),
+            attempt_start: None,
         }))
     }
 
@@ -320,8 +336,13 @@ impl Driver {
         loop {
             self.flush().await?;
             while let Some(event) = self.session.poll_event() {
+                let retrieving = matches!(event, Event::RetrieveBody { .. });
+                let before = self.bytes_out;
                 self.answer(event).await?;
                 self.flush().await?;
+                if retrieving {
+                    metrics::message_bytes(self.bytes_out - before);
+                }
             }
             if self.session.is_closed() {
                 return Ok(());
@@ -359,6 +380,8 @@ impl Driver {
                         return Ok(());
                     }
                     self.bytes_in += n as u64;
+                    // SASL responses are not commands.
+                    self.line_head.feed(&buf[..n], self.session.phase() != Phase::Sasl);
                     let now = self.now();
                     if tracing::enabled!(tracing::Level::DEBUG) {
                         log_lines(&mut self.log_buf, &buf[..n], self.session.phase());
@@ -406,11 +429,17 @@ impl Driver {
                         info!(%mechanism, user = user.as_deref(), "SASL authentication failed")
                     }
                 }
+                let reason = if cancelled { "exchange cancelled" } else { "SASL exchange failed" };
+                let method = Method::from_name(mechanism.name());
+                self.audit(method, user.as_deref(), LoginResult::BadCredentials, reason);
                 self.failed(user.as_deref()).await
             }
             Event::ScramKeysNeeded { username } => {
                 // The penalty comes before the salt: a guesser waits before each proof.
+                self.attempt_start = Some(Instant::now());
                 if !self.penalty_wait(Some(&username)).await? {
+                    let (scram, queue) = (Method::ScramSha256, "too many failed logins queued");
+                    self.audit(scram, Some(&username), LoginResult::Refused, queue);
                     return self.refuse_unchecked(true).await;
                 }
                 self.sasl_user = Some(username.clone());
@@ -424,6 +453,10 @@ impl Driver {
                     Ok(keys) => Ok(self.session.scram_keys(keys)?),
                     Err(Busy) => {
                         warn!(method = "SCRAM-SHA-256", "password checks are all busy, refusing");
+                        metrics::refused(Limit::AuthQueue);
+                        let user = self.sasl_user.clone();
+                        let (scram, busy) = (Method::ScramSha256, "password checks all busy");
+                        self.audit(scram, user.as_deref(), LoginResult::Refused, busy);
                         self.refuse_unchecked(false).await
                     }
                 }
@@ -446,6 +479,7 @@ impl Driver {
                     }
                     maildrop => drop(maildrop),
                 }
+                metrics::commit(true, 0);
                 info!(deleted = 0, "committed");
                 Ok(self.session.commit_done(Ok(()))?)
             }
@@ -458,9 +492,16 @@ impl Driver {
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
+                metrics::commit(result.is_ok(), count);
                 match &result {
-                    Ok(()) => info!(deleted = count, "committed"),
-                    Err(error) => warn!(%error, "commit failed"),
+                    Ok(()) => {
+                        self.deleted = count;
+                        info!(deleted = count, "committed");
+                    }
+                    Err(error) => {
+                        metrics::backend_error(Backend::Mail);
+                        warn!(%error, "commit failed");
+                    }
                 }
                 Ok(self.session.commit_done(result.map_err(|_| CommitError))?)
             }
@@ -511,12 +552,14 @@ impl Driver {
         match self.shared.penalties.admit(self.peer.ip(), user, now) {
             Ok(delay) if delay.is_zero() => Ok(true),
             Ok(delay) => {
+                metrics::penalty_applied();
                 info!(user, delay_ms = delay.as_millis() as u64, "earlier failed logins: waiting");
                 self.flush().await?;
                 self.pause(delay).await?;
                 Ok(true)
             }
             Err(QueueFull) => {
+                metrics::refused(Limit::PenaltyQueue);
                 warn!(user, "too many failed logins from this network: refused unchecked");
                 Ok(false)
             }
@@ -550,40 +593,59 @@ impl Driver {
         };
         let verified = matches!(request, AuthRequest::Verified { .. });
         let bearer = matches!(request, AuthRequest::Bearer { .. });
+        let kind = Method::from_name(method);
         // OAUTHBEARER may leave the user out: the token names it.
         let claimed = Some(username.as_str()).filter(|u| !u.is_empty() || !bearer);
-        // (SCRAM waited before its salt was sent.)
-        if !verified && !self.penalty_wait(claimed).await? {
-            return self.refuse_unchecked(true).await;
+        // (SCRAM waited before its salt was sent, and started its attempt then.)
+        if !verified {
+            self.attempt_start = Some(Instant::now());
+            if !self.penalty_wait(claimed).await? {
+                let queued = "too many failed logins queued";
+                self.audit(kind, claimed, LoginResult::Refused, queued);
+                return self.refuse_unchecked(true).await;
+            }
         }
         self.sasl_user = None;
         if claimed.is_some_and(|u| !valid_username(u)) {
             warn!(method, "login with an invalid user name refused");
+            self.audit(kind, None, LoginResult::BadCredentials, "invalid user name");
             self.bearer_refused = bearer;
             return self.failed(None).await;
         }
         if authzid.as_deref().is_some_and(|a| !a.is_empty() && a != username) {
             warn!(method, user = %username, "login as another user (authzid) refused");
+            let other = "authorization identity differs";
+            self.audit(kind, Some(&username), LoginResult::BadCredentials, other);
             return self.failed(Some(&username)).await;
         }
         // The check runs on the bounded pool: its memory and CPU do not grow with the number
         // of clients trying.
         let auth = self.shared.authenticator();
+        let check_start = Instant::now();
         let checked = self.shared.workers.run(move || auth.authenticate(&request)).await;
+        if checked.is_ok() {
+            metrics::auth_duration(check_start.elapsed());
+        }
         let user = match checked {
             Ok(Ok(user)) => user,
             Ok(Err(AuthError::Rejected)) => {
                 warn!(method, user = %username, "login failed");
+                let rejected = "credentials rejected";
+                self.audit(kind, claimed, LoginResult::BadCredentials, rejected);
                 // The error report goes out now; the exchange ends with the client's answer.
                 self.bearer_refused = bearer;
                 return self.failed(claimed).await;
             }
             Ok(Err(AuthError::Temporary(error))) => {
                 warn!(method, user = %username, %error, "users backend failed");
+                metrics::backend_error(Backend::Users);
+                self.audit(kind, claimed, LoginResult::Temporary, "users backend failed");
                 return self.reject(LoginError::TempFailure).await;
             }
             Err(Busy) => {
                 warn!(method, user = %username, "password checks are all busy, refusing");
+                metrics::refused(Limit::AuthQueue);
+                self.audit(kind, claimed, LoginResult::Refused, "password checks all busy");
                 return self.refuse_unchecked(false).await;
             }
         };
@@ -594,8 +656,11 @@ impl Driver {
                 limit = self.shared.config.limits.per_user_ip,
                 "too many sessions for this user from this address"
             );
+            let many = "too many sessions for this user from this address";
+            self.audit(kind, Some(&user.name), LoginResult::InUse, many);
             return self.reject(LoginError::InUse).await;
         }
+        let name = user.name.clone();
         let mailboxes = Arc::clone(&self.shared.mailboxes);
         let opened = tokio::task::spawn_blocking(move || mailboxes.open(&user))
             .await
@@ -604,21 +669,37 @@ impl Driver {
             Ok(maildrop) => maildrop,
             Err(error) => {
                 warn!(%error, "cannot open the maildrop");
-                return self
-                    .reject(match error.kind() {
-                        ErrorKind::InUse => LoginError::InUse,
-                        ErrorKind::Temporary => LoginError::TempFailure,
-                        ErrorKind::Permanent => LoginError::PermFailure,
-                    })
-                    .await;
+                let (login, result, reason) = match error.kind() {
+                    ErrorKind::InUse => {
+                        metrics::lock_conflict();
+                        (
+                            LoginError::InUse,
+                            LoginResult::InUse,
+                            "maildrop locked by another session",
+                        )
+                    }
+                    ErrorKind::Temporary => {
+                        metrics::backend_error(Backend::Mail);
+                        (LoginError::TempFailure, LoginResult::Temporary, "maildrop unavailable")
+                    }
+                    ErrorKind::Permanent => {
+                        metrics::backend_error(Backend::Mail);
+                        (LoginError::PermFailure, LoginResult::Permanent, "maildrop unusable")
+                    }
+                };
+                self.audit(kind, Some(&name), result, reason);
+                return self.reject(login).await;
             }
         };
         let infos: Result<Vec<_>, _> =
             maildrop.messages().iter().map(|m| MessageInfo::new(m.size, m.uidl.as_str())).collect();
         let Ok(infos) = infos else {
             warn!("maildrop has an invalid UIDL");
+            metrics::backend_error(Backend::Mail);
+            self.audit(kind, Some(&name), LoginResult::Permanent, "invalid UIDL in maildrop");
             return self.reject(LoginError::PermFailure).await;
         };
+        self.audit(kind, Some(&name), LoginResult::Ok, "");
         info!(method, messages = infos.len(), "logged in");
         self.maildrop = Some(maildrop);
         Ok(self.session.login_accepted(Snapshot::new(infos))?)
@@ -733,13 +814,71 @@ impl Driver {
         };
         let tls = timeout(self.shared.config.tls_handshake_timeout, acceptor.accept(tcp))
             .await
-            .map_err(|_| {
-            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-        })??;
-        self.conn = Conn::Tls(Box::new(tls));
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+            .and_then(|accepted| accepted);
+        metrics::tls_handshake(TlsKind::Stls, tls.is_ok());
+        self.conn = Conn::Tls(Box::new(tls?));
         Span::current().record("tls", true);
         info!("STLS: TLS established");
         Ok(self.session.tls_established()?)
+    }
+}
+
+impl Driver {
+    /// The negotiated TLS version, or "none".
+    fn tls_version(&self) -> &'static str {
+        let Conn::Tls(tls) = &self.conn else { return "none" };
+        match tls.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            Some(_) => "other",
+            None => "none",
+        }
+    }
+
+    /// Ends a login attempt: counts it in the metrics and writes its audit line (target
+    /// `pop3d::audit`): who, from where (the client behind a PROXY header), how, over which
+    /// TLS, with what result and why, and how long the attempt took (before any
+    /// failed-login delay). Never a password or token: only these fields are logged.
+    fn audit(&mut self, method: Method, user: Option<&str>, result: LoginResult, reason: &str) {
+        metrics::login(method, result);
+        let duration_ms = self.attempt_start.take().map_or(0, |t| t.elapsed().as_millis() as u64);
+        info!(
+            target: "pop3d::audit",
+            user = user.unwrap_or(""),
+            client = %self.peer,
+            mechanism = method.label(),
+            tls = self.tls_version(),
+            result = result.label(),
+            reason,
+            duration_ms,
+            "login"
+        );
+    }
+}
+
+/// The first bytes of the command line being received: enough to name its command at its
+/// end, without keeping the line.
+#[derive(Debug, Default)]
+struct LineHead {
+    bytes: [u8; 5],
+    len: usize,
+}
+
+impl LineHead {
+    /// Counts each command line `input` completes (when `commands`: SASL responses are not).
+    fn feed(&mut self, input: &[u8], commands: bool) {
+        for &b in input {
+            if b == b'\n' {
+                if commands {
+                    metrics::command(Command::of_line(&self.bytes[..self.len]));
+                }
+                self.len = 0;
+            } else if self.len < self.bytes.len() {
+                self.bytes[self.len] = b;
+                self.len += 1;
+            }
+        }
     }
 }
 
@@ -807,6 +946,7 @@ fn read_error(source: io::Error) -> pop3_storage::Error {
 /// Logs why message `index` cannot be read and says what the client is told.
 fn body_error(error: &pop3_storage::Error, index: usize) -> BodyError {
     warn!(%error, index, "cannot read message");
+    metrics::backend_error(Backend::Mail);
     match error {
         pop3_storage::Error::MessageGone { .. } => BodyError::Gone,
         _ => BodyError::Io,
@@ -837,6 +977,33 @@ fn read_small(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::LineHead;
+
+    /// The value of one `pop3_commands_total` sample.
+    fn count(command: &str) -> u64 {
+        let text = crate::metrics::render();
+        let name = format!("pop3_commands_total{{command=\"{command}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(name.as_str())).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn commands_are_counted_once_complete_even_when_split_across_reads() {
+        let (retr, quit, noop) = (count("RETR"), count("NOOP"), count("QUIT"));
+        let mut head = LineHead::default();
+        for chunk in [&b"RE"[..], b"TR 1\r\nNO", b"OP\r\nQU", b"IT"] {
+            head.feed(chunk, true);
+        }
+        assert_eq!((count("RETR") - retr, count("NOOP") - noop, count("QUIT") - quit), (1, 1, 0));
+        head.feed(b"\r\n", true);
+        assert_eq!(count("QUIT") - quit, 1, "counted at its line end");
+        // SASL responses are not commands, even one that looks like one.
+        head.feed(b"NOOP\r\n", false);
+        assert_eq!(count("NOOP") - noop, 1);
+    }
 }
 
 #[cfg(test)]

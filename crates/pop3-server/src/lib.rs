@@ -38,6 +38,7 @@ pub mod ldap;
 mod limits;
 pub mod lmtp;
 mod mailbox;
+pub mod metrics;
 #[cfg(feature = "oauth")]
 pub mod oauth;
 mod passwd;
@@ -299,6 +300,12 @@ impl Server {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
+    }
+
+    /// False once [`shutdown`](Self::shutdown) has begun: what `/health` reports (see
+    /// [`metrics::http`]).
+    pub fn is_serving(&self) -> bool {
+        !self.shared.shutdown.is_cancelled()
     }
 
     /// Number of sessions currently running.

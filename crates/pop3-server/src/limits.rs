@@ -72,10 +72,16 @@ impl Tracker {
     pub(crate) fn acquire(&self, ip: IpAddr) -> Option<Slot> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let for_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
-        if counts.total >= self.limits.total || for_ip >= self.limits.per_ip {
+        if counts.total >= self.limits.total {
+            crate::metrics::refused(crate::metrics::Limit::Total);
+            return None;
+        }
+        if for_ip >= self.limits.per_ip {
+            crate::metrics::refused(crate::metrics::Limit::PerIp);
             return None;
         }
         counts.total += 1;
+        crate::metrics::connections_open(1);
         counts.per_ip.insert(ip, for_ip + 1);
         Some(Slot { ip, anonymous: true, user: None, counts: Arc::clone(&self.counts) })
     }
@@ -87,6 +93,7 @@ impl Tracker {
         let key = (user.to_owned(), slot.ip);
         let n = counts.per_user_ip.get(&key).copied().unwrap_or(0);
         if n >= self.limits.per_user_ip {
+            crate::metrics::refused(crate::metrics::Limit::PerUserIp);
             return false;
         }
         counts.per_user_ip.insert(key, n + 1);
@@ -103,6 +110,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.total = counts.total.saturating_sub(1);
+        crate::metrics::connections_open(-1);
         if self.anonymous {
             decrement(&mut counts.per_ip, &self.ip);
         }

@@ -304,7 +304,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                     self.recipients.push(recipient);
                     self.session.recipient_accepted()?;
                 }
-                Err(error) => self.session.recipient_rejected(error)?,
+                Err(error) => {
+                    crate::metrics::lmtp_delivery(match error {
+                        RecipientError::UnknownUser => crate::metrics::Delivery::Permanent,
+                        RecipientError::Temporary => crate::metrics::Delivery::Temporary,
+                    });
+                    self.session.recipient_rejected(error)?;
+                }
             },
             LmtpEvent::MessageStart { sender, recipients } => {
                 let ours: Vec<&str> = self.recipients.iter().map(|r| r.address.as_str()).collect();
@@ -353,6 +359,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                     })
                     .collect();
                 for (address, result) in recipients.iter().zip(&results) {
+                    crate::metrics::lmtp_delivery(match result {
+                        Delivery::Stored => crate::metrics::Delivery::Accepted,
+                        _ => crate::metrics::Delivery::Temporary,
+                    });
                     tracing::info!(
                         peer = %self.peer,
                         from = %self.sender,

@@ -42,4 +42,11 @@ pub trait Backend: fmt::Debug + Send + Sync {
         let incoming = Incoming { envelope: envelope.clone(), ..Incoming::default() };
         deliver_one(&mut *sink, &incoming, message).map(drop)
     }
+
+    /// Whether the store answers now, for a server's health check: `Err` says why not. A
+    /// database answers a trivial query; files have nothing to ask (the default), their
+    /// caller looks at the directories it knows.
+    fn health(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -88,6 +88,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE", requires = "all")]
         users: Option<PathBuf>,
     },
+    /// Ask the running server (through `[metrics] listen`) whether it is healthy.
+    ///
+    /// Prints its health and a summary of its connections and logins. Exit codes: 0 healthy;
+    /// 1 unhealthy (the reason is printed); 69 the server cannot be asked (metrics off, or
+    /// nothing answers on the metrics address).
+    Status,
     /// Manage the PostgreSQL database of `[postgresql] url`.
     Db {
         #[command(subcommand)]

@@ -115,6 +115,10 @@ max_connections_per_user_ip = 10
 # error, warn, info, debug or trace (`serve --log-level` overrides it; RUST_LOG directives
 # such as pop3_server=debug add detail on top). Passwords are never logged.
 level = "info"
+# "text" (key=value lines) or "json" (one JSON object a line, for a log pipeline). Each login
+# attempt writes an audit event (target pop3d::audit: user, client, mechanism, tls, result,
+# reason, duration_ms), each session a summary when it closes.
+format = "text"
 
 # [lmtp]
 # LMTP delivery from the MTA (RFC 2033), e.g. Postfix's virtual_transport = lmtp:...; off
@@ -129,6 +133,13 @@ level = "info"
 # max_recipients = 100
 # max_connections = 100
 # idle_timeout = 300
+
+# [metrics]
+# Prometheus metrics (GET /metrics) and a health check (GET /health: 200 when serving and the
+# mail store answers, else 503 with the reason) over HTTP on a listener of their own; off
+# unless listen is set. Keep it on loopback or a management network: it has no login.
+# `pop3d status` asks the running server here.
+# listen = "127.0.0.1:9110"
 
 # [oauth]
 # OAuth 2.0 access tokens for OAUTHBEARER and XOAUTH2 (add them to [auth] mechanisms); offered,
@@ -203,6 +214,8 @@ pub struct FileConfig {
     pub oauth: Option<crate::oauth::OAuthSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::LdapSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::metrics::MetricsSection>,
 }
 
 /// `[lmtp]`: the LMTP delivery listeners. Left out, or without `listen` and `socket`, there
@@ -458,12 +471,25 @@ impl Default for LimitsSection {
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     pub level: String,
+    pub format: LogFormat,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
+}
+
+/// `[log] format`: how each event is written on standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `tracing`'s human-readable lines: time, level, spans, message, key=value fields.
+    #[default]
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `target`, the event's fields (its
+    /// `message` among them) at the top level, and the session's span as `span`.
+    Json,
 }
 
 /// A loaded configuration: the file's settings and where relative paths start.

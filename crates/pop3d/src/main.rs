@@ -11,6 +11,7 @@ mod config;
 mod deliver;
 mod ldap;
 mod lmtp;
+mod metrics;
 mod migrate;
 mod oauth;
 mod privdrop;
@@ -33,6 +34,7 @@ pub mod exit {
     pub const OK: u8 = 0;
     pub const USAGE: u8 = 64;
     pub const DATAERR: u8 = 65;
+    pub const UNAVAILABLE: u8 = 69;
     pub const NOUSER: u8 = 67;
     pub const SOFTWARE: u8 = 70;
     pub const OSERR: u8 = 71;
@@ -193,6 +195,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Some(Command::Migrate { name, all, from, users }) => {
             let (loaded, _) = configuration(&cli, false)?;
             migrate(&loaded, name.as_deref(), *all, from, users.as_deref())
+        }
+        Some(Command::Status) => {
+            let (loaded, _) = configuration(&cli, false)?;
+            metrics::status(&loaded)
         }
         Some(Command::Db { action: DbAction::Migrate }) => {
             let (loaded, _) = configuration(&cli, false)?;

@@ -6,7 +6,7 @@ use pop3_server::oauth::TokenValidator;
 use pop3_server::{ListenerKind, LmtpServer, ReloadingPasswdFile, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{tracing_level, Loaded};
+use crate::config::{tracing_level, Loaded, LogFormat};
 use crate::{exit, Failure};
 
 /// Logs on standard error: everything at the configured level (`[log] level`, or
@@ -14,7 +14,7 @@ use crate::{exit, Failure};
 /// "or", so `RUST_LOG=pop3_server=debug` adds the server library's detail and never hides
 /// pop3d's own lines (an `EnvFilter` built from `RUST_LOG` alone would turn everything it does
 /// not name off).
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::{EnvFilter, FilterExt};
     use tracing_subscriber::layer::SubscriberExt;
@@ -30,10 +30,24 @@ fn init_tracing(level: &str) {
         },
         _ => (EnvFilter::new("off"), None),
     };
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_filter(base.or(extra));
+    let filter = base.or(extra);
+    let layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        // The event's fields at the top level, the session span (peer, proxy, tls, user) as
+        // `span`: what a log pipeline indexes without unnesting.
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
     let _ = tracing_subscriber::registry().with(layer).try_init();
     if let Some(bad) = bad {
         tracing::warn!("{bad}");
@@ -92,7 +106,7 @@ fn raise_nofile_limit() {
 
 pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failure> {
     let level = tracing_level(&loaded.file.log.level).map_err(|e| (exit::CONFIG, e))?;
-    init_tracing(&level.to_string().to_lowercase());
+    init_tracing(&level.to_string().to_lowercase(), loaded.file.log.format);
     tracing::debug!(
         config = %loaded.path.display(),
         users = %loaded.users_path().display(),
@@ -156,6 +170,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
             crate::lmtp::bind(&loaded)?
         }
     };
+    let metrics = crate::metrics::bind(&loaded)?;
     if let Some(user) = &server_section.run_as {
         crate::privdrop::drop_to(user).map_err(|e| (exit::OSERR, e))?;
         tracing::debug!(run_as = %user, "after binding: run_as applied");
@@ -164,6 +179,7 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         .enable_all()
         .build()
         .map_err(|e| (exit::OSERR, format!("tokio runtime: {e}")))?;
+    let store = Arc::clone(&backend);
     runtime.block_on(async move {
         let lmtp = match lmtp {
             Some(bound) => Some(crate::lmtp::start(bound, Arc::clone(&users), backend)?),
@@ -171,6 +187,16 @@ pub fn serve(loaded: Loaded, created: bool, explicit: bool) -> Result<u8, Failur
         };
         let server = Server::new(loaded.server_config(), mailboxes, users);
         server.set_tls(tls);
+        if let Some(listener) = metrics {
+            let addr = listener.local_addr().map_err(|e| (exit::OSERR, e.to_string()))?;
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| (exit::OSERR, format!("{addr}: {e}")))?;
+            let health = crate::metrics::health_check(&loaded, store);
+            let serving = server.clone();
+            let serving = Arc::new(move || serving.is_serving());
+            tokio::spawn(pop3_server::metrics::http::serve(listener, health, serving));
+            println!("pop3d: metrics on http://{addr}/metrics, health on http://{addr}/health");
+        }
         let mut plain = Vec::new();
         let mut secure = Vec::new();
         for (listener, kind, configured) in listeners {

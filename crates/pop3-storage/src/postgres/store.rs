@@ -111,6 +111,26 @@ pub(crate) fn mailbox_id(conn: &mut Conn, user: &str) -> Result<i64> {
 }
 
 impl Backend for PgStore {
+    /// `SELECT 1` on a pooled connection. One that the server closed meanwhile (a restart, a
+    /// failover) is discarded and the query tried once more on a new one, so that a database
+    /// that is back reads as healthy at once.
+    fn health(&self) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            let mut conn = self.inner.conn("health check")?;
+            match conn.batch_execute("SELECT 1") {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    conn.discard();
+                    attempts += 1;
+                    if attempts == 2 {
+                        return Err(db_error("health check", e));
+                    }
+                }
+            }
+        }
+    }
+
     fn open(&self, user: &User) -> Result<Box<dyn Maildrop>> {
         Ok(Box::new(self.open_pg(user)?))
     }

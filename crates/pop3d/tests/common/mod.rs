@@ -103,6 +103,12 @@ impl Store {
         Some(Store::Postgresql(Database { url, _cluster: cluster }))
     }
 
+    /// A fresh database of `cluster` (e.g. a private one that the test stops and starts).
+    pub fn on_cluster(cluster: Arc<pop3_testkit::postgres::Cluster>) -> Store {
+        let url = cluster.database();
+        Store::Postgresql(Database { url, _cluster: cluster })
+    }
+
     /// Points the data dir's configuration at this store (nothing for Maildir).
     pub fn configure(&self, data: &Path) {
         if let Store::Postgresql(db) = self {
