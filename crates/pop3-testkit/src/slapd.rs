@@ -182,11 +182,37 @@ impl Slapd {
             ports: [plain, tls],
             dir,
         };
-        slapd.spawn();
+        slapd.start_on_free_ports();
         Some(slapd)
     }
 
+    /// Spawns slapd on the ports chosen, and again on new ones if another process took one of
+    /// them between the choice and slapd's bind (tests run in parallel).
+    fn start_on_free_ports(&mut self) {
+        for _ in 0..5 {
+            if self.try_spawn() {
+                return;
+            }
+            let (plain, tls) = (free_port(), free_port());
+            self.ports = [plain, tls];
+            self.ldap_url = format!("ldap://127.0.0.1:{plain}");
+            self.ldaps_url = format!("ldaps://127.0.0.1:{tls}");
+        }
+        panic!("slapd found no free ports in 5 tries: {}", self.log());
+    }
+
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "slapd could not listen again on {:?}: {}",
+            self.ports,
+            self.log()
+        );
+    }
+
+    /// Spawns slapd and waits until it listens on both ports itself; false if it exited
+    /// because a port was taken.
+    fn try_spawn(&mut self) -> bool {
         let log_file =
             std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let [plain, tls] = self.ports;
@@ -203,7 +229,7 @@ impl Slapd {
             .spawn()
             .expect("slapd starts");
         self.child = Some(child);
-        self.wait_ready(&[plain, tls]);
+        self.wait_ready(&[plain, tls])
     }
 
     /// Starts slapd again after [`Slapd::kill`], on the same ports with the same data: a
@@ -213,17 +239,27 @@ impl Slapd {
         self.spawn();
     }
 
-    fn wait_ready(&mut self, ports: &[u16]) {
+    /// Waits until slapd itself listens on every port: a connection that succeeds is not
+    /// enough, as another process may hold the port (then slapd's bind fails and it exits:
+    /// false).
+    fn wait_ready(&mut self, ports: &[u16]) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
+        let pid = self.child.as_ref().map(Child::id).expect("spawned");
         for port in ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+            while !listens(pid, *port) {
                 if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                    if ports.iter().any(|&p| listens_anyone(p)) {
+                        // Another process has one of the ports (slapd -d 0 says nothing).
+                        self.child = None;
+                        return false;
+                    }
                     panic!("slapd exited ({status}): {}", self.log());
                 }
                 assert!(Instant::now() < deadline, "slapd did not listen: {}", self.log());
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
+        true
     }
 
     /// slapd's output so far.
@@ -255,14 +291,39 @@ impl Slapd {
     }
 
     /// SIGSTOP: slapd keeps its sockets (connections are accepted by the kernel) but answers
-    /// nothing, like a stalled directory.
+    /// nothing, like a stalled directory. Returns once every thread of slapd is stopped: the
+    /// signal only asks, and on a busy machine a running worker may still answer a request
+    /// that arrives in the meantime.
     pub fn pause(&self) {
         rustix::process::kill_process(self.pid(), rustix::process::Signal::STOP).unwrap();
+        self.wait_for_threads(|state| state == 'T', "stopped");
     }
 
-    /// SIGCONT after [`Slapd::pause`].
+    /// SIGCONT after [`Slapd::pause`]; returns once no thread is stopped any more.
     pub fn resume(&self) {
         rustix::process::kill_process(self.pid(), rustix::process::Signal::CONT).unwrap();
+        self.wait_for_threads(|state| state != 'T', "running again");
+    }
+
+    /// Waits (at most 10 s) until every thread's state in /proc satisfies `done`.
+    fn wait_for_threads(&self, done: impl Fn(char) -> bool, what: &str) {
+        let tasks = format!("/proc/{}/task", self.pid().as_raw_nonzero());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let states: Vec<char> = std::fs::read_dir(&tasks)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+                // The state follows the command name, which is in parentheses.
+                .filter_map(|stat| stat.rsplit_once(')')?.1.trim_start().chars().next())
+                .collect();
+            if !states.is_empty() && states.iter().all(|&s| done(s)) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "slapd not {what}: {states:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
@@ -275,4 +336,32 @@ impl Drop for Slapd {
         }
         let _ = std::io::stderr().flush();
     }
+}
+
+/// The inodes of the sockets listening on 127.0.0.1:`port`, from /proc/net/tcp
+/// (local_address `0100007F:PORT` in hex, state `0A`, the inode in the tenth column).
+fn listening_inodes(port: u16) -> Vec<String> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else { return Vec::new() };
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[1] == local && f[3] == "0A")
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect()
+}
+
+/// Whether any process listens on 127.0.0.1:`port`.
+fn listens_anyone(port: u16) -> bool {
+    !listening_inodes(port).is_empty()
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
+fn listens(pid: u32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|inode| target.to_string_lossy() == inode.as_str()))
 }
