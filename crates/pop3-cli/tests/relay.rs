@@ -290,7 +290,7 @@ async fn smtp_into_a_real_postfix() {
     }
     let lmtpd = Lmtpd::start();
     let postfix = tokio::task::block_in_place(|| {
-        common::postfix::Postfix::start(
+        pop3_testkit::postfix::Postfix::start(
             &lmtpd.dir.path().join("postfix"),
             &format!("lmtp:inet:{}", lmtpd.addr),
         )

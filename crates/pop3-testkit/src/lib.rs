@@ -14,6 +14,7 @@
 
 pub mod oauth;
 pub mod peer;
+pub mod postfix;
 pub mod postgres;
 pub mod server;
 pub mod slapd;

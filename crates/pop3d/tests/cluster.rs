@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use common::fetchmail::Fetchmail;
 use common::haproxy::{curl, text, Frontend, Haproxy};
 use common::lmtp::{stuffed, Lmtp};
-use common::postfix::Postfix;
 use common::{lf, output_ok, peer, root, Daemon, Session, Store};
 use pop3_testkit::peer::free_port;
+use pop3_testkit::postfix::Postfix;
 use pop3_testkit::transmitted;
 
 /// A stored message: its UIDL and its bytes.

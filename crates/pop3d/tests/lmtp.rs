@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::lmtp::{stuffed, Lmtp};
-use common::postfix::Postfix;
 use common::{output_ok, peer, root, run, Daemon, Session, Store};
+use pop3_testkit::postfix::Postfix;
 
 /// A data dir with users alice and bob, `[mail] format` as given and `lmtp` appended to
 /// pop3d.toml; the server started. Returns it and the LMTP address.

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod postfix;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;

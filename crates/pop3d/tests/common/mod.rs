@@ -5,7 +5,6 @@
 pub mod fetchmail;
 pub mod haproxy;
 pub mod lmtp;
-pub mod postfix;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

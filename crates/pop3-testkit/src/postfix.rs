@@ -1,15 +1,15 @@
 //! A private Postfix instance (Debian's `postfix`: its own configuration and queue
-//! directories, smtpd on a free loopback port) that relays the domain `example.test` to an
-//! LMTP transport, as an MTA in front of pop3d does.
+//! directories, smtpd on a free loopback port) that relays the domain `example.test` to a
+//! transport (pop3d's LMTP listener in the tests): the MTA in front of pop3d, and the one
+//! `pop3 fetch --to smtp:` hands mail to.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::output_ok;
-
 /// A private Postfix instance, stopped on drop (also when the test fails).
+#[derive(Debug)]
 pub struct Postfix {
     config: PathBuf,
     /// Where its smtpd listens (`127.0.0.1:PORT`).
@@ -17,6 +17,8 @@ pub struct Postfix {
 }
 
 impl Postfix {
+    /// Configures and starts an instance under `dir` that relays `example.test` to
+    /// `transport` (e.g. `lmtp:inet:127.0.0.1:PORT`), and waits until smtpd answers.
     pub fn start(dir: &Path, transport: &str) -> Self {
         use std::os::unix::fs::PermissionsExt;
         // Postfix's daemons run as mail_owner: they must reach the directories.
@@ -32,7 +34,7 @@ impl Postfix {
         }
         // Postfix checks that its data directory belongs to mail_owner.
         let out = Command::new("chown").args(["-R", "postfix"]).arg(&data).output().unwrap();
-        output_ok(&out, "chown postfix data_directory");
+        assert!(out.status.success(), "chown postfix: {}", String::from_utf8_lossy(&out.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let main_cf = format!(
             "compatibility_level = 3.6\n\
@@ -112,10 +114,12 @@ impl Postfix {
         postfix
     }
 
+    /// `postfix -c CONFIG ARGS` (flush, stop...).
     pub fn command(&self, args: &[&str]) -> std::process::Output {
         Command::new("postfix").arg("-c").arg(&self.config).args(args).output().unwrap()
     }
 
+    /// Its mail log so far (for failure messages).
     pub fn log(&self) -> String {
         let dir = self.config.parent().unwrap();
         std::fs::read_to_string(dir.join("maillog")).unwrap_or_default()
