@@ -58,3 +58,31 @@ pub fn have_ipv6_loopback() -> bool {
         }
     }
 }
+
+/// The binary `bin` of workspace package `package`, next to `beside` (another binary of the
+/// test run, e.g. `env!("CARGO_BIN_EXE_pop3d")`), built once per test process with the same
+/// profile: `cargo test -p X` builds only X's binaries, and a stale sibling must not be used.
+pub fn sibling_binary(beside: &str, package: &str, bin: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(bin) {
+        return path.clone();
+    }
+    let path = Path::new(beside).with_file_name(bin);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-p", package, "--bin", bin]);
+    if path.parent().is_some_and(|dir| dir.ends_with("release")) {
+        build.arg("--release");
+    }
+    // From the workspace root, where a relative CARGO_TARGET_DIR is meant.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
+    eprintln!("building {bin}: cargo build -p {package} --bin {bin}");
+    let out = build.current_dir(root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(path.exists(), "cargo built {bin} elsewhere than {}", path.display());
+    built.insert(bin.to_owned(), path.clone());
+    path
+}

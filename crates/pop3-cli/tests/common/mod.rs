@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 /// `pop3 ARGS`, with state and config under `home`, the test server's password, no stdin.
 pub fn pop3(home: &Path, args: &[&str]) -> Command {
@@ -53,22 +52,6 @@ pub fn write_config(home: &Path, text: &str) {
 }
 
 /// The pop3d binary, built once per test run (next to `pop3`).
-pub fn pop3d_binary() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let path = Path::new(env!("CARGO_BIN_EXE_pop3")).with_file_name("pop3d");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "pop3d", "--bin", "pop3d"]);
-        if path.parent().is_some_and(|dir| dir.ends_with("release")) {
-            build.arg("--release");
-        }
-        // From the workspace root, where a relative CARGO_TARGET_DIR is meant.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
-        eprintln!("building the server: cargo build -p pop3d --bin pop3d");
-        let out = build.current_dir(root).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(path.exists(), "cargo built pop3d elsewhere than {}", path.display());
-        path
-    })
+pub fn pop3d_binary() -> PathBuf {
+    pop3_testkit::peer::sibling_binary(env!("CARGO_BIN_EXE_pop3"), "pop3d", "pop3d")
 }

@@ -485,25 +485,9 @@ impl Session {
     }
 }
 
-/// The `pop3` retriever (crates/pop3-cli) next to this pop3d binary in the target directory.
-/// `cargo test --workspace` (CI's test command) builds it; `cargo test -p pop3d` does not,
-/// so it is built here when it is missing, with the same profile.
+/// The `pop3` retriever (crates/pop3-cli) next to this pop3d binary, built once per test run.
 // Not every test binary that includes this module uses it.
 #[allow(dead_code)]
 pub fn pop3_binary() -> PathBuf {
-    let path = Path::new(BIN).with_file_name("pop3");
-    if !path.exists() {
-        eprintln!("building the pop3 retriever: cargo build -p pop3-cli --bin pop3");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "pop3-cli", "--bin", "pop3"]);
-        if path.parent().is_some_and(|dir| dir.ends_with("release")) {
-            build.arg("--release");
-        }
-        // From the workspace root, where a relative CARGO_TARGET_DIR is meant.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
-        output_ok(&build.current_dir(root).output().unwrap(), "cargo build -p pop3-cli");
-        assert!(path.exists(), "cargo built pop3 elsewhere than {}", path.display());
-    }
-    path
+    pop3_testkit::peer::sibling_binary(BIN, "pop3-cli", "pop3")
 }
