@@ -153,7 +153,7 @@ impl Penalties {
         let user = user.map(|u| self.user_key(u));
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         self.make_room(&mut map, now);
-        let window = self.limits.window;
+        let (window, limits) = (self.limits.window, self.limits);
         let mut bump = |key: Key, only_user: Option<u64>| {
             let fresh = Entry { failures: 0, last: now, only_user, next_free: now };
             let entry = map.entry(key).or_insert(fresh);
@@ -165,6 +165,9 @@ impl Penalties {
             }
             entry.failures = entry.failures.saturating_add(1);
             entry.last = now;
+            // The network's next attempt is checked no sooner than one pace after this
+            // failure, also when it was the first (the queue had no turn to hand out yet).
+            entry.next_free = entry.next_free.max(now + limits.delay(entry.failures));
         };
         bump(Self::network(ip), user);
         if let Some(user) = user {
@@ -303,10 +306,11 @@ mod tests {
         for _ in 0..4 {
             p.failed(net, Some("bob"), t);
         }
-        // Four failures: 15 s apart, however many connections ask at once, for any user.
-        let waits: Vec<_> = (0..5).map(|i| p.admit(net, Some(&format!("u{i}")), t)).collect();
+        // Four failures: 15 s apart from the last one, however many connections ask at once,
+        // for any user.
+        let waits: Vec<_> = (0..4).map(|i| p.admit(net, Some(&format!("u{i}")), t)).collect();
         let secs = |s: u64| Ok(Duration::from_secs(s));
-        assert_eq!(waits, [secs(0), secs(15), secs(30), secs(45), secs(60)]);
+        assert_eq!(waits, [secs(15), secs(30), secs(45), secs(60)]);
         assert_eq!(p.admit(net, None, t), Err(QueueFull), "beyond four paces: refused");
         // Time moves on: the queue drains.
         assert_eq!(p.admit(net, None, t + Duration::from_secs(70)), secs(5));
@@ -314,6 +318,22 @@ mod tests {
         assert_eq!(p.admit(ip("192.0.2.2"), Some("carol"), t), secs(0));
         assert_eq!(p.admit(ip("192.0.2.2"), Some("bob"), t), secs(15));
         assert_eq!(p.admit(ip("192.0.2.3"), Some("bob"), t), secs(15));
+    }
+
+    #[test]
+    fn one_client_guessing_in_turn_is_checked_two_four_eight_seconds_apart() {
+        let p = Penalties::new(PenaltyLimits::default());
+        let net = ip("192.0.2.9");
+        let mut t = Instant::now();
+        let mut gaps = Vec::new();
+        for n in 0..4 {
+            // Each guess for another user, so that only the network's pace applies.
+            let wait = p.admit(net, Some(&format!("user{n}")), t).unwrap();
+            gaps.push(wait.as_secs());
+            t += wait;
+            p.failed(net, Some(&format!("user{n}")), t);
+        }
+        assert_eq!(gaps, [0, 2, 4, 8], "the first failure already sets the pace");
     }
 
     #[test]

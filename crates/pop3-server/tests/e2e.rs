@@ -960,13 +960,15 @@ async fn cram_md5(c: &mut Client, user: &str, pw: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_unchecked_but_not_instantly_and_closes_after_three() {
-    let config = paced(300, 1000, 1000);
+    let config = paced(300, 2000, 2000);
     let fx = fixture(config).await;
     let mut c = Client::connect(fx.plain).await;
     c.line().await;
     c.cmd("USER alice").await;
     assert!(c.cmd("PASS wrong").await.starts_with("-ERR [AUTH]"));
-    // Five attempts fill this address's queue (one a second, at most four seconds ahead).
+    // Five attempts fill this address's queue (four turns two seconds apart, the first two
+    // seconds after that failure, at most eight seconds ahead; the fifth finds it full): it
+    // stays full for two seconds, longer than the three refusals below take.
     let mut queued = Vec::new();
     for _ in 0..5 {
         let addr = fx.plain;

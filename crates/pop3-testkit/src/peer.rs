@@ -22,9 +22,31 @@ pub fn dovecot_log(dir: &Path) -> String {
     text
 }
 
-/// A loopback port free at the time of the call.
+/// The ports [`free_port`] hands out: below Linux's ephemeral range (32768-60999 by default),
+/// which `bind(0)` and outgoing connections draw from.
+const PEER_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A loopback port free at the time of the call, for a peer (Dovecot, HAProxy, Postfix, slapd,
+/// danted...) that binds it itself a moment later.
+///
+/// A port from `bind(0)`, released at once, could be handed out again by the next `bind(0)` of
+/// another test thread before the peer took it: the two tests then talked to each other's
+/// servers. Ports here come from a range `bind(0)` never uses, each at most once per test
+/// process (a counter walks the range from an offset of the process id, so that test binaries
+/// run one after another do not start on the same port), and only if free right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = PEER_PORTS.end - PEER_PORTS.start;
+    let offset = std::process::id().wrapping_mul(409) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (PEER_PORTS.start + (offset + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PEER_PORTS:?}");
 }
 
 /// Sets the permission bits of `path`.

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::peer::free_port;
 use crate::server::TestCa;
 
 /// The directory's suffix.
@@ -63,11 +64,6 @@ fn find(program: &str) -> Option<PathBuf> {
         .iter()
         .map(|dir| Path::new(dir).join(program))
         .find(|path| path.exists())
-}
-
-fn free_port() -> u16 {
-    // A port the kernel just handed out; released here, taken by slapd right after.
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `password` hashed as `{SSHA}` by `slappasswd`.
