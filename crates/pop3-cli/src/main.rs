@@ -162,7 +162,10 @@ fn auth(args: &AuthArgs, config: &config::ConfigFile, config_path: &std::path::P
             )
         })?;
         let oauth = oauth::OAuth::new(section).map_err(|e| format!("{}: {e}", account.name))?;
-        Ok((account.name, oauth))
+        // Through the account's proxy, as its fetches are.
+        let proxy = account.config.proxy.as_deref().map(socks::Proxy::parse).transpose();
+        let proxy = proxy.map_err(|e| format!("{}: {e}", account.name))?;
+        Ok((account.name, oauth.through(proxy)))
     });
     let (name, oauth) = match resolved {
         Ok(resolved) => resolved,
