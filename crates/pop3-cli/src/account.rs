@@ -12,11 +12,16 @@ use crate::ledger::{now, Ledger};
 use crate::listing::Listing;
 use crate::report::{ListEntry, Report};
 use crate::settings::Settings;
+use crate::stop::Stop;
 
 /// Works on one account as `cmd` asks, filling in `report`.
+///
+/// A fetch looks at `stop` between messages: once it is asked for, the download stops at a
+/// batch boundary and the session ends as usual (deletions, `QUIT`).
 pub async fn run_account(
     cmd: &Cmd,
     settings: &Settings,
+    stop: &Stop,
     report: &mut Report,
 ) -> Result<(), String> {
     let account = &settings.account;
@@ -47,7 +52,7 @@ pub async fn run_account(
             report.new = 0;
         }
         Cmd::Fetch(args) => {
-            fetch(args, settings, &mut client, &mut ledger, &listing, report).await?
+            fetch(args, settings, &mut client, &mut ledger, &listing, stop, report).await?
         }
     }
     client.quit().await.map_err(|e| e.to_string())

@@ -16,7 +16,10 @@ Exit codes:
   3  some accounts or messages failed, the others succeeded
   4  every account failed (connection, TLS, login, server or local error; an OAuth account
      whose refresh token was refused, or that has none, says to run `pop3 auth ACCOUNT`);
-     auth: the authorization failed";
+     auth: the authorization failed
+  130, 143  fetch stopped by SIGINT or SIGTERM: the messages already asked for were stored
+     and recorded, deletions committed, the rest left on the server for the next run (a
+     second signal exits at once, also with this code)";
 
 #[derive(Debug, Parser)]
 #[command(name = "pop3", version, about = "Fetch mail over POP3, crash-safe.")]
@@ -168,8 +171,9 @@ pub struct FetchArgs {
     pub use_umask: bool,
     /// Keep running: poll each account every --interval seconds, a failed one again sooner
     /// (jittered exponential backoff); one line on standard error per poll. SIGTERM or SIGINT:
-    /// the poll in progress finishes and commits, then pop3 exits 0 (a second one exits at
-    /// once); SIGHUP reloads the config file.
+    /// the poll in progress stops at a batch boundary (the messages in flight stored, the
+    /// deletions committed), then pop3 exits 0 (a second one exits at once); SIGHUP reloads
+    /// the config file.
     #[arg(long, conflicts_with = "dry_run")]
     pub daemon: bool,
     /// With --daemon: seconds between two polls of an account [default: 300, or the account's

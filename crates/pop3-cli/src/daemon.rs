@@ -6,10 +6,12 @@
 //!   many retrievers do not all come back at once when a server returns.
 //! - One line on standard error per poll (a journal keeps it with its time): what was fetched
 //!   and when the next poll is, or the error and when the retry is.
-//! - SIGTERM or SIGINT: the poll in progress goes on to its end (the messages downloaded are
-//!   made durable and recorded, the deletions committed by `QUIT`), then the daemon exits 0. A
-//!   second signal exits at once: even then nothing is lost or fetched twice (the ledger is
-//!   crash-safe), only the download in progress is done again next time.
+//! - SIGTERM or SIGINT: the poll in progress stops at a batch boundary ([`crate::stop`]): no
+//!   more `RETR`s are sent, the messages already asked for are stored and recorded, what the
+//!   policy says is deleted and `QUIT` commits it; the rest stays on the server for the next
+//!   run. Then the daemon exits 0. A second signal exits at once: even then nothing is lost or
+//!   fetched twice (the ledger is crash-safe), only the messages in flight are downloaded
+//!   again next time.
 //! - SIGHUP: the config file is read again; accounts keep their schedule, new ones are polled
 //!   at once. A config file that does not load is reported and the old one kept.
 
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
+
+use crate::stop::{Stop, Stopping};
 
 use crate::account::run_account;
 use crate::args::Cli;
@@ -46,7 +50,7 @@ struct Polled {
 /// What the signals asked for.
 #[derive(Debug)]
 struct Signals {
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     reload: Arc<AtomicBool>,
     wake: Arc<Notify>,
 }
@@ -54,31 +58,17 @@ struct Signals {
 impl Signals {
     /// Catches SIGTERM, SIGINT and SIGHUP from now on.
     fn install() -> std::io::Result<Self> {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let stop = Stop::on_signals()?;
+        let mut stopping = Stopping::catch()?;
         let mut hup = signal(SignalKind::hangup())?;
-        let signals = Self {
-            stop: Arc::new(AtomicBool::new(false)),
-            reload: Arc::new(AtomicBool::new(false)),
-            wake: Arc::new(Notify::new()),
-        };
-        let (stop, reload, wake) =
-            (signals.stop.clone(), signals.reload.clone(), signals.wake.clone());
+        let signals =
+            Self { stop, reload: Arc::new(AtomicBool::new(false)), wake: Arc::new(Notify::new()) };
+        let (reload, wake) = (signals.reload.clone(), signals.wake.clone());
         tokio::spawn(async move {
             loop {
-                // The exit code of a second signal: 128 + its number, as a shell reports it.
-                let stopping = tokio::select! {
-                    _ = term.recv() => Some(143),
-                    _ = int.recv() => Some(130),
-                    _ = hup.recv() => None,
-                };
-                match stopping {
-                    Some(code) if stop.swap(true, Ordering::SeqCst) => {
-                        eprintln!("pop3: daemon: second signal, exiting at once");
-                        std::process::exit(code);
-                    }
-                    Some(_) => eprintln!("pop3: daemon: stopping after the poll in progress"),
-                    None => reload.store(true, Ordering::SeqCst),
+                tokio::select! {
+                    _ = stopping.recv() => {}
+                    _ = hup.recv() => reload.store(true, Ordering::SeqCst),
                 }
                 wake.notify_one();
             }
@@ -87,7 +77,7 @@ impl Signals {
     }
 
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.requested()
     }
 }
 
@@ -113,7 +103,7 @@ pub async fn run(cli: &Cli, config_path: &Path, accounts: Vec<Settings>) -> Exit
                 break;
             }
             if account.next <= Instant::now() {
-                account.poll(cli).await;
+                account.poll(cli, &signals.stop).await;
             }
         }
         let Some(next) = polled.iter().map(|a| a.next).min() else { break };
@@ -131,10 +121,10 @@ pub async fn run(cli: &Cli, config_path: &Path, accounts: Vec<Settings>) -> Exit
 
 impl Polled {
     /// One fetch of the account, its log line, and its next poll.
-    async fn poll(&mut self, cli: &Cli) {
+    async fn poll(&mut self, cli: &Cli, stop: &Stop) {
         let name = self.settings.account.name.clone();
         let mut report = Report { account: name.clone(), ..Report::default() };
-        if let Err(e) = run_account(&cli.command, &self.settings, &mut report).await {
+        if let Err(e) = run_account(&cli.command, &self.settings, stop, &mut report).await {
             report.error = Some(e);
         }
         let interval =

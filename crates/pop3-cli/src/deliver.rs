@@ -32,7 +32,7 @@ use pop3_storage::sink::{Settled as Stored, Sink as StorageSink};
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{Parcel, Recorder, Settled};
-use crate::relay::{Protocol, Refused, Relay, Session};
+use crate::relay::{Protocol, Relay, Session, Transfer};
 use crate::sink::{Message, Sink};
 
 pub use pop3_storage::sink::Modes;
@@ -153,8 +153,8 @@ pub enum Delivery {
     Stored { store: SharedStore, uid: String, lf: ToLf },
     /// Feeding an MDA.
     Mda { child: Child, uid: String, lf: ToLf },
-    /// Held whole for a mail server (its envelope sender comes from its header).
-    Relayed { uid: String, data: Vec<u8> },
+    /// Streamed to a mail server (its envelope sender comes from its header).
+    Relayed { uid: String, transfer: Transfer },
 }
 
 /// Streaming CRLF to LF, over any chunking: a CR at the end of a chunk waits for the next.
@@ -301,28 +301,6 @@ impl Deliverer {
     }
 }
 
-impl Deliverer {
-    /// Hands `message` to the relay target's mail server: Ok once it answered 250. A broken
-    /// connection is dropped (the next message connects again).
-    fn relay(&mut self, message: &[u8]) -> io::Result<()> {
-        let Target::Relay(relay) = &self.target else { return Err(io::Error::other("no relay")) };
-        // Connected by `start`, unless the connection broke since.
-        let Some(session) = self.session.as_mut() else {
-            return Err(io::Error::other("the mail server connection was lost"));
-        };
-        let sender = relay.sender_of(message);
-        match session.send(&sender, &relay.recipient, message) {
-            Ok(()) => Ok(()),
-            Err(refused) => {
-                if let Refused::Broken(_) = refused {
-                    self.session = None;
-                }
-                Err(io::Error::other(refused.to_string()))
-            }
-        }
-    }
-}
-
 impl Drop for Deliverer {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
@@ -349,12 +327,14 @@ impl Sink for Deliverer {
             (Target::Relay(relay), _) => {
                 // Connected before the first message: a server that cannot be reached ends
                 // the run (an error) instead of failing every message in turn.
-                if self.session.is_none() {
-                    let session = Session::connect(&relay.endpoint, relay.protocol, relay.timeout)
-                        .map_err(|e| io::Error::new(e.kind(), format!("mail server: {e}")))?;
-                    self.session = Some(session);
-                }
-                Ok(Delivery::Relayed { uid, data: Vec::new() })
+                // A connection that broke is made again for the next message.
+                let session = match self.session.take() {
+                    Some(session) => session,
+                    None => Session::connect(&relay.endpoint, relay.protocol, relay.timeout)
+                        .map_err(|e| io::Error::new(e.kind(), format!("mail server: {e}")))?,
+                };
+                let transfer = session.begin(&relay.sender, &relay.recipient);
+                Ok(Delivery::Relayed { uid, transfer })
             }
             (_, Some(store)) => {
                 let incoming = Incoming {
@@ -393,8 +373,11 @@ impl Sink for Deliverer {
                 }
                 Parcel { uid, octets }
             }
-            Delivery::Relayed { uid, data } => {
-                self.relay(&data)?;
+            Delivery::Relayed { uid, transfer } => {
+                // Ok once the server answered 250; the session is kept unless it broke.
+                let (session, outcome) = transfer.finish();
+                self.session = session;
+                outcome.map_err(|refused| io::Error::other(refused.to_string()))?;
                 Parcel { uid, octets }
             }
         };
@@ -404,7 +387,8 @@ impl Sink for Deliverer {
         Ok(())
     }
 
-    /// Its Maildir file is removed, its MDA killed.
+    /// Its Maildir file is removed, its MDA killed, its mail server connection closed before
+    /// the end of the data (the server keeps nothing of it).
     fn abort(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::Stored { store, .. } => lock(&store).sink().abort(),
@@ -412,7 +396,8 @@ impl Sink for Deliverer {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            Delivery::Present { .. } | Delivery::Relayed { .. } => {}
+            Delivery::Relayed { transfer, .. } => self.session = transfer.abandon(),
+            Delivery::Present { .. } => {}
         }
     }
 
@@ -474,10 +459,7 @@ impl Message for Delivery {
                 None => Err(io::ErrorKind::BrokenPipe.into()),
             },
             // As received: SMTP wants CRLF.
-            Self::Relayed { data: held, .. } => {
-                held.extend_from_slice(data);
-                Ok(())
-            }
+            Self::Relayed { transfer, .. } => transfer.write(data),
         }
     }
 }

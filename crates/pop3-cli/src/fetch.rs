@@ -18,6 +18,7 @@ use crate::listing::{Listed, Listing};
 use crate::report::{progress, Report};
 use crate::retrieve::Retriever;
 use crate::settings::{Policy, Settings};
+use crate::stop::Stop;
 
 /// Fetches the account's new mail (all of it with `--all`) and deletes what the policy says.
 pub async fn fetch(
@@ -26,6 +27,7 @@ pub async fn fetch(
     client: &mut Client,
     ledger: &mut Ledger,
     listing: &Listing,
+    stop: &Stop,
     report: &mut Report,
 ) -> Result<(), String> {
     let fetch = settings.fetch.as_ref().ok_or("no fetch settings")?;
@@ -36,8 +38,7 @@ pub async fn fetch(
     let mut todo = plan(args, settings, ledger, listing, report);
     let mut condemned = Vec::new();
     if let Some(command) = &fetch.filter {
-        let deletes = fetch.policy != Policy::Keep;
-        let screened = screen(command, settings, client, ledger, todo, deletes, report).await?;
+        let screened = screen(command, settings, client, ledger, todo, stop, report).await?;
         (todo, condemned) = screened;
     }
     if args.dry_run {
@@ -50,7 +51,7 @@ pub async fn fetch(
             .map_err(|e| e.to_string())?;
         let total: u64 = todo.iter().map(|l| l.size).sum();
         let bar = progress(args, todo.len() as u64, total);
-        let mut retriever = Retriever { ledger, sink, report, bar, now };
+        let mut retriever = Retriever { ledger, sink, report, bar, now, stop };
         let retrieved = retriever.retrieve(client, &todo).await;
         // Whatever ended the retrieval, what was downloaded is kept.
         let finished = retriever.finish();
@@ -128,21 +129,27 @@ fn plan<'a>(
 
 /// Runs the filter on each planned message's header (`TOP n 0`), size limit first (the
 /// plan has left out messages over `max_size`): returns the messages to download and those
-/// to delete without downloading (exit 2, only when `deletes`, the policy deleting mail;
+/// to delete without downloading (exit 2, only when the policy deletes mail;
 /// under `keep` an exit 1 leaves the message like exit 2). A message the filter fails on
-/// stays on the server and is reported. Messages left or deleted do not count as new.
+/// stays on the server and is reported. Messages left or deleted do not count as new. Once a
+/// stop is asked for, the messages not screened yet are left for the next run.
 async fn screen<'a>(
     command: &str,
     settings: &Settings,
     client: &mut Client,
     ledger: &Ledger,
     planned: Vec<&'a Listed>,
-    deletes: bool,
+    stop: &Stop,
     report: &mut Report,
 ) -> Result<(Vec<&'a Listed>, Vec<&'a Listed>), String> {
     let account = &settings.account;
+    let deletes = settings.fetch.as_ref().is_some_and(|f| f.policy != Policy::Keep);
     let (mut todo, mut condemned) = (Vec::new(), Vec::new());
-    for listed in planned {
+    for (screened, listed) in planned.iter().copied().enumerate() {
+        if stop.requested() {
+            report.left_by_stop += planned.len() - screened;
+            break;
+        }
         let header = header(client, listed.msg).await?;
         let about = About {
             account: &account.name,

@@ -9,7 +9,8 @@
 //! goes) and [`deliver`] (today's sink, over pop3-storage's), [`ledger`] (what is stored, durably),
 //! and [`report`] (what the user is told). [`oauth`] gets and refreshes OAuth 2.0 tokens
 //! (`pop3 auth`, and logins of accounts with an `[oauth]` section); [`daemon`] polls the
-//! accounts again and again (`fetch --daemon`). Exit codes: see [`args::EXIT_CODES`].
+//! accounts again and again (`fetch --daemon`); [`stop`] ends a fetch at a batch boundary on
+//! SIGTERM or SIGINT. Exit codes: see [`args::EXIT_CODES`].
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ mod retrieve;
 mod settings;
 mod sink;
 mod socks;
+mod stop;
 
 use std::process::ExitCode;
 
@@ -78,10 +80,26 @@ async fn run(cli: Cli) -> ExitCode {
     if matches!(&cli.command, Cmd::Fetch(f) if f.daemon) {
         return daemon::run(&cli, &config_path, accounts).await;
     }
+    // A fetch stops at a batch boundary on SIGTERM or SIGINT (see `stop.rs`); the other
+    // commands download nothing and are simply ended by them.
+    let stop = match &cli.command {
+        Cmd::Fetch(_) => match stop::catch() {
+            Ok(stop) => stop,
+            Err(e) => {
+                eprintln!("pop3: cannot catch signals: {e}");
+                return ExitCode::from(4);
+            }
+        },
+        _ => stop::Stop::never(),
+    };
     let (mut any_new, mut failures) = (false, 0);
     for (index, settings) in accounts.iter().enumerate() {
+        if let Some(code) = stop.exit_code() {
+            // The accounts not begun are left for the next run.
+            return ExitCode::from(code);
+        }
         let mut report = Report { account: settings.account.name.clone(), ..Report::default() };
-        if let Err(e) = run_account(&cli.command, settings, &mut report).await {
+        if let Err(e) = run_account(&cli.command, settings, &stop, &mut report).await {
             report.error = Some(e);
         }
         if report.error.is_some() || !report.errors.is_empty() {
@@ -90,6 +108,9 @@ async fn run(cli: Cli) -> ExitCode {
         any_new |= report.fetched > 0 || report.new > 0;
         let position = Position { index, of: accounts.len() };
         print_report(&cli.command, common, &report, position);
+    }
+    if let Some(code) = stop.exit_code() {
+        return ExitCode::from(code);
     }
     match (failures, any_new) {
         (0, true) => ExitCode::SUCCESS,
@@ -141,7 +162,10 @@ fn auth(args: &AuthArgs, config: &config::ConfigFile, config_path: &std::path::P
             )
         })?;
         let oauth = oauth::OAuth::new(section).map_err(|e| format!("{}: {e}", account.name))?;
-        Ok((account.name, oauth))
+        // Through the account's proxy, as its fetches are.
+        let proxy = account.config.proxy.as_deref().map(socks::Proxy::parse).transpose();
+        let proxy = proxy.map_err(|e| format!("{}: {e}", account.name))?;
+        Ok((account.name, oauth.through(proxy)))
     });
     let (name, oauth) = match resolved {
         Ok(resolved) => resolved,

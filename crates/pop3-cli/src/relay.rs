@@ -5,8 +5,16 @@
 //! the POP3 server.
 //!
 //! The protocol is kept apart from the I/O: [`Reply::parse_line`] reads one reply line,
-//! [`stuff`] prepares DATA (RFC 5321 section 4.5.2), and [`Session`] only writes commands and
-//! reads replies over a blocking stream (the sink it serves is synchronous, like an MDA).
+//! [`Stuffer`] prepares DATA (RFC 5321 section 4.5.2) chunk by chunk, and [`Session`] only
+//! writes commands and reads replies over a blocking stream (the sink it serves is
+//! synchronous, like an MDA).
+//!
+//! A message is streamed ([`Transfer`]): only its header is held, up to [`HEADER_LIMIT`], for
+//! the envelope sender its `Return-Path` gives; then `MAIL`, `RCPT` and `DATA` go out and the
+//! message follows as it arrives from the POP3 server, each chunk stuffed and sent. Memory
+//! does not grow with the message. A download that fails half-way closes the connection
+//! before the final dot, so the server keeps nothing of it (RFC 5321 section 4.1.1.4: the
+//! data counts only once ended by the dot).
 //!
 //! A 4xx reply is temporary (RFC 5321 section 4.2.1): the message is left on the POP3 server
 //! and tried again on the next run. A 5xx reply is permanent: the message is left too (the
@@ -71,16 +79,16 @@ impl Relay {
         let timeout = Duration::from_secs(60);
         Ok(Self { protocol, endpoint, recipient: String::new(), sender: String::new(), timeout })
     }
+}
 
-    /// The envelope sender of `message`: its Return-Path (`<>` stays the null sender), else
-    /// the account's address.
-    pub fn sender_of(&self, message: &[u8]) -> String {
-        let field = crate::account::header_field(message, "Return-Path");
-        let field = field.trim();
-        match field.strip_prefix('<').and_then(|f| f.split_once('>')) {
-            Some((address, _)) if !address.contains([' ', '\r', '\n']) => address.to_owned(),
-            _ => self.sender.clone(),
-        }
+/// The envelope sender of a message whose header is `header`: its Return-Path (`<>` stays
+/// the null sender), else `otherwise`.
+fn sender_of(header: &[u8], otherwise: &str) -> String {
+    let field = crate::account::header_field(header, "Return-Path");
+    let field = field.trim();
+    match field.strip_prefix('<').and_then(|f| f.split_once('>')) {
+        Some((address, _)) if !address.contains([' ', '\r', '\n']) => address.to_owned(),
+        _ => otherwise.to_owned(),
     }
 }
 
@@ -143,26 +151,191 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// The message as DATA sends it: every line end CRLF, a leading dot doubled (RFC 5321
-/// section 4.5.2), a last line end added if missing, and the final `.` line.
+/// A message as DATA sends it, chunk by chunk in any cut: every line end CRLF, a leading
+/// dot doubled (RFC 5321 section 4.5.2), a last line end added if missing, and the final `.`
+/// line. What it needs of the chunks before is two bits.
+#[derive(Debug, Clone, Copy)]
+pub struct Stuffer {
+    at_line_start: bool,
+    after_cr: bool,
+}
+
+impl Default for Stuffer {
+    fn default() -> Self {
+        Self { at_line_start: true, after_cr: false }
+    }
+}
+
+impl Stuffer {
+    /// Appends `data`, stuffed, to `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        out.reserve(data.len() + data.len() / 64 + 2);
+        for &b in data {
+            if self.at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            if b == b'\n' && !self.after_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            self.after_cr = b == b'\r';
+            self.at_line_start = b == b'\n';
+        }
+    }
+
+    /// Appends the end of the data to `out`: a line end if the last line lacks one, and the
+    /// final `.` line.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// `message` whole as DATA sends it (see [`Stuffer`]).
+#[cfg(test)]
 pub fn stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
-    let mut at_line_start = true;
-    for (i, &b) in message.iter().enumerate() {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        if b == b'\n' && (i == 0 || message[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !at_line_start {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut out = Vec::new();
+    let mut stuffer = Stuffer::default();
+    stuffer.feed(message, &mut out);
+    stuffer.finish(&mut out);
     out
+}
+
+/// The most of a message's header held to find its `Return-Path` (the envelope sender)
+/// before the transaction starts; a header longer than this is sent as it comes, from the
+/// account's address. Real headers are a few KiB; the field is first when present.
+pub const HEADER_LIMIT: usize = 64 * 1024;
+
+/// One message on its way to the server, streamed: [`write`](Self::write) each chunk as it
+/// arrives (as received, CRLF line ends), then [`finish`](Self::finish), or
+/// [`abandon`](Self::abandon) a message whose download failed.
+#[derive(Debug)]
+pub struct Transfer {
+    session: Session,
+    /// `RCPT TO`.
+    recipient: String,
+    /// `MAIL FROM` of a message without a Return-Path.
+    sender: String,
+    stage: Stage,
+    stuffer: Stuffer,
+    /// The stuffed chunk being sent, kept for its capacity.
+    out: Vec<u8>,
+}
+
+/// How far a [`Transfer`] is.
+#[derive(Debug)]
+enum Stage {
+    /// Gathering the header (the envelope sender is in it); nothing sent yet.
+    Header(Vec<u8>),
+    /// `MAIL`, `RCPT` and `DATA` accepted: the message is being sent.
+    Data,
+    /// `MAIL`, `RCPT` or `DATA` refused, and the transaction reset: the rest of the message is
+    /// read and dropped.
+    Refused(Refused),
+}
+
+impl Transfer {
+    /// Sends the next chunk of the message (or holds it while the header is not complete).
+    /// An error means the connection failed; a refusal of the envelope is told by
+    /// [`finish`](Self::finish).
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.stage {
+            Stage::Header(header) => {
+                // The blank line ending the header may straddle the chunks.
+                let from = header.len().saturating_sub(2);
+                header.extend_from_slice(data);
+                if header_ends(header, from) || header.len() >= HEADER_LIMIT {
+                    self.open()?;
+                }
+                Ok(())
+            }
+            Stage::Data => self.send(data),
+            Stage::Refused(_) => Ok(()),
+        }
+    }
+
+    /// Starts the transaction with the sender the header names, then sends the header.
+    fn open(&mut self) -> io::Result<()> {
+        let Stage::Header(header) = &mut self.stage else { return Ok(()) };
+        let header = std::mem::take(header);
+        self.stage = Stage::Data;
+        let sender = sender_of(&header, &self.sender);
+        let session = &mut self.session;
+        let opened = session
+            .step("MAIL FROM", &format!("MAIL FROM:<{sender}>"))
+            .and_then(|()| session.step("RCPT TO", &format!("RCPT TO:<{}>", self.recipient)))
+            .and_then(|()| session.step("DATA", "DATA"));
+        match opened {
+            Ok(()) => self.send(&header),
+            Err(Refused::Broken(e)) => Err(e),
+            Err(refused) => {
+                // The session stays usable for the next message (RFC 5321 section 4.1.1.5).
+                self.session.command("RSET")?;
+                self.stage = Stage::Refused(refused);
+                Ok(())
+            }
+        }
+    }
+
+    /// Stuffs and sends `data`.
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.clear();
+        self.stuffer.feed(data, &mut self.out);
+        self.session.writer.write_all(&self.out)
+    }
+
+    /// Ends the data and waits for the server's verdict: Ok only after its 250 (for LMTP:
+    /// the reply for the one recipient, RFC 2033 section 4.2). Gives the session back unless
+    /// the connection failed.
+    pub fn finish(mut self) -> (Option<Session>, Result<(), Refused>) {
+        if let Err(e) = self.open() {
+            return (None, Err(Refused::Broken(e)));
+        }
+        match std::mem::replace(&mut self.stage, Stage::Data) {
+            Stage::Refused(refused) => return (Some(self.session), Err(refused)),
+            Stage::Header(_) => unreachable!("opened above"),
+            Stage::Data => {}
+        }
+        self.out.clear();
+        self.stuffer.finish(&mut self.out);
+        if let Err(e) = self.session.writer.write_all(&self.out) {
+            return (None, Err(Refused::Broken(e)));
+        }
+        let verdict = match self.session.reply() {
+            Ok(reply) => judge("the message", reply),
+            Err(e) => return (None, Err(Refused::Broken(e))),
+        };
+        if verdict.is_err() {
+            if let Err(e) = self.session.command("RSET") {
+                return (None, Err(Refused::Broken(e)));
+            }
+        }
+        (Some(self.session), verdict)
+    }
+
+    /// Gives up the message (its download failed). The session comes back if nothing of the
+    /// message was sent; once the data has begun it is closed, before the final dot, so that
+    /// the server drops what it received.
+    pub fn abandon(self) -> Option<Session> {
+        match self.stage {
+            Stage::Header(_) | Stage::Refused(_) => Some(self.session),
+            Stage::Data => None,
+        }
+    }
+}
+
+/// True if `header`, being gathered, holds the empty line that ends a header (RFC 5322
+/// section 2.1): a line end followed by CRLF or LF, or an empty first line. Only what follows
+/// `from` is searched (the octets before were searched already; `from` is 2 octets before the
+/// new data, as the line end may straddle the chunks).
+fn header_ends(header: &[u8], from: usize) -> bool {
+    let tail = &header[from..];
+    header.starts_with(b"\r\n")
+        || header.starts_with(b"\n")
+        || tail.windows(2).any(|w| w == b"\n\n")
+        || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// A byte stream to the server.
@@ -249,32 +422,17 @@ impl Session {
         Ok(session)
     }
 
-    /// One transaction: `message` (as received, CRLF line ends) from `sender` to
-    /// `recipient`. Ok only after the server's 250 to the data.
-    pub fn send(&mut self, sender: &str, recipient: &str, message: &[u8]) -> Result<(), Refused> {
-        let outcome = self.transaction(sender, recipient, message);
-        if let Err(Refused::Temporary(..) | Refused::Permanent(..)) = &outcome {
-            // The session stays usable for the next message (RFC 5321 section 4.1.1.5).
-            if let Err(e) = self.command("RSET") {
-                return Err(Refused::Broken(e));
-            }
+    /// Starts a message for `recipient`, from the sender its `Return-Path` names, else
+    /// from `sender`: see [`Transfer`]. The session comes back from the transfer.
+    pub fn begin(self, sender: &str, recipient: &str) -> Transfer {
+        Transfer {
+            session: self,
+            recipient: recipient.to_owned(),
+            sender: sender.to_owned(),
+            stage: Stage::Header(Vec::new()),
+            stuffer: Stuffer::default(),
+            out: Vec::new(),
         }
-        outcome
-    }
-
-    fn transaction(
-        &mut self,
-        sender: &str,
-        recipient: &str,
-        message: &[u8],
-    ) -> Result<(), Refused> {
-        self.step("MAIL FROM", &format!("MAIL FROM:<{sender}>"))?;
-        self.step("RCPT TO", &format!("RCPT TO:<{recipient}>"))?;
-        self.step("DATA", "DATA")?;
-        self.writer.write_all(&stuff(message)).map_err(Refused::Broken)?;
-        // LMTP answers once per accepted recipient (RFC 2033 section 4.2): one here.
-        let reply = self.reply().map_err(Refused::Broken)?;
-        judge("the message", reply)
     }
 
     /// Sends one command and judges its reply.
@@ -359,8 +517,7 @@ mod tests {
         assert!(Relay::parse(Protocol::Smtp, "/sock").is_err());
         assert!(Relay::parse(Protocol::Smtp, "h:x").is_err());
 
-        let relay = Relay { sender: "alice@pop.example".into(), ..lmtp };
-        let sender = |m: &[u8]| relay.sender_of(m);
+        let sender = |m: &[u8]| sender_of(m, "alice@pop.example");
         assert_eq!(sender(b"Return-Path: <b@x.org>\r\nSubject: s\r\n\r\n"), "b@x.org");
         assert_eq!(sender(b"Subject: s\r\nReturn-Path: <>\r\n\r\n"), "", "the null sender");
         assert_eq!(sender(b"Subject: s\r\n\r\nReturn-Path: <b@x>\r\n"), "alice@pop.example");
@@ -402,6 +559,79 @@ mod tests {
         (Endpoint::Tcp { host: "127.0.0.1".into(), port }, server)
     }
 
+    /// `message` through a transfer, in chunks of `chunk` octets.
+    fn deliver(
+        session: Session,
+        sender: &str,
+        recipient: &str,
+        message: &[u8],
+        chunk: usize,
+    ) -> (Option<Session>, Result<(), Refused>) {
+        let mut transfer = session.begin(sender, recipient);
+        for part in message.chunks(chunk) {
+            transfer.write(part).unwrap();
+        }
+        transfer.finish()
+    }
+
+    #[test]
+    fn stuffing_does_not_depend_on_where_the_chunks_are_cut() {
+        let message = b".a\r\n..b\nc\r\r\n.\r\n\n.d\re";
+        let whole = stuff(message);
+        assert_eq!(whole, b"..a\r\n...b\r\nc\r\r\n..\r\n\r\n..d\re\r\n.\r\n");
+        for size in 1..message.len() {
+            let mut out = Vec::new();
+            let mut stuffer = Stuffer::default();
+            for part in message.chunks(size) {
+                stuffer.feed(part, &mut out);
+            }
+            stuffer.finish(&mut out);
+            assert_eq!(out, whole, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_header() {
+        let ends = |header: &[u8]| (0..header.len()).all(|from| header_ends(header, from));
+        assert!(header_ends(b"A: b\r\n\r\n", 0) && header_ends(b"A: b\r\n\r\n", 5));
+        assert!(header_ends(b"A: b\n\nbody", 3));
+        assert!(ends(b"\r\nbody") && ends(b"\nbody"), "an empty header");
+        for open in [&b"A: b\r\n"[..], b"A: b\r\n C\r\n", b"Q\r\nYZ", b"A: b\r\n\r"] {
+            assert!(!header_ends(open, 0), "{:?}", String::from_utf8_lossy(open));
+        }
+    }
+
+    #[test]
+    fn the_envelope_sender_comes_from_the_header_however_long() {
+        let script = &[
+            "250 test",   // LHLO
+            "250 ok",     // MAIL
+            "250 ok",     // RCPT
+            "354 go",     // DATA
+            "250 stored", // the message
+            "250 ok",     // MAIL
+            "250 ok",     // RCPT
+            "354 go",     // DATA
+            "250 stored", // the message
+        ];
+        let (endpoint, server) = scripted(script);
+        let session = Session::connect(&endpoint, Protocol::Lmtp, Duration::from_secs(5)).unwrap();
+        let listed = b"Return-Path: <list@x.org>\r\nSubject: s\r\n\r\nbody\r\n";
+        let (session, delivered) = deliver(session, "me@here", "bob", listed, 3);
+        delivered.unwrap();
+        // A header longer than the limit: sent as it comes, from the account's address.
+        let mut long = b"X-Long: ".to_vec();
+        long.resize(HEADER_LIMIT + 10, b'x');
+        long.extend_from_slice(b"\r\nReturn-Path: <late@x.org>\r\n\r\nbody\r\n");
+        let (_, delivered) = deliver(session.unwrap(), "me@here", "bob", &long, 4096);
+        delivered.unwrap();
+        let heard = server.join().unwrap();
+        assert_eq!(heard[1], "MAIL FROM:<list@x.org>\r\n");
+        assert_eq!(heard[4].as_bytes(), [&listed[..], b".\r\n"].concat());
+        assert_eq!(heard[5], "MAIL FROM:<me@here>\r\n");
+        assert_eq!(heard[8].as_bytes(), [&long[..], b".\r\n"].concat());
+    }
+
     #[test]
     fn temporary_and_permanent_refusals_then_a_delivery_on_the_same_session() {
         let script = &[
@@ -419,21 +649,24 @@ mod tests {
             "250 2.0.0 delivered",        // the message
         ];
         let (endpoint, server) = scripted(script);
-        let mut session =
-            Session::connect(&endpoint, Protocol::Lmtp, Duration::from_secs(5)).unwrap();
+        let session = Session::connect(&endpoint, Protocol::Lmtp, Duration::from_secs(5)).unwrap();
         let message = b"Subject: s\r\n\r\n.x\r\n";
-        let e = session.send("a@b", "bob", message).unwrap_err();
+        // Octet by octet: the header's end is found across the chunks.
+        let (session, e) = deliver(session, "a@b", "bob", message, 1);
+        let e = e.unwrap_err();
         assert!(
             matches!(&e, Refused::Temporary(step, r) if step == "the message" && r.code == 451),
             "{e}"
         );
         assert!(e.to_string().contains("tried again next run"), "{e}");
-        let e = session.send("a@b", "bob", message).unwrap_err();
+        let (session, e) = deliver(session.unwrap(), "a@b", "bob", message, 5);
+        let e = e.unwrap_err();
         assert!(
             matches!(&e, Refused::Permanent(step, r) if step == "MAIL FROM" && r.code == 550),
             "{e}"
         );
-        session.send("", "bob", message).unwrap();
+        let (session, delivered) = deliver(session.unwrap(), "", "bob", message, 64);
+        delivered.unwrap();
         drop(session);
         let heard = server.join().unwrap();
         assert!(heard[0].starts_with("LHLO "), "{heard:?}");

@@ -26,6 +26,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "is_zero")]
     pub deleted_by_filter: usize,
     pub deleted: usize,
+    /// Not downloaded because a stop was asked for (SIGTERM, SIGINT): left on the server for
+    /// the next run.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub left_by_stop: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_fetch: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -117,7 +121,7 @@ pub fn print_report(cmd: &Cmd, common: &CommonArgs, report: &Report, position: P
 /// What a fetch did, in one line (without the account's name).
 pub fn fetch_summary(report: &Report) -> String {
     format!(
-        "{} new of {} messages, fetched {} ({} octets), deleted {}{}{}",
+        "{} new of {} messages, fetched {} ({} octets), deleted {}{}{}{}",
         report.new,
         report.messages,
         report.fetched,
@@ -133,6 +137,11 @@ pub fn fetch_summary(report: &Report) -> String {
                 ", filter skipped {} and deleted {}",
                 report.skipped_by_filter, report.deleted_by_filter
             )
+        } else {
+            String::new()
+        },
+        if report.left_by_stop > 0 {
+            format!(", stopped with {} left for the next run", report.left_by_stop)
         } else {
             String::new()
         }

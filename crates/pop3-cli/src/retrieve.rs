@@ -12,6 +12,7 @@ use crate::ledger::Ledger;
 use crate::listing::Listed;
 use crate::report::Report;
 use crate::sink::{Message, Sink};
+use crate::stop::Stop;
 
 /// What a download works with.
 #[derive(Debug)]
@@ -26,16 +27,27 @@ pub struct Retriever<'a, S> {
     pub bar: Option<ProgressBar>,
     /// When this run started (the first-seen time of messages the ledger lacks).
     pub now: u64,
+    /// Looked at between messages: once asked for, no more `RETR`s are sent.
+    pub stop: &'a Stop,
 }
 
 impl<S: Sink> Retriever<'_, S> {
     /// Downloads `todo` into the sink. A message the server refuses, or the sink cannot
     /// store, is reported and skipped; a broken connection or a batch that could not be made
     /// durable ends the download (call [`finish`](Self::finish) in any case).
+    ///
+    /// Once a stop is asked for, no more `RETR`s are sent: the messages already asked for
+    /// (at most the pipelining window) are stored as usual, the rest is left on the server.
     pub async fn retrieve(&mut self, client: &mut Client, todo: &[&Listed]) -> Result<(), String> {
         let mut retrieval = client.retrieve(todo.iter().map(|l| l.msg));
         let mut planned = todo.iter();
-        while let Some(item) = retrieval.next().await.map_err(|e| e.to_string())? {
+        let mut stopped = false;
+        loop {
+            if !stopped && self.stop.requested() {
+                stopped = true;
+                self.report.left_by_stop += retrieval.stop().len();
+            }
+            let Some(item) = retrieval.next().await.map_err(|e| e.to_string())? else { break };
             let uid = &planned.next().ok_or("the server answered more RETRs than were sent")?.uid;
             let mut body = match item {
                 Retrieved::Message(_, body) => body,

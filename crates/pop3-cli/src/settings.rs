@@ -121,7 +121,15 @@ impl Settings {
             })?,
             None => AuthMethod::Auto,
         };
+        let proxy = common
+            .proxy
+            .as_ref()
+            .or(config.proxy.as_ref())
+            .map(|url| Proxy::parse(url))
+            .transpose()?;
+        // The token requests go where the POP3 connection goes: through the proxy.
         let oauth = config.oauth.as_ref().map(OAuth::new).transpose()?;
+        let oauth = oauth.map(|oauth| oauth.through(proxy.clone()));
         // With OAuth the login presents a token: the mechanism is the provider's, unless
         // --auth (or auth) names the other bearer one.
         let auth = match (&oauth, auth) {
@@ -158,12 +166,7 @@ impl Settings {
                 .or_else(|| config.password_command.clone()),
             oauth,
             timeout: Duration::from_secs(timeout),
-            proxy: common
-                .proxy
-                .as_ref()
-                .or(config.proxy.as_ref())
-                .map(|url| Proxy::parse(url))
-                .transpose()?,
+            proxy,
             max_size,
             fetch,
             account,

@@ -4,6 +4,9 @@
 //! address. A user name and password in the URL (`socks5h://user:pass@host:port`) log in to
 //! the proxy (RFC 1929); otherwise no authentication is offered.
 //!
+//! An OAuth 2.0 account's HTTP requests go through the same proxy (ureq's SOCKS client, given
+//! this [`Proxy`] by `oauth/http.rs`).
+//!
 //! The messages are built and read by small functions ([`greeting`], [`connect_request`],
 //! [`reply_length`], [`reply_error`]) apart from the I/O in [`connect`].
 

@@ -1,7 +1,8 @@
 //! `pop3 fetch --daemon` against the in-process test server: polls on the interval, a jittered
 //! exponential backoff while the server is down, new mail on the next poll, SIGHUP reloading
 //! the config (and keeping it when the new one is broken), one log line per poll, and SIGTERM
-//! letting the poll in progress finish and commit before exiting 0.
+//! stopping the poll in progress at a batch boundary (what was fetched committed, the rest
+//! left) before exiting 0; a one-shot fetch stopped the same way by SIGINT.
 
 mod common;
 
@@ -55,6 +56,21 @@ fn expect(lines: &mpsc::Receiver<String>, needle: &str, within: Duration) -> Str
             lines.recv_timeout(wait).unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}"));
         if line.contains(needle) {
             return line;
+        }
+    }
+}
+
+/// The lines up to the first containing `needle` (at most `within`), that one included.
+fn until(lines: &mpsc::Receiver<String>, needle: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut said = Vec::new();
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(wait).unwrap_or_else(|e| panic!("{needle:?}: {e}; {said:?}"));
+        let found = line.contains(needle);
+        said.push(line);
+        if found {
+            return said;
         }
     }
 }
@@ -134,38 +150,138 @@ async fn polls_back_off_while_the_server_is_down_reload_on_sighup_and_stop_on_si
     assert_eq!(exited(&mut child), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_a_poll_lets_it_finish_and_commit() {
-    let home = tempfile::tempdir().unwrap();
-    let mail = home.path().join("Mail");
-    let count = 3000;
+/// A mailbox of `count` messages of 2 KiB, each with its number in its Subject.
+async fn big_mailbox(count: usize) -> TestServer {
     let big = |i: usize| {
         let mut m = message(i);
         m.extend(std::iter::repeat_n(b'x', 2000).chain(*b"\r\n"));
         m
     };
-    let server = TestServer::start(TestServerConfig::default(), (0..count).map(big).collect())
-        .await
-        .unwrap();
+    TestServer::start(TestServerConfig::default(), (0..count).map(big).collect()).await.unwrap()
+}
+
+/// The message numbers in the Subjects of `messages`, each counted.
+fn numbers<'a>(messages: impl IntoIterator<Item = &'a [u8]>) -> Vec<usize> {
+    let mut numbers: Vec<usize> = messages
+        .into_iter()
+        .map(|m| {
+            let text = String::from_utf8_lossy(m);
+            let subject = text.lines().find_map(|l| l.strip_prefix("Subject: message "));
+            subject.expect("a Subject").trim().parse().unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+/// The message numbers of the Maildir's messages.
+fn delivered(maildir: &Path) -> Vec<usize> {
+    let files: Vec<Vec<u8>> = std::fs::read_dir(maildir.join("new"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    numbers(files.iter().map(Vec::as_slice))
+}
+
+/// The message numbers still on the server.
+fn on_server(server: &TestServer) -> Vec<usize> {
+    let messages = server.messages();
+    numbers(messages.iter().map(|(_, m)| m.as_slice()))
+}
+
+/// Waits (at most 30 s) until `at_least` messages are in the Maildir.
+fn wait_for_files(maildir: &Path, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files(maildir) < at_least {
+        assert!(Instant::now() < deadline, "fewer than {at_least} messages fetched");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// After a stopped fetch of a mailbox of `count`: every message is either in the Maildir or
+/// still on the server, never both, never twice, and some are on each side. Returns how many
+/// were delivered.
+fn split_without_loss(maildir: &Path, server: &TestServer, count: usize) -> usize {
+    let (here, there) = (delivered(maildir), on_server(server));
+    assert!(!here.is_empty() && here.len() < count, "stopped mid-download: {}", here.len());
+    let mut all = [here.clone(), there].concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..count).collect::<Vec<_>>(), "each message on one side, once");
+    eprintln!("stopped with {} of {count} messages delivered", here.len());
+    here.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_poll_stops_at_a_batch_boundary_and_commits() {
+    let home = tempfile::tempdir().unwrap();
+    let mail = home.path().join("Mail");
+    let count = 3000;
+    let server = big_mailbox(count).await;
     let port = server.addr().port();
     write_config(home.path(), &account("work", port, &mail, "policy = \"delete\"\nbatch = 64"));
     let (mut child, lines) = daemon(home.path());
-    // Stopped as soon as the first messages are on disk, mid-download.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while files(&mail) == 0 {
-        assert!(Instant::now() < deadline, "nothing fetched");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Stopped once the first messages are on disk, mid-download.
+    wait_for_files(&mail, 100);
     signal(&child, Signal::TERM);
-    // The signal came during the poll (its line comes first), which then went on to its end.
-    expect(&lines, "stopping after the poll in progress", Duration::from_secs(10));
-    let line = expect(&lines, "work: ", Duration::from_secs(60));
-    assert!(
-        line.contains(&format!("fetched {count} (")) && line.contains(&format!("deleted {count}")),
-        "the poll went on to its end: {line}"
-    );
-    expect(&lines, "daemon: stopped", Duration::from_secs(10));
+    let said = until(&lines, "daemon: stopped", Duration::from_secs(60));
+    assert!(said.iter().any(|l| l.contains("stopping once the messages already asked for")));
+    let line = said.iter().find(|l| l.contains("work: ")).expect("the poll's line");
     assert_eq!(exited(&mut child), 0);
-    assert_eq!(files(&mail), count);
-    assert!(server.messages().is_empty(), "the deletions were committed by QUIT");
+    // Fewer than all were fetched; those were stored, recorded and deleted on the server
+    // (QUIT committed the deletions); the rest is still there.
+    let fetched = split_without_loss(&mail, &server, count);
+    let left = count - fetched;
+    assert!(
+        line.contains(&format!("fetched {fetched} ("))
+            && line.contains(&format!("deleted {fetched}"))
+            && line.contains(&format!("stopped with {left} left for the next run")),
+        "{line}"
+    );
+    // The next run fetches exactly the rest.
+    let out = common::run(&mut pop3(home.path(), &["fetch"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("{left} new of {left} messages, fetched {left}")));
+    assert_eq!(delivered(&mail), (0..count).collect::<Vec<_>>(), "nothing lost or twice");
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_a_one_shot_fetch_at_a_batch_boundary_and_a_second_exits_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let mail = home.path().join("Mail");
+    let count = 3000;
+    let server = big_mailbox(count).await;
+    let port = server.addr().port();
+    write_config(home.path(), &account("work", port, &mail, "policy = \"delete\"\nbatch = 64"));
+    let fetch = || {
+        let mut cmd = pop3(home.path(), &["fetch"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+    // One SIGINT: the fetch stops at a batch boundary, commits, and exits 130.
+    let child = fetch().spawn().unwrap();
+    wait_for_files(&mail, 100);
+    signal(&child, Signal::INT);
+    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let fetched = split_without_loss(&mail, &server, count);
+    assert!(stdout.contains(&format!("fetched {fetched} (")), "{stdout}");
+    assert!(stdout.contains(&format!("deleted {fetched}")), "{stdout}");
+    // Two signals: the second exits at once, before QUIT; nothing is deleted on the server
+    // then, and whatever was stored is recognised by the next run.
+    let child = fetch().spawn().unwrap();
+    wait_for_files(&mail, fetched + 100);
+    signal(&child, Signal::INT);
+    signal(&child, Signal::TERM);
+    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+    // The code of the signal handled second (the kernel may hand them to different threads).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(130 | 143)), "{:?} {stderr}", out.status);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("fetched"), "no report: exited");
+    assert_eq!(on_server(&server).len(), count - fetched, "no QUIT, nothing deleted");
+    let out = common::run(&mut pop3(home.path(), &["fetch"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(delivered(&mail), (0..count).collect::<Vec<_>>(), "nothing lost or twice");
+    assert!(server.messages().is_empty());
 }

@@ -1,7 +1,8 @@
 //! Filters before download (`--filter`, `filter =`) against the in-process test server: a
 //! real shell filter reads each header and decides by exit code to fetch, skip, delete
 //! without downloading, or fail (exit 3, or hanging past the timeout: killed); `--max-size`
-//! applies first, so an oversized message never reaches the filter.
+//! applies first, so an oversized message never reaches the filter; SIGINT while filtering
+//! leaves the messages for the next run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -144,4 +145,40 @@ async fn filter_from_the_config_file_with_dry_run() {
     assert_eq!(stdout.trim(), "would delete uid-2", "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(server.messages().len(), 7);
     assert!(!maildir.join("new").exists() || subjects(&maildir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_while_filtering_leaves_the_rest_on_the_server_for_the_next_run() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let count = 40;
+    let mail: Vec<Vec<u8>> =
+        (0..count).map(|i| format!("Subject: m{i:02}\r\n\r\nbody\r\n").into_bytes()).collect();
+    let server = TestServer::start(TestServerConfig::default(), mail).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (maildir, log) = (home.path().join("Mail"), home.path().join("filtered"));
+    let to = format!("maildir:{}", maildir.display());
+    let slow = format!("echo x >> {}; sleep 0.05", log.display());
+    let args = ["fetch", "--json", "--delete", "--to", &to, "--filter", &slow];
+    let child = pop3(&server, home.path(), &args).stdout(Stdio::piped()).spawn().unwrap();
+    let lines = || std::fs::read_to_string(&log).map_or(0, |l| l.lines().count());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lines() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the filter never ran");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    kill_process(Pid::from_child(&child), Signal::INT).unwrap();
+    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+    assert_eq!(out.status.code(), Some(130));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Screening stopped: nothing downloaded or deleted, every message left for the next run.
+    assert!(lines() < count, "the filter ran on every message");
+    assert_eq!(report["fetched"], 0, "{report}");
+    assert_eq!(report["deleted"], 0, "{report}");
+    assert_eq!(report["left_by_stop"], count, "{report}");
+    assert_eq!(server.messages().len(), count);
+    let (code, report, stderr) = run(&mut pop3(&server, home.path(), &args));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["fetched"], count, "{report}");
+    assert_eq!(subjects(&maildir).len(), count);
+    assert!(server.messages().is_empty());
 }

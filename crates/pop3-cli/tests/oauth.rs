@@ -4,7 +4,8 @@
 //! loopback redirect, the test playing the browser) or with a device code, then `pop3 fetch`
 //! from a real pop3d that checks the tokens (JWTs against the server's keys, or introspection).
 //! Expiry, refresh with rotation, a token the server refuses, a revoked refresh token, and
-//! SIGKILL during a refresh.
+//! SIGKILL during a refresh. An account's token requests through its SOCKS5 proxy (a real
+//! danted, `common::dante`).
 
 mod common;
 
@@ -15,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::dante::{self, Dante};
 use common::{pop3, pop3d_binary, run, write_config, Output};
 use pop3_testkit::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
 
@@ -181,11 +183,23 @@ impl Home {
     /// Account `work`: alice at `port` (STLS, trusting pop3d's certificate), tokens from
     /// `idp` as the public client, presented with `mechanism`.
     fn configure(&self, idp: &AuthServer, port: &str, cert: &Path, mechanism: &str) {
+        self.configure_with(idp, port, cert, mechanism, "");
+    }
+
+    /// [`configure`](Self::configure), with `extra` settings of the account.
+    fn configure_with(
+        &self,
+        idp: &AuthServer,
+        port: &str,
+        cert: &Path,
+        mechanism: &str,
+        extra: &str,
+    ) {
         write_config(
             self.path(),
             &format!(
                 "[accounts.work]\nurl = \"pop3://alice@localhost:{port}\"\ntls_ca = \"{cert}\"\n\
-                 to = \"maildir:{maildir}\"\ntimeout = 10\n\n\
+                 to = \"maildir:{maildir}\"\ntimeout = 10\n{extra}\n\
                  [accounts.work.oauth]\nprovider = \"oidc\"\nissuer = \"{issuer}\"\n\
                  client_id = \"pop3-retriever\"\nscopes = [\"pop3\", \"offline_access\"]\n\
                  mechanism = \"{mechanism}\"\n",
@@ -591,4 +605,74 @@ fn oauth_settings_are_checked_before_any_server_is_contacted() {
     let out = run(&mut pop3(home.path(), &["fetch", "work"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("oauthbearer or xoauth2"), "{}", out.stderr);
+}
+
+#[test]
+fn token_requests_go_through_the_accounts_socks_proxy() {
+    let test = "token_requests_go_through_the_accounts_socks_proxy";
+    if !dante::available(test) {
+        return;
+    }
+    let Some(idp) = AuthServer::start(test) else { return };
+    let idp_port: u16 = idp.issuer.rsplit(':').next().unwrap().parse().unwrap();
+    let daemon = Pop3d::jwt(&idp);
+    let pop3d_port: u16 = daemon.port.parse().unwrap();
+    let home = Home::new();
+    let (passing_dir, blocking_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let passing = Dante::start(passing_dir.path());
+    // One that passes everything but connections to the authorization server.
+    let blocking = Dante::with_rules(
+        blocking_dir.path(),
+        &format!(
+            "socks block {{\n    from: 0.0.0.0/0 to: 127.0.0.1/32 port = {idp_port}\n    \
+             log: connect error\n}}\n"
+        ),
+    );
+    let through = |dante: &Dante| format!("proxy = \"socks5h://127.0.0.1:{}\"", dante.port);
+    home.configure_with(&idp, &daemon.port, &daemon.cert(), "oauthbearer", &through(&passing));
+    // Access tokens of 2 s: every fetch refreshes first.
+    idp.access_lifetime(2);
+
+    // `pop3 auth`: discovery and the code exchange go through the proxy.
+    home.authorize_in_browser(&idp);
+    let authorizing = passing.connections_to(idp_port);
+    assert!(authorizing >= 2, "discovery and token request via danted:\n{}", passing.log());
+    // A fetch: the refresh and the POP3 login go through it too.
+    let out = home.fetch();
+    assert_eq!((out.code, home.fetched()), (0, 3), "{}\n{}", out.stderr, passing.log());
+    assert_eq!(idp.token_requests().1, 1, "refreshed");
+    assert!(passing.connections_to(idp_port) > authorizing, "{}", passing.log());
+    assert!(passing.connections_to(pop3d_port) >= 1, "{}", passing.log());
+
+    // Through a proxy that refuses the authorization server: the refresh fails at the proxy,
+    // and says so; nothing reaches the authorization server, nothing is fetched or changed.
+    home.configure_with(&idp, &daemon.port, &daemon.cert(), "oauthbearer", &through(&blocking));
+    daemon.deliver(4);
+    let stored = std::fs::read(home.token_file()).unwrap();
+    let asked = idp.token_requests();
+    let out = home.fetch();
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot reach the authorization server")
+            && out
+                .stderr
+                .contains(&format!("through the SOCKS5 proxy 127.0.0.1:{}", blocking.port)),
+        "{}",
+        out.stderr
+    );
+    eprintln!("refused at the proxy: {}", out.stderr.trim());
+    assert_eq!(blocking.connections_to(idp_port), 1, "{}", blocking.log());
+    assert_eq!(idp.token_requests(), asked, "nothing reached the authorization server");
+    assert_eq!(home.fetched(), 3);
+    assert_eq!(std::fs::read(home.token_file()).unwrap(), stored, "the token file is kept");
+    // `pop3 auth` through it fails at discovery, with the proxy named.
+    let out = run(&mut pop3(home.path(), &["auth", "--device", "--wait", "5", "work"]));
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("through the SOCKS5 proxy"), "{}", out.stderr);
+    assert_eq!(std::fs::read(home.token_file()).unwrap(), stored, "the token file is kept");
+
+    // Back through the passing proxy: the message waiting comes.
+    home.configure_with(&idp, &daemon.port, &daemon.cert(), "oauthbearer", &through(&passing));
+    let out = home.fetch();
+    assert_eq!((out.code, home.fetched()), (0, 4), "{}", out.stderr);
 }

@@ -1,7 +1,8 @@
 //! Delivery to a mail server (`--to lmtp:...`, `smtp:...`) into a real `pop3d serve` with its
 //! LMTP listener (`[lmtp]`, over TCP and a Unix socket), from the in-process POP3 test
 //! server, and over SMTP into a private Postfix relaying to it: each message recorded as fetched only after the 250, a refused recipient (550)
-//! leaving mail on the POP3 server, and SIGKILL at random points of a delivery.
+//! leaving mail on the POP3 server, SIGKILL at random points of a delivery, and a 40 MiB
+//! message streamed byte for byte in bounded memory.
 
 mod common;
 
@@ -318,4 +319,71 @@ async fn smtp_into_a_real_postfix() {
     let one = stored.iter().find(|m| m.contains("Subject: message 1")).unwrap();
     assert!(one.starts_with("Return-Path: <alice@[127.0.0.1]>\r\n"), "{one}");
     assert!(one.contains("body 1\r\n.dot line\r\n"), "{one}");
+}
+
+/// The peak resident memory (VmHWM, KiB) of `child` until it exits, and its exit code: read
+/// from /proc every few milliseconds (the high-water mark only grows, so the last reading is
+/// the peak but for the last moments).
+fn peak_memory(child: &mut Child) -> (u64, i32) {
+    let status = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut peak = 0;
+    loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            return (peak, code.code().unwrap_or(-1));
+        }
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        let hwm = text.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+        let kib = hwm.and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        peak = peak.max(kib.unwrap_or(0));
+        assert!(Instant::now() < deadline, "pop3 did not finish");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A message larger than any buffer (40 MiB, with dot lines, CRLF line ends and a
+/// Return-Path) goes to pop3d's LMTP listener byte for byte, streamed: the retriever's
+/// memory stays far below the message's size (it used to hold the message, and its stuffed
+/// copy, whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_is_streamed_to_lmtp_byte_for_byte() {
+    let lmtpd = Lmtpd::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut big = b"Return-Path: <big@lists.example>\r\nSubject: big\r\n\r\n".to_vec();
+    let mut line = 0u64;
+    while big.len() < 40 << 20 {
+        line += 1;
+        let text = match line % 5 {
+            0 => format!(".{line} a line that starts with a dot\r\n"),
+            1 => "..\r\n".to_owned(),
+            _ => format!("{line:>10} {}\r\n", "x".repeat((line % 97) as usize)),
+        };
+        big.extend_from_slice(text.as_bytes());
+    }
+    let size = big.len();
+    let server = TestServer::start(TestServerConfig::default(), vec![big.clone()]).await.unwrap();
+    let to = format!("lmtp:{}", lmtpd.addr);
+    let args = ["fetch", "--json", "--delete", "--to", &to, "--recipient", "bob"];
+    let mut child = pop3(&server, home.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (peak_kib, code) = tokio::task::block_in_place(|| peak_memory(&mut child));
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code, 0, "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"fetched\":1"), "{stdout}");
+    assert!(server.messages().is_empty(), "recorded, then deleted");
+    let stored = lmtpd.stored("bob");
+    let expected =
+        [&b"Return-Path: <big@lists.example>\r\nDelivered-To: bob\r\n"[..], &big[..]].concat();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].as_bytes() == expected, "stored {} octets of {size}", stored[0].len());
+    eprintln!("relayed {size} octets with a peak of {peak_kib} KiB resident");
+    assert!(peak_kib > 0, "the peak was read");
+    assert!(
+        peak_kib * 1024 < size as u64 / 2,
+        "{peak_kib} KiB resident for a message of {size} octets: not streamed"
+    );
 }

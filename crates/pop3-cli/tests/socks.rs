@@ -6,75 +6,13 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::dante::{self, Dante};
 use common::run;
 use pop3_testkit::server::{TestServer, TestServerConfig};
 
-const DANTED: &str = "/usr/sbin/danted";
-
-/// A private danted, killed on drop.
-struct Dante {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Dante {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = dir.join("danted.log");
-        let config = format!(
-            "logoutput: {log}\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n\
-             socksmethod: none\nclientmethod: none\nuser.unprivileged: nobody\n\
-             client pass {{\n    from: 127.0.0.0/8 to: 0.0.0.0/0\n}}\n\
-             socks pass {{\n    from: 127.0.0.0/8 to: 0.0.0.0/0\n    command: connect\n    \
-             log: connect error\n}}\n",
-            log = log.display()
-        );
-        let conf = dir.join("danted.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = Command::new(DANTED)
-            .arg("-f")
-            .arg(&conf)
-            .args(["-N", "1", "-p"])
-            .arg(dir.join("danted.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let dante = Self { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "danted did not start: {}", dante.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        dante
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Dante {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_through_a_socks5_proxy_that_resolves_the_name() {
-    if !Path::new(DANTED).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "danted not installed (apt-get install dante-server), and CI=true"
-        );
-        eprintln!("SKIPPED: danted not installed (apt-get install dante-server)");
+    if !dante::available("fetch_through_a_socks5_proxy_that_resolves_the_name") {
         return;
     }
     let home = tempfile::tempdir().unwrap();

@@ -691,8 +691,12 @@ impl Retrieval<'_> {
     /// The next message, or `None` when all have been retrieved. Read the body to its end (or
     /// drop it) before asking for the next one.
     pub async fn next(&mut self) -> Result<Option<Retrieved<'_>>> {
-        if refill_due(self.sent.len(), self.client.window) {
-            while self.sent.len() < self.client.window {
+        // Without PIPELINING one command at a time: pop3-proto would hold the others back
+        // and send each after the reply before it, but they would no longer be ours to
+        // [`stop`](Self::stop).
+        let window = if self.client.is_pipelining() { self.client.window } else { 1 };
+        if refill_due(self.sent.len(), window) {
+            while self.sent.len() < window {
                 let Some(msg) = self.todo.pop_front() else { break };
                 self.sent.push_back((self.client.conn.session.retr(msg)?, msg));
             }
@@ -708,5 +712,24 @@ impl Retrieval<'_> {
     /// Messages not yet returned.
     pub fn remaining(&self) -> usize {
         self.todo.len() + self.sent.len()
+    }
+
+    /// Stops queueing: the messages whose `RETR` is not sent yet are dropped from the
+    /// retrieval (returned, in order), and [`next`](Self::next) returns only those already
+    /// sent, then `None`.
+    ///
+    /// Why not drop those too: a pipelined `RETR` cannot be taken back (RFC 2449 section 6.6:
+    /// the server answers every command it has received, in order), so its message arrives
+    /// whether or not it is wanted. Reading the ones in flight to their end, rather than
+    /// closing the connection, keeps the session usable: a retriever asked to stop stores
+    /// what is in flight, deletes what it stored, and its `QUIT` commits those deletions.
+    /// At most the pipelining window's worth of messages still arrives after this call.
+    pub fn stop(&mut self) -> Vec<MsgNum> {
+        std::mem::take(&mut self.todo).into()
+    }
+
+    /// Messages whose `RETR` is sent and not yet returned by [`next`](Self::next).
+    pub fn in_flight(&self) -> usize {
+        self.sent.len()
     }
 }

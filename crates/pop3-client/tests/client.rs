@@ -153,6 +153,52 @@ async fn pipelined_retrieval_and_deletion() {
 }
 
 #[tokio::test]
+async fn a_stopped_retrieval_returns_only_the_messages_in_flight() {
+    let many: Vec<Vec<u8>> =
+        (0..200).map(|i| format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes()).collect();
+    for pipelining in [true, false] {
+        let config = TestServerConfig { pipelining, ..TestServerConfig::default() };
+        let server = TestServer::start(config, many.clone()).await.unwrap();
+        let mut client = Client::connect(&plain_options(&server)).await.unwrap();
+        client.login("alice", "secret", AuthMethod::Auto).await.unwrap();
+        let msgs: Vec<MsgNum> = (1..=200).map(msg).collect();
+        let mut retrieval = client.retrieve(msgs.clone());
+        let mut got = Vec::new();
+        let mut dropped = Vec::new();
+        while let Some(item) = retrieval.next().await.unwrap() {
+            let Retrieved::Message(n, mut body) = item else { panic!("refused") };
+            let mut data = Vec::new();
+            body.read_to_end(&mut data).await.unwrap();
+            got.push((n, data));
+            if got.len() == 5 {
+                let in_flight = retrieval.in_flight();
+                dropped = retrieval.stop();
+                assert_eq!(retrieval.remaining(), in_flight);
+                assert_eq!(5 + in_flight + dropped.len(), 200);
+                if pipelining {
+                    assert!(in_flight > 0, "some RETRs were pipelined ahead");
+                } else {
+                    assert_eq!(in_flight, 0, "one RETR at a time without PIPELINING");
+                }
+            }
+        }
+        // The messages sent before the stop came, in order and whole; no others.
+        assert!(got.len() >= 5 && got.len() < 200, "{}", got.len());
+        for (i, (n, data)) in got.iter().enumerate() {
+            assert_eq!(n.get() as usize, i + 1);
+            assert_eq!(data, &many[i]);
+        }
+        assert_eq!(dropped, msgs[got.len()..]);
+        // The session is in step: what was received can be deleted, and QUIT commits it.
+        let done: Vec<MsgNum> = got.iter().map(|(n, _)| *n).collect();
+        assert!(client.dele_many(&done).await.unwrap().is_empty());
+        assert_eq!(client.stat().await.unwrap().count as usize, 200 - got.len());
+        client.quit().await.unwrap();
+        assert_eq!(server.messages().len(), 200 - got.len());
+    }
+}
+
+#[tokio::test]
 async fn a_large_message_streams_in_chunks() {
     let big = {
         let mut m = b"Subject: big\r\n\r\n".to_vec();

@@ -37,7 +37,7 @@ pub fn authorize(
     wait: Duration,
     timeout: Duration,
 ) -> Result<(), String> {
-    let http = Http::new(timeout);
+    let http = Http::new(timeout, oauth.proxy.as_ref())?;
     let endpoints = oauth.endpoints(&http)?;
     let client = client(oauth, &endpoints)?;
     let scopes = oauth.scopes.iter().map(|s| Scope::new(s.clone()));

@@ -25,7 +25,7 @@ use oauth2::{
 };
 
 pub use authorize::{authorize, Flow};
-pub use http::Http;
+pub use http::{Http, HttpError};
 pub use provider::{OAuth, OAuthConfig};
 pub use store::{Store, Stored};
 
@@ -106,7 +106,7 @@ fn reauthorize(account: &str, why: &str) -> TokenError {
 }
 
 /// A token endpoint's refusal or failure, in words.
-fn token_error(e: RequestTokenError<ureq::Error, BasicErrorResponse>, account: &str) -> TokenError {
+fn token_error(e: RequestTokenError<HttpError, BasicErrorResponse>, account: &str) -> TokenError {
     match e {
         // RFC 6749 section 5.2: the refresh token is "invalid, expired, revoked, ... or was
         // issued to another client".
@@ -124,7 +124,7 @@ fn token_error(e: RequestTokenError<ureq::Error, BasicErrorResponse>, account: &
 }
 
 /// Any token request's error, in words.
-fn describe<T: oauth2::ErrorResponse + 'static>(e: &RequestTokenError<ureq::Error, T>) -> String {
+fn describe<T: oauth2::ErrorResponse + 'static>(e: &RequestTokenError<HttpError, T>) -> String {
     match e {
         RequestTokenError::ServerResponse(r) => format!("the authorization server refused: {r}"),
         RequestTokenError::Request(e) => format!("cannot reach the authorization server: {e}"),
@@ -164,7 +164,7 @@ pub fn access_token(
     let endpoints =
         Endpoints { authorization: None, token: stored.token_endpoint.clone(), device: None };
     let client = client(oauth, &endpoints).map_err(TokenError::Failed)?;
-    let http = Http::new(timeout);
+    let http = Http::new(timeout, oauth.proxy.as_ref()).map_err(TokenError::Failed)?;
     let answer = client
         .exchange_refresh_token(&RefreshToken::new(stored.refresh_token.clone()))
         .map_err(|e| TokenError::Failed(e.to_string()))?

@@ -5,6 +5,7 @@ use pop3_client::AuthMethod;
 use serde::Deserialize;
 
 use super::http::Http;
+use crate::socks::Proxy;
 
 /// `[accounts.NAME.oauth]` as written in the config file.
 ///
@@ -61,6 +62,9 @@ pub struct OAuth {
     pub scopes: Vec<String>,
     /// The SASL mechanism the token is presented with.
     pub mechanism: AuthMethod,
+    /// The account's SOCKS5 proxy: every HTTP request of the account goes through it, as its
+    /// POP3 connection does (set with [`through`](Self::through)).
+    pub proxy: Option<Proxy>,
 }
 
 impl OAuth {
@@ -124,7 +128,13 @@ impl OAuth {
             client_secret: config.client_secret.clone(),
             scopes,
             mechanism,
+            proxy: None,
         })
+    }
+
+    /// These settings with every request sent through `proxy` (the account's).
+    pub fn through(self, proxy: Option<Proxy>) -> Self {
+        Self { proxy, ..self }
     }
 
     /// What stored tokens were obtained from: the provider (with its tenant or issuer). Tokens
@@ -226,7 +236,7 @@ mod tests {
         let microsoft = OAuth::new(&config("microsoft")).unwrap();
         assert_eq!(microsoft.key(), "microsoft:common");
         assert!(microsoft.scopes.contains(&"offline_access".to_owned()));
-        let http = Http::new(std::time::Duration::from_secs(1));
+        let http = Http::new(std::time::Duration::from_secs(1), None).unwrap();
         let endpoints = microsoft.endpoints(&http).unwrap();
         assert_eq!(endpoints.token, "https://login.microsoftonline.com/common/oauth2/v2.0/token");
         let tenant =
