@@ -285,3 +285,32 @@ async fn sigint_stops_a_one_shot_fetch_at_a_batch_boundary_and_a_second_exits_at
     assert_eq!(delivered(&mail), (0..count).collect::<Vec<_>>(), "nothing lost or twice");
     assert!(server.messages().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_daemon_poll_loses_nothing_and_fetches_nothing_twice() {
+    let home = tempfile::tempdir().unwrap();
+    let mail = home.path().join("Mail");
+    let count = 3000;
+    let server = big_mailbox(count).await;
+    let port = server.addr().port();
+    write_config(home.path(), &account("work", port, &mail, "policy = \"delete\"\nbatch = 64"));
+    let (mut child, _lines) = daemon(home.path());
+    // Killed mid-download: no batch is finished, no QUIT is sent, so the server deletes
+    // nothing; what was stored is in the ledger already.
+    wait_for_files(&mail, 100);
+    signal(&child, Signal::KILL);
+    assert_eq!(exited(&mut child), -1, "killed by the signal, no exit code");
+    let stored = delivered(&mail);
+    assert!(stored.len() < count, "killed mid-download: {}", stored.len());
+    assert_eq!(on_server(&server).len(), count, "no QUIT, nothing deleted");
+    // The next daemon poll fetches exactly the rest and deletes everything.
+    let (mut child, lines) = daemon(home.path());
+    let line = expect(&lines, "work: ", Duration::from_secs(60));
+    let rest = count - stored.len();
+    assert!(line.contains(&format!("fetched {rest} (")), "{line}");
+    signal(&child, Signal::TERM);
+    until(&lines, "daemon: stopped", Duration::from_secs(60));
+    assert_eq!(exited(&mut child), 0);
+    assert_eq!(delivered(&mail), (0..count).collect::<Vec<_>>(), "nothing lost or twice");
+    assert!(server.messages().is_empty(), "the second poll's QUIT deleted all");
+}
