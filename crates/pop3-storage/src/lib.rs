@@ -49,6 +49,7 @@ pub mod postgres;
 pub mod sink;
 pub mod size;
 mod util;
+pub mod wire;
 
 use std::fmt;
 use std::fs::File;
@@ -91,6 +92,21 @@ pub trait Maildrop: fmt::Debug + Send {
     /// [`Error::MessageGone`]; the maildrop stays usable.
     fn read_message(&self, index: usize) -> Result<MessageReader<'_>>;
 
+    /// Message `index` as an open file in [wire form](wire), if it is stored so and the
+    /// store knows where its dot lines are; `Ok(None)` otherwise (the default), and the
+    /// caller reads it with [`read_message`](Self::read_message). A server sends such a
+    /// file as it is (`sendfile`), adding only the stuffing dots and the terminator.
+    ///
+    /// Nothing is read and the file is not `stat`ed: [`WireMessage::len`] comes from what
+    /// was recorded at delivery. A file that changed since (which Maildir forbids) shows
+    /// as a short read; the sender must then not complete the reply (see
+    /// [`WireMessage`]). A message removed since the snapshot gives
+    /// [`Error::MessageGone`].
+    fn wire_message(&self, index: usize) -> Result<Option<WireMessage>> {
+        let _ = index;
+        Ok(None)
+    }
+
     /// True if this maildrop's work is local: files on this host or memory, so that reading
     /// a small message costs about what a page-cache read does and dropping it (releasing
     /// its lock) is a file operation at most. A server may then do both on an async runtime
@@ -106,6 +122,25 @@ pub trait Maildrop: fmt::Debug + Send {
     /// ignored) and releases the lock. An index out of range fails before anything is removed.
     /// Afterwards the maildrop serves nothing more ([`Error::Committed`]).
     fn commit(&mut self, deleted: &[usize]) -> Result<()>;
+}
+
+/// A message stored in [wire form](wire), open for sending (see
+/// [`Maildrop::wire_message`]).
+///
+/// Its first [`len`](Self::len) octets are exactly the octets RFC 1939 counts in the
+/// message's size (CRLF line ends, last line complete); a `.` goes before each of them at
+/// [`dot_lines`](Self::dot_lines) (RFC 1939 §3 byte-stuffing), and the terminator after.
+/// The file may have changed behind the snapshot: a sender reads or sends exactly `len`
+/// octets from offset 0 and treats an early end of file as a failed read, never as the end
+/// of the message.
+#[derive(Debug)]
+pub struct WireMessage {
+    /// The message file, read from offset 0.
+    pub file: File,
+    /// Its length in wire form: the snapshot's size of the message.
+    pub len: u64,
+    /// Offsets of the lines that begin with `.`, increasing, each below `len`.
+    pub dot_lines: Vec<u64>,
 }
 
 /// Envelope data for delivery. Maildir ignores it; mbox writes the sender and time into the
