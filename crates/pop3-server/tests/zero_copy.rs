@@ -279,7 +279,8 @@ async fn wire_form_retr_is_byte_identical_to_the_streaming_path() {
 
 /// A file cut short after login: the status line went out, the body cannot be completed, so
 /// the connection closes without a terminator (never a wrong count, never a hang) and
-/// nothing is deleted. A file grown after login: exactly the recorded octets are sent.
+/// nothing is deleted. A file grown after login: exactly the recorded octets are sent. On
+/// the streaming path a small message changed after login is an -ERR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_changed_after_login_never_gives_a_wrong_count_or_a_hang() {
     let fx = fixture().await;
@@ -308,5 +309,17 @@ async fn a_file_changed_after_login_never_gives_a_wrong_count_or_a_hang() {
     assert!(!rest.ends_with(b"\r\n.\r\n"), "never terminated as if complete");
     assert!(c.closed().await);
     assert_eq!(files(&fx.root, "wire").len(), messages.len(), "no UPDATE: nothing deleted");
+
+    // The streaming path checks the length as it reads (no stat): a small message changed
+    // after login is read whole before the answer, so the client gets -ERR and goes on.
+    let mut c = Client::connect(fx.plain, "lf").await;
+    let lf = files(&fx.root, "lf");
+    std::fs::write(&lf[1], b"Subject: dots\n\nshorter now\n").unwrap();
+    c.send("RETR 2\r\nNOOP").await;
+    let status = String::from_utf8(c.raw_line().await).unwrap();
+    assert!(status.starts_with("-ERR [SYS/TEMP]"), "{status}");
+    assert_eq!(c.raw_line().await, b"+OK\r\n");
+    c.send("RETR 1").await;
+    assert_eq!(c.raw_reply().await, expected_retr(&messages[0]));
     fx.server.shutdown().await;
 }

@@ -159,8 +159,49 @@ pub struct MessageReader<'a> {
 enum ReaderInner<'a> {
     Slice(&'a [u8]),
     File(BufReader<File>),
-    Region { file: &'a File, pos: u64, end: u64 },
+    /// A file whose length is known: reading checks it, at the end of the file or past it.
+    Checked(Box<CheckedFile>),
+    Region {
+        file: &'a File,
+        pos: u64,
+        end: u64,
+    },
     Custom(Box<dyn Read + Send + 'a>),
+}
+
+/// A message file read with its length checked as it is read (see
+/// [`MessageReader::checked`]).
+struct CheckedFile {
+    file: BufReader<File>,
+    read: u64,
+    expected: u64,
+    path: std::path::PathBuf,
+    /// Removed when the length is wrong (the size cache it came from).
+    stale: Option<std::path::PathBuf>,
+}
+
+impl CheckedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.expected || (n == 0 && !buf.is_empty() && self.read < self.expected) {
+            if let Some(stale) = self.stale.take() {
+                let _ = std::fs::remove_file(stale);
+            }
+            let more = if n == 0 { "only" } else { "more than" };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: message file has {more} {} octets, {} when its size was computed \
+                     (size cache invalidated)",
+                    self.path.display(),
+                    self.read,
+                    self.expected
+                ),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 /// Buffer size for reading message files: large enough for few syscalls, small enough
@@ -181,6 +222,21 @@ impl<'a> MessageReader<'a> {
         Self { inner: ReaderInner::File(BufReader::with_capacity(CHUNK, file)) }
     }
 
+    /// A file that must hold exactly `expected` octets: a read that ends before them, or
+    /// goes past them, fails with [`io::ErrorKind::InvalidData`] (and removes `stale`, the
+    /// cache the length came from). Checking as it reads costs no `stat`, and also sees a
+    /// file that changes after it was opened.
+    pub(crate) fn checked(
+        file: File,
+        expected: u64,
+        path: std::path::PathBuf,
+        stale: Option<std::path::PathBuf>,
+    ) -> Self {
+        let file = BufReader::with_capacity(CHUNK, file);
+        let checked = CheckedFile { file, read: 0, expected, path, stale };
+        Self { inner: ReaderInner::Checked(Box::new(checked)) }
+    }
+
     pub(crate) fn region(file: &'a File, start: u64, end: u64) -> Self {
         Self { inner: ReaderInner::Region { file, pos: start, end } }
     }
@@ -191,6 +247,7 @@ impl Read for MessageReader<'_> {
         match &mut self.inner {
             ReaderInner::Slice(s) => s.read(buf),
             ReaderInner::File(f) => f.read(buf),
+            ReaderInner::Checked(f) => f.read(buf),
             ReaderInner::Region { file, pos, end } => {
                 use std::os::unix::fs::FileExt;
                 let want = buf.len().min(usize::try_from(*end - *pos).unwrap_or(usize::MAX));
@@ -217,6 +274,7 @@ impl fmt::Debug for MessageReader<'_> {
         let kind = match &self.inner {
             ReaderInner::Slice(s) => format!("Slice({} bytes left)", s.len()),
             ReaderInner::File(_) => "File".to_owned(),
+            ReaderInner::Checked(f) => format!("Checked({} of {})", f.read, f.expected),
             ReaderInner::Region { pos, end, .. } => format!("Region({pos}..{end})"),
             ReaderInner::Custom(_) => "Custom".to_owned(),
         };

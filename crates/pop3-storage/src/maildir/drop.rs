@@ -123,22 +123,13 @@ impl Maildrop for MaildirDrop {
     fn read_message(&self, index: usize) -> Result<MessageReader<'_>> {
         let e = self.entry(index)?;
         let (path, file) = self.open_entry(index, e)?;
-        if let Some(raw) = e.raw_len {
-            let len = file.metadata().ctx("stat", &path)?.len();
-            if len != raw {
-                // Maildir messages are immutable; one that changed makes our size a lie.
-                // Drop the cache so the next open measures again.
-                let _ = fs::remove_file(self.root.join(CACHE_FILE));
-                return Err(Error::Corrupt {
-                    path,
-                    reason: format!(
-                        "message file is {len} octets, {raw} when its size was computed \
-                         (size cache invalidated)"
-                    ),
-                });
-            }
-        }
-        Ok(MessageReader::file(file))
+        // The stored length, when known, is checked as the file is read rather than with
+        // an `fstat` per read: Maildir messages are immutable, one that changed makes our
+        // size a lie, and the cache is dropped so the next open measures again.
+        Ok(match e.raw_len {
+            Some(raw) => MessageReader::checked(file, raw, path, Some(self.root.join(CACHE_FILE))),
+            None => MessageReader::file(file),
+        })
     }
 
     /// A message our delivery stored in wire form, named so (`,S=` = `,W=`, `,D=`): opened,
