@@ -52,6 +52,7 @@ struct Fixture {
     plain: SocketAddr,
     tls: SocketAddr,
     root: PathBuf,
+    location: MailLocation,
     cert_der: Vec<u8>,
     _dir: tempfile::TempDir,
 }
@@ -60,6 +61,10 @@ struct Fixture {
 /// form); `lf`'s the same messages written as they are, as another program would (the
 /// streaming path).
 async fn fixture() -> Fixture {
+    fixture_with(Config::default()).await
+}
+
+async fn fixture_with(config: Config) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("mail");
     let location = MailLocation::maildir(format!("{}/%u", root.display()));
@@ -77,7 +82,7 @@ async fn fixture() -> Fixture {
     }
     let users =
         PasswdFile::parse("wire:{PLAIN}secret\ntls:{PLAIN}secret\nlf:{PLAIN}secret\n").unwrap();
-    let server = Server::new(Config::default(), Arc::new(location), Arc::new(users));
+    let server = Server::new(config, Arc::new(location.clone()), Arc::new(users));
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let tls = pop3_server::tls::config_from_pem(
         certified.cert.pem().as_bytes(),
@@ -94,7 +99,15 @@ async fn fixture() -> Fixture {
         let server = server.clone();
         tokio::spawn(async move { server.serve(listener, kind).await });
     }
-    Fixture { server, plain, tls, root, cert_der: certified.cert.der().to_vec(), _dir: dir }
+    Fixture {
+        server,
+        plain,
+        tls,
+        root,
+        location,
+        cert_der: certified.cert.der().to_vec(),
+        _dir: dir,
+    }
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -321,5 +334,40 @@ async fn a_file_changed_after_login_never_gives_a_wrong_count_or_a_hang() {
     assert_eq!(c.raw_line().await, b"+OK\r\n");
     c.send("RETR 1").await;
     assert_eq!(c.raw_reply().await, expected_retr(&messages[0]));
+    fx.server.shutdown().await;
+}
+
+/// A client that stops reading a body sent with `sendfile` is dropped after the write timeout
+/// (the longer of the idle timeouts), as on the streaming path: the server does not wait on a
+/// full socket forever, and nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let config = Config {
+        idle_timeout_authorization: Duration::from_millis(500),
+        idle_timeout_transaction: Duration::from_millis(1500),
+        ..Config::default()
+    };
+    let fx = fixture_with(config).await;
+    // Larger than what loopback socket buffers hold, so that the send must wait.
+    let line = b"a line of a very large message, 48 octets long.\n";
+    let big: Vec<u8> = line.iter().copied().cycle().take(64 << 20).collect();
+    fx.location.deliver(&UserInfo::new("lf"), &mut &big[..], &Envelope::default()).unwrap();
+    let mut c = Client::connect(fx.plain, "lf").await;
+    let before = sendfile_count();
+    c.send(&format!("DELE 1\r\nRETR {}", messages().len() + 1)).await;
+    assert!(c.raw_line().await.starts_with(b"+OK"), "DELE");
+    assert_eq!(
+        c.raw_line().await,
+        format!("+OK {} octets\r\n", transmitted(&big).len()).into_bytes()
+    );
+    // Read nothing more for longer than the write timeout.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    assert!(sendfile_count() > before, "sent with sendfile");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(STEP, c.io.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_))), "the server closed the connection");
+    assert!(rest.len() < big.len(), "cut off, {} octets", rest.len());
+    assert!(!rest.ends_with(b"\r\n.\r\n"));
+    assert_eq!(files(&fx.root, "lf").len(), messages().len() + 1, "no UPDATE: nothing deleted");
     fx.server.shutdown().await;
 }
