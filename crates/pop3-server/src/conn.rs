@@ -25,7 +25,7 @@ use crate::metrics::{self, Backend, Command, Limit, LoginResult, Method, TlsKind
 use crate::penalty::QueueFull;
 use crate::proxy;
 use crate::workers::Busy;
-use crate::zero_copy::{SendError, Sender};
+use crate::zero_copy::{FileShort, SendError, Sender};
 use crate::{valid_username, AuthError, Config, ListenerKind, Shared};
 
 /// Bytes read from the socket at once; the session bounds what it buffers beyond this.
@@ -779,18 +779,20 @@ impl Driver {
 
     /// Sends message `index`, stored in wire form, with `sendfile` (see `zero_copy.rs`).
     async fn send_direct(&mut self, index: usize, wire: WireMessage) -> io::Result<()> {
-        let announced = self.session.body_direct_begin()?;
-        // The session's snapshot was built from `maildrop.messages()`: equal by construction.
-        debug_assert_eq!(announced, wire.len);
-        let head = self.session.take_output();
         let limit = self.write_timeout();
         let shutdown = self.shared.shutdown.clone();
-        let Conn::Plain(tcp) = &self.conn else { unreachable!("checked above") };
+        // `wire_form` lets only plain connections through.
+        let Conn::Plain(tcp) = &self.conn else {
+            return Ok(self.session.body_error(BodyError::Io)?);
+        };
+        let announced = self.session.body_direct_begin()?;
+        let head = self.session.take_output();
         let mut sender = Sender { tcp, limit, shutdown: &shutdown, sent: 0 };
-        let sent = if announced == wire.len {
-            sender.send_body(&head, &wire).await
-        } else {
-            Err(SendError::Conn(io::Error::other("message size differs from the snapshot")))
+        // The session's snapshot was built from `maildrop.messages()`, whose size
+        // `wire_form` compared: equal, or the reply is not completed.
+        let sent = match announced == wire.len {
+            true => sender.send_body(&head, &wire).await,
+            false => Err(SendError::File(FileShort { at: 0 })),
         };
         self.bytes_out += sender.sent;
         metrics::direct_body();
@@ -799,12 +801,8 @@ impl Driver {
             Err(SendError::File(short)) => {
                 // The file changed behind the snapshot (Maildir forbids it): the reply
                 // cannot be completed, the connection closes without UPDATE.
-                warn!(
-                    index,
-                    at = short.at,
-                    size = wire.len,
-                    "message file shorter than its name says"
-                );
+                let size = wire.len;
+                warn!(index, at = short.at, size, "message file not of the length its name says");
                 metrics::backend_error(Backend::Mail);
                 self.session.body_error(BodyError::Io)?;
             }
