@@ -11,8 +11,10 @@
 //! on process death. Delivery goes through a durable [`sink`]: stage messages, seal a batch,
 //! learn which messages are settled; [`Backend::deliver`] is a batch of one.
 //!
-//! This crate knows nothing of the POP3 wire format: it hands out stored bytes and the sizes
-//! the protocol layer's CRLF normalisation will produce. Blocking file I/O is used throughout;
+//! This crate does no dot-stuffing and frames no reply: it hands out stored bytes and the sizes
+//! the protocol layer's CRLF normalisation will produce, and, for the messages the server's
+//! deliveries store in [wire form](wire) (CRLF already), an open file and where the lines that
+//! begin with `.` start ([`Maildrop::wire_message`]). Blocking file I/O is used throughout;
 //! an async server should call it from a blocking-capable thread.
 //!
 //! ```
