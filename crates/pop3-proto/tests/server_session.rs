@@ -746,3 +746,59 @@ fn bearer_mechanisms_are_offered_only_where_plaintext_passwords_are() {
     let (mut h, _) = Harness::new(config);
     assert!(h.send("CAPA\r\n").contains("SASL SCRAM-SHA-256 OAUTHBEARER XOAUTH2\r\n"));
 }
+
+/// A RETR answered directly: the session writes the status line and, once told, the
+/// terminator; the embedder's body never passes through it, pipelined commands wait for the
+/// end, and every streaming call is refused meanwhile.
+#[test]
+fn retr_sent_directly_is_framed_by_the_session_and_holds_pipelined_commands() {
+    let mut h = Harness::plain();
+    h.login(&[(30, "a"), (5, "b")]);
+    assert!(!h.session.body_can_be_direct(), "no body asked for");
+    assert_eq!(h.session.body_direct_begin(), Err(pop3_proto::server::WrongState));
+    assert_eq!(h.send("RETR 1\r\nSTAT\r\n"), "");
+    assert!(matches!(h.event(), Some(Event::RetrieveBody { .. })));
+    assert!(h.session.body_can_be_direct());
+    assert_eq!(h.session.body_direct_end(), Err(pop3_proto::server::WrongState), "not begun");
+    assert_eq!(h.session.body_direct_begin(), Ok(30));
+    assert_eq!(h.output(), "+OK 30 octets\r\n");
+    assert!(!h.session.body_can_be_direct());
+    assert_eq!(h.session.body_direct_begin(), Err(pop3_proto::server::WrongState), "once");
+    assert!(!h.session.wants_body_data());
+    assert_eq!(h.session.body_data(b"x"), Err(pop3_proto::server::WrongState));
+    assert_eq!(h.session.body_end(), Err(pop3_proto::server::WrongState));
+    // Input meanwhile waits; so does the idle deadline.
+    assert_eq!(h.send("NOOP\r\n"), "");
+    h.session.body_direct_end().unwrap();
+    assert_eq!(h.output(), ".\r\n+OK 2 35\r\n+OK\r\n");
+    assert_eq!(h.session.body_direct_end(), Err(pop3_proto::server::WrongState));
+}
+
+/// TOP cuts the message, which only the session's filter does: never direct. A body that
+/// fails once sent directly closes the session without UPDATE.
+#[test]
+fn top_is_never_direct_and_a_failed_direct_body_closes_the_session() {
+    let mut h = Harness::plain();
+    h.login(&[(30, "a")]);
+    h.send("TOP 1 0\r\n");
+    assert!(matches!(h.event(), Some(Event::RetrieveBody { .. })));
+    assert!(!h.session.body_can_be_direct());
+    assert_eq!(h.session.body_direct_begin(), Err(pop3_proto::server::WrongState));
+    h.session.body_data(b"A: b\n\nbody\n").unwrap();
+    h.session.body_end().unwrap();
+    assert_eq!(h.output(), "+OK 30 octets\r\nA: b\r\n\r\n.\r\n");
+    // A RETR that has started streaming cannot switch.
+    h.send("RETR 1\r\n");
+    assert!(matches!(h.event(), Some(Event::RetrieveBody { .. })));
+    h.session.body_data(b"x").unwrap();
+    assert!(!h.session.body_can_be_direct());
+    h.session.body_end().unwrap();
+    h.output();
+    h.send("RETR 1\r\nDELE 1\r\nQUIT\r\n");
+    assert!(matches!(h.event(), Some(Event::RetrieveBody { .. })));
+    h.session.body_direct_begin().unwrap();
+    h.session.body_error(BodyError::Io).unwrap();
+    assert!(h.session.is_closed());
+    assert_eq!(h.session.close_reason(), Some(CloseReason::BodyFailed));
+    assert!(h.event().is_none(), "no commit: a broken reply never leads to UPDATE");
+}

@@ -12,7 +12,7 @@ use pop3_proto::server::{
     AuthRequest, BodyError, BodyFlow, CommitError, Event, Greeting, LoginError, MessageInfo, Phase,
     ServerConfig, ServerSession, Snapshot,
 };
-use pop3_storage::{ErrorKind, Maildrop};
+use pop3_storage::{ErrorKind, Maildrop, WireMessage};
 use ring::rand::SecureRandom;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -25,6 +25,7 @@ use crate::metrics::{self, Backend, Command, Limit, LoginResult, Method, TlsKind
 use crate::penalty::QueueFull;
 use crate::proxy;
 use crate::workers::Busy;
+use crate::zero_copy::{FileShort, SendError, Sender};
 use crate::{valid_username, AuthError, Config, ListenerKind, Shared};
 
 /// Bytes read from the socket at once; the session bounds what it buffers beyond this.
@@ -713,10 +714,24 @@ impl Driver {
     /// pop3d's time in a RETR-bound load (figures: `docs/performance.md`, "Figures behind code
     /// comments"). A larger one, or one whose file turns out longer than its size, is
     /// streamed by [`stream`](Self::stream) from the blocking pool.
+    ///
+    /// First of all, a RETR of a message stored in wire form on a plain connection is sent
+    /// with `sendfile` ([`send_direct`](Self::send_direct)).
     async fn retrieve(&mut self, index: usize) -> io::Result<()> {
         let Some(maildrop) = self.maildrop.take() else {
             return Ok(self.session.body_error(BodyError::Io)?);
         };
+        match self.wire_form(maildrop.as_ref(), index) {
+            Ok(Some(wire)) => {
+                self.maildrop = Some(maildrop);
+                return self.send_direct(index, wire).await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                self.maildrop = Some(maildrop);
+                return Ok(self.session.body_error(body_error(&error, index))?);
+            }
+        }
         let size = maildrop.messages().get(index).map_or(u64::MAX, |m| m.size);
         if size > SMALL_MESSAGE || !maildrop.is_local() {
             return self.stream(maildrop, index).await;
@@ -740,6 +755,60 @@ impl Driver {
                 Ok(self.session.body_error(body_error(&error, index))?)
             }
         }
+    }
+
+    /// Message `index`, open for [`send_direct`](Self::send_direct), if it qualifies (see
+    /// `zero_copy.rs`): a RETR (not TOP) on a plain TCP connection, of a message of a local
+    /// maildrop stored in wire form with the size the session announces. `None`: the
+    /// streaming path.
+    fn wire_form(
+        &self,
+        maildrop: &dyn Maildrop,
+        index: usize,
+    ) -> Result<Option<WireMessage>, pop3_storage::Error> {
+        if !maildrop.is_local()
+            || !matches!(self.conn, Conn::Plain(_))
+            || !self.session.body_can_be_direct()
+        {
+            return Ok(None);
+        }
+        let wire = maildrop.wire_message(index)?;
+        let size = maildrop.messages().get(index).map(|m| m.size);
+        Ok(wire.filter(|w| size == Some(w.len)))
+    }
+
+    /// Sends message `index`, stored in wire form, with `sendfile` (see `zero_copy.rs`).
+    async fn send_direct(&mut self, index: usize, wire: WireMessage) -> io::Result<()> {
+        let limit = self.write_timeout();
+        let shutdown = self.shared.shutdown.clone();
+        // `wire_form` lets only plain connections through.
+        let Conn::Plain(tcp) = &self.conn else {
+            return Ok(self.session.body_error(BodyError::Io)?);
+        };
+        let announced = self.session.body_direct_begin()?;
+        let head = self.session.take_output();
+        let mut sender = Sender { tcp, limit, shutdown: &shutdown, sent: 0 };
+        // The session's snapshot was built from `maildrop.messages()`, whose size
+        // `wire_form` compared: equal, or the reply is not completed.
+        let sent = match announced == wire.len {
+            true => sender.send_body(&head, &wire).await,
+            false => Err(SendError::File(FileShort { at: 0 })),
+        };
+        self.bytes_out += sender.sent;
+        metrics::direct_body();
+        match sent {
+            Ok(()) => self.session.body_direct_end()?,
+            Err(SendError::File(short)) => {
+                // The file changed behind the snapshot (Maildir forbids it): the reply
+                // cannot be completed, the connection closes without UPDATE.
+                let size = wire.len;
+                warn!(index, at = short.at, size, "message file not of the length its name says");
+                metrics::backend_error(Backend::Mail);
+                self.session.body_error(BodyError::Io)?;
+            }
+            Err(SendError::Conn(error)) => return Err(error),
+        }
+        Ok(())
     }
 
     /// Streams one message: a blocking task reads it in chunks into a channel of two, the

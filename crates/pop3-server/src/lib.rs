@@ -48,6 +48,7 @@ mod proxy;
 mod sql_users;
 pub mod tls;
 mod workers;
+mod zero_copy;
 
 use std::fmt;
 use std::io;

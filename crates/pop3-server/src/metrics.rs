@@ -308,6 +308,7 @@ struct Counters {
     penalties: AtomicU64,
     commands: [AtomicU64; Command::ALL.len()],
     message_bytes: AtomicU64,
+    sendfile_bodies: AtomicU64,
     commits: [AtomicU64; 2],
     deleted: AtomicU64,
     lock_conflicts: AtomicU64,
@@ -329,6 +330,7 @@ static COUNTERS: Counters = Counters {
     penalties: ZERO,
     commands: [ZERO; Command::ALL.len()],
     message_bytes: ZERO,
+    sendfile_bodies: ZERO,
     commits: [ZERO; 2],
     deleted: ZERO,
     lock_conflicts: ZERO,
@@ -373,6 +375,11 @@ pub(crate) fn command(command: Command) {
 /// included).
 pub(crate) fn message_bytes(bytes: u64) {
     COUNTERS.message_bytes.fetch_add(bytes, Relaxed);
+}
+
+/// A RETR body sent from its file by `sendfile` (a message stored in wire form).
+pub(crate) fn direct_body() {
+    COUNTERS.sendfile_bodies.fetch_add(1, Relaxed);
 }
 
 /// An UPDATE state commit, and the messages it removed.
@@ -512,6 +519,12 @@ impl Collector for Pop3Collector {
             "pop3_message_bytes_sent",
             "Bytes of RETR and TOP responses written to clients",
             get(&c.message_bytes),
+        )?;
+        counter(
+            &mut encoder,
+            "pop3_retr_sendfile",
+            "RETR bodies sent from the message file by sendfile (stored in wire form, plain TCP)",
+            get(&c.sendfile_bodies),
         )?;
         counter_family(
             &mut encoder,

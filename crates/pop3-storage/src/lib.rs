@@ -11,8 +11,10 @@
 //! on process death. Delivery goes through a durable [`sink`]: stage messages, seal a batch,
 //! learn which messages are settled; [`Backend::deliver`] is a batch of one.
 //!
-//! This crate knows nothing of the POP3 wire format: it hands out stored bytes and the sizes
-//! the protocol layer's CRLF normalisation will produce. Blocking file I/O is used throughout;
+//! This crate does no dot-stuffing and frames no reply: it hands out stored bytes and the sizes
+//! the protocol layer's CRLF normalisation will produce, and, for the messages the server's
+//! deliveries store in [wire form](wire) (CRLF already), an open file and where the lines that
+//! begin with `.` start ([`Maildrop::wire_message`]). Blocking file I/O is used throughout;
 //! an async server should call it from a blocking-capable thread.
 //!
 //! ```
@@ -49,6 +51,7 @@ pub mod postgres;
 pub mod sink;
 pub mod size;
 mod util;
+pub mod wire;
 
 use std::fmt;
 use std::fs::File;
@@ -91,6 +94,21 @@ pub trait Maildrop: fmt::Debug + Send {
     /// [`Error::MessageGone`]; the maildrop stays usable.
     fn read_message(&self, index: usize) -> Result<MessageReader<'_>>;
 
+    /// Message `index` as an open file in [wire form](wire), if it is stored so and the
+    /// store knows where its dot lines are; `Ok(None)` otherwise (the default), and the
+    /// caller reads it with [`read_message`](Self::read_message). A server sends such a
+    /// file as it is (`sendfile`), adding only the stuffing dots and the terminator.
+    ///
+    /// Nothing is read and the file is not `stat`ed: [`WireMessage::len`] comes from what
+    /// was recorded at delivery. A file that changed since (which Maildir forbids) shows
+    /// as a short read; the sender must then not complete the reply (see
+    /// [`WireMessage`]). A message removed since the snapshot gives
+    /// [`Error::MessageGone`].
+    fn wire_message(&self, index: usize) -> Result<Option<WireMessage>> {
+        let _ = index;
+        Ok(None)
+    }
+
     /// True if this maildrop's work is local: files on this host or memory, so that reading
     /// a small message costs about what a page-cache read does and dropping it (releasing
     /// its lock) is a file operation at most. A server may then do both on an async runtime
@@ -106,6 +124,25 @@ pub trait Maildrop: fmt::Debug + Send {
     /// ignored) and releases the lock. An index out of range fails before anything is removed.
     /// Afterwards the maildrop serves nothing more ([`Error::Committed`]).
     fn commit(&mut self, deleted: &[usize]) -> Result<()>;
+}
+
+/// A message stored in [wire form](wire), open for sending (see
+/// [`Maildrop::wire_message`]).
+///
+/// Its first [`len`](Self::len) octets are exactly the octets RFC 1939 counts in the
+/// message's size (CRLF line ends, last line complete); a `.` goes before each of them at
+/// [`dot_lines`](Self::dot_lines) (RFC 1939 §3 byte-stuffing), and the terminator after.
+/// The file may have changed behind the snapshot: a sender reads or sends exactly `len`
+/// octets from offset 0 and treats an early end of file as a failed read, never as the end
+/// of the message.
+#[derive(Debug)]
+pub struct WireMessage {
+    /// The message file, read from offset 0.
+    pub file: File,
+    /// Its length in wire form: the snapshot's size of the message.
+    pub len: u64,
+    /// Offsets of the lines that begin with `.`, increasing, each below `len`.
+    pub dot_lines: Vec<u64>,
 }
 
 /// Envelope data for delivery. Maildir ignores it; mbox writes the sender and time into the
@@ -124,8 +161,49 @@ pub struct MessageReader<'a> {
 enum ReaderInner<'a> {
     Slice(&'a [u8]),
     File(BufReader<File>),
-    Region { file: &'a File, pos: u64, end: u64 },
+    /// A file whose length is known: reading checks it, at the end of the file or past it.
+    Checked(Box<CheckedFile>),
+    Region {
+        file: &'a File,
+        pos: u64,
+        end: u64,
+    },
     Custom(Box<dyn Read + Send + 'a>),
+}
+
+/// A message file read with its length checked as it is read (see
+/// [`MessageReader::checked`]).
+struct CheckedFile {
+    file: BufReader<File>,
+    read: u64,
+    expected: u64,
+    path: std::path::PathBuf,
+    /// Removed when the length is wrong (the size cache it came from).
+    stale: Option<std::path::PathBuf>,
+}
+
+impl CheckedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.expected || (n == 0 && !buf.is_empty() && self.read < self.expected) {
+            if let Some(stale) = self.stale.take() {
+                let _ = std::fs::remove_file(stale);
+            }
+            let more = if n == 0 { "only" } else { "more than" };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: message file has {more} {} octets, {} when its size was computed \
+                     (size cache invalidated)",
+                    self.path.display(),
+                    self.read,
+                    self.expected
+                ),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 /// Buffer size for reading message files: large enough for few syscalls, small enough
@@ -146,6 +224,21 @@ impl<'a> MessageReader<'a> {
         Self { inner: ReaderInner::File(BufReader::with_capacity(CHUNK, file)) }
     }
 
+    /// A file that must hold exactly `expected` octets: a read that ends before them, or
+    /// goes past them, fails with [`io::ErrorKind::InvalidData`] (and removes `stale`, the
+    /// cache the length came from). Checking as it reads costs no `stat`, and also sees a
+    /// file that changes after it was opened.
+    pub(crate) fn checked(
+        file: File,
+        expected: u64,
+        path: std::path::PathBuf,
+        stale: Option<std::path::PathBuf>,
+    ) -> Self {
+        let file = BufReader::with_capacity(CHUNK, file);
+        let checked = CheckedFile { file, read: 0, expected, path, stale };
+        Self { inner: ReaderInner::Checked(Box::new(checked)) }
+    }
+
     pub(crate) fn region(file: &'a File, start: u64, end: u64) -> Self {
         Self { inner: ReaderInner::Region { file, pos: start, end } }
     }
@@ -156,6 +249,7 @@ impl Read for MessageReader<'_> {
         match &mut self.inner {
             ReaderInner::Slice(s) => s.read(buf),
             ReaderInner::File(f) => f.read(buf),
+            ReaderInner::Checked(f) => f.read(buf),
             ReaderInner::Region { file, pos, end } => {
                 use std::os::unix::fs::FileExt;
                 let want = buf.len().min(usize::try_from(*end - *pos).unwrap_or(usize::MAX));
@@ -182,6 +276,7 @@ impl fmt::Debug for MessageReader<'_> {
         let kind = match &self.inner {
             ReaderInner::Slice(s) => format!("Slice({} bytes left)", s.len()),
             ReaderInner::File(_) => "File".to_owned(),
+            ReaderInner::Checked(f) => format!("Checked({} of {})", f.read, f.expected),
             ReaderInner::Region { pos, end, .. } => format!("Region({pos}..{end})"),
             ReaderInner::Custom(_) => "Custom".to_owned(),
         };

@@ -248,7 +248,8 @@ impl Location {
     }
 
     /// A delivery sink into `user`'s maildrop, creating what is missing with `modes`, with
-    /// batches sealed at `limits` (see [`crate::sink`]).
+    /// batches sealed at `limits` (see [`crate::sink`]). A Maildir stores the messages in
+    /// [wire form](crate::wire), which the server sends with `sendfile`.
     pub fn sink_with(
         &self,
         user: &User,
@@ -257,7 +258,11 @@ impl Location {
     ) -> Result<Box<dyn Sink>> {
         let path = self.path_for(user)?;
         Ok(match self.format {
-            Format::Maildir => Box::new(MaildirSink::open(path, modes, limits)?),
+            Format::Maildir => {
+                let mut sink = MaildirSink::open(path, modes, limits)?;
+                sink.set_wire_form(true);
+                Box::new(sink)
+            }
             Format::Mbox => Box::new(MboxSink::open(path, modes, limits)?),
         })
     }

@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::fs;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use common::{message, read_all, transmitted};
@@ -104,14 +105,57 @@ fn warm_open_reads_no_bodies() {
     // warm open did not read the body.
     fs::write(root.join(rel), b"a\r\nb\nc").unwrap();
     assert_eq!(md.open().unwrap().messages()[0].size, 9);
-    // A changed length is caught when the message is read, and the cache is dropped.
+    // A changed length is caught when the message is read (without a stat), and the cache
+    // is dropped.
     fs::write(root.join(rel), b"ab\n").unwrap();
     let d = md.open().unwrap();
-    let err = d.read_message(0).unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    let mut body = Vec::new();
+    let err = d.read_message(0).unwrap().read_to_end(&mut body).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
     drop(d);
     assert!(!root.join(CACHE_FILE).exists());
     assert_eq!(md.open().unwrap().messages()[0].size, 4);
+}
+
+/// A file that changes after it was opened for reading (cut short, or grown) fails the read
+/// rather than giving other octets than its size counted; one that is right reads whole.
+#[test]
+fn a_message_changed_while_open_fails_its_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("new")).unwrap();
+    let big = b"a line of forty octets, to fill a file.\n".repeat(5000);
+    for (name, m) in [("1.M1P1.h,S=200000,W=205000", &big), ("2.M1P1.h", &big), ("3.M1P1.h", &big)]
+    {
+        fs::write(root.join("new").join(name), m).unwrap();
+    }
+    let d = Maildir::new(root).open().unwrap();
+    let mut body = Vec::new();
+    d.read_message(0).unwrap().read_to_end(&mut body).unwrap();
+    assert_eq!(body, big);
+    // Cut short after the open of the reader.
+    let reader = d.read_message(0).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("new/1.M1P1.h,S=200000,W=205000"))
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let err = { reader }.read_to_end(&mut Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    // Grown after the open of the reader.
+    let reader = d.read_message(1).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("new/2.M1P1.h"))
+        .unwrap()
+        .write_all(b"appended\n")
+        .unwrap();
+    let err = { reader }.read_to_end(&mut Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    let mut body = Vec::new();
+    d.read_message(2).unwrap().read_to_end(&mut body).unwrap();
+    assert_eq!(body, big);
 }
 
 #[test]

@@ -102,7 +102,7 @@ fn deliver_exit_codes_tell_bounce_from_retry() {
 }
 
 /// `deliver alice bob` (Postfix with several recipients per delivery): each one gets the
-/// same bytes, the exit status is the worst, and the spool leaves nothing in $TMPDIR.
+/// same bytes (in wire form), the exit status is the worst, and the spool leaves nothing in $TMPDIR.
 #[test]
 fn deliver_to_several_recipients() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,8 +138,10 @@ fn deliver_to_several_recipients() {
     let big = common::messages().concat().repeat(2);
     assert!(big.len() > 300_000);
     assert_eq!(deliver(&["carol", "dave"], &big).0, Some(0));
-    assert_eq!(stored("carol"), vec![big.clone()]);
-    assert_eq!(stored("dave"), vec![big.clone()]);
+    // Stored in wire form: CRLF line ends (docs/storage.md).
+    let wire = pop3_testkit::transmitted(&big);
+    assert_eq!(stored("carol"), vec![wire.clone()]);
+    assert_eq!(stored("dave"), vec![wire]);
 
     let (code, err) = deliver(&["carol", "nosuchuser", "dave"], b"Subject: two\n\nx\n");
     assert_eq!(code, Some(67), "the worst status: {err}");

@@ -9,6 +9,10 @@
 //! is used or touched. Without Dovecot the tests print a loud SKIPPED line and pass, unless
 //! `CI=true`.
 //!
+//! The other way round, `dovecot_serves_the_wire_form_maildir_pop3d_delivered`: a Maildir
+//! `pop3d deliver` wrote in wire form (CRLF, `,S=` = `,W=`, a `,D=` field) is served by
+//! Dovecot byte for byte as pop3d serves it.
+//!
 //! `POP3_RECORD_DOVECOT_UIDL=DIR` also writes what Dovecot served (its uidlist and UIDL
 //! answer, by file) to `DIR/<case>.txt`: the fixtures of pop3-storage's unit tests
 //! (`crates/pop3-storage/testdata/dovecot-uidl/`) are recorded that way.
@@ -191,6 +195,157 @@ fn migrate(case: &Case) {
     );
 }
 
+/// Messages for the wire-form test: lines that begin with a dot (and one of only "."), a
+/// dot at the very start, no final line end, a bare CR, CRLF and LF, and 2 MiB.
+fn wire_messages() -> Vec<Vec<u8>> {
+    let header = |k: u32| {
+        format!(
+            "From: Sender <sender@example.org>\nTo: {USER}@example.org\nSubject: wire {k}\n\
+             Message-ID: <{k}.wire@example.org>\n\n"
+        )
+    };
+    let with = |k: u32, body: &[u8]| [header(k).as_bytes(), body].concat();
+    let mut big = header(6).into_bytes();
+    while big.len() < 2 << 20 {
+        big.extend_from_slice(b"a line of the large message, with words in it, about 60 octets\n");
+    }
+    big.extend_from_slice(b".\n..\nlast\n");
+    vec![
+        with(1, b"no dot line\n"),
+        with(2, b".leading\n..two\n.\nmiddle.dot\nlast\n"),
+        with(3, b"last line without its end"),
+        with(4, b"bare\rcr\r\ncrlf\r\n.\r\n"),
+        [
+            b".Subject: a header that begins with a dot\n".as_slice(),
+            &header(5).into_bytes(),
+            b"x\n",
+        ]
+        .concat(),
+        big,
+    ]
+}
+
+/// A Maildir `pop3d deliver` stored in wire form is served by Dovecot exactly as by pop3d:
+/// the same LIST, RETR and TOP replies, byte for byte (status lines, stuffing, terminator);
+/// pop3d sends its RETRs with `sendfile`. Dovecot reads `,S=` and `,W=` from the names and
+/// ignores the `,D=` field (its log has no error), and pop3d serves the messages the same
+/// after Dovecot moved them to `cur/` with flags.
+#[test]
+fn dovecot_serves_the_wire_form_maildir_pop3d_delivered() {
+    let Some(dovecot) = find("dovecot") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "dovecot not installed (apt-get install dovecot-pop3d), and CI=true"
+        );
+        eprintln!("SKIPPED: dovecot not installed (apt-get install dovecot-pop3d); NOT RUN");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    set_mode(d, 0o755);
+    for sub in ["run", "state", "home"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let maildir = d.join("home").join(USER).join("Maildir");
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let out = common::run(&["user", "add", USER, "--password-stdin"], &data, b"secret\n");
+    output_ok(&out, "pop3d user add");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        data.join("pop3d.toml"),
+        format!(
+            "[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n\
+             [mail]\nlocation = \"{}/home/%u/Maildir\"\n[metrics]\nlisten = \"{metrics}\"\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let messages = wire_messages();
+    for m in &messages {
+        output_ok(&common::run(&["deliver", USER], &data, m), "pop3d deliver");
+    }
+    let names: Vec<String> = std::fs::read_dir(maildir.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), messages.len());
+    assert!(names.iter().all(|n| n.contains(",D=")), "wire form: {names:?}");
+
+    // What pop3d serves, and that it sent the RETRs with sendfile.
+    let transcript = |port: u16| -> Vec<Vec<u8>> {
+        let mut pop = Pop3::login(port);
+        let mut replies = vec![pop.raw("LIST")];
+        for n in 1..=messages.len() {
+            replies.push(pop.raw(&format!("RETR {n}")));
+            replies.push(pop.raw(&format!("TOP {n} 0")));
+            replies.push(pop.raw(&format!("TOP {n} 2")));
+        }
+        pop.command("QUIT");
+        replies
+    };
+    let daemon = Daemon::serve(home, data);
+    let ours = transcript(Daemon::port(&daemon.plain).parse().unwrap());
+    let mut scrape = TcpStream::connect(&metrics).unwrap();
+    scrape.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut scrape, &mut text).unwrap();
+    let sent = format!("\npop3_retr_sendfile_total {}\n", messages.len());
+    assert!(text.contains(&sent), "every RETR went by sendfile:\n{text}");
+    for (i, m) in messages.iter().enumerate() {
+        let retr = &ours[1 + 3 * i];
+        let body = pop3_testkit::transmitted(m);
+        assert!(retr.starts_with(format!("+OK {} octets\r\n", body.len()).as_bytes()));
+        assert!(retr.ends_with(b"\r\n.\r\n"));
+    }
+
+    // Dovecot serves the same Maildir.
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let owner = if uid == 0 { (65534, 65534) } else { (uid, gid) };
+    chown_tree(&d.join("home"), owner);
+    std::fs::write(d.join("users"), format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
+    set_mode(&d.join("users"), 0o644);
+    let case = Case { name: "wire-form", dovecot: None, save: false, pop3d: None };
+    let theirs = {
+        let server = DovecotServer::start(&dovecot, d, &case, owner);
+        transcript(server.port)
+    };
+    let log = dovecot_log(d);
+    assert!(!log.contains("rror") && !log.contains("orrupt"), "Dovecot complained:\n{log}");
+    // The status lines' texts are each server's own; RETR's says the octet count on both.
+    let split = |reply: &[u8]| {
+        let at = reply.iter().position(|&b| b == b'\n').unwrap() + 1;
+        (reply[..at].to_vec(), reply[at..].to_vec())
+    };
+    for (k, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        let ((status_a, mut a), (status_b, b)) = (split(a), split(b));
+        if k > 0 && messages[(k - 1) / 3].starts_with(b".") {
+            // Dovecot 2.3 does not stuff a dot at the very start of a message (RFC 1939 §3
+            // stuffs every line that begins with one; its client would drop that dot). The
+            // rest of the reply must still be the same.
+            assert_eq!(a.first(), Some(&b'.'), "reply {k}: pop3d stuffs the first line");
+            a.remove(0);
+        }
+        assert!(
+            a == b,
+            "reply {k} differs after its status line\npop3d:   {:?}\nDovecot: {:?}",
+            String::from_utf8_lossy(&a[..a.len().min(300)]),
+            String::from_utf8_lossy(&b[..b.len().min(300)]),
+        );
+        if k % 3 == 1 {
+            let octets = |s: &[u8]| String::from_utf8_lossy(s).split(' ').nth(1).map(str::to_owned);
+            assert_eq!(octets(&status_a), octets(&status_b), "RETR status lines of reply {k}");
+        }
+    }
+    assert_eq!(ours.len(), theirs.len());
+    let moved = std::fs::read_dir(maildir.join("cur")).unwrap().count();
+    assert_eq!(moved, messages.len(), "Dovecot moved every message to cur/ (RETR marks seen)");
+    // Renamed with flags, in cur/: pop3d serves the same bytes, still with sendfile.
+    let again = transcript(Daemon::port(&daemon.plain).parse().unwrap());
+    assert!(again == ours, "pop3d serves the same after Dovecot renamed the files");
+}
+
 /// A UIDL listing: its lines (`n uidl`, without CRLF) and each message's UIDL by Subject.
 struct Listing {
     lines: Vec<String>,
@@ -243,6 +398,23 @@ impl Pop3 {
                 return lines;
             }
             lines.push(line.strip_prefix('.').map(str::to_owned).unwrap_or(line));
+        }
+    }
+
+    /// A multi-line command's whole reply as sent: status line, stuffed lines, terminator.
+    fn raw(&mut self, command: &str) -> Vec<u8> {
+        self.writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        self.reader.read_until(b'\n', &mut reply).unwrap();
+        assert!(reply.starts_with(b"+OK"), "{command}: {:?}", String::from_utf8_lossy(&reply));
+        loop {
+            let mut line = Vec::new();
+            let n = self.reader.read_until(b'\n', &mut line).unwrap();
+            assert!(n > 0, "{command}: the connection closed inside the reply");
+            reply.extend_from_slice(&line);
+            if line == b".\r\n" {
+                return reply;
+            }
         }
     }
 

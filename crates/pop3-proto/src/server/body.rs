@@ -1,6 +1,7 @@
 //! Streaming RETR and TOP bodies: the embedder feeds the stored message in chunks under
 //! back-pressure; the session filters (TOP), dot-stuffs and frames it. No whole message is ever
-//! held.
+//! held. Or, for a RETR of a message stored in wire form, the embedder writes the stuffed body
+//! itself between the status line and the terminator the session frames it with ("direct").
 //!
 //! This module only frames bytes; the session's answer methods that drive it are in
 //! `retrieve.rs`.
@@ -20,6 +21,8 @@ pub(super) struct BodyStream {
     started: bool,
     stuffer: DotStuffer,
     top: Option<TopFilter>,
+    /// The embedder writes the body itself; nothing of it passes through the session.
+    direct: bool,
 }
 
 /// Whether the embedder should keep reading the message.
@@ -35,7 +38,7 @@ pub enum BodyFlow {
 
 impl BodyStream {
     pub(super) fn new(msg: MsgNum, size: u64, top: Option<TopFilter>) -> Self {
-        Self { msg, size, started: false, stuffer: DotStuffer::new(), top }
+        Self { msg, size, started: false, stuffer: DotStuffer::new(), top, direct: false }
     }
 
     /// The message being sent.
@@ -48,9 +51,35 @@ impl BodyStream {
         self.started
     }
 
-    /// False once TOP has all the lines it needs.
+    /// False once TOP has all the lines it needs, and while the embedder sends the body
+    /// directly.
     pub(super) fn wants_more(&self) -> bool {
-        !self.top.as_ref().is_some_and(TopFilter::is_done)
+        !self.direct && !self.top.as_ref().is_some_and(TopFilter::is_done)
+    }
+
+    /// Whether the body may still be sent directly: a RETR (TOP cuts the message, which
+    /// only the session's filter does) of which nothing has been sent.
+    pub(super) fn can_go_direct(&self) -> bool {
+        self.top.is_none() && !self.started
+    }
+
+    /// True once the embedder sends the body directly.
+    pub(super) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Writes the `+OK` line and hands the body to the embedder; returns the octet count the
+    /// line announced.
+    pub(super) fn begin_direct(&mut self, output: &mut BytesMut) -> u64 {
+        self.start(output);
+        self.direct = true;
+        self.size
+    }
+
+    /// Ends a direct body: the embedder sent every line, complete and stuffed, so only the
+    /// terminator is left.
+    pub(super) fn finish_direct(self, output: &mut BytesMut) {
+        output.extend_from_slice(b".\r\n");
     }
 
     /// Writes the `+OK` line once, before the first octet of the body.

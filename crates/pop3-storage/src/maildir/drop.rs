@@ -7,13 +7,14 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use super::cache::CACHE_FILE;
-use super::name::{base_of, Entry};
+use super::name::{base_of, field, field_value, Entry};
 use super::scan::open_message;
 use super::{sync_dir, DeleteMode, MaildirOptions, Sub};
 use crate::error::IoContext;
 use crate::lock::DotLock;
 use crate::util::failpoint;
-use crate::{Error, Maildrop, MessageInfo, MessageReader, Result};
+use crate::wire::DotLines;
+use crate::{Error, Maildrop, MessageInfo, MessageReader, Result, WireMessage};
 
 /// An open Maildir maildrop (see [`Maildir::open`](super::Maildir::open)).
 #[derive(Debug)]
@@ -74,21 +75,11 @@ impl MaildirDrop {
     pub fn path(&self) -> &Path {
         &self.root
     }
-}
 
-impl Maildrop for MaildirDrop {
-    fn is_local(&self) -> bool {
-        true // a local file, most likely in the page cache since the snapshot was taken
-    }
-
-    fn messages(&self) -> &[MessageInfo] {
-        &self.infos
-    }
-
-    fn read_message(&self, index: usize) -> Result<MessageReader<'_>> {
-        let e = self.entry(index)?;
-        // The snapshot's path first (no stat before the open: one lookup per read); only if
-        // it is gone is the message looked for under another name.
+    /// Opens the file of message `index` (entry `e`): the snapshot's path first (no stat
+    /// before the open: one lookup per read); only if it is gone is the message looked for
+    /// under another name.
+    fn open_entry(&self, index: usize, e: &Entry) -> Result<(PathBuf, fs::File)> {
         let path = e.path(&self.root, &self.names);
         let (path, file) = match open_message(&path) {
             Ok(f) => (path, f),
@@ -106,22 +97,53 @@ impl Maildrop for MaildirDrop {
             }
             Err(err) => return Err(Error::io("open", &path, err)),
         };
-        if let Some(raw) = e.raw_len {
-            let len = file.metadata().ctx("stat", &path)?.len();
-            if len != raw {
-                // Maildir messages are immutable; one that changed makes our size a lie.
-                // Drop the cache so the next open measures again.
-                let _ = fs::remove_file(self.root.join(CACHE_FILE));
-                return Err(Error::Corrupt {
-                    path,
-                    reason: format!(
-                        "message file is {len} octets, {raw} when its size was computed \
-                         (size cache invalidated)"
-                    ),
-                });
-            }
+        Ok((path, file))
+    }
+
+    /// The wire form a name records: `,S=` and `,W=` equal and a well-formed `,D=` field
+    /// (see [`crate::wire`]): the length and the dot lines.
+    fn wire_fields(base: &[u8]) -> Option<(u64, DotLines)> {
+        let len = field(base, b'W')?;
+        if field(base, b'S')? != len {
+            return None;
         }
-        Ok(MessageReader::file(file))
+        Some((len, DotLines::parse(field_value(base, b'D')?, len)?))
+    }
+}
+
+impl Maildrop for MaildirDrop {
+    fn is_local(&self) -> bool {
+        true // a local file, most likely in the page cache since the snapshot was taken
+    }
+
+    fn messages(&self) -> &[MessageInfo] {
+        &self.infos
+    }
+
+    fn read_message(&self, index: usize) -> Result<MessageReader<'_>> {
+        let e = self.entry(index)?;
+        let (path, file) = self.open_entry(index, e)?;
+        // The stored length, when known, is checked as the file is read rather than with
+        // an `fstat` per read: Maildir messages are immutable, one that changed makes our
+        // size a lie, and the cache is dropped so the next open measures again.
+        Ok(match e.raw_len {
+            Some(raw) => MessageReader::checked(file, raw, path, Some(self.root.join(CACHE_FILE))),
+            None => MessageReader::file(file),
+        })
+    }
+
+    /// A message our delivery stored in wire form, named so (`,S=` = `,W=`, `,D=`): opened,
+    /// neither read nor `stat`ed (the name says its length).
+    fn wire_message(&self, index: usize) -> Result<Option<WireMessage>> {
+        let e = self.entry(index)?;
+        let Some((len, dots)) = Self::wire_fields(e.base(&self.names)) else {
+            return Ok(None);
+        };
+        if self.infos[index].size != len {
+            return Ok(None); // sized otherwise (a Dovecot uidlist cannot do that, but be sure)
+        }
+        let (_, file) = self.open_entry(index, e)?;
+        Ok(Some(WireMessage { file, len, dot_lines: dots.0 }))
     }
 
     fn commit(&mut self, deleted: &[usize]) -> Result<()> {

@@ -95,6 +95,19 @@ pub(super) fn field(base: &[u8], key: u8) -> Option<u64> {
     None
 }
 
+/// The value of the first `,<key>=` field of a base name, up to the next `,` (maybe empty).
+pub(super) fn field_value(base: &[u8], key: u8) -> Option<&[u8]> {
+    let mut rest = base;
+    while let Some(comma) = rest.iter().position(|&b| b == b',') {
+        rest = &rest[comma + 1..];
+        let seg = &rest[..rest.iter().position(|&b| b == b',').unwrap_or(rest.len())];
+        if let Some(v) = seg.strip_prefix(&[key, b'='][..]) {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// Delivery-order key: leading seconds, then the microseconds of an `M<usec>` field in the
 /// second dot-separated part.
 pub(super) fn order_key(base: &[u8]) -> (u64, u64) {
@@ -168,6 +181,9 @@ mod tests {
         assert_eq!(field(b"123.M1P2.h,S=10,W=12", b'S'), Some(10));
         assert_eq!(field(b"123.M1P2.h", b'W'), None);
         assert_eq!(field(b"123.M1P2.h,W=x", b'W'), None);
+        assert_eq!(field_value(b"1.M1P2.h,S=3,W=3,D=1-0", b'D'), Some(&b"1-0"[..]));
+        assert_eq!(field_value(b"1.M1P2.h,S=3,D=,W=3", b'D'), Some(&b""[..]));
+        assert_eq!(field_value(b"1.M1P2.h,S=3,W=3", b'D'), None);
         assert_eq!(order_key(b"1700000000.M123P9.h"), (1_700_000_000, 123));
         assert_eq!(order_key(b"1700000000.V801I1234M567890.host"), (1_700_000_000, 567_890));
         assert!(trashed(b"1.x:2,ST"));

@@ -15,6 +15,13 @@
 //! host name with `/` written `\057` and `:` `\072` (the Maildir specification; Dovecot and
 //! courier read and write it so), and `,` written `\054` so that it cannot fake a `,S=` or
 //! `,W=` field; a `.` stays (readers split the name at the first two dots only).
+//!
+//! In wire form ([`MaildirSink::set_wire_form`], what the server's deliveries use) a message
+//! is stored with CRLF line ends and a complete last line (see [`crate::wire`]), so `S` and
+//! `W` are equal, and the name gets a third field, `,D=<count>[-<offset>...]`: where the
+//! lines that begin with `.` start (at most [`DotLines::MAX_IN_NAME`]; a message with more
+//! gets no `,D=` field and is served like any other). Other Maildir readers ignore a field
+//! they do not know (Dovecot reads only `,S=` and `,W=`, mutt none).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -33,7 +40,12 @@ use rustix::io::Errno;
 use super::durable::make_durable;
 use super::{BatchLimits, Begun, Incoming, MessageId, Modes, Settled, Sink};
 use crate::util::{failpoint, maildir_hostname};
+use crate::wire::{DotLines, WireWriter};
 use crate::{Error, Result, SizeCounter};
+
+/// The longest name given to a message in `new/` with its `,D=` field: well below the
+/// 255-octet limit of a file name, leaving room for the `:2,FLAGS` a mail reader adds.
+const MAX_NAME_WITH_DOTS: usize = 200;
 
 /// Called in the commit thread once a batch is durable and named (see
 /// [`MaildirSink::after_commit`]).
@@ -81,6 +93,8 @@ struct Current {
     /// The key, for the present set.
     key: Option<String>,
     size: SizeCounter,
+    /// Converts into wire form, when the sink stores it.
+    wire: Option<WireWriter>,
 }
 
 /// A sealed batch being committed.
@@ -114,6 +128,10 @@ pub struct MaildirSink {
     next_id: MessageId,
     in_flight: Option<InFlight>,
     settled: Vec<Settled>,
+    /// Store messages in wire form (see the module docs).
+    wire_form: bool,
+    /// The wire form of the chunk being written.
+    wire_buf: Vec<u8>,
 }
 
 /// The key a Maildir name carries: its second dot-separated field.
@@ -183,7 +201,17 @@ impl MaildirSink {
             next_id: 0,
             in_flight: None,
             settled: Vec::new(),
+            wire_form: false,
+            wire_buf: Vec::new(),
         })
+    }
+
+    /// Stores the messages begun from now on in wire form (CRLF line ends, complete last
+    /// line, a `,D=` field naming the dot lines; see the module docs), as the server's
+    /// deliveries do, so that it can send them with `sendfile`. Off by default: messages are
+    /// stored as written (the retriever stores LF, the Unix convention).
+    pub fn set_wire_form(&mut self, on: bool) {
+        self.wire_form = on;
     }
 
     /// The Maildir.
@@ -415,8 +443,9 @@ impl Sink for MaildirSink {
             if self.dirs.unnamed { self.dirs.open_unnamed() } else { self.dirs.open_named(&base) };
         let file =
             file.map_err(|e| Error::io("create", self.dirs.root.join("tmp").join(&base), e))?;
-        self.current =
-            Some(Current { file, base, key: incoming.key.clone(), size: SizeCounter::new() });
+        let wire = self.wire_form.then(WireWriter::new);
+        let size = SizeCounter::new();
+        self.current = Some(Current { file, base, key: incoming.key.clone(), size, wire });
         Ok(Begun::New)
     }
 
@@ -424,20 +453,44 @@ impl Sink for MaildirSink {
         let Some(current) = self.current.as_mut() else {
             return Err(Error::io("write", &self.dirs.root, io::Error::other("no message begun")));
         };
-        current.size.update(chunk);
+        let bytes = match current.wire.as_mut() {
+            Some(wire) => {
+                self.wire_buf.clear();
+                wire.write(chunk, &mut self.wire_buf);
+                &self.wire_buf[..]
+            }
+            None => chunk,
+        };
+        current.size.update(bytes);
         current
             .file
-            .write_all(chunk)
+            .write_all(bytes)
             .map_err(|e| Error::io("write", self.dirs.root.join("tmp").join(&current.base), e))
     }
 
     fn stage(&mut self) -> Result<MessageId> {
-        let Some(current) = self.current.take() else {
+        let Some(mut current) = self.current.take() else {
             return Err(Error::io("stage", &self.dirs.root, io::Error::other("no message begun")));
         };
+        let mut dots = None;
+        if let Some(wire) = current.wire.as_mut() {
+            self.wire_buf.clear();
+            wire.finish(&mut self.wire_buf);
+            current.size.update(&self.wire_buf);
+            if let Err(e) = current.file.write_all(&self.wire_buf) {
+                let path = self.dirs.root.join("tmp").join(&current.base);
+                self.current = Some(current);
+                self.abort();
+                return Err(Error::io("write", path, e));
+            }
+            dots = DotLines(wire.dot_lines().to_vec()).to_field();
+        }
         failpoint("maildir.deliver.written");
         let stored = current.size.stored_len();
-        let name = format!("{},S={stored},W={}", current.base, current.size.finish());
+        let mut name = format!("{},S={stored},W={}", current.base, current.size.finish());
+        if let Some(dots) = dots.filter(|d| name.len() + 3 + d.len() <= MAX_NAME_WITH_DOTS) {
+            name = format!("{name},D={dots}");
+        }
         self.staged_bytes += stored;
         self.staged.push(Staged { tmp_name: current.base, name, file: current.file });
         self.staged_keys.extend(current.key);
@@ -613,6 +666,64 @@ mod tests {
         assert_eq!(name, &format!("1700000000.abc.{host},S=17,W=20"));
         let d = Maildir::new(&md).open().unwrap();
         assert_eq!(d.messages()[0].size, 20);
+    }
+
+    /// In wire form: CRLF line ends, the last line completed, `S` = `W`, and the dot lines in
+    /// the `,D=` field; the maildrop hands the file out for sending, without a `stat`.
+    #[test]
+    fn wire_form_names_record_the_dot_lines_and_the_maildrop_hands_out_the_file() {
+        use std::io::Read;
+        let (_dir, md, mut sink) = sink(false);
+        sink.set_wire_form(true);
+        let messages: [&[u8]; 4] = [
+            b"Subject: x\n\n.body\r",
+            b"",
+            b"plain\r\n",
+            &b".\n".repeat(DotLines::MAX_IN_NAME + 1),
+        ];
+        for (i, m) in messages.iter().enumerate() {
+            sink.begin(&keyed(&format!("w{i}"))).unwrap();
+            // In two chunks, the first ending in the middle of a line end.
+            let cut = m.len().min(11);
+            sink.write(&m[..cut]).unwrap();
+            sink.write(&m[cut..]).unwrap();
+            sink.stage().unwrap();
+        }
+        let settled = sink.finish().unwrap();
+        let names = settled[0].result.as_ref().unwrap();
+        let host = maildir_hostname();
+        assert_eq!(names[0], format!("1700000000.w0.{host},S=21,W=21,D=1-14"));
+        assert_eq!(names[1], format!("1700000000.w1.{host},S=0,W=0,D=0"));
+        assert_eq!(names[2], format!("1700000000.w2.{host},S=7,W=7,D=0"));
+        assert_eq!(names[3], format!("1700000000.w3.{host},S=27,W=27"), "too many dot lines");
+        let file = |n: &str| std::fs::read(md.join("new").join(n)).unwrap();
+        assert_eq!(file(&names[0]), b"Subject: x\r\n\r\n.body\r\n");
+        assert_eq!(file(&names[3]), b".\r\n".repeat(9));
+        let d = Maildir::new(&md).open().unwrap();
+        let sizes: Vec<u64> = d.messages().iter().map(|m| m.size).collect();
+        assert_eq!(sizes, [21, 0, 7, 27]);
+        let wire = d.wire_message(0).unwrap().unwrap();
+        assert_eq!((wire.len, &wire.dot_lines[..]), (21, &[14][..]));
+        let mut bytes = Vec::new();
+        (&wire.file).read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, file(&names[0]));
+        assert_eq!(d.wire_message(1).unwrap().unwrap().len, 0);
+        assert!(d.wire_message(3).unwrap().is_none(), "no ,D= field: read it as a stream");
+        std::fs::remove_file(md.join("new").join(&names[2])).unwrap();
+        assert!(matches!(d.wire_message(2), Err(Error::MessageGone { index: 2, .. })));
+    }
+
+    /// Without wire form (the retriever's sink), messages are stored as written.
+    #[test]
+    fn without_wire_form_messages_are_stored_as_written() {
+        let (_dir, md, mut sink) = sink(false);
+        sink.begin(&keyed("lf")).unwrap();
+        sink.write(b"a\n.b").unwrap();
+        sink.stage().unwrap();
+        let name = sink.finish().unwrap()[0].result.as_ref().unwrap()[0].clone();
+        assert_eq!(name, format!("1700000000.lf.{},S=4,W=7", maildir_hostname()));
+        assert_eq!(std::fs::read(md.join("new").join(name)).unwrap(), b"a\n.b");
+        assert!(Maildir::new(&md).open().unwrap().wire_message(0).unwrap().is_none());
     }
 
     /// Whatever the umask, what the sink creates is its user's alone.

@@ -295,6 +295,15 @@ impl Daemon {
         self.data.join("tls/cert.pem")
     }
 
+    /// What the store keeps of a delivered `message`: a Maildir keeps it in wire form
+    /// (CRLF line ends, the last line complete; `docs/storage.md`), the database as given.
+    pub fn as_stored(&self, message: &[u8]) -> Vec<u8> {
+        match self.postgresql {
+            Some(_) => message.to_vec(),
+            None => pop3_testkit::transmitted(message),
+        }
+    }
+
     /// `user`'s stored messages (file contents, or bodies in the database), in delivery
     /// order.
     pub fn stored(&self, user: &str) -> Vec<Vec<u8>> {
