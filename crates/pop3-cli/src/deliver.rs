@@ -89,15 +89,16 @@ impl Target {
 /// The storage sink of a Maildir or mbox target.
 #[derive(Debug)]
 pub(crate) enum Store {
-    Maildir(MaildirSink),
-    Mbox(MboxSink),
+    // Boxed: the sinks hold their batch state (hundreds of bytes), the enum only a pointer.
+    Maildir(Box<MaildirSink>),
+    Mbox(Box<MboxSink>),
 }
 
 impl Store {
     fn sink(&mut self) -> &mut dyn StorageSink {
         match self {
-            Store::Maildir(sink) => sink,
-            Store::Mbox(sink) => sink,
+            Store::Maildir(sink) => sink.as_mut(),
+            Store::Mbox(sink) => sink.as_mut(),
         }
     }
 }
@@ -236,10 +237,10 @@ impl Deliverer {
                         Err(io::Error::other("the ledger could not record the batch"))
                     }
                 });
-                Some(Store::Maildir(sink))
+                Some(Store::Maildir(Box::new(sink)))
             }
             Target::Mbox(path) => {
-                Some(Store::Mbox(MboxSink::open(path, modes, limits).map_err(io_error)?))
+                Some(Store::Mbox(Box::new(MboxSink::open(path, modes, limits).map_err(io_error)?)))
             }
             Target::Mda(_) | Target::Relay(_) => None,
         };
