@@ -203,6 +203,7 @@ struct Env {
     dir: PathBuf,
     pop3d: PathBuf,
     load: PathBuf,
+    floor: PathBuf,
     dovecot: Option<PathBuf>,
 }
 
@@ -373,13 +374,58 @@ struct Server {
 }
 
 /// The servers, in table order.
-const SERVERS: [&str; 4] = ["pop3d", PG, DOVECOT, DOVECOT_FAST];
+const SERVERS: [&str; 6] = ["pop3d", PG, DOVECOT, DOVECOT_FAST, FLOOR_SENDFILE, FLOOR_WRITE];
 /// pop3d on its PostgreSQL store.
 const PG: &str = "pop3d, PostgreSQL";
 /// Dovecot as installed (one login process per connection).
 const DOVECOT: &str = "Dovecot";
 /// Dovecot in its high-performance login mode with an authentication cache.
 const DOVECOT_FAST: &str = "Dovecot, high-performance";
+/// `pop3-floor` answering RETR by `sendfile` of the wire-form file.
+const FLOOR_SENDFILE: &str = "floor, sendfile";
+/// `pop3-floor` answering RETR by one `write` of the reply held in memory.
+const FLOOR_WRITE: &str = "floor, write";
+
+/// The floor servers: the least any server can spend on the same RETR bytes (plain RETR
+/// cases only). Their messages are user0's, in wire form: every user gets the same 50
+/// messages of the same sizes as pop3d's.
+fn start_floors(env: &Env, commands: &mut Vec<String>) -> Result<Vec<Server>> {
+    let wire = env.dir.join("floor-wire");
+    sh(&format!(
+        "{} --prepare {} {}",
+        quote(&env.floor),
+        quote(&env.dir.join("mail-pop3d/user0/cur")),
+        quote(&wire)
+    ))?;
+    let mut floors = Vec::new();
+    for (name, send) in [(FLOOR_SENDFILE, "sendfile"), (FLOOR_WRITE, "write")] {
+        let port = free_port()?;
+        let args = [
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--dir".into(),
+            wire.display().to_string(),
+            "--send".into(),
+            send.into(),
+        ];
+        commands.push(format!("pop3-floor {}    # {name}", args.join(" ")));
+        let child = Command::new(&env.floor)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("pop3-floor: {e}"))?;
+        let mut proc = Proc { name: "pop3-floor", child, term: false };
+        wait_listening(port, &mut proc)?;
+        floors.push(Server { name, proc, plain: port, tls: port, db_pid: None });
+    }
+    Ok(floors)
+}
+
+/// Whether the floor servers take part in case `c` (plain RETR: they speak no TLS).
+fn floor_applies(c: &Case) -> bool {
+    !c.implicit && c.args.windows(2).any(|w| w[0] == "-m" && w[1] == "retr")
+}
 
 /// A PostgreSQL cluster with pop3d's schema and the seeded users' mail, copied from the
 /// Maildirs by `pop3d migrate --all` (so both pop3d runs serve the same messages).
@@ -501,6 +547,7 @@ pub fn loadtest(args: &[String]) -> Result {
     let s = settings(args)?;
     if s.build {
         build_pop3d_and_load()?;
+        run(cargo_with(&["build", "--release", "-p", "pop3-benches", "--bin", "pop3-floor"]))?;
     }
     let release = release_dir();
     let dovecot = sh("command -v dovecot || ls /usr/sbin/dovecot").ok().map(PathBuf::from);
@@ -515,6 +562,7 @@ pub fn loadtest(args: &[String]) -> Result {
         dir: dir.clone(),
         pop3d: release.join("pop3d"),
         load: release.join("pop3-load"),
+        floor: release.join("pop3-floor"),
         dovecot,
     };
     let result = measure(&s, &env).and_then(|doc| publish(&doc, s.write, (SECTION, BEGIN, END)));
@@ -600,6 +648,9 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
                 servers.push(Server { name, proc, plain: p, tls: t, db_pid: None });
             }
         }
+        if scheme == "PLAIN" {
+            servers.extend(start_floors(env, &mut commands)?);
+        }
         let cases = cases(s, scheme);
         for round in 0..s.rounds {
             if scheme == "PLAIN" {
@@ -621,6 +672,9 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
             }
             for (i, c) in cases.iter().enumerate() {
                 for server in &servers {
+                    if server.name.starts_with("floor") && !floor_applies(c) {
+                        continue;
+                    }
                     let port = if c.implicit { server.tls } else { server.plain };
                     let mut args = c.args.clone();
                     args.extend([
@@ -712,9 +766,13 @@ fn render(
          (the machine has cores x duration). Dovecot runs twice: as installed (a login process \
          per connection) and in its documented high-performance mode (`service pop3-login \
          {{ service_count = 0, process_min_avail = cores }}`, `auth_cache_size = 10M`); its CPU \
-         is every process of the instance (master, login, auth, anvil, pop3). Ratio: each pop3d \
-         over the better Dovecot for that measure, CPU including PostgreSQL's (rates: higher is \
-         better; CPU and memory: lower is better).\n",
+         is every process of the instance (master, login, auth, anvil, pop3). The floor \
+         (`pop3-floor`, plain RETR only): a minimal server that answers RETR with the message \
+         already in wire form, by `sendfile` from the page cache or by one `write` of the \
+         reply held in memory, measured the same way: the kernel's own cost for the same \
+         bytes. Ratio: each pop3d over the better Dovecot for that measure, CPU including \
+         PostgreSQL's (rates: higher is better; CPU and memory: lower is better), and over \
+         each floor.\n",
         s.rounds, s.duration
     );
     let tcp_mb = median(tcp.to_vec());
@@ -789,6 +847,25 @@ fn render(
             }
             if !parts.is_empty() {
                 let _ = writeln!(ratios, "| {label}, {ours} | {} |", parts.join(", "));
+            }
+        }
+        for floor in [FLOOR_SENDFILE, FLOOR_WRITE] {
+            for ours in ["pop3d", PG] {
+                let (Some(Some(cpu)), Some(Some(floor_cpu))) = (cpus.get(ours), cpus.get(floor))
+                else {
+                    continue;
+                };
+                let rate = match (rates.get(ours), rates.get(floor)) {
+                    (Some(Some(a)), Some(Some(b))) if *b > 0.0 => {
+                        format!(", rate {:.0}% of the floor's", a / b * 100.0)
+                    }
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    ratios,
+                    "| {label}, {ours} over the {floor} | CPU per MB {:.1}x{rate} |",
+                    cpu / floor_cpu
+                );
             }
         }
         if let (Some(Some(rate)), Some(tcp)) = (rates.get("pop3d"), tcp_mb) {
