@@ -4,8 +4,9 @@
 //!
 //! - `login`: connect, `USER`/`PASS`, `STAT`, `QUIT`, again and again; the latency is the whole
 //!   session's.
-//! - `retr`: log in, `LIST`, `RETR` every message, `QUIT` without `DELE`; the latency is each
-//!   `RETR`'s, and every message's unstuffed size must equal its `LIST` size.
+//! - `retr`: log in, `LIST`, `RETR` every message (`--window W` of them in flight if the
+//!   server pipelines), `QUIT` without `DELE`; the latency is each `RETR`'s, from its command
+//!   to the end of its body, and every message's unstuffed size must equal its `LIST` size.
 //! - `pipeline`: log in, then `K` commands (`LIST n`) in batches of `B` on one session; the
 //!   latency is each batch's.
 //! - `idle`: hold `C` logged-in connections for the duration, then check that every one
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use pop3_proto::MsgNum;
 use rustls::pki_types::ServerName;
 use tokio::time::{timeout, Instant};
 
@@ -132,6 +134,11 @@ pub struct Options {
     /// pipeline: commands per batch (B).
     #[arg(long, short = 'b', default_value_t = 16)]
     pub batch: usize,
+    /// retr: RETR commands in flight per connection (W) when the server advertises
+    /// PIPELINING (RFC 2449); 1 (the default) sends each after the previous reply, as a
+    /// client that does not pipeline.
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
     /// idle: connections being set up at once.
     #[arg(long, default_value_t = 64)]
     pub ramp: usize,
@@ -383,9 +390,11 @@ async fn run_inner(options: &Options) -> Result<Report, String> {
     }
     let (server_cpu_s, db_cpu_s, client_cpu_s) =
         sampler.await.map_err(|e| format!("sampler: {e}"))?;
-    let pipelining = match (options.mode, pipelining.load(Ordering::Relaxed)) {
-        (Mode::Pipeline, 0) => Some(false),
-        (Mode::Pipeline, _) => Some(true),
+    // Whether the server pipelined, where the run would have used it.
+    let pipelined = pipelining.load(Ordering::Relaxed) > 0;
+    let pipelining = match options.mode {
+        Mode::Pipeline => Some(pipelined),
+        Mode::Retr if options.window > 1 => Some(pipelined),
         _ => None,
     };
     Ok(report(
@@ -462,13 +471,19 @@ async fn session(
             }
         }
         Mode::Retr => {
+            // RFC 2449: no pipelining unless the server says PIPELINING (CAPA is asked only
+            // for a window above 1, so that window 1 sends what a plain client sends).
+            let window = if o.window > 1 && conn.capa().await? {
+                pipelining.fetch_add(1, Ordering::Relaxed);
+                o.window
+            } else {
+                1
+            };
             let list = conn.list().await?;
-            for item in &list {
-                if Instant::now() >= end {
-                    break;
-                }
-                let t = Instant::now();
-                let got = conn.retr_raw(item.msg).await?;
+            let msgs: Vec<MsgNum> = list.iter().map(|item| item.msg).collect();
+            let more = || Instant::now() < end;
+            let done = |i: usize, got: u64, t: Instant| {
+                let item = &list[i];
                 if got != item.size {
                     return Err(format!(
                         "RETR {}: {got} octets unstuffed, LIST said {}",
@@ -481,7 +496,9 @@ async fn session(
                     tally.commands += 1;
                     tally.octets += got;
                 }
-            }
+                Ok(())
+            };
+            conn.retr_window(&msgs, window, more, done).await?;
             conn.quit_raw().await?;
             if in_window(Instant::now()) {
                 tally.sessions += 1;
@@ -821,7 +838,11 @@ impl Report {
                 s,
                 "  {:<22}{:>14}",
                 "PIPELINING",
-                if p { "yes" } else { "no (window 1)" }
+                match (p, o.mode) {
+                    (true, Mode::Retr) => format!("yes (window {})", o.window),
+                    (true, _) => "yes".to_owned(),
+                    (false, _) => "no (window 1)".to_owned(),
+                }
             );
         }
         if let Some(i) = &self.idle {
@@ -885,7 +906,11 @@ impl Report {
         });
         if let Some(p) = self.pipelining {
             v["pipelining"] = p.into();
-            v["batch"] = o.batch.into();
+            if o.mode == Mode::Retr {
+                v["window"] = (if p { o.window } else { 1 }).into();
+            } else {
+                v["batch"] = o.batch.into();
+            }
         }
         if let Some(i) = &self.idle {
             v["established"] = i.established.into();
