@@ -314,3 +314,60 @@ async fn retr_window_against_pop3_server() {
         assert!(r.messages > 0 && r.octets > 0, "{r:?}");
     }
 }
+
+/// A server that says `+OK` to everything (`+OK bye` and closes on QUIT) and records each
+/// connection's source address.
+async fn recording_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&peers);
+    tokio::spawn(async move {
+        while let Ok((s, peer)) = l.accept().await {
+            seen.lock().unwrap().push(peer.ip());
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"+OK hi\r\n").await?;
+                let mut line = String::new();
+                while r.read_line(&mut line).await? > 0 {
+                    let quit = line.trim_end().eq_ignore_ascii_case("QUIT");
+                    line.clear();
+                    w.write_all(if quit { b"+OK bye\r\n" } else { b"+OK\r\n" }).await?;
+                    if quit {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    (addr, peers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_spreads_connections_over_source_addresses() {
+    use std::net::IpAddr;
+    let (addr, peers) = recording_server().await;
+    let mut o = Options::new(Mode::Idle, &addr.to_string());
+    o.concurrency = 25;
+    o.per_source = 10;
+    o.duration = Duration::from_millis(200);
+    o.pid = Some(std::process::id());
+    let r = go(&o).await;
+    clean(&r);
+    assert_eq!(r.idle.as_ref().unwrap().answered, 25);
+    let mut peers = peers.lock().unwrap().clone();
+    peers.sort();
+    let count = |last: u8| peers.iter().filter(|p| **p == IpAddr::from([127, 1, 0, last])).count();
+    assert_eq!((count(1), count(2), count(3), peers.len()), (10, 10, 5, 25), "{peers:?}");
+    // Resident memory is sampled beside PSS.
+    let idle = r.idle.as_ref().unwrap();
+    assert!(idle.rss_held_kib.is_some() && idle.hwm_kib >= idle.rss_held_kib, "{idle:?}");
+    assert!(r.json()["rss_kib_per_connection"].is_number());
+    assert_eq!(
+        pop3_benches::load::source_address(addr, 0, 0),
+        None,
+        "0: the system picks the source"
+    );
+}

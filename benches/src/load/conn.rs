@@ -81,7 +81,28 @@ fn status_text(reply: &Reply) -> String {
 impl Conn {
     /// Connects, runs the TLS handshake (implicit TLS) or STLS, and reads the greeting.
     pub async fn open(target: &Target) -> Result<Self, Error> {
-        let tcp = TcpStream::connect(target.addr).await.map_err(io("connect"))?;
+        Self::open_from(target, None).await
+    }
+
+    /// [`Conn::open`] from the local address `local` if given (bound before connecting:
+    /// each source address has its own ephemeral ports, and a server sees it as the peer).
+    pub async fn open_from(target: &Target, local: Option<SocketAddr>) -> Result<Self, Error> {
+        let tcp = match local {
+            None => TcpStream::connect(target.addr).await.map_err(io("connect"))?,
+            Some(local) => {
+                let socket = if local.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(io("socket"))?;
+                socket.bind(local).map_err(|e| format!("bind {local}: {e}"))?;
+                socket
+                    .connect(target.addr)
+                    .await
+                    .map_err(|e| format!("connect from {local}: {e}"))?
+            }
+        };
         tcp.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
         let stream = match target.security {
             Security::Implicit => Stream::Tls(Box::new(tls_handshake(target, tcp).await?)),
