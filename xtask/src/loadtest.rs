@@ -766,6 +766,21 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
                     if n == 0 {
                         continue;
                     }
+                    // A session holds a descriptor: past the server's limit, logins fail.
+                    let nofile = sh(&format!(
+                        "awk '/Max open files/ {{print $4}}' /proc/{}/limits",
+                        server.proc.pid()
+                    ))
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+                    if let Some(limit) = nofile.filter(|l| *l < n as u64 + 64) {
+                        eprintln!(
+                            "xtask: WARNING: {}'s descriptor limit is {limit} (this machine's hard \
+                             limit, which only CAP_SYS_RESOURCE may raise): {n} sessions will not \
+                             all log in",
+                            server.name
+                        );
+                    }
                     let args: Vec<String> = format!(
                         "-m idle -c {n} -d {secs}s --timeout 300s --ramp 128 --per-source {PER_SOURCE} \
                          -t 127.0.0.1:{} --pid {}",
@@ -775,7 +790,8 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
                     .split_whitespace()
                     .map(str::to_owned)
                     .collect();
-                    let r = load(env, &args)?;
+                    let mut r = load(env, &args)?;
+                    r.json["server_nofile"] = nofile.into();
                     commands.push(format!("{}    # big idle, {}", r.command, server.name));
                     big.push((server.name, r.json));
                 }
@@ -804,13 +820,13 @@ fn big_idle_table(out: &mut String, big: &[(&str, Value)]) {
          connection: held minus before connecting, over the connections.\n"
     );
     out.push_str(
-        "| server | held | answered NOOP | NOOP p99 ms | RSS | peak RSS | PSS | RSS/conn | PSS/conn | processes | set-up s | errors |\n",
+        "| server | held | answered NOOP | NOOP p99 ms | RSS | peak RSS | PSS | RSS/conn | PSS/conn | processes | descriptor limit | set-up s | errors |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (server, b) in big {
         let _ = writeln!(
             out,
-            "| {server} | {} for {} s | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {}{} |",
+            "| {server} | {} for {} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {}{} |",
             b["established"],
             b["measured_s"],
             b["answered"],
@@ -821,6 +837,7 @@ fn big_idle_table(out: &mut String, big: &[(&str, Value)]) {
             kib(b, "rss_kib_per_connection"),
             kib(b, "kib_per_connection"),
             b["processes"],
+            b["server_nofile"],
             num(b, "setup_s").unwrap_or(0.0),
             b["errors"],
             b["first_error"].as_str().map(|e| format!(" (first: {e})")).unwrap_or_default()

@@ -705,6 +705,13 @@ fn raise_fd_limit(want: u64) {
     }
     let _ =
         setrlimit(Resource::Nofile, Rlimit { current: Some(want.min(max)), maximum: lim.maximum });
+    let got = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if got < want {
+        eprintln!(
+            "pop3-load: descriptor limit {got} (hard limit {max}; raising it needs \
+             CAP_SYS_RESOURCE): connections past about {got} will fail"
+        );
+    }
 }
 
 /// The loopback limit: C TCP streams from an in-process sender, 64 KiB writes, counted by
