@@ -365,6 +365,10 @@ service pop3-login {{
     ssl = yes
   }}
 }}
+# A pop3 process per logged-in session: its built-in limit of 1,024 would cap the idle runs.
+service pop3 {{
+  process_limit = 20000
+}}
 service anvil {{
   client_limit = 40003
 }}
