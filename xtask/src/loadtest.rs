@@ -20,8 +20,8 @@
 //! `--skip-build`. The big idle run: `--idle N` logged-in connections to pop3d (default
 //! 50,000; 0: none) held `--hold SECS` (default 60), from 127.1.x.y source addresses
 //! ([`PER_SOURCE`] each), and `--idle-dovecot M` (default 2,000; 0: none) to each Dovecot;
-//! `--idle-only` runs only that (and does not replace the published table's other figures:
-//! it is printed, never written).
+//! `--idle-only` runs only that, `--only PREFIX` only the timed cases whose label starts with
+//! `PREFIX` (e.g. `retr`); both print their figures and never write them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -58,6 +58,8 @@ struct Settings {
     big_idle_dovecot: usize,
     /// Only the big idle run (no timed case, no PostgreSQL, no floor).
     idle_only: bool,
+    /// Only the timed cases whose label starts with this (e.g. `retr`).
+    only: Option<String>,
     write: bool,
     keep: bool,
     build: bool,
@@ -72,6 +74,7 @@ fn settings(args: &[String]) -> Result<Settings> {
         big_idle: Some((50_000, 60)),
         big_idle_dovecot: 2_000,
         idle_only: false,
+        only: None,
         // Opt-in: a quick or local run must not replace the published figures.
         write: false,
         keep: false,
@@ -105,6 +108,7 @@ fn settings(args: &[String]) -> Result<Settings> {
             }
             "--idle-dovecot" => s.big_idle_dovecot = num("--idle-dovecot")? as usize,
             "--idle-only" => s.idle_only = true,
+            "--only" => s.only = Some(it.next().ok_or("--only needs a case label prefix")?.clone()),
             "--no-postgresql" => s.postgresql = false,
             "--write" => s.write = true,
             "--no-write" => s.write = false,
@@ -591,8 +595,11 @@ fn num(v: &Value, key: &str) -> Option<f64> {
 /// Entry point: `cargo xtask loadtest [options]`.
 pub fn loadtest(args: &[String]) -> Result {
     let s = settings(args)?;
-    if s.idle_only && s.write {
-        return Err("loadtest: --idle-only prints its figures; --write needs the full run".into());
+    if (s.idle_only || s.only.is_some()) && s.write {
+        return Err(
+            "loadtest: --idle-only and --only print their figures; --write needs the full run"
+                .into(),
+        );
     }
     if s.build {
         build_pop3d_and_load()?;
@@ -680,6 +687,13 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
     let schemes: &[&'static str] =
         if s.idle_only { &["PLAIN"] } else { &["PLAIN", "SHA512-CRYPT"] };
     for &scheme in schemes {
+        let mut cases = if s.idle_only { Vec::new() } else { cases(s, scheme) };
+        if let Some(prefix) = &s.only {
+            cases.retain(|c| c.label.starts_with(prefix.as_str()));
+        }
+        if cases.is_empty() && scheme != "PLAIN" {
+            continue;
+        }
         let users_file = d.join(if scheme == "PLAIN" { "users-plain" } else { "users-sha512" });
         let mut servers = Vec::new();
         let (p, t) = (free_port()?, free_port()?);
@@ -706,7 +720,6 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
         if scheme == "PLAIN" && !s.idle_only {
             servers.extend(start_floors(env, &mut commands)?);
         }
-        let cases = if s.idle_only { Vec::new() } else { cases(s, scheme) };
         let rounds = if s.idle_only { 0 } else { s.rounds };
         for round in 0..rounds {
             if scheme == "PLAIN" {
