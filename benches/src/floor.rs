@@ -6,9 +6,10 @@
 //! included), one file each. The server then speaks just enough POP3 for `pop3-load` (any
 //! `USER`/`PASS` is accepted, every user sees the same messages) and answers `RETR n` with
 //! `+OK <size> octets` and the file, either by `sendfile(2)` from the page cache
-//! ([`Send::Sendfile`]: the kernel copies the file into the socket, nothing passes through
-//! user space) or by `write(2)` of the reply prepared in memory at start ([`Send::Write`]:
-//! one copy from user space per `RETR`). Whatever a real server spends beyond this on the
+//! ([`Sendfile`](crate::floor::SendWith::Sendfile): the kernel copies the file into the
+//! socket, nothing passes through user space) or by `write(2)` of the reply prepared in
+//! memory at start ([`Write`](crate::floor::SendWith::Write): one copy from user space per
+//! `RETR`). Whatever a real server spends beyond this on the
 //! same bytes is its own cost: parsing, the maildrop, dot-stuffing, reading the file.
 //!
 //! One thread per connection with blocking sockets: for the load test's few connections this
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 /// How `RETR` sends the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Send {
+pub enum SendWith {
     /// `sendfile(2)` of the wire-form file (status line sent first with `MSG_MORE`).
     Sendfile,
     /// `write(2)` of the whole reply, read into memory at start.
@@ -138,7 +139,7 @@ impl Maildrop {
 }
 
 /// Accepts connections on `listener` for ever, a thread each.
-pub fn serve(listener: TcpListener, maildrop: Arc<Maildrop>, send: Send) -> io::Result<()> {
+pub fn serve(listener: TcpListener, maildrop: Arc<Maildrop>, send: SendWith) -> io::Result<()> {
     loop {
         let (stream, _) = listener.accept()?;
         let maildrop = Arc::clone(&maildrop);
@@ -154,7 +155,7 @@ const MAX_LINE: usize = 255;
 
 /// One connection: replies to each command in turn (pipelined commands simply wait in the
 /// socket buffer).
-fn session(stream: &TcpStream, maildrop: &Maildrop, send: Send) -> io::Result<()> {
+fn session(stream: &TcpStream, maildrop: &Maildrop, send: SendWith) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut out = stream;
     out.write_all(b"+OK pop3-floor ready\r\n")?;
@@ -209,13 +210,13 @@ fn session(stream: &TcpStream, maildrop: &Maildrop, send: Send) -> io::Result<()
 }
 
 /// `+OK <size> octets` and the wire form, by `sendfile` or by one `write`.
-fn retr(stream: &TcpStream, m: &Message, send: Send) -> io::Result<()> {
+fn retr(stream: &TcpStream, m: &Message, send: SendWith) -> io::Result<()> {
     match send {
-        Send::Write => {
+        SendWith::Write => {
             let mut out = stream;
             out.write_all(&m.reply)
         }
-        Send::Sendfile => {
+        SendWith::Sendfile => {
             // MSG_MORE: the status line leaves with the file's first octets, not alone.
             let mut status = &m.status[..];
             while !status.is_empty() {

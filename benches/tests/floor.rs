@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pop3_benches::floor::{self, Maildrop, Send};
+use pop3_benches::floor::{self, Maildrop, SendWith};
 use pop3_server::{Config, ListenerKind, MailLocation, PasswdFile, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -118,7 +118,7 @@ async fn pop3d(mail: &Path) -> (SocketAddr, Server) {
 }
 
 /// The floor on the wire-form files, on its own threads.
-fn floor_server(wire: &Path, send: Send) -> SocketAddr {
+fn floor_server(wire: &Path, send: SendWith) -> SocketAddr {
     let maildrop = Arc::new(Maildrop::load(wire).unwrap());
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -147,7 +147,7 @@ async fn floor_serves_what_pop3d_serves() {
         assert_eq!(bodies, expected, "pop3d's RETR bodies are the messages' wire form");
         sizes.sort_unstable();
 
-        for send in [Send::Sendfile, Send::Write] {
+        for send in [SendWith::Sendfile, SendWith::Write] {
             let (mut floor_sizes, got) =
                 Client::connect(floor_server(&wire, send)).await.retrieve_all().await;
             for (status, body) in &got {

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser as _;
-use pop3_benches::floor::{prepare, serve, Maildrop, Send};
+use pop3_benches::floor::{prepare, serve, Maildrop, SendWith};
 
 /// Command-line options of `pop3-floor`.
 #[derive(Debug, clap::Parser)]
@@ -35,7 +35,7 @@ struct Options {
     dir: Option<PathBuf>,
     /// How RETR sends a message.
     #[arg(long, value_enum, default_value = "sendfile")]
-    send: Send,
+    send: SendWith,
 }
 
 fn main() -> ExitCode {
