@@ -140,3 +140,6 @@ mod tests {
 
 /// The POP3 load generator behind the `pop3-load` binary.
 pub mod load;
+
+/// `pop3-floor`: the reference server that answers RETR by `sendfile` or one `write`.
+pub mod floor;

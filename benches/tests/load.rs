@@ -238,3 +238,136 @@ async fn retr_size_mismatch_is_an_error() {
     let e = r.first_error.unwrap();
     assert!(e.contains("6 octets unstuffed, LIST said 10"), "{e}");
 }
+
+/// A server that answers RETR only once three are waiting (then all three, in order): a
+/// client that keeps fewer than three in flight waits for ever.
+async fn batching_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"+OK hi\r\n").await?;
+                let mut line = String::new();
+                let mut waiting = Vec::new();
+                while r.read_line(&mut line).await? > 0 {
+                    let command = line.trim_end().to_ascii_uppercase();
+                    line.clear();
+                    let reply: &[u8] = match command.as_str() {
+                        "CAPA" => b"+OK\r\nUSER\r\nPIPELINING\r\n.\r\n",
+                        "LIST" => b"+OK\r\n1 5\r\n2 5\r\n3 5\r\n.\r\n",
+                        "QUIT" => b"+OK bye\r\n",
+                        c if c.starts_with("RETR ") => {
+                            waiting.push(c.to_owned());
+                            if waiting.len() == 3 {
+                                for _ in waiting.drain(..) {
+                                    w.write_all(b"+OK 5 octets\r\n..ab\r\n.\r\n").await?;
+                                }
+                            }
+                            continue;
+                        }
+                        _ => b"+OK\r\n",
+                    };
+                    w.write_all(reply).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retr_keeps_a_window_of_commands_in_flight() {
+    let addr = batching_server().await;
+    let mut o = Options::new(Mode::Retr, &addr.to_string());
+    o.concurrency = 1;
+    o.warmup = Duration::ZERO;
+    o.duration = Duration::from_millis(300);
+    o.timeout = Duration::from_millis(500);
+    o.window = 3;
+    let r = go(&o).await;
+    clean(&r);
+    assert_eq!(r.pipelining, Some(true));
+    assert_eq!(r.json()["window"], 3);
+    assert_eq!(r.octets, 5 * r.messages);
+    assert!(r.messages >= 3, "{r:?}");
+    // One at a time, the server never answers.
+    o.window = 1;
+    let r = go(&o).await;
+    assert!(r.errors > 0 && r.messages == 0, "{r:?}");
+    assert!(r.first_error.unwrap().contains("timed out"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retr_window_against_pop3_server() {
+    let f = fixture().await;
+    for security in [Security::Plain, Security::Implicit] {
+        let mut o = options(&f, Mode::Retr, security);
+        o.window = 4;
+        let r = go(&o).await;
+        clean(&r);
+        assert_eq!(r.pipelining, Some(true), "{security:?}");
+        assert_eq!(r.latency_count, r.messages);
+        assert!(r.messages > 0 && r.octets > 0, "{r:?}");
+    }
+}
+
+/// A server that says `+OK` to everything (`+OK bye` and closes on QUIT) and records each
+/// connection's source address.
+async fn recording_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&peers);
+    tokio::spawn(async move {
+        while let Ok((s, peer)) = l.accept().await {
+            seen.lock().unwrap().push(peer.ip());
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"+OK hi\r\n").await?;
+                let mut line = String::new();
+                while r.read_line(&mut line).await? > 0 {
+                    let quit = line.trim_end().eq_ignore_ascii_case("QUIT");
+                    line.clear();
+                    w.write_all(if quit { b"+OK bye\r\n" } else { b"+OK\r\n" }).await?;
+                    if quit {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    (addr, peers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_spreads_connections_over_source_addresses() {
+    use std::net::IpAddr;
+    let (addr, peers) = recording_server().await;
+    let mut o = Options::new(Mode::Idle, &addr.to_string());
+    o.concurrency = 25;
+    o.per_source = 10;
+    o.duration = Duration::from_millis(200);
+    o.pid = Some(std::process::id());
+    let r = go(&o).await;
+    clean(&r);
+    assert_eq!(r.idle.as_ref().unwrap().answered, 25);
+    let mut peers = peers.lock().unwrap().clone();
+    peers.sort();
+    let count = |last: u8| peers.iter().filter(|p| **p == IpAddr::from([127, 1, 0, last])).count();
+    assert_eq!((count(1), count(2), count(3), peers.len()), (10, 10, 5, 25), "{peers:?}");
+    // Resident memory is sampled beside PSS.
+    let idle = r.idle.as_ref().unwrap();
+    assert!(idle.rss_held_kib.is_some() && idle.hwm_kib >= idle.rss_held_kib, "{idle:?}");
+    assert!(r.json()["rss_kib_per_connection"].is_number());
+    assert_eq!(
+        pop3_benches::load::source_address(addr, 0, 0),
+        None,
+        "0: the system picks the source"
+    );
+}

@@ -15,9 +15,13 @@
 //! migrate --all`); the PostgreSQL server's own CPU is measured apart (`pop3-load --db-pid`).
 //!
 //! Options: `--rounds N` (default 2), `--duration SECS` (default 5), `--quick` (1 round of 2 s,
-//! small idle runs, no 10,000-connection run), `--no-big-idle`, `--no-postgresql`, `--write` (update
+//! small idle runs, no big idle run), `--no-big-idle`, `--no-postgresql`, `--write` (update
 //! `docs/performance.md`; without it the docs are never touched), `--keep` (keep the temp dir),
-//! `--skip-build`.
+//! `--skip-build`. The big idle run: `--idle N` logged-in connections to pop3d (default
+//! 50,000; 0: none) held `--hold SECS` (default 60), from 127.1.x.y source addresses
+//! ([`PER_SOURCE`] each), and `--idle-dovecot M` (default 2,000; 0: none) to each Dovecot;
+//! `--idle-only` runs only that, `--only PREFIX` only the timed cases whose label starts with
+//! `PREFIX` (e.g. `retr`); both print their figures and never write them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,12 +43,23 @@ const SECTION: &str = "## Server load (pop3d vs Dovecot)";
 const FULL_USERS: usize = 16;
 const MESSAGES: usize = 50;
 const MESSAGE_SIZE: usize = 20 * 1024;
+/// RETR commands in flight per connection (all servers here advertise PIPELINING): as a
+/// pipelining client (mpop, fetchmail) fetches, so that no server waits a round trip for
+/// its next command; 4 x 20 KiB stays well inside the socket buffers.
+const RETR_WINDOW: usize = 4;
 
 struct Settings {
     rounds: usize,
     duration: u64,
     idle_connections: usize,
+    /// The big idle run: connections to pop3d and how long they are held (seconds).
     big_idle: Option<(usize, u64)>,
+    /// Connections to each Dovecot in the big idle run (0: none).
+    big_idle_dovecot: usize,
+    /// Only the big idle run (no timed case, no PostgreSQL, no floor).
+    idle_only: bool,
+    /// Only the timed cases whose label starts with this (e.g. `retr`).
+    only: Option<String>,
     write: bool,
     keep: bool,
     build: bool,
@@ -56,7 +71,10 @@ fn settings(args: &[String]) -> Result<Settings> {
         rounds: 2,
         duration: 5,
         idle_connections: 500,
-        big_idle: Some((10_000, 60)),
+        big_idle: Some((50_000, 60)),
+        big_idle_dovecot: 2_000,
+        idle_only: false,
+        only: None,
         // Opt-in: a quick or local run must not replace the published figures.
         write: false,
         keep: false,
@@ -79,6 +97,18 @@ fn settings(args: &[String]) -> Result<Settings> {
                 s.big_idle = None;
             }
             "--no-big-idle" => s.big_idle = None,
+            "--idle" => {
+                let n = num("--idle")? as usize;
+                let hold = s.big_idle.map_or(60, |b| b.1);
+                s.big_idle = (n > 0).then_some((n, hold));
+            }
+            "--hold" => {
+                let secs = num("--hold")?.max(1);
+                s.big_idle = s.big_idle.map(|(n, _)| (n, secs));
+            }
+            "--idle-dovecot" => s.big_idle_dovecot = num("--idle-dovecot")? as usize,
+            "--idle-only" => s.idle_only = true,
+            "--only" => s.only = Some(it.next().ok_or("--only needs a case label prefix")?.clone()),
             "--no-postgresql" => s.postgresql = false,
             "--write" => s.write = true,
             "--no-write" => s.write = false,
@@ -203,8 +233,21 @@ struct Env {
     dir: PathBuf,
     pop3d: PathBuf,
     load: PathBuf,
+    floor: PathBuf,
     dovecot: Option<PathBuf>,
+    /// pop3d's `max_connections` (room for the big idle run).
+    max_connections: usize,
+    /// The descriptor limit both servers start with.
+    nofile: usize,
 }
+
+/// Descriptors a server (and the generator) keeps besides one per held session: listeners,
+/// logs, the runtime's, a Maildir being listed.
+const FD_MARGIN: usize = 300;
+
+/// Connections per source address in the big idle run: well below one address's ephemeral
+/// ports (`ip_local_port_range`, 28,232 by default) and pop3d's per-address limit here.
+const PER_SOURCE: usize = 1000;
 
 /// The `[mail]` section of pop3d on the seeded Maildirs.
 fn maildir_mail(env: &Env) -> String {
@@ -241,13 +284,14 @@ key = "{d}/key.pem"
 file = "{users}"
 
 [limits]
-max_connections = 19000
+max_connections = {max}
 max_connections_per_ip = 19000
 max_connections_per_user_ip = 19000
 
 {mail}"#,
         d = d.display(),
-        users = users.display()
+        users = users.display(),
+        max = env.max_connections,
     );
     fs::write(&config, text).map_err(|e| e.to_string())?;
     Ok(config)
@@ -257,9 +301,10 @@ fn start_pop3d_on(env: &Env, users: &Path, plain: u16, tls: u16, mail: &str) -> 
     let d = &env.dir;
     let config = pop3d_config(env, users, plain, tls, mail)?;
     let log = fs::File::create(d.join("pop3d.log")).map_err(|e| e.to_string())?;
-    // The same descriptor limit for both servers: 65536 (root may raise it), else the hard limit.
+    // The same descriptor limit for both servers (root may raise it), else the hard limit.
     let cmd = format!(
-        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec {} --config {} serve",
+        "ulimit -n {} 2>/dev/null || ulimit -n $(ulimit -Hn); exec {} --config {} serve",
+        env.nofile,
         quote(&env.pop3d),
         quote(&config)
     );
@@ -328,6 +373,10 @@ service pop3-login {{
     ssl = yes
   }}
 }}
+# A pop3 process per logged-in session: its built-in limit of 1,024 would cap the idle runs.
+service pop3 {{
+  process_limit = 20000
+}}
 service anvil {{
   client_limit = 40003
 }}
@@ -348,7 +397,8 @@ service auth {{
     fs::write(&config, text).map_err(|e| e.to_string())?;
     let out = fs::File::create(base.join("dovecot.out")).map_err(|e| e.to_string())?;
     let cmd = format!(
-        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec {} -F -c {}",
+        "ulimit -n {} 2>/dev/null || ulimit -n $(ulimit -Hn); exec {} -F -c {}",
+        env.nofile,
         quote(dovecot),
         quote(&config)
     );
@@ -373,13 +423,58 @@ struct Server {
 }
 
 /// The servers, in table order.
-const SERVERS: [&str; 4] = ["pop3d", PG, DOVECOT, DOVECOT_FAST];
+const SERVERS: [&str; 6] = ["pop3d", PG, DOVECOT, DOVECOT_FAST, FLOOR_SENDFILE, FLOOR_WRITE];
 /// pop3d on its PostgreSQL store.
 const PG: &str = "pop3d, PostgreSQL";
 /// Dovecot as installed (one login process per connection).
 const DOVECOT: &str = "Dovecot";
 /// Dovecot in its high-performance login mode with an authentication cache.
 const DOVECOT_FAST: &str = "Dovecot, high-performance";
+/// `pop3-floor` answering RETR by `sendfile` of the wire-form file.
+const FLOOR_SENDFILE: &str = "floor, sendfile";
+/// `pop3-floor` answering RETR by one `write` of the reply held in memory.
+const FLOOR_WRITE: &str = "floor, write";
+
+/// The floor servers: the least any server can spend on the same RETR bytes (plain RETR
+/// cases only). Their messages are user0's, in wire form: every user gets the same 50
+/// messages of the same sizes as pop3d's.
+fn start_floors(env: &Env, commands: &mut Vec<String>) -> Result<Vec<Server>> {
+    let wire = env.dir.join("floor-wire");
+    sh(&format!(
+        "{} --prepare {} {}",
+        quote(&env.floor),
+        quote(&env.dir.join("mail-pop3d/user0/cur")),
+        quote(&wire)
+    ))?;
+    let mut floors = Vec::new();
+    for (name, send) in [(FLOOR_SENDFILE, "sendfile"), (FLOOR_WRITE, "write")] {
+        let port = free_port()?;
+        let args = [
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--dir".into(),
+            wire.display().to_string(),
+            "--send".into(),
+            send.into(),
+        ];
+        commands.push(format!("pop3-floor {}    # {name}", args.join(" ")));
+        let child = Command::new(&env.floor)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("pop3-floor: {e}"))?;
+        let mut proc = Proc { name: "pop3-floor", child, term: false };
+        wait_listening(port, &mut proc)?;
+        floors.push(Server { name, proc, plain: port, tls: port, db_pid: None });
+    }
+    Ok(floors)
+}
+
+/// Whether the floor servers take part in case `c` (plain RETR: they speak no TLS).
+fn floor_applies(c: &Case) -> bool {
+    !c.implicit && c.args.windows(2).any(|w| w[0] == "-m" && w[1] == "retr")
+}
 
 /// A PostgreSQL cluster with pop3d's schema and the seeded users' mail, copied from the
 /// Maildirs by `pop3d migrate --all` (so both pop3d runs serve the same messages).
@@ -454,12 +549,17 @@ fn cases(s: &Settings, scheme: &'static str) -> Vec<Case> {
             true,
             &format!("-m login -c 8 -d {d}s --tls implicit"),
         ),
-        case("retr 20 KiB, c=4", scheme, false, &format!("-m retr -c 4 -d {d}s")),
         case(
-            "retr 20 KiB, implicit TLS, c=4",
+            &format!("retr 20 KiB, c=4, window {RETR_WINDOW}"),
+            scheme,
+            false,
+            &format!("-m retr -c 4 -d {d}s --window {RETR_WINDOW}"),
+        ),
+        case(
+            &format!("retr 20 KiB, implicit TLS, c=4, window {RETR_WINDOW}"),
             scheme,
             true,
-            &format!("-m retr -c 4 -d {d}s --tls implicit"),
+            &format!("-m retr -c 4 -d {d}s --window {RETR_WINDOW} --tls implicit"),
         ),
         case(
             "pipeline LIST n, B=16, c=4",
@@ -499,8 +599,15 @@ fn num(v: &Value, key: &str) -> Option<f64> {
 /// Entry point: `cargo xtask loadtest [options]`.
 pub fn loadtest(args: &[String]) -> Result {
     let s = settings(args)?;
+    if (s.idle_only || s.only.is_some()) && s.write {
+        return Err(
+            "loadtest: --idle-only and --only print their figures; --write needs the full run"
+                .into(),
+        );
+    }
     if s.build {
         build_pop3d_and_load()?;
+        run(cargo_with(&["build", "--release", "-p", "pop3-benches", "--bin", "pop3-floor"]))?;
     }
     let release = release_dir();
     let dovecot = sh("command -v dovecot || ls /usr/sbin/dovecot").ok().map(PathBuf::from);
@@ -515,7 +622,11 @@ pub fn loadtest(args: &[String]) -> Result {
         dir: dir.clone(),
         pop3d: release.join("pop3d"),
         load: release.join("pop3-load"),
+        floor: release.join("pop3-floor"),
         dovecot,
+        max_connections: s.big_idle.map_or(0, |b| b.0 + 1000).max(19_000),
+        // One descriptor per session (two with mbox), the listeners, the log and the rest.
+        nofile: s.big_idle.map_or(0, |b| 2 * b.0 + 4096).max(65_536),
     };
     let result = measure(&s, &env).and_then(|doc| publish(&doc, s.write, (SECTION, BEGIN, END)));
     if s.keep {
@@ -545,7 +656,8 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
     eprintln!("xtask: seeding {users} Maildirs twice ({FULL_USERS} with {MESSAGES} x 20 KiB)");
     seed(&d.join("mail-pop3d"), users)?;
     if env.dovecot.is_some() {
-        seed(&d.join("mail-dovecot"), users.min(s.idle_connections.max(FULL_USERS)))?;
+        let dovecot_users = s.idle_connections.max(s.big_idle_dovecot).max(FULL_USERS);
+        seed(&d.join("mail-dovecot"), users.min(dovecot_users))?;
         sh(&format!("chown -R 65534:65534 {}", quote(&d.join("mail-dovecot"))))?;
     }
     let crypt = sh("openssl passwd -6 -salt pop3loadtest secret")?;
@@ -559,7 +671,7 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
     fs::write(d.join("users-sha512"), crypt_users).map_err(|e| e.to_string())?;
     // Seeded with the Maildir users of the timed modes (not the 10,000 of the big idle run,
     // which is pop3d on Maildir only).
-    let postgresql = if s.postgresql {
+    let postgresql = if s.postgresql && !s.idle_only {
         let idle_users = users.min(s.idle_connections.max(FULL_USERS));
         let plain_subset: String =
             (0..idle_users).map(|u| format!("user{u}:{{PLAIN}}secret\n")).collect();
@@ -575,8 +687,17 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
     let mut commands: Vec<String> = Vec::new();
     let mut tcp: Vec<f64> = Vec::new();
     let mut order = 0;
-    let mut big = None;
-    for scheme in ["PLAIN", "SHA512-CRYPT"] {
+    let mut big = Vec::new();
+    let schemes: &[&'static str] =
+        if s.idle_only { &["PLAIN"] } else { &["PLAIN", "SHA512-CRYPT"] };
+    for &scheme in schemes {
+        let mut cases = if s.idle_only { Vec::new() } else { cases(s, scheme) };
+        if let Some(prefix) = &s.only {
+            cases.retain(|c| c.label.starts_with(prefix.as_str()));
+        }
+        if cases.is_empty() && scheme != "PLAIN" {
+            continue;
+        }
         let users_file = d.join(if scheme == "PLAIN" { "users-plain" } else { "users-sha512" });
         let mut servers = Vec::new();
         let (p, t) = (free_port()?, free_port()?);
@@ -600,8 +721,11 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
                 servers.push(Server { name, proc, plain: p, tls: t, db_pid: None });
             }
         }
-        let cases = cases(s, scheme);
-        for round in 0..s.rounds {
+        if scheme == "PLAIN" && !s.idle_only {
+            servers.extend(start_floors(env, &mut commands)?);
+        }
+        let rounds = if s.idle_only { 0 } else { s.rounds };
+        for round in 0..rounds {
             if scheme == "PLAIN" {
                 let r = load(
                     env,
@@ -621,6 +745,9 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
             }
             for (i, c) in cases.iter().enumerate() {
                 for server in &servers {
+                    if server.name.starts_with("floor") && !floor_applies(c) {
+                        continue;
+                    }
                     let port = if c.implicit { server.tls } else { server.plain };
                     let mut args = c.args.clone();
                     args.extend([
@@ -650,23 +777,107 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
         order += cases.len();
         if scheme == "PLAIN" {
             if let Some((conns, secs)) = s.big_idle {
-                let pop3d = &servers[0];
-                let args: Vec<String> = format!(
-                    "-m idle -c {conns} -d {secs}s --timeout 300s --ramp 128 -t 127.0.0.1:{} --pid {}",
-                    pop3d.plain,
-                    pop3d.proc.pid()
-                )
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
-                let r = load(env, &args)?;
-                commands.push(format!("{}    # pop3d only", r.command));
-                big = Some(r.json);
+                // pop3d at the full count; each Dovecot at its own (a process per session).
+                for server in &servers {
+                    let asked = match server.name {
+                        "pop3d" => conns,
+                        DOVECOT | DOVECOT_FAST => s.big_idle_dovecot.min(conns),
+                        _ => 0,
+                    };
+                    if asked == 0 {
+                        continue;
+                    }
+                    // A session holds a descriptor: past the server's limit, logins fail.
+                    let nofile = sh(&format!(
+                        "awk '/Max open files/ {{print $4}}' /proc/{}/limits",
+                        server.proc.pid()
+                    ))
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+                    // Past the limit only failed logins would be measured: hold what fits (the
+                    // generator has the same hard limit), and say so.
+                    let n = match nofile.filter(|l| *l < (asked + FD_MARGIN) as u64) {
+                        Some(limit) => {
+                            let n = (limit as usize).saturating_sub(FD_MARGIN).max(1);
+                            eprintln!(
+                                "xtask: WARNING: {}'s descriptor limit is {limit} (this machine's \
+                                 hard limit, which only CAP_SYS_RESOURCE may raise): holding {n} \
+                                 connections, not {asked}",
+                                server.name
+                            );
+                            n
+                        }
+                        None => asked,
+                    };
+                    let args: Vec<String> = format!(
+                        "-m idle -c {n} -d {secs}s --timeout 300s --ramp 128 --per-source {PER_SOURCE} \
+                         -t 127.0.0.1:{} --pid {}",
+                        server.plain,
+                        server.proc.pid()
+                    )
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                    let mut r = load(env, &args)?;
+                    r.json["server_nofile"] = nofile.into();
+                    r.json["asked"] = asked.into();
+                    commands.push(format!("{}    # big idle, {}", r.command, server.name));
+                    big.push((server.name, r.json));
+                }
             }
         }
         drop(servers);
     }
-    Ok(render(s, env, &results, &commands, &tcp, big.as_ref()))
+    Ok(render(s, env, &results, &commands, &tcp, &big))
+}
+
+/// The big idle run: every server's memory with the connections held (RSS and PSS summed
+/// over its processes, peak RSS) and per connection.
+fn big_idle_table(out: &mut String, big: &[(&str, Value)]) {
+    if big.is_empty() {
+        return;
+    }
+    let mib =
+        |b: &Value, k: &str| num(b, k).map_or("-".into(), |v| format!("{:.1} MiB", v / 1024.0));
+    let kib = |b: &Value, k: &str| num(b, k).map_or("-".into(), |v| format!("{v:.1} KiB"));
+    let _ = writeln!(
+        out,
+        "\nMany logged-in connections, from 127.1.x.y source addresses ({PER_SOURCE} each), \
+         held, then every one must answer `NOOP`. Memory of the server's processes summed: \
+         RSS (`VmRSS`) and peak RSS (`VmHWM`) from `/proc/PID/status`, PSS from \
+         `/proc/PID/smaps_rollup` (shared pages shared out), with the connections held; per \
+         connection: held minus before connecting, over the connections.\n"
+    );
+    out.push_str(
+        "| server | held | answered NOOP | NOOP p99 ms | RSS | peak RSS | PSS | RSS/conn | PSS/conn | processes | descriptor limit | set-up s | errors |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (server, b) in big {
+        let _ = writeln!(
+            out,
+            "| {server} | {}{} for {} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {}{} |",
+            b["established"],
+            match (b["asked"].as_u64(), b["concurrency"].as_u64()) {
+                (Some(a), Some(c)) if a != c => {
+                    format!(" (of {a} asked: the descriptor limit allows {c})")
+                }
+                _ => String::new(),
+            },
+            b["measured_s"],
+            b["answered"],
+            ms(num(b, "p99_us")),
+            mib(b, "rss_held_kib"),
+            mib(b, "hwm_kib"),
+            mib(b, "pss_held_kib"),
+            kib(b, "rss_kib_per_connection"),
+            kib(b, "kib_per_connection"),
+            b["processes"],
+            b["server_nofile"],
+            num(b, "setup_s").unwrap_or(0.0),
+            b["errors"],
+            b["first_error"].as_str().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        );
+    }
 }
 
 fn ms(us: Option<f64>) -> String {
@@ -679,7 +890,7 @@ fn render(
     results: &BTreeMap<(usize, String), BTreeMap<&'static str, Vec<Value>>>,
     commands: &[String],
     tcp: &[f64],
-    big: Option<&Value>,
+    big: &[(&str, Value)],
 ) -> String {
     let mut out = String::new();
     let date = sh("date -u +%Y-%m-%d").unwrap_or_default();
@@ -712,16 +923,22 @@ fn render(
          (the machine has cores x duration). Dovecot runs twice: as installed (a login process \
          per connection) and in its documented high-performance mode (`service pop3-login \
          {{ service_count = 0, process_min_avail = cores }}`, `auth_cache_size = 10M`); its CPU \
-         is every process of the instance (master, login, auth, anvil, pop3). Ratio: each pop3d \
-         over the better Dovecot for that measure, CPU including PostgreSQL's (rates: higher is \
-         better; CPU and memory: lower is better).\n",
+         is every process of the instance (master, login, auth, anvil, pop3). The floor \
+         (`pop3-floor`, plain RETR only): a minimal server that answers RETR with the message \
+         already in wire form, by `sendfile` from the page cache or by one `write` of the \
+         reply held in memory, measured the same way: the kernel's own cost for the same \
+         bytes. Ratio: each pop3d over the better Dovecot for that measure, CPU including \
+         PostgreSQL's (rates: higher is better; CPU and memory: lower is better), and over \
+         each floor.\n",
         s.rounds, s.duration
     );
     let tcp_mb = median(tcp.to_vec());
-    out.push_str(
-        "| mode | server | rate | p50 ms | p99 ms | server CPU | PSS/conn | load gen. CPU | errors |\n",
-    );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    if !results.is_empty() {
+        out.push_str(
+            "| mode | server | rate | p50 ms | p99 ms | server CPU | PSS/conn | load gen. CPU | errors |\n",
+        );
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     let mut ratios = String::new();
     for ((_, label), by_server) in results {
         let mut rates = BTreeMap::new();
@@ -791,6 +1008,25 @@ fn render(
                 let _ = writeln!(ratios, "| {label}, {ours} | {} |", parts.join(", "));
             }
         }
+        for floor in [FLOOR_SENDFILE, FLOOR_WRITE] {
+            for ours in ["pop3d", PG] {
+                let (Some(Some(cpu)), Some(Some(floor_cpu))) = (cpus.get(ours), cpus.get(floor))
+                else {
+                    continue;
+                };
+                let rate = match (rates.get(ours), rates.get(floor)) {
+                    (Some(Some(a)), Some(Some(b))) if *b > 0.0 => {
+                        format!(", rate {:.0}% of the floor's", a / b * 100.0)
+                    }
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    ratios,
+                    "| {label}, {ours} over the {floor} | CPU per MB {:.1}x{rate} |",
+                    cpu / floor_cpu
+                );
+            }
+        }
         if let (Some(Some(rate)), Some(tcp)) = (rates.get("pop3d"), tcp_mb) {
             if label.starts_with("retr") {
                 let _ = writeln!(
@@ -804,25 +1040,11 @@ fn render(
     if let Some(t) = tcp_mb {
         let _ = writeln!(out, "| loopback TCP limit, 4 streams | - | {t:.1} MB/s | | | | | | |");
     }
-    let _ = writeln!(out, "\n| mode, server | over the better Dovecot |\n|---|---|");
-    out.push_str(&ratios);
-    if let Some(b) = big {
-        let _ = writeln!(
-            out,
-            "\n{} logged-in connections to pop3d held for {} s: {} answered NOOP at the end \
-             (p99 {} ms), server PSS {:.1} MiB ({:.1} KiB per connection), set up in {:.1} s, \
-             {} errors{}.",
-            b["established"],
-            b["measured_s"],
-            b["answered"],
-            ms(num(b, "p99_us")),
-            num(b, "pss_held_kib").unwrap_or(0.0) / 1024.0,
-            num(b, "kib_per_connection").unwrap_or(0.0),
-            num(b, "setup_s").unwrap_or(0.0),
-            b["errors"],
-            b["first_error"].as_str().map(|e| format!(" (first: {e})")).unwrap_or_default()
-        );
+    if !results.is_empty() {
+        let _ = writeln!(out, "\n| mode, server | over the better Dovecot |\n|---|---|");
+        out.push_str(&ratios);
     }
+    big_idle_table(&mut out, big);
     let _ = writeln!(
         out,
         "\nCommands (run by `cargo xtask loadtest`; ports, PIDs and the temp dir vary; each \
@@ -911,5 +1133,20 @@ mod tests {
         assert!(!settings(&args(&["--quick"])).unwrap().write);
         assert!(settings(&args(&["--quick", "--write"])).unwrap().write);
         assert!(!settings(&args(&["--write", "--no-write"])).unwrap().write);
+    }
+
+    #[test]
+    fn big_idle_options() {
+        let d = settings(&args(&[])).unwrap();
+        assert_eq!(
+            (d.big_idle, d.big_idle_dovecot, d.idle_only),
+            (Some((50_000, 60)), 2_000, false)
+        );
+        let s =
+            settings(&args(&["--idle", "2000", "--hold", "5", "--idle-dovecot", "100"])).unwrap();
+        assert_eq!((s.big_idle, s.big_idle_dovecot), (Some((2000, 5)), 100));
+        assert_eq!(settings(&args(&["--idle", "0"])).unwrap().big_idle, None);
+        assert!(settings(&args(&["--idle-only"])).unwrap().idle_only);
+        assert!(loadtest(&args(&["--idle-only", "--write", "--skip-build"])).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! One POP3 connection driven by `pop3-proto`'s sans-IO [`ClientSession`]: plain, STLS or
 //! implicit TLS, with every reply checked.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use pop3_proto::{MsgNum, ScanListing};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -79,7 +81,28 @@ fn status_text(reply: &Reply) -> String {
 impl Conn {
     /// Connects, runs the TLS handshake (implicit TLS) or STLS, and reads the greeting.
     pub async fn open(target: &Target) -> Result<Self, Error> {
-        let tcp = TcpStream::connect(target.addr).await.map_err(io("connect"))?;
+        Self::open_from(target, None).await
+    }
+
+    /// [`Conn::open`] from the local address `local` if given (bound before connecting:
+    /// each source address has its own ephemeral ports, and a server sees it as the peer).
+    pub async fn open_from(target: &Target, local: Option<SocketAddr>) -> Result<Self, Error> {
+        let tcp = match local {
+            None => TcpStream::connect(target.addr).await.map_err(io("connect"))?,
+            Some(local) => {
+                let socket = if local.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(io("socket"))?;
+                socket.bind(local).map_err(|e| format!("bind {local}: {e}"))?;
+                socket
+                    .connect(target.addr)
+                    .await
+                    .map_err(|e| format!("connect from {local}: {e}"))?
+            }
+        };
         tcp.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
         let stream = match target.security {
             Security::Implicit => Stream::Tls(Box::new(tls_handshake(target, tcp).await?)),
@@ -282,41 +305,71 @@ impl Conn {
         Ok(())
     }
 
-    /// `RETR msg`, the reply read without the session: checks `+OK` and returns the
-    /// unstuffed octets of the body.
-    pub async fn retr_raw(&mut self, msg: MsgNum) -> Result<u64, Error> {
-        let mut cmd = [0u8; 24];
-        let len = {
-            let mut w = &mut cmd[..];
-            std::io::Write::write_fmt(&mut w, format_args!("RETR {msg}\r\n"))
-                .map_err(|e| e.to_string())?;
-            24 - w.len()
-        };
-        self.write_raw(&cmd[..len]).await?;
+    /// `RETR` of each of `msgs` in turn with up to `window` commands in flight (RFC 2449
+    /// section 6.6, PIPELINING: the caller has seen it in `CAPA` if `window` > 1), the
+    /// replies read without the session: each status line must be `+OK`, each body is
+    /// counted unstuffed. `more()` is asked before each command is sent (false: send no more
+    /// and read what is in flight); `done(i, octets, sent)` gets each reply in order, with
+    /// the time its command was sent.
+    pub async fn retr_window(
+        &mut self,
+        msgs: &[MsgNum],
+        window: usize,
+        mut more: impl FnMut() -> bool,
+        mut done: impl FnMut(usize, u64, Instant) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let window = window.max(1);
+        let mut sent: VecDeque<Instant> = VecDeque::with_capacity(window);
+        let (mut next, mut finished) = (0, 0);
+        let mut out = Vec::with_capacity(window * 16);
         let mut status = Vec::new();
-        let mut body = BodyCount::default();
-        let mut in_body = false;
+        let mut body: Option<BodyCount> = None;
         loop {
+            out.clear();
+            while next < msgs.len() && next - finished < window && more() {
+                std::io::Write::write_fmt(&mut out, format_args!("RETR {}\r\n", msgs[next]))
+                    .map_err(|e| e.to_string())?;
+                sent.push_back(Instant::now());
+                next += 1;
+            }
+            if !out.is_empty() {
+                self.write_raw(&out).await?;
+            }
+            if finished == next {
+                return Ok(());
+            }
             let n = self.read_raw().await?;
             let mut data = &self.buf[..n];
-            if !in_body {
-                let Some(i) = memchr::memchr(b'\n', data) else {
-                    status.extend_from_slice(data);
-                    if status.len() > 1024 {
-                        return Err(format!("RETR {msg}: status line too long"));
-                    }
-                    continue;
+            while !data.is_empty() {
+                let msg = msgs.get(finished).filter(|_| finished < next);
+                let Some(msg) = msg else {
+                    return Err("data after the last RETR reply".into());
                 };
-                status.extend_from_slice(&data[..=i]);
-                StatusLines::check(&status).map_err(|e| format!("RETR {msg}: {e}"))?;
-                in_body = true;
-                data = &data[i + 1..];
-            }
-            if let Some(used) = body.feed(data) {
-                if used != data.len() {
-                    return Err(format!("RETR {msg}: data after the end of the message"));
+                match &mut body {
+                    None => {
+                        let Some(i) = memchr::memchr(b'\n', data) else {
+                            status.extend_from_slice(data);
+                            if status.len() > 1024 {
+                                return Err(format!("RETR {msg}: status line too long"));
+                            }
+                            break;
+                        };
+                        status.extend_from_slice(&data[..=i]);
+                        StatusLines::check(&status).map_err(|e| format!("RETR {msg}: {e}"))?;
+                        status.clear();
+                        body = Some(BodyCount::default());
+                        data = &data[i + 1..];
+                    }
+                    Some(b) => {
+                        let Some(used) = b.feed(data) else { break };
+                        let octets = b.octets;
+                        body = None;
+                        data = &data[used..];
+                        let t = sent.pop_front().unwrap_or_else(Instant::now);
+                        done(finished, octets, t)?;
+                        finished += 1;
+                    }
                 }
-                return Ok(body.octets);
             }
         }
     }

@@ -4,12 +4,14 @@
 //!
 //! - `login`: connect, `USER`/`PASS`, `STAT`, `QUIT`, again and again; the latency is the whole
 //!   session's.
-//! - `retr`: log in, `LIST`, `RETR` every message, `QUIT` without `DELE`; the latency is each
-//!   `RETR`'s, and every message's unstuffed size must equal its `LIST` size.
+//! - `retr`: log in, `LIST`, `RETR` every message (`--window W` of them in flight if the
+//!   server pipelines), `QUIT` without `DELE`; the latency is each `RETR`'s, from its command
+//!   to the end of its body, and every message's unstuffed size must equal its `LIST` size.
 //! - `pipeline`: log in, then `K` commands (`LIST n`) in batches of `B` on one session; the
 //!   latency is each batch's.
-//! - `idle`: hold `C` logged-in connections for the duration, then check that every one
-//!   still answers `NOOP`; with `--pid`, the server's memory per connection.
+//! - `idle`: hold `C` logged-in connections for the duration (from many 127.x source
+//!   addresses with `--per-source M`), then check that every one still answers `NOOP`; with
+//!   `--pid`, the server's memory (PSS, RSS, peak RSS) per connection.
 //! - `tcp`: the loopback TCP limit: `C` streams from an in-process sender to this process.
 //!
 //! Every reply is checked (`+OK`, sizes); a run that saw an error exits non-zero. With `--pid`
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use pop3_proto::MsgNum;
 use rustls::pki_types::ServerName;
 use tokio::time::{timeout, Instant};
 
@@ -132,9 +135,20 @@ pub struct Options {
     /// pipeline: commands per batch (B).
     #[arg(long, short = 'b', default_value_t = 16)]
     pub batch: usize,
+    /// retr: RETR commands in flight per connection (W) when the server advertises
+    /// PIPELINING (RFC 2449); 1 (the default) sends each after the previous reply, as a
+    /// client that does not pipeline.
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
     /// idle: connections being set up at once.
     #[arg(long, default_value_t = 64)]
     pub ramp: usize,
+    /// idle: at most M connections per source address, each bound before connecting to one
+    /// of 127.1.0.1, 127.1.0.2 ... (all of 127.0.0.0/8 is loopback on Linux): many more
+    /// connections than one address's ephemeral ports, and within a server's per-address
+    /// limit. 0 (the default): the system picks the source address.
+    #[arg(long, default_value_t = 0)]
+    pub per_source: usize,
     /// Limit for any single operation (and idle's setup phase); the whole run ends by
     /// warm-up + duration + 2 x this.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -244,6 +258,23 @@ pub struct IdleReport {
     pub pss_held_kib: Option<u64>,
     /// Server processes counted in the held sample.
     pub processes: Option<usize>,
+    /// Server resident memory (sum of `VmRSS`) before connecting, KiB.
+    pub rss_before_kib: Option<u64>,
+    /// Server resident memory with every connection held, KiB (the larger of two samples).
+    pub rss_held_kib: Option<u64>,
+    /// The server's peak resident memory (sum of `VmHWM`) at the end of the hold, KiB.
+    pub hwm_kib: Option<u64>,
+}
+
+/// The source address of idle connection `n` with `per_source` connections per address
+/// (`None`: the system picks it): 127.1.0.1 for the first `per_source`, then 127.1.0.2 ...
+pub fn source_address(target: SocketAddr, n: usize, per_source: usize) -> Option<SocketAddr> {
+    if per_source == 0 || !target.is_ipv4() {
+        return None;
+    }
+    let base = u32::from(std::net::Ipv4Addr::new(127, 1, 0, 1));
+    let ip = std::net::Ipv4Addr::from(base.checked_add((n / per_source) as u32)?);
+    (ip.octets()[0] == 127).then(|| SocketAddr::from((ip, 0)))
 }
 
 /// The outcome of a run.
@@ -383,9 +414,11 @@ async fn run_inner(options: &Options) -> Result<Report, String> {
     }
     let (server_cpu_s, db_cpu_s, client_cpu_s) =
         sampler.await.map_err(|e| format!("sampler: {e}"))?;
-    let pipelining = match (options.mode, pipelining.load(Ordering::Relaxed)) {
-        (Mode::Pipeline, 0) => Some(false),
-        (Mode::Pipeline, _) => Some(true),
+    // Whether the server pipelined, where the run would have used it.
+    let pipelined = pipelining.load(Ordering::Relaxed) > 0;
+    let pipelining = match options.mode {
+        Mode::Pipeline => Some(pipelined),
+        Mode::Retr if options.window > 1 => Some(pipelined),
         _ => None,
     };
     Ok(report(
@@ -462,13 +495,19 @@ async fn session(
             }
         }
         Mode::Retr => {
+            // RFC 2449: no pipelining unless the server says PIPELINING (CAPA is asked only
+            // for a window above 1, so that window 1 sends what a plain client sends).
+            let window = if o.window > 1 && conn.capa().await? {
+                pipelining.fetch_add(1, Ordering::Relaxed);
+                o.window
+            } else {
+                1
+            };
             let list = conn.list().await?;
-            for item in &list {
-                if Instant::now() >= end {
-                    break;
-                }
-                let t = Instant::now();
-                let got = conn.retr_raw(item.msg).await?;
+            let msgs: Vec<MsgNum> = list.iter().map(|item| item.msg).collect();
+            let more = || Instant::now() < end;
+            let done = |i: usize, got: u64, t: Instant| {
+                let item = &list[i];
                 if got != item.size {
                     return Err(format!(
                         "RETR {}: {got} octets unstuffed, LIST said {}",
@@ -481,7 +520,9 @@ async fn session(
                     tally.commands += 1;
                     tally.octets += got;
                 }
-            }
+                Ok(())
+            };
+            conn.retr_window(&msgs, window, more, done).await?;
             conn.quit_raw().await?;
             if in_window(Instant::now()) {
                 tally.sessions += 1;
@@ -533,7 +574,11 @@ async fn session(
 /// Idle mode: C logged-in connections, memory sampled while they are held, NOOP at the end.
 async fn idle(options: &Options, target: Arc<Target>) -> Result<Report, String> {
     raise_fd_limit(options.concurrency as u64 + 256);
+    if options.per_source > 0 && !target.addr.is_ipv4() {
+        return Err("--per-source needs an IPv4 loopback target".into());
+    }
     let pss_before = options.pid.and_then(procfs::pss_kib).map(|(k, _)| k);
+    let rss_before = options.pid.and_then(procfs::rss_kib).map(|(k, _, _)| k);
     let ramp = Arc::new(tokio::sync::Semaphore::new(options.ramp.max(1)));
     let (go, _) = tokio::sync::broadcast::channel::<()>(1);
     let established = Arc::new(AtomicUsize::new(0));
@@ -549,11 +594,12 @@ async fn idle(options: &Options, target: Arc<Target>) -> Result<Report, String> 
         let mut go = go.subscribe();
         let (established, done) = (Arc::clone(&established), Arc::clone(&done));
         let limit = options.timeout;
+        let local = source_address(target.addr, n, options.per_source);
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             let permit = ramp.acquire_owned().await;
             let conn = timeout(limit, async {
-                let mut c = Conn::open(&target).await?;
+                let mut c = Conn::open_from(&target, local).await?;
                 c.login_with(auth, &user, &pass).await?;
                 Ok::<_, String>(c)
             })
@@ -609,8 +655,10 @@ async fn idle(options: &Options, target: Arc<Target>) -> Result<Report, String> 
     let settle = options.duration.min(Duration::from_secs(1)) / 2;
     tokio::time::sleep(settle).await;
     let first = options.pid.and_then(procfs::pss_kib);
+    let rss_first = options.pid.and_then(procfs::rss_kib);
     tokio::time::sleep(options.duration - settle).await;
     let second = options.pid.and_then(procfs::pss_kib);
+    let rss_second = options.pid.and_then(procfs::rss_kib);
     let s1 = options.pid.and_then(procfs::cpu_seconds);
     let c1 = procfs::self_cpu_seconds();
     let held = match (first, second) {
@@ -632,20 +680,37 @@ async fn idle(options: &Options, target: Arc<Target>) -> Result<Report, String> 
         pss_before_kib: pss_before,
         pss_held_kib: held.map(|h| h.0),
         processes: held.map(|h| h.1),
+        rss_before_kib: rss_before,
+        rss_held_kib: rss_first.into_iter().chain(rss_second).map(|r| r.0).max(),
+        hwm_kib: rss_second.or(rss_first).map(|r| r.1),
     };
     let cpu = s0.zip(s1).map(|(a, b)| b - a);
     let secs = options.duration.as_secs_f64();
     Ok(report(options, secs, total, (cpu, None), c1 - c0, None, Some(idle)))
 }
 
+/// Raises the soft descriptor limit to `want` (one per connection, and some): up to the hard
+/// limit, and past it where the process may raise the hard limit too (root).
 fn raise_fd_limit(want: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    let cur = lim.current.unwrap_or(u64::MAX);
-    if cur < want {
-        let max = lim.maximum.unwrap_or(u64::MAX);
-        lim.current = Some(want.min(max));
-        let _ = setrlimit(Resource::Nofile, lim);
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.unwrap_or(u64::MAX) >= want {
+        return;
+    }
+    let max = lim.maximum.unwrap_or(u64::MAX);
+    if max < want
+        && setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: Some(want) }).is_ok()
+    {
+        return;
+    }
+    let _ =
+        setrlimit(Resource::Nofile, Rlimit { current: Some(want.min(max)), maximum: lim.maximum });
+    let got = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if got < want {
+        eprintln!(
+            "pop3-load: descriptor limit {got} (hard limit {max}; raising it needs \
+             CAP_SYS_RESOURCE): connections past about {got} will fail"
+        );
     }
 }
 
@@ -758,6 +823,13 @@ impl Report {
         (i.established > 0).then(|| held.saturating_sub(before) as f64 / i.established as f64)
     }
 
+    /// Server resident memory (RSS) per held connection, KiB (idle mode with `--pid`).
+    pub fn rss_kib_per_connection(&self) -> Option<f64> {
+        let i = self.idle.as_ref()?;
+        let (before, held) = (i.rss_before_kib?, i.rss_held_kib?);
+        (i.established > 0).then(|| held.saturating_sub(before) as f64 / i.established as f64)
+    }
+
     /// The human-readable table.
     pub fn table(&self) -> String {
         use std::fmt::Write as _;
@@ -821,7 +893,11 @@ impl Report {
                 s,
                 "  {:<22}{:>14}",
                 "PIPELINING",
-                if p { "yes" } else { "no (window 1)" }
+                match (p, o.mode) {
+                    (true, Mode::Retr) => format!("yes (window {})", o.window),
+                    (true, _) => "yes".to_owned(),
+                    (false, _) => "no (window 1)".to_owned(),
+                }
             );
         }
         if let Some(i) = &self.idle {
@@ -843,6 +919,19 @@ impl Report {
             }
             if let Some(k) = self.kib_per_connection() {
                 let _ = writeln!(s, "  {:<22}{k:>14.1} KiB", "PSS per connection");
+            }
+            if let (Some(b), Some(h), Some(peak)) = (i.rss_before_kib, i.rss_held_kib, i.hwm_kib) {
+                let _ = writeln!(
+                    s,
+                    "  {:<22}{:>14.1} MiB held, {:.1} MiB before, peak (VmHWM) {:.1} MiB",
+                    "server RSS",
+                    h as f64 / 1024.0,
+                    b as f64 / 1024.0,
+                    peak as f64 / 1024.0
+                );
+            }
+            if let Some(k) = self.rss_kib_per_connection() {
+                let _ = writeln!(s, "  {:<22}{k:>14.1} KiB", "RSS per connection");
             }
         }
         let _ = writeln!(
@@ -885,7 +974,11 @@ impl Report {
         });
         if let Some(p) = self.pipelining {
             v["pipelining"] = p.into();
-            v["batch"] = o.batch.into();
+            if o.mode == Mode::Retr {
+                v["window"] = (if p { o.window } else { 1 }).into();
+            } else {
+                v["batch"] = o.batch.into();
+            }
         }
         if let Some(i) = &self.idle {
             v["established"] = i.established.into();
@@ -895,6 +988,11 @@ impl Report {
             v["pss_held_kib"] = i.pss_held_kib.into();
             v["processes"] = i.processes.into();
             v["kib_per_connection"] = self.kib_per_connection().into();
+            v["rss_before_kib"] = i.rss_before_kib.into();
+            v["rss_held_kib"] = i.rss_held_kib.into();
+            v["hwm_kib"] = i.hwm_kib.into();
+            v["rss_kib_per_connection"] = self.rss_kib_per_connection().into();
+            v["per_source"] = o.per_source.into();
         }
         v
     }

@@ -89,6 +89,27 @@ pub fn pss_kib(pid: u32) -> Option<(u64, usize)> {
     (count > 0).then_some((total, count))
 }
 
+/// Resident memory of `pid` and its descendants from `/proc/PID/status`, in KiB: the sum of
+/// `VmRSS` (now) and the sum of `VmHWM` (each process's peak), and the number of processes.
+/// RSS counts shared pages once per process; [`pss_kib`] shares them out.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64, usize)> {
+    let (mut rss, mut hwm, mut count) = (0, 0, 0);
+    for p in tree(pid) {
+        let Ok(text) = fs::read_to_string(format!("/proc/{p}/status")) else { continue };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        if let (Some(r), Some(h)) = (field("VmRSS:"), field("VmHWM:")) {
+            rss += r;
+            hwm += h;
+            count += 1;
+        }
+    }
+    (count > 0).then_some((rss, hwm, count))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +121,7 @@ mod tests {
         assert!(cpu_seconds(me).is_some());
         let (kib, n) = pss_kib(me).expect("smaps_rollup");
         assert!(kib > 0 && n >= 1);
+        let (rss, hwm, n) = rss_kib(me).expect("status");
+        assert!(rss > 0 && hwm >= rss && n >= 1, "{rss} {hwm} {n}");
     }
 }
