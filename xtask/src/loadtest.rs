@@ -196,7 +196,9 @@ pub(crate) fn message(user: usize, n: usize, len: usize) -> Vec<u8> {
     let words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"];
     let mut i = 0;
     while m.len() < len {
-        if i % 40 == 0 {
+        // A line that begins with a dot now and then (one in a 20 KiB message: real mail
+        // seldom has any), so that RETR has stuffing to do.
+        if i % 120 == 0 {
             m.extend_from_slice(b".a line with a leading dot\n");
         }
         let mut line = String::new();
@@ -213,6 +215,31 @@ pub(crate) fn message(user: usize, n: usize, len: usize) -> Vec<u8> {
     m
 }
 
+/// `message` (LF line ends) as pop3d's own deliveries store it (`docs/storage.md`, "Wire
+/// form"): CRLF line ends, and the name fields `,S=` and `,W=` (equal: the file is what RFC
+/// 1939 counts) and `,D=` (the offsets of the lines that begin with a dot, at most eight), so
+/// that pop3d serves a plain RETR of it by `sendfile`. Dovecot gets the same files (as its
+/// `mail_save_crlf = yes` writes them; it reads `,S=` and `,W=` and ignores `,D=`).
+fn wire_form(lf: &[u8]) -> (String, Vec<u8>) {
+    let mut wire = Vec::with_capacity(lf.len() + lf.len() / 32);
+    let mut dots = Vec::new();
+    for line in lf.split_inclusive(|&b| b == b'\n') {
+        if line.first() == Some(&b'.') {
+            dots.push(wire.len());
+        }
+        wire.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
+        wire.extend_from_slice(b"\r\n");
+    }
+    let mut fields = format!(",S={len},W={len}", len = wire.len());
+    if dots.len() <= 8 {
+        fields += &format!(",D={}", dots.len());
+        for offset in &dots {
+            fields += &format!("-{offset}");
+        }
+    }
+    (fields, wire)
+}
+
 fn seed(dir: &Path, users: usize) -> Result {
     for u in 0..users {
         let (count, size) = if u < FULL_USERS { (MESSAGES, MESSAGE_SIZE) } else { (1, 2048) };
@@ -221,9 +248,9 @@ fn seed(dir: &Path, users: usize) -> Result {
             fs::create_dir_all(md.join(sub)).map_err(|e| format!("{}: {e}", md.display()))?;
         }
         for n in 0..count {
-            let name = md.join("cur").join(format!("17640000{n:02}.M{n}P{u}.loadtest,S={size}:2,"));
-            fs::write(&name, message(u, n, size))
-                .map_err(|e| format!("{}: {e}", name.display()))?;
+            let (fields, wire) = wire_form(&message(u, n, size));
+            let name = md.join("cur").join(format!("17640000{n:02}.M{n}P{u}.loadtest{fields}:2,"));
+            fs::write(&name, wire).map_err(|e| format!("{}: {e}", name.display()))?;
         }
     }
     Ok(())
@@ -1122,6 +1149,21 @@ pub(crate) fn write_generated(section: &str, begin: &str, end: &str, generated: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeded_messages_are_named_and_stored_as_pop3ds_deliveries() {
+        let (fields, wire) = wire_form(b".a\nb\n.c\n");
+        assert_eq!(wire, b".a\r\nb\r\n.c\r\n");
+        assert_eq!(fields, ",S=11,W=11,D=2-0-7");
+        // More than eight dot lines: no `,D=` (pop3d streams such a message).
+        let (fields, wire) = wire_form(&b".\n".repeat(9));
+        assert_eq!((fields.as_str(), wire.len()), (",S=27,W=27", 27));
+        // The benchmark's 20 KiB messages keep to eight, so they take the sendfile path.
+        for n in 0..MESSAGES {
+            let (fields, _) = wire_form(&message(3, n, MESSAGE_SIZE));
+            assert!(fields.contains(",D="), "message {n}: {fields}");
+        }
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
