@@ -160,6 +160,18 @@ async fn big_mailbox(count: usize) -> TestServer {
     TestServer::start(TestServerConfig::default(), (0..count).map(big).collect()).await.unwrap()
 }
 
+/// A home whose config has one account, "work", on a server of `count` messages of 2 KiB,
+/// fetched into `Maildir` ~/Mail in batches of 64 and deleted once stored: the home, the
+/// Maildir and the server.
+async fn big_account(count: usize) -> (tempfile::TempDir, std::path::PathBuf, TestServer) {
+    let home = tempfile::tempdir().unwrap();
+    let mail = home.path().join("Mail");
+    let server = big_mailbox(count).await;
+    let port = server.addr().port();
+    write_config(home.path(), &account("work", port, &mail, "policy = \"delete\"\nbatch = 64"));
+    (home, mail, server)
+}
+
 /// The message numbers in the Subjects of `messages`, each counted.
 fn numbers<'a>(messages: impl IntoIterator<Item = &'a [u8]>) -> Vec<usize> {
     let mut numbers: Vec<usize> = messages
@@ -213,12 +225,8 @@ fn split_without_loss(maildir: &Path, server: &TestServer, count: usize) -> usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_poll_stops_at_a_batch_boundary_and_commits() {
-    let home = tempfile::tempdir().unwrap();
-    let mail = home.path().join("Mail");
     let count = 3000;
-    let server = big_mailbox(count).await;
-    let port = server.addr().port();
-    write_config(home.path(), &account("work", port, &mail, "policy = \"delete\"\nbatch = 64"));
+    let (home, mail, server) = big_account(count).await;
     let (mut child, lines) = daemon(home.path());
     // Stopped once the first messages are on disk, mid-download.
     wait_for_files(&mail, 100);
@@ -247,12 +255,8 @@ async fn sigterm_during_a_poll_stops_at_a_batch_boundary_and_commits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_a_one_shot_fetch_at_a_batch_boundary_and_a_second_exits_at_once() {
-    let home = tempfile::tempdir().unwrap();
-    let mail = home.path().join("Mail");
     let count = 3000;
-    let server = big_mailbox(count).await;
-    let port = server.addr().port();
-    write_config(home.path(), &account("work", port, &mail, "policy = \"delete\"\nbatch = 64"));
+    let (home, mail, server) = big_account(count).await;
     let fetch = || {
         let mut cmd = pop3(home.path(), &["fetch"]);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -288,12 +292,8 @@ async fn sigint_stops_a_one_shot_fetch_at_a_batch_boundary_and_a_second_exits_at
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_daemon_poll_loses_nothing_and_fetches_nothing_twice() {
-    let home = tempfile::tempdir().unwrap();
-    let mail = home.path().join("Mail");
     let count = 3000;
-    let server = big_mailbox(count).await;
-    let port = server.addr().port();
-    write_config(home.path(), &account("work", port, &mail, "policy = \"delete\"\nbatch = 64"));
+    let (home, mail, server) = big_account(count).await;
     let (mut child, _lines) = daemon(home.path());
     // Killed mid-download: no batch is finished, no QUIT is sent, so the server deletes
     // nothing; what was stored is in the ledger already.

@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,31 +59,8 @@ async fn fixture(config: Config) -> Fixture {
     }
     let users = PasswdFile::parse("alice:{PLAIN}secret\nbob:{PLAIN}hunter2\n").unwrap();
     let server = Server::new(config, Arc::new(location.clone()), Arc::new(users));
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let tls = pop3_server::tls::config_from_pem(
-        certified.cert.pem().as_bytes(),
-        certified.signing_key.serialize_pem().as_bytes(),
-    )
-    .unwrap();
-    server.set_tls(Some(tls));
-    let plain_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (plain, tls) = (plain_listener.local_addr().unwrap(), tls_listener.local_addr().unwrap());
-    for (listener, kind) in
-        [(plain_listener, ListenerKind::Plain), (tls_listener, ListenerKind::ImplicitTls)]
-    {
-        let server = server.clone();
-        tokio::spawn(async move { server.serve(listener, kind).await });
-    }
-    Fixture {
-        server,
-        plain,
-        tls,
-        root,
-        location,
-        cert_der: certified.cert.der().to_vec(),
-        _dir: dir,
-    }
+    let common::Listening { plain, tls, cert_der } = common::listen(&server).await;
+    Fixture { server, plain, tls, root, location, cert_der, _dir: dir }
 }
 
 /// [`quick`] with these failure delay and penalty pace (initial, capped), in milliseconds.

@@ -4,20 +4,21 @@
 
 #![forbid(unsafe_code)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pop3_proto::proxy::{ProxyHeader, Ssl, SslTlv, Tlv, Version, V2_SIGNATURE};
 use pop3_server::{
-    Config, ConnectionLimits, ListenerKind, MailLocation, PasswdFile, PenaltyLimits, Server,
-    UserInfo,
+    Config, ConnectionLimits, MailLocation, PasswdFile, PenaltyLimits, Server, UserInfo,
 };
 use pop3_storage::Envelope;
 use pop3_testkit::transmitted;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 
 const STEP: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_millis(400);
@@ -51,23 +52,8 @@ async fn fixture() -> Fixture {
     )
     .unwrap();
     let server = Server::new(config, Arc::new(location), Arc::new(users));
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let tls = pop3_server::tls::config_from_pem(
-        certified.cert.pem().as_bytes(),
-        certified.signing_key.serialize_pem().as_bytes(),
-    )
-    .unwrap();
-    server.set_tls(Some(tls));
-    let plain_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (plain, tls) = (plain_listener.local_addr().unwrap(), tls_listener.local_addr().unwrap());
-    for (listener, kind) in
-        [(plain_listener, ListenerKind::Plain), (tls_listener, ListenerKind::ImplicitTls)]
-    {
-        let server = server.clone();
-        tokio::spawn(async move { server.serve(listener, kind).await });
-    }
-    Fixture { plain, tls, cert_der: certified.cert.der().to_vec(), _server: server, _dir: dir }
+    let common::Listening { plain, tls, cert_der } = common::listen(&server).await;
+    Fixture { plain, tls, cert_der, _server: server, _dir: dir }
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -5,17 +5,19 @@
 
 #![forbid(unsafe_code)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pop3_server::{Config, ListenerKind, MailLocation, PasswdFile, Server, UserInfo};
+use pop3_server::{Config, MailLocation, PasswdFile, Server, UserInfo};
 use pop3_storage::Envelope;
 use pop3_testkit::transmitted;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -83,31 +85,8 @@ async fn fixture_with(config: Config) -> Fixture {
     let users =
         PasswdFile::parse("wire:{PLAIN}secret\ntls:{PLAIN}secret\nlf:{PLAIN}secret\n").unwrap();
     let server = Server::new(config, Arc::new(location.clone()), Arc::new(users));
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let tls = pop3_server::tls::config_from_pem(
-        certified.cert.pem().as_bytes(),
-        certified.signing_key.serialize_pem().as_bytes(),
-    )
-    .unwrap();
-    server.set_tls(Some(tls));
-    let plain_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (plain, tls) = (plain_listener.local_addr().unwrap(), tls_listener.local_addr().unwrap());
-    for (listener, kind) in
-        [(plain_listener, ListenerKind::Plain), (tls_listener, ListenerKind::ImplicitTls)]
-    {
-        let server = server.clone();
-        tokio::spawn(async move { server.serve(listener, kind).await });
-    }
-    Fixture {
-        server,
-        plain,
-        tls,
-        root,
-        location,
-        cert_der: certified.cert.der().to_vec(),
-        _dir: dir,
-    }
+    let common::Listening { plain, tls, cert_der } = common::listen(&server).await;
+    Fixture { server, plain, tls, root, location, cert_der, _dir: dir }
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
