@@ -69,4 +69,13 @@ pub trait Authenticator: Send + Sync + fmt::Debug {
     /// (see [`ScramKeys::decoy`]); `None` makes the session draw decoys per connection, which
     /// tells a prober that the user is unknown.
     fn scram_keys(&self, username: &str) -> Option<ScramKeys>;
+
+    /// Whether checking `request` waits on another server (a directory, a database, an
+    /// authorization server) rather than on this machine's CPU. The server runs such checks
+    /// on threads of their own, so that a slow or stalled remote service (each call bounded by
+    /// its backend's timeout) cannot hold the threads that check password hashes here, nor
+    /// the reverse. Default: a local check.
+    fn is_remote(&self, _request: &AuthRequest) -> bool {
+        false
+    }
 }

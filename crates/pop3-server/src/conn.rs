@@ -623,7 +623,11 @@ impl Driver {
         // of clients trying.
         let auth = self.shared.authenticator();
         let check_start = Instant::now();
-        let checked = self.shared.workers.run(move || auth.authenticate(&request)).await;
+        let pool = match auth.is_remote(&request) {
+            true => &self.shared.remote_workers,
+            false => &self.shared.workers,
+        };
+        let checked = pool.run(move || auth.authenticate(&request)).await;
         if checked.is_ok() {
             metrics::auth_duration(check_start.elapsed());
         }

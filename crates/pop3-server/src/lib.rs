@@ -185,6 +185,10 @@ pub(crate) struct Shared {
     pub(crate) limits: limits::Tracker,
     pub(crate) penalties: penalty::Penalties,
     pub(crate) workers: workers::AuthWorkers,
+    /// The checks that wait on another server ([`Authenticator::is_remote`]): threads of
+    /// their own, so that a stalled directory, database or authorization server never holds
+    /// the password-hash threads above.
+    pub(crate) remote_workers: workers::AuthWorkers,
     /// The session settings every connection starts from (per connection only TLS and
     /// plaintext permission differ).
     pub(crate) session_config: pop3_proto::server::ServerConfig,
@@ -222,6 +226,8 @@ impl Server {
         let limits = limits::Tracker::new(config.limits);
         let penalties = penalty::Penalties::new(config.penalties);
         let workers = workers::AuthWorkers::new(config.auth_workers, config.auth_queue);
+        let remote_workers =
+            workers::AuthWorkers::new(workers::REMOTE_CHECK_THREADS, config.auth_queue);
         let session_config = conn::session_config(&config);
         Self {
             shared: Arc::new(Shared {
@@ -232,6 +238,7 @@ impl Server {
                 limits,
                 penalties,
                 workers,
+                remote_workers,
                 session_config,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),

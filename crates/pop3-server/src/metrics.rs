@@ -491,7 +491,7 @@ impl Collector for Pop3Collector {
         let count = buckets.iter().map(|(_, n)| n).sum();
         let mut metric = encoder.encode_descriptor(
             "pop3_auth_duration_seconds",
-            "Time a credential check took on the password-check threads",
+            "Time a credential check took on its worker thread",
             None,
             MetricType::Histogram,
         )?;

@@ -10,8 +10,9 @@
 //!
 //! A row is checked exactly as the users file's line would be (the same schemes, decoys and
 //! SCRAM keys: it is parsed as a one-line users file, with the server secret), and an unknown
-//! user costs a decoy check. The queries run on the server's password-check threads, which may
-//! block; one connection is kept and made again when it breaks.
+//! user costs a decoy check. The queries block, so they run on the server's threads for checks
+//! that wait on another server ([`Authenticator::is_remote`]); one connection is kept and made
+//! again when it breaks.
 
 use std::sync::Mutex;
 
@@ -133,5 +134,10 @@ impl Authenticator for SqlUsers {
                 self.nobody().scram_keys(username)
             }
         }
+    }
+
+    /// Every check runs the password query on the database.
+    fn is_remote(&self, _request: &AuthRequest) -> bool {
+        true
     }
 }

@@ -16,6 +16,11 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Threads for checks that wait on another server (LDAP binds, SQL queries, token
+/// introspection): they mostly wait, so more of them than cores, as many as an LDAP
+/// connection pool holds by default; each waits at most its backend's timeout.
+pub(crate) const REMOTE_CHECK_THREADS: usize = 8;
+
 /// The pool is full: the caller answers `-ERR [SYS/TEMP]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Busy;

@@ -201,6 +201,11 @@ impl Authenticator for LdapUsers {
     fn scram_keys(&self, username: &str) -> Option<ScramKeys> {
         Some(ScramKeys::decoy(&self.secret, username, SCRAM_ITERATIONS))
     }
+
+    /// Every check binds to or searches the directory.
+    fn is_remote(&self, _request: &AuthRequest) -> bool {
+        true
+    }
 }
 
 /// Why a step gave no user. Every kind but `Rejected` is `-ERR [SYS/TEMP]` for the client;

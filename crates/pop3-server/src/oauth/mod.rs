@@ -5,8 +5,9 @@
 //! token names (a configured claim, e.g. `email`), which must then be known to the users
 //! backend unless the operator allows any user.
 //!
-//! The checks block (HTTP to the authorization server, signature checks), so they run where
-//! every password check runs: on the server's bounded password-check threads. A token is a
+//! The checks block (HTTP to the authorization server, signature checks), so they run on the
+//! server's bounded threads for checks that wait on another server
+//! ([`Authenticator::is_remote`]), apart from the password-hash threads. A token is a
 //! credential and never reaches a log: failures are logged by what was wrong with it.
 //!
 //! Failure modes: a token that is malformed, expired, for another audience or issuer, signed
@@ -166,5 +167,12 @@ impl Authenticator for BearerAuth {
 
     fn scram_keys(&self, username: &str) -> Option<ScramKeys> {
         self.users.scram_keys(username)
+    }
+
+    /// A token is checked by asking the authorization server (introspection) or against keys
+    /// fetched from it (a JWKS URL, refetched for an unknown key id); other requests go to the
+    /// users backend behind.
+    fn is_remote(&self, request: &AuthRequest) -> bool {
+        matches!(request, AuthRequest::Bearer { .. }) || self.users.is_remote(request)
     }
 }

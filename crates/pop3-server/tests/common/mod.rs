@@ -1,5 +1,7 @@
 //! What the integration tests of this crate share: a server listening on loopback, plain and
-//! implicit TLS, with a throwaway self-signed certificate for `localhost`.
+//! implicit TLS, with a throwaway self-signed certificate for `localhost`. Each test file uses
+//! the part it needs.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 
