@@ -32,25 +32,16 @@ pub enum SendWith {
 
 /// The wire form of a message (RFC 1939 section 3): every line ends in CRLF (an LF alone
 /// becomes CRLF; a last line without a line end gets one), a line that starts with `.` gets
-/// a second `.`, and the `.` CRLF terminator follows.
+/// a second `.`, and the `.` CRLF terminator follows: what pop3-proto's [`DotStuffer`], the
+/// one pop3d sends with, makes of it.
+///
+/// [`DotStuffer`]: pop3_proto::DotStuffer
 pub fn wire_form(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 32 + 5);
-    let mut rest = message;
-    while !rest.is_empty() {
-        let (line, next) = match memchr::memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-        rest = next;
-    }
-    out.extend_from_slice(b".\r\n");
-    out
+    let mut out = bytes::BytesMut::with_capacity(message.len() + message.len() / 32 + 5);
+    let mut stuffer = pop3_proto::DotStuffer::new();
+    stuffer.stuff(message, &mut out);
+    stuffer.finish(&mut out);
+    out.to_vec()
 }
 
 /// The octets of the message a wire-form body carries (what `LIST` reports): the body
