@@ -1,13 +1,15 @@
 //! Small helpers for writing wire bytes, shared by the encoders.
 
+use alloc::string::String;
+
 use bytes::BytesMut;
 
 pub(crate) const CRLF: &[u8] = b"\r\n";
 
-/// Appends the decimal digits of `n` without going through `core::fmt` (encoding a 1,000-line
-/// LIST response is on the server's hot path).
-pub(crate) fn put_u64(out: &mut BytesMut, mut n: u64) {
-    let mut buf = [0u8; 20];
+/// The decimal digits of `n`, written into `buf`, without going through `core::fmt`
+/// (encoding a 1,000-line LIST response, or thousands of pipelined `LIST n`, is on the
+/// server's hot path).
+pub(crate) fn digits(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -17,7 +19,23 @@ pub(crate) fn put_u64(out: &mut BytesMut, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    core::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
+/// Appends the decimal digits of `n`.
+pub(crate) fn put_u64(out: &mut BytesMut, n: u64) {
+    out.extend_from_slice(digits(n, &mut [0; 20]).as_bytes());
+}
+
+/// `n rest`: the text of a `+OK` that answers `STAT`, `LIST n` or `UIDL n`.
+pub(crate) fn numbered(n: u64, rest: &str) -> String {
+    let mut buf = [0; 20];
+    let n = digits(n, &mut buf);
+    let mut text = String::with_capacity(n.len() + 1 + rest.len());
+    text.push_str(n);
+    text.push(' ');
+    text.push_str(rest);
+    text
 }
 
 #[cfg(test)]
@@ -31,6 +49,7 @@ mod tests {
             out.clear();
             put_u64(&mut out, n);
             assert_eq!(out, alloc::format!("{n}").as_bytes());
+            assert_eq!(numbered(n, "x y"), alloc::format!("{n} x y"));
         }
     }
 }

@@ -213,6 +213,10 @@ pub struct PasswdFile {
     /// Whether some user has a `PLAIN` password (their SCRAM keys cost a PBKDF2 derivation per
     /// login, so an unknown user's decoy costs one too).
     any_plain: bool,
+    /// Whether the file lists users and every one has a fast scheme ([`Scheme::is_fast`]):
+    /// then every check costs a few microseconds, an unknown user's decoy (a listed user's
+    /// password) too, and logins are checked without a hop to a thread.
+    all_fast: bool,
 }
 
 /// A users file that cannot be used.
@@ -283,6 +287,7 @@ impl PasswdFile {
             warnings: Vec::new(),
             secret,
             any_plain: false,
+            all_fast: false,
         };
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
@@ -313,6 +318,8 @@ impl PasswdFile {
             file.users.insert(name.to_owned(), Entry { password, home });
         }
         file.any_plain = file.users.values().any(|e| e.password.scheme == Scheme::Plain);
+        file.all_fast =
+            !file.users.is_empty() && file.users.values().all(|e| e.password.scheme.is_fast());
         Ok(file)
     }
 
@@ -482,6 +489,12 @@ impl Authenticator for PasswdFile {
     /// The user's keys; decoy keys (see `PasswdFile::decoy_scram_keys`) for an
     /// unknown user, and for a listed user whose scheme cannot give keys (logged), so that
     /// the exchange looks the same until its final failure.
+    /// Every user's scheme is fast (and so is the decoy, a listed user's password): checked
+    /// at once, whichever user is named, so known and unknown users still cost the same.
+    fn authenticate_quick(&self, request: &AuthRequest) -> Option<Result<UserInfo, AuthError>> {
+        self.all_fast.then(|| self.authenticate(request))
+    }
+
     fn scram_keys(&self, username: &str) -> Option<ScramKeys> {
         let Some(entry) = self.users.get(username) else {
             return Some(self.decoy_scram_keys(username));
@@ -771,6 +784,45 @@ ok:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=
         assert!(file.authenticate(&password("bb", "y")).is_ok(), "last good version kept");
     }
 
+    #[test]
+    fn checks_are_quick_only_when_every_users_scheme_is_fast() {
+        let quick = |file: &PasswdFile, user: &str, pw: &str| {
+            file.authenticate_quick(&password(user, pw)).map(|r| r.is_ok())
+        };
+        let fast =
+            PasswdFile::parse("plain:{PLAIN}x\nmd5:{PLAIN-MD5}5ebe2294ecd0e0f08eab7690d2a6ee69\n")
+                .unwrap();
+        assert_eq!(quick(&fast, "plain", "x"), Some(true));
+        assert_eq!(quick(&fast, "md5", "secret"), Some(true));
+        assert_eq!(quick(&fast, "plain", "wrong"), Some(false));
+        // Unknown users are answered as quickly: the decoy is a listed (fast) user's.
+        assert_eq!(quick(&fast, "nobody", "x"), Some(false));
+        // One slow scheme makes every check go to a thread, known user or not.
+        let mixed = PasswdFile::parse(
+            "plain:{PLAIN}x\nslow:{SHA512-CRYPT}$6$GK74ECkarISHQXna$dLVsMWjoRowkRyRyMRVuOvfxx4BwV.ShliImRTx2w3qLCHgtNkjYl57RBc5w1PwXGx0MAsy8FwHaD17xLb0by/\n",
+        )
+        .unwrap();
+        assert_eq!(quick(&mixed, "plain", "x"), None);
+        assert_eq!(quick(&mixed, "nobody", "x"), None);
+        // An empty file's decoy is an ARGON2ID hash.
+        assert_eq!(quick(&PasswdFile::parse("").unwrap(), "nobody", "x"), None);
+    }
+
+    #[test]
+    fn a_changed_users_file_is_never_checked_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "a:{PLAIN}x\n").unwrap();
+        let file = ReloadingPasswdFile::load(&path).unwrap();
+        assert!(file.authenticate_quick(&password("a", "x")).is_some_and(|r| r.is_ok()));
+        std::fs::write(&path, "a:{PLAIN}x\nbb:{PLAIN}y\n").unwrap();
+        // Reloading (parsing) is left to a check thread...
+        assert!(file.authenticate_quick(&password("bb", "y")).is_none());
+        assert!(file.authenticate(&password("bb", "y")).is_ok());
+        // ...after which the new version is quick again.
+        assert!(file.authenticate_quick(&password("bb", "y")).is_some_and(|r| r.is_ok()));
+    }
+
     fn password(user: &str, pw: &str) -> AuthRequest {
         AuthRequest::Password {
             username: user.into(),
@@ -870,6 +922,17 @@ impl Authenticator for ReloadingPasswdFile {
 
     fn authenticate(&self, request: &AuthRequest) -> Result<UserInfo, AuthError> {
         self.refresh().authenticate(request)
+    }
+
+    /// Quick only while the file is unchanged: a changed file is reloaded on a check thread
+    /// (parsing a large file is no job for the connection's thread).
+    fn authenticate_quick(&self, request: &AuthRequest) -> Option<Result<UserInfo, AuthError>> {
+        let stamp = Self::stamp(&self.path);
+        let current = {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            (current.0 == stamp).then(|| std::sync::Arc::clone(&current.1))?
+        };
+        current.authenticate_quick(request)
     }
 
     fn scram_keys(&self, username: &str) -> Option<ScramKeys> {

@@ -354,7 +354,7 @@ fn log_settings_add_detail() {
     };
     // pop3d's own INFO line (the descriptor limit) and the server library's (a session).
     let pop3d_info = "descriptor limit";
-    let server_info = "session started";
+    let server_info = "session closed";
     let log = started("pop3_server=debug", &[]);
     assert!(log.contains(pop3d_info) && log.contains(server_info), "{log}");
     let log = started("warn", &[]);

@@ -82,7 +82,7 @@ fn pop3d_behind_haproxy_sees_the_client_address() {
     }
     daemon.stop();
     let log = daemon.log();
-    let logins: Vec<&str> = log.lines().filter(|l| l.contains("logged in")).collect();
+    let logins: Vec<&str> = log.lines().filter(|l| l.contains("result=\"ok\"")).collect();
     assert_eq!(logins.len(), 3, "{log}");
     for (login, client) in logins.iter().zip(["127.0.0.2", "127.0.0.3", "127.0.0.2"]) {
         assert!(

@@ -7,6 +7,7 @@ use super::body::BodyStream;
 use super::capa;
 use super::event::{CloseReason, Event};
 use super::session::{ServerSession, State, Transaction};
+use crate::wire::{digits, numbered};
 use crate::{Command, LangArg, LangListing, MsgNum, Response, StatusLine, TopFilter};
 
 /// The states in which commands are read.
@@ -178,14 +179,21 @@ fn transaction_command<'t>(
     match command {
         Command::Stat => {
             let (count, size) = t.snapshot.stat();
-            Some(Response::Status(StatusLine::ok(format!("{count} {size}"))))
+            let mut buf = [0; 20];
+            Some(Response::Status(StatusLine::ok(numbered(count.into(), digits(size, &mut buf)))))
         }
         Command::List(None) => {
             let items = t.snapshot.scan_listings().collect();
             Some(Response::ScanList(StatusLine::ok(summary(t)), items))
         }
         Command::List(Some(msg)) => match t.snapshot.get(msg) {
-            Some(m) => Some(Response::Status(StatusLine::ok(format!("{msg} {}", m.size())))),
+            Some(m) => {
+                let mut buf = [0; 20];
+                Some(Response::Status(StatusLine::ok(numbered(
+                    msg.get().into(),
+                    digits(m.size(), &mut buf),
+                ))))
+            }
             None => no_such(msg, t),
         },
         Command::Uidl(None) => {
@@ -193,7 +201,7 @@ fn transaction_command<'t>(
             Some(Response::UidList(StatusLine::ok(""), items))
         }
         Command::Uidl(Some(msg)) => match t.snapshot.get(msg) {
-            Some(m) => Some(Response::Status(StatusLine::ok(format!("{msg} {}", m.uid())))),
+            Some(m) => Some(Response::Status(StatusLine::ok(numbered(msg.get().into(), m.uid())))),
             None => no_such(msg, t),
         },
         Command::Dele(msg) => {

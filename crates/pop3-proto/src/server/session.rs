@@ -202,6 +202,12 @@ impl ServerSession {
         !self.output.is_empty()
     }
 
+    /// How many octets of output are waiting to be taken (for an embedder that counts what
+    /// an answer produced without sending it yet).
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
     /// The next event for the embedder to answer. Poll after every call that feeds the session.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

@@ -155,6 +155,18 @@ impl Scheme {
         })
     }
 
+    /// Whether checking a password against this scheme costs at most one pass of a fast
+    /// digest (a few microseconds): the password itself, `CRAM-MD5`'s context and the plain
+    /// or salted MD5/SHA digests. Such a check costs less than handing it to a
+    /// password-check thread and waking the connection when it is done, so the server runs
+    /// it where the login is ([`Authenticator::authenticate_quick`]). The crypt schemes,
+    /// PBKDF2, bcrypt and Argon2 are slow by design and never qualify.
+    ///
+    /// [`Authenticator::authenticate_quick`]: crate::Authenticator::authenticate_quick
+    pub fn is_fast(self) -> bool {
+        matches!(self, Scheme::Plain | Scheme::CramMd5) || self.digest().is_some()
+    }
+
     /// Whether a hash in this scheme is weak enough that its users should be moved to a
     /// slow scheme: the password in clear (`PLAIN`, and `CRAM-MD5`'s context, which is as
     /// good as the password for CRAM-MD5 and costs one MD5 per guess), MD5 or SHA-1 digests,
