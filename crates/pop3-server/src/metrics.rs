@@ -377,7 +377,8 @@ pub(crate) fn message_bytes(bytes: u64) {
     COUNTERS.message_bytes.fetch_add(bytes, Relaxed);
 }
 
-/// A RETR body sent from its file by `sendfile` (a message stored in wire form).
+/// A RETR body sent from its file unstuffed (a message stored in wire form): `sendfile`,
+/// short stretches read.
 pub(crate) fn direct_body() {
     COUNTERS.sendfile_bodies.fetch_add(1, Relaxed);
 }
@@ -523,7 +524,7 @@ impl Collector for Pop3Collector {
         counter(
             &mut encoder,
             "pop3_retr_sendfile",
-            "RETR bodies sent from the message file by sendfile (stored in wire form, plain TCP)",
+            "RETR bodies sent from the message file by sendfile, short stretches read (stored in wire form, plain TCP)",
             get(&c.sendfile_bodies),
         )?;
         counter_family(

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 const STEP: Duration = Duration::from_secs(20);
 
 /// The messages: dot lines anywhere, lines of only ".", no final line end, bare CR, empty,
-/// more dot lines than a name records, and 1 and 5 MiB.
+/// more dot lines than a name records, 1 and 5 MiB, and a dot line right after the header.
 fn messages() -> Vec<Vec<u8>> {
     let mib = |n: usize| -> Vec<u8> {
         let line = b"a line of a large message, with some words in it, 64 octets....\n";
@@ -46,6 +46,9 @@ fn messages() -> Vec<Vec<u8>> {
         b"Subject: x\r\n\r\n.\r\n.\r\n".to_vec(),
         mib(1),
         mib(5),
+        // A dot line right after the header, then a long stretch (as the load test's).
+        [b"Subject: early dot\n\n.early\n".as_slice(), &b"0123456789abcdef\n".repeat(1024)]
+            .concat(),
     ]
 }
 
@@ -301,6 +304,19 @@ async fn a_file_changed_after_login_never_gives_a_wrong_count_or_a_hang() {
     assert!(!rest.ends_with(b"\r\n.\r\n"), "never terminated as if complete");
     assert!(c.closed().await);
     assert_eq!(files(&fx.root, "wire").len(), messages.len(), "no UPDATE: nothing deleted");
+    // The same for a small message, whose stretches are read rather than sent by sendfile.
+    let mut c = Client::connect(fx.plain, "wire").await;
+    let small = &stored[4];
+    let len = std::fs::metadata(small).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(small).unwrap().set_len(len - 3).unwrap();
+    c.send("NOOP\r\nRETR 5").await;
+    assert_eq!(c.raw_line().await, b"+OK\r\n", "the replies before it went out");
+    assert_eq!(c.raw_line().await, format!("+OK {len} octets\r\n").into_bytes());
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(STEP, c.io.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_))), "the connection closes: no hang");
+    assert!(!rest.ends_with(b"\r\n.\r\n"), "never terminated as if complete");
+    assert_eq!(files(&fx.root, "wire").len(), messages.len(), "nothing deleted");
 
     // The streaming path checks the length as it reads (no stat): a small message changed
     // after login is read whole before the answer, so the client gets -ERR and goes on.
