@@ -48,7 +48,8 @@ const MAX_SENDFILE: u64 = 1 << 30;
 /// Stretches shorter than this (a page) are read and sent with the pieces around them rather
 /// than by a `sendfile` of their own: copying a page costs less than a call that pushes a
 /// segment. The load test's messages have a dot line right after their headers; sending the
-/// headers this way took pop3d's CPU per MB of RETR from 1.63 to 1.46 ms (`docs/performance.md`).
+/// headers this way took pop3d's CPU per MB of RETR from 2.04 to 1.57 ms (medians of five
+/// alternating runs; `docs/performance.md`).
 pub(crate) const SMALL_STRETCH: u64 = 4096;
 
 /// The file ended before the length its name records: it changed behind the snapshot.
