@@ -352,7 +352,9 @@ fn browser_flow_with_pkce_then_fetch_and_the_token_file_is_private() {
     assert!(!home.refresh_token().is_empty());
     let out = home.fetch();
     assert_eq!((out.code, home.fetched()), (0, 3), "{}", out.stderr);
-    assert!(daemon.log().contains("logged in method=\"OAUTHBEARER\""), "{}", daemon.log());
+    let log = daemon.log();
+    let ok = |l: &str| l.contains("mechanism=\"OAUTHBEARER\"") && l.contains("result=\"ok\"");
+    assert!(log.lines().any(ok), "{log}");
     // The access token is still valid: used again, nothing asked of the authorization server.
     let asked = idp.token_requests();
     daemon.deliver(4);
@@ -414,7 +416,9 @@ fn device_flow_then_fetch_and_denied_or_expired_codes_lose_nothing() {
     assert!(requests >= 2, "polled before the approval: {requests} token requests");
     let out = home.fetch();
     assert_eq!((out.code, home.fetched()), (0, 3), "{}", out.stderr);
-    assert!(daemon.log().contains("logged in method=\"XOAUTH2\""), "{}", daemon.log());
+    let log = daemon.log();
+    let ok = |l: &str| l.contains("mechanism=\"XOAUTH2\"") && l.contains("result=\"ok\"");
+    assert!(log.lines().any(ok), "{log}");
     let stored = std::fs::read(home.token_file()).unwrap();
     // Denied, then expired: errors that say so, and the tokens stored before are kept.
     idp.device_settings(1, 600, 0);
@@ -508,7 +512,7 @@ fn a_revoked_refresh_token_says_to_run_pop3_auth_and_loses_nothing() {
     // The user revokes the retriever's access at the provider.
     idp.revoke_as_public_client(&home.refresh_token());
     let stored = std::fs::read(home.token_file()).unwrap();
-    let logins = daemon.log().matches("logged in").count();
+    let logins = daemon.log().matches("pop3d::audit: login").count();
     daemon.deliver(4);
     let out = home.fetch();
     assert_eq!(out.code, 4, "{}", out.stderr);
@@ -520,7 +524,11 @@ fn a_revoked_refresh_token_says_to_run_pop3_auth_and_loses_nothing() {
         out.stderr
     );
     assert_eq!(home.fetched(), 3, "nothing fetched");
-    assert_eq!(daemon.log().matches("logged in").count(), logins, "no login tried");
+    assert_eq!(
+        daemon.log().matches("pop3d::audit: login").count(),
+        logins,
+        "no login tried (no audit line)"
+    );
     assert_eq!(std::fs::read(home.token_file()).unwrap(), stored, "the token file is kept");
     // Authorized again: the new message comes.
     home.authorize_in_browser(&idp);

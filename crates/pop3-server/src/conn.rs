@@ -337,30 +337,29 @@ impl Driver {
         let mut buf = vec![0u8; READ_CHUNK];
         let shutdown = self.shared.shutdown.clone();
         loop {
-            self.flush().await?;
+            // Every event the input raised is answered before anything is sent, so that the
+            // replies to pipelined commands leave together: a pipelined login's four replies
+            // in one send, a RETR's terminator with the next RETR's status line. An answer
+            // that waits on the client or on a timer sends what came before it first
+            // (penalty and failed-login delays, STLS, a streamed body), as does a full output
+            // (the session stops executing commands past its high-water mark).
             while let Some(event) = self.session.poll_event() {
                 let retrieving = matches!(event, Event::RetrieveBody { .. });
-                if !retrieving {
-                    // Replies held back behind a RETR go out before an answer that may wait.
-                    self.flush().await?;
-                }
                 let before = self.bytes_out + self.session.pending_output() as u64;
                 self.answer(event).await?;
                 if retrieving {
                     let after = self.bytes_out + self.session.pending_output() as u64;
                     metrics::message_bytes(after - before);
-                    // Not flushed yet: the terminator (and any replies after it) leave with
-                    // the next pipelined RETR's status line and body, one send fewer per
-                    // message, or by the flush at the top of the loop when no RETR follows.
-                    continue;
                 }
+            }
+            if self.session.has_output() {
+                // Taking the output lets the session run commands that waited behind it,
+                // which may raise events: back to the top.
                 self.flush().await?;
+                continue;
             }
             if self.session.is_closed() {
                 return Ok(());
-            }
-            if self.session.has_output() {
-                continue;
             }
             let wants_input = self.session.wants_input();
             let deadline = self
