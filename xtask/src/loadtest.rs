@@ -707,6 +707,9 @@ fn measure(s: &Settings, env: &Env) -> Result<String> {
     } else {
         None
     };
+    // Seeding wrote up to a few GB of small files: their writeback runs now, not during the
+    // first timed cases (it once doubled pop3d's CPU per login in the first case of a run).
+    sh("sync")?;
 
     // (case label, scheme) -> server -> runs
     let mut results: BTreeMap<(usize, String), BTreeMap<&'static str, Vec<Value>>> =
