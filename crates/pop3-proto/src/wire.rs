@@ -38,6 +38,11 @@ pub(crate) fn numbered(n: u64, rest: &str) -> String {
     text
 }
 
+/// `a b`: the text of a `+OK` that answers `STAT` or `LIST n`.
+pub(crate) fn number_pair(a: u64, b: u64) -> String {
+    numbered(a, digits(b, &mut [0; 20]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +55,7 @@ mod tests {
             put_u64(&mut out, n);
             assert_eq!(out, alloc::format!("{n}").as_bytes());
             assert_eq!(numbered(n, "x y"), alloc::format!("{n} x y"));
+            assert_eq!(number_pair(n, 7), alloc::format!("{n} 7"));
         }
     }
 }

@@ -884,15 +884,19 @@ impl ReloadingPasswdFile {
         std::sync::Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()).1)
     }
 
+    /// The file as last loaded, if the file on disk has not changed since (one `stat`).
+    fn unchanged(&self) -> Option<std::sync::Arc<PasswdFile>> {
+        let stamp = Self::stamp(&self.path);
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.0 == stamp).then(|| std::sync::Arc::clone(&current.1))
+    }
+
     /// Reloads if the file changed since the last load.
     pub fn refresh(&self) -> std::sync::Arc<PasswdFile> {
-        let stamp = Self::stamp(&self.path);
-        {
-            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-            if current.0 == stamp {
-                return std::sync::Arc::clone(&current.1);
-            }
+        if let Some(file) = self.unchanged() {
+            return file;
         }
+        let stamp = Self::stamp(&self.path);
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         match PasswdFile::load(&self.path) {
             Ok(file) => {
@@ -927,12 +931,7 @@ impl Authenticator for ReloadingPasswdFile {
     /// Quick only while the file is unchanged: a changed file is reloaded on a check thread
     /// (parsing a large file is no job for the connection's thread).
     fn authenticate_quick(&self, request: &AuthRequest) -> Option<Result<UserInfo, AuthError>> {
-        let stamp = Self::stamp(&self.path);
-        let current = {
-            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-            (current.0 == stamp).then(|| std::sync::Arc::clone(&current.1))?
-        };
-        current.authenticate_quick(request)
+        self.unchanged()?.authenticate_quick(request)
     }
 
     fn scram_keys(&self, username: &str) -> Option<ScramKeys> {

@@ -494,8 +494,8 @@ fn curl_mpop_and_pop3_log_in_with_tokens_over_tls() {
         assert_eq!(fetched, 3, "pop3 ({auth}) fetched alice's three messages");
     }
     let log = daemon.log();
-    let ok = |l: &&str| l.contains("mechanism=\"XOAUTH2\"") && l.contains("result=\"ok\"");
-    assert!(log.lines().any(|l| ok(&l)), "{log}");
+    let ok = |l: &str| l.contains("mechanism=\"XOAUTH2\"") && l.contains("result=\"ok\"");
+    assert!(log.lines().any(ok), "{log}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use super::body::BodyStream;
 use super::capa;
 use super::event::{CloseReason, Event};
 use super::session::{ServerSession, State, Transaction};
-use crate::wire::{digits, numbered};
+use crate::wire::{number_pair, numbered};
 use crate::{Command, LangArg, LangListing, MsgNum, Response, StatusLine, TopFilter};
 
 /// The states in which commands are read.
@@ -179,8 +179,7 @@ fn transaction_command<'t>(
     match command {
         Command::Stat => {
             let (count, size) = t.snapshot.stat();
-            let mut buf = [0; 20];
-            Some(Response::Status(StatusLine::ok(numbered(count.into(), digits(size, &mut buf)))))
+            Some(Response::Status(StatusLine::ok(number_pair(count.into(), size))))
         }
         Command::List(None) => {
             let items = t.snapshot.scan_listings().collect();
@@ -188,11 +187,7 @@ fn transaction_command<'t>(
         }
         Command::List(Some(msg)) => match t.snapshot.get(msg) {
             Some(m) => {
-                let mut buf = [0; 20];
-                Some(Response::Status(StatusLine::ok(numbered(
-                    msg.get().into(),
-                    digits(m.size(), &mut buf),
-                ))))
+                Some(Response::Status(StatusLine::ok(number_pair(msg.get().into(), m.size()))))
             }
             None => no_such(msg, t),
         },
